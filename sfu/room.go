@@ -1,0 +1,476 @@
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Role is what a participant may do in a lesson.
+type Role string
+
+const (
+	RoleTeacher   Role = "teacher"   // publishes camera, mic, screen; controls the lesson
+	RoleClassroom Role = "classroom" // publishes camera+mic, subscribes
+	RoleViewer    Role = "viewer"    // subscribes only
+	RoleAdmin     Role = "admin"     // REST API only, never in a room
+	RoleSource    Role = "source"    // an RTSP camera or whiteboard pulled by the server
+)
+
+// Valid reports whether r is one of the known roles.
+func (r Role) Valid() bool {
+	switch r {
+	case RoleTeacher, RoleClassroom, RoleViewer, RoleAdmin, RoleSource:
+		return true
+	}
+	return false
+}
+
+// ParticipantInfo is the public description of someone (or something) in a
+// lesson.
+type ParticipantInfo struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Role       Role      `json:"role"`
+	HandRaised bool      `json:"handRaised"`
+	JoinedAt   time.Time `json:"joinedAt"`
+}
+
+// ChatMessage is one chat line in a lesson.
+type ChatMessage struct {
+	From     string    `json:"from"`     // participant id
+	FromName string    `json:"fromName"` // display name at the time of sending
+	Text     string    `json:"text"`
+	Time     time.Time `json:"time"`
+}
+
+// EventType names a room event.
+type EventType string
+
+const (
+	EventParticipantJoined  EventType = "participantJoined"
+	EventParticipantLeft    EventType = "participantLeft"
+	EventParticipantUpdated EventType = "participantUpdated" // hand raised or lowered
+	EventTrackPublished     EventType = "trackPublished"
+	EventTrackUnpublished   EventType = "trackUnpublished"
+	EventTrackUpdated       EventType = "trackUpdated" // muted or unmuted
+	EventStage              EventType = "stage"        // the on-stage classroom changed
+	EventChat               EventType = "chat"
+	EventLessonEnded        EventType = "lessonEnded"
+)
+
+// Event is something that happened in a room. Listeners get events in the
+// order they happened.
+type Event struct {
+	Type        EventType        `json:"type"`
+	Room        string           `json:"room"`
+	Time        time.Time        `json:"time"`
+	Participant *ParticipantInfo `json:"participant,omitempty"`
+	Track       *TrackInfo       `json:"track,omitempty"`
+	Stage       string           `json:"stage,omitempty"` // participant id on stage, "" when none
+	Chat        *ChatMessage     `json:"chat,omitempty"`
+	Reason      string           `json:"reason,omitempty"`
+}
+
+// Errors returned by Room methods.
+var (
+	ErrRoomEnded          = errors.New("lesson has ended")
+	ErrNoSuchParticipant  = errors.New("no such participant")
+	ErrNoSuchTrack        = errors.New("no such track")
+	ErrDuplicateTrack     = errors.New("track id already published")
+	ErrNotStageCandidate  = errors.New("only a classroom can be put on stage")
+	ErrParticipantPresent = errors.New("participant id already in the lesson")
+)
+
+// LessonInfo describes a room for the API.
+type LessonInfo struct {
+	ID        string    `json:"id"`
+	Title     string    `json:"title,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// Room is one lesson: who is in it, what they publish, who is on stage. It is
+// the control plane; media flows through Track without touching the room.
+type Room struct {
+	info LessonInfo
+
+	mu           sync.Mutex
+	participants map[string]*ParticipantInfo
+	tracks       map[string]*Track
+	stage        string
+	ended        bool
+	listeners    map[int]func(Event)
+	nextListener int
+
+	events *eventQueue
+	done   chan struct{}
+	onEnd  func(*Room)
+}
+
+func newRoom(info LessonInfo, onEnd func(*Room)) *Room {
+	r := &Room{
+		info:         info,
+		participants: make(map[string]*ParticipantInfo),
+		tracks:       make(map[string]*Track),
+		listeners:    make(map[int]func(Event)),
+		done:         make(chan struct{}),
+		onEnd:        onEnd,
+	}
+	r.events = newEventQueue(r.dispatch)
+	return r
+}
+
+// ID returns the lesson id.
+func (r *Room) ID() string { return r.info.ID }
+
+// Info returns the lesson's description.
+func (r *Room) Info() LessonInfo { return r.info }
+
+// Done is closed when the lesson has ended.
+func (r *Room) Done() <-chan struct{} { return r.done }
+
+// Ended reports whether the lesson has ended.
+func (r *Room) Ended() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ended
+}
+
+// OnEvent registers a listener for every later event of the room and returns
+// a function that removes it. Listeners run one at a time on the room's event
+// goroutine, in event order; they may call Room methods but must not block
+// for long (hand slow work to a goroutine of their own).
+func (r *Room) OnEvent(fn func(Event)) (cancel func()) {
+	r.mu.Lock()
+	id := r.nextListener
+	r.nextListener++
+	r.listeners[id] = fn
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		delete(r.listeners, id)
+		r.mu.Unlock()
+	}
+}
+
+func (r *Room) dispatch(e Event) {
+	r.mu.Lock()
+	ids := make([]int, 0, len(r.listeners))
+	for id := range r.listeners {
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	fns := make([]func(Event), 0, len(ids))
+	for _, id := range ids {
+		fns = append(fns, r.listeners[id])
+	}
+	r.mu.Unlock()
+	for _, fn := range fns {
+		fn(e)
+	}
+}
+
+// emit queues an event; the caller holds r.mu so that events keep the order
+// of the state changes they describe.
+func (r *Room) emit(e Event) {
+	e.Room = r.info.ID
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	r.events.push(e)
+}
+
+// AddParticipant records a participant as present and announces it.
+func (r *Room) AddParticipant(info ParticipantInfo) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return ErrRoomEnded
+	}
+	if _, ok := r.participants[info.ID]; ok {
+		return fmt.Errorf("%w: %s", ErrParticipantPresent, info.ID)
+	}
+	if info.JoinedAt.IsZero() {
+		info.JoinedAt = time.Now()
+	}
+	p := info
+	r.participants[info.ID] = &p
+	cp := p
+	r.emit(Event{Type: EventParticipantJoined, Participant: &cp})
+	return nil
+}
+
+// RemoveParticipant unpublishes the participant's tracks, takes it off stage
+// and announces that it left. It is a no-op for an unknown id.
+func (r *Room) RemoveParticipant(id, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.participants[id]
+	if !ok {
+		return
+	}
+	for tid, t := range r.tracks {
+		if t.info.ParticipantID == id {
+			r.unpublishLocked(tid)
+		}
+	}
+	if r.stage == id {
+		r.stage = ""
+		r.emit(Event{Type: EventStage, Stage: ""})
+	}
+	delete(r.participants, id)
+	cp := *p
+	r.emit(Event{Type: EventParticipantLeft, Participant: &cp, Reason: reason})
+}
+
+// Participant returns a participant's description.
+func (r *Room) Participant(id string) (ParticipantInfo, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.participants[id]
+	if !ok {
+		return ParticipantInfo{}, false
+	}
+	return *p, true
+}
+
+// Participants returns everyone present, oldest first.
+func (r *Room) Participants() []ParticipantInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]ParticipantInfo, 0, len(r.participants))
+	for _, p := range r.participants {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].JoinedAt.Equal(out[j].JoinedAt) {
+			return out[i].ID < out[j].ID
+		}
+		return out[i].JoinedAt.Before(out[j].JoinedAt)
+	})
+	return out
+}
+
+// RaiseHand sets or clears a participant's raised hand.
+func (r *Room) RaiseHand(id string, raised bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.participants[id]
+	if !ok {
+		return ErrNoSuchParticipant
+	}
+	if p.HandRaised == raised {
+		return nil
+	}
+	p.HandRaised = raised
+	cp := *p
+	r.emit(Event{Type: EventParticipantUpdated, Participant: &cp})
+	return nil
+}
+
+// Publish adds a track to the room and announces it. The track's
+// ParticipantID must name a present participant.
+func (r *Room) Publish(t *Track) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return ErrRoomEnded
+	}
+	if _, ok := r.participants[t.info.ParticipantID]; !ok {
+		return fmt.Errorf("publish %s: %w: %s", t.info.ID, ErrNoSuchParticipant, t.info.ParticipantID)
+	}
+	if _, ok := r.tracks[t.info.ID]; ok {
+		return fmt.Errorf("%w: %s", ErrDuplicateTrack, t.info.ID)
+	}
+	r.tracks[t.info.ID] = t
+	info := t.Info()
+	r.emit(Event{Type: EventTrackPublished, Track: &info})
+	return nil
+}
+
+// Unpublish removes a track and announces it; a no-op for an unknown id.
+func (r *Room) Unpublish(trackID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unpublishLocked(trackID)
+}
+
+func (r *Room) unpublishLocked(trackID string) {
+	t, ok := r.tracks[trackID]
+	if !ok {
+		return
+	}
+	delete(r.tracks, trackID)
+	t.Close()
+	info := t.Info()
+	r.emit(Event{Type: EventTrackUnpublished, Track: &info})
+}
+
+// SetTrackMuted records and announces a track's mute state.
+func (r *Room) SetTrackMuted(trackID string, muted bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.tracks[trackID]
+	if !ok {
+		return ErrNoSuchTrack
+	}
+	t.SetMuted(muted)
+	info := t.Info()
+	r.emit(Event{Type: EventTrackUpdated, Track: &info})
+	return nil
+}
+
+// Track returns a published track.
+func (r *Room) Track(id string) (*Track, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.tracks[id]
+	return t, ok
+}
+
+// Tracks returns every published track, ordered by id.
+func (r *Room) Tracks() []*Track {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Track, 0, len(r.tracks))
+	for _, t := range r.tracks {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].info.ID < out[j].info.ID })
+	return out
+}
+
+// TracksOf returns the tracks a participant publishes.
+func (r *Room) TracksOf(participantID string) []*Track {
+	var out []*Track
+	for _, t := range r.Tracks() {
+		if t.info.ParticipantID == participantID {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// SetStage puts a classroom on stage (its camera and mic go to every
+// classroom); an empty id takes whoever is on stage off it.
+func (r *Room) SetStage(participantID string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return ErrRoomEnded
+	}
+	if participantID != "" {
+		p, ok := r.participants[participantID]
+		if !ok {
+			return ErrNoSuchParticipant
+		}
+		if p.Role != RoleClassroom && p.Role != RoleSource {
+			return ErrNotStageCandidate
+		}
+	}
+	if r.stage == participantID {
+		return nil
+	}
+	r.stage = participantID
+	r.emit(Event{Type: EventStage, Stage: participantID})
+	return nil
+}
+
+// Stage returns the id of the participant on stage, or "".
+func (r *Room) Stage() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stage
+}
+
+// Chat announces a chat message from a present participant.
+func (r *Room) Chat(from, text string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.participants[from]
+	if !ok {
+		return ErrNoSuchParticipant
+	}
+	r.emit(Event{Type: EventChat, Chat: &ChatMessage{From: from, FromName: p.Name, Text: text, Time: time.Now()}})
+	return nil
+}
+
+// End ends the lesson: every track is unpublished, everyone is told, and the
+// room leaves its registry. Ending twice is a no-op.
+func (r *Room) End(reason string) {
+	r.mu.Lock()
+	if r.ended {
+		r.mu.Unlock()
+		return
+	}
+	for tid := range r.tracks {
+		r.unpublishLocked(tid)
+	}
+	r.ended = true
+	r.emit(Event{Type: EventLessonEnded, Reason: reason})
+	r.mu.Unlock()
+	// Let listeners see lessonEnded before anything is torn down.
+	r.events.close()
+	close(r.done)
+	if r.onEnd != nil {
+		r.onEnd(r)
+	}
+}
+
+// eventQueue delivers events in order on one goroutine without ever blocking
+// the emitter, so a listener may itself call Room methods.
+type eventQueue struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []Event
+	closed  bool
+	drained chan struct{}
+}
+
+func newEventQueue(deliver func(Event)) *eventQueue {
+	q := &eventQueue{drained: make(chan struct{})}
+	q.cond = sync.NewCond(&q.mu)
+	go q.run(deliver)
+	return q
+}
+
+func (q *eventQueue) push(e Event) {
+	q.mu.Lock()
+	if !q.closed {
+		q.queue = append(q.queue, e)
+		q.cond.Signal()
+	}
+	q.mu.Unlock()
+}
+
+func (q *eventQueue) run(deliver func(Event)) {
+	defer close(q.drained)
+	for {
+		q.mu.Lock()
+		for len(q.queue) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if len(q.queue) == 0 && q.closed {
+			q.mu.Unlock()
+			return
+		}
+		e := q.queue[0]
+		q.queue[0] = Event{}
+		q.queue = q.queue[1:]
+		q.mu.Unlock()
+		deliver(e)
+	}
+}
+
+// close stops taking events; those already queued are still delivered.
+func (q *eventQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.cond.Signal()
+	q.mu.Unlock()
+}
+
+// wait blocks until every queued event has been delivered after close.
+func (q *eventQueue) wait() { <-q.drained }

@@ -1,0 +1,150 @@
+// Package sfu is Podium's media core: lessons (rooms), who is in them, the
+// tracks they publish and the forwarding of every packet from a publisher to
+// its subscribers, choosing a simulcast layer per subscriber.
+//
+// It owns WebRTC peers (pion/webrtc) and nothing about how clients reach it:
+// signaling, auth and HTTP live in package signaling; RTSP pull lives in
+// sfu/ingest; recording is just another Sink. It knows nothing of storage.
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+)
+
+// ErrRoomExists is returned by CreateRoom for an id already in use.
+var ErrRoomExists = errors.New("lesson already exists")
+
+// Rooms is the registry of live lessons on this node.
+type Rooms struct {
+	log *slog.Logger
+
+	mu        sync.Mutex
+	rooms     map[string]*Room
+	onCreated []func(*Room)
+}
+
+// NewRooms makes an empty registry.
+func NewRooms(log *slog.Logger) *Rooms {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Rooms{log: log, rooms: make(map[string]*Room)}
+}
+
+// OnRoomCreated registers fn to run for every room created later (the
+// recorder starts recording here). fn runs synchronously before the creator
+// gets the room, so it sees every event of the room.
+func (rs *Rooms) OnRoomCreated(fn func(*Room)) {
+	rs.mu.Lock()
+	rs.onCreated = append(rs.onCreated, fn)
+	rs.mu.Unlock()
+}
+
+// ValidRoomID reports whether id is usable as a lesson id: 1 to 64 letters,
+// digits, '-', '_' or '.', not starting with '.'. Lesson ids appear in URLs
+// and storage keys, so nothing else is allowed.
+func ValidRoomID(id string) bool {
+	if len(id) == 0 || len(id) > 64 || id[0] == '.' {
+		return false
+	}
+	for _, c := range id {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// CreateRoom starts a new lesson.
+func (rs *Rooms) CreateRoom(info LessonInfo) (*Room, error) {
+	if !ValidRoomID(info.ID) {
+		return nil, fmt.Errorf("invalid lesson id %q", info.ID)
+	}
+	rs.mu.Lock()
+	if _, ok := rs.rooms[info.ID]; ok {
+		rs.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s", ErrRoomExists, info.ID)
+	}
+	r := rs.newRoomLocked(info)
+	hooks := append([]func(*Room){}, rs.onCreated...)
+	rs.mu.Unlock()
+	for _, fn := range hooks {
+		fn(r)
+	}
+	return r, nil
+}
+
+// GetOrCreateRoom returns the live lesson with the id, creating it when there
+// is none (a teacher's first join).
+func (rs *Rooms) GetOrCreateRoom(id string) (r *Room, created bool, err error) {
+	if !ValidRoomID(id) {
+		return nil, false, fmt.Errorf("invalid lesson id %q", id)
+	}
+	rs.mu.Lock()
+	if r, ok := rs.rooms[id]; ok {
+		rs.mu.Unlock()
+		return r, false, nil
+	}
+	r = rs.newRoomLocked(LessonInfo{ID: id})
+	hooks := append([]func(*Room){}, rs.onCreated...)
+	rs.mu.Unlock()
+	for _, fn := range hooks {
+		fn(r)
+	}
+	return r, true, nil
+}
+
+func (rs *Rooms) newRoomLocked(info LessonInfo) *Room {
+	if info.CreatedAt.IsZero() {
+		info.CreatedAt = time.Now()
+	}
+	r := newRoom(info, rs.forget)
+	rs.rooms[info.ID] = r
+	rs.log.Info("lesson started", "lesson", info.ID)
+	return r
+}
+
+func (rs *Rooms) forget(r *Room) {
+	rs.mu.Lock()
+	if rs.rooms[r.ID()] == r {
+		delete(rs.rooms, r.ID())
+	}
+	rs.mu.Unlock()
+	rs.log.Info("lesson ended", "lesson", r.ID())
+}
+
+// Room returns a live lesson.
+func (rs *Rooms) Room(id string) (*Room, bool) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	r, ok := rs.rooms[id]
+	return r, ok
+}
+
+// List returns every live lesson, ordered by id.
+func (rs *Rooms) List() []*Room {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	out := make([]*Room, 0, len(rs.rooms))
+	for _, r := range rs.rooms {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
+	return out
+}
+
+// EndAll ends every live lesson (shutdown) and waits until each has
+// delivered its last event.
+func (rs *Rooms) EndAll(reason string) {
+	for _, r := range rs.List() {
+		r.End(reason)
+		r.events.wait()
+	}
+}

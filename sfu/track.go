@@ -1,0 +1,224 @@
+package sfu
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// Kind is the media kind of a track.
+type Kind string
+
+const (
+	KindAudio Kind = "audio"
+	KindVideo Kind = "video"
+)
+
+// Source says what a track shows, so clients can lay it out and the recorder
+// can name it.
+type Source string
+
+const (
+	SourceCamera      Source = "camera"
+	SourceMicrophone  Source = "microphone"
+	SourceScreen      Source = "screen"
+	SourceScreenAudio Source = "screen_audio"
+	SourceWhiteboard  Source = "whiteboard"
+)
+
+// Codec describes the RTP payload a track carries. It mirrors the fields of
+// webrtc.RTPCodecCapability so that non-WebRTC publishers (RTSP ingest) need
+// not import pion/webrtc.
+type Codec struct {
+	MimeType    string `json:"mimeType"`
+	ClockRate   uint32 `json:"clockRate"`
+	Channels    uint16 `json:"channels,omitempty"`
+	SDPFmtpLine string `json:"sdpFmtpLine,omitempty"`
+}
+
+// TrackInfo is the public description of a published track, as sent to
+// clients and shown in the API.
+type TrackInfo struct {
+	ID            string `json:"id"`
+	ParticipantID string `json:"participantId"`
+	Name          string `json:"name,omitempty"`
+	Kind          Kind   `json:"kind"`
+	Source        Source `json:"source"`
+	Codec         Codec  `json:"codec"`
+	// Layers lists the simulcast layers from lowest to highest quality
+	// (RIDs such as "q", "h", "f"). A track without simulcast has one
+	// layer named "".
+	Layers []string `json:"layers"`
+	Muted  bool     `json:"muted"`
+}
+
+// Sink receives the packets of a published track: a WebRTC down-track, the
+// recorder, a cascade relay.
+type Sink interface {
+	// WriteRTP is called on the publisher's read goroutine for every packet of
+	// every layer (layer indexes TrackInfo.Layers). It must not block and must
+	// not keep pkt or its payload after it returns: copy what it needs.
+	WriteRTP(layer int, pkt *rtp.Packet)
+}
+
+// KeyframeRequester asks the publisher of a track for a keyframe on one layer
+// (a PLI to a browser, a cached keyframe group from a camera).
+type KeyframeRequester func(layer int)
+
+// keyframeInterval is the shortest time between two keyframe requests sent to
+// a publisher for one layer. Requests from many subscribers inside this window
+// are merged into one, so a hundred classrooms joining at once cause one
+// keyframe, not a hundred.
+const keyframeInterval = 500 * time.Millisecond
+
+// Track is one published track (an up-track): the fan-out point between one
+// publisher and its sinks. The hot path (WriteRTP) takes no lock and
+// allocates nothing: sinks are held in a copy-on-write slice.
+type Track struct {
+	info TrackInfo
+
+	sinks atomic.Pointer[[]sinkEntry]
+
+	mu            sync.Mutex // guards sink list changes, muted and lastKeyframe
+	muted         bool
+	lastKeyframe  []time.Time
+	requestKFrame KeyframeRequester
+
+	packets atomic.Uint64
+	bytes   atomic.Uint64
+	closed  atomic.Bool
+}
+
+type sinkEntry struct {
+	id   string
+	sink Sink
+}
+
+// NewTrack makes a published track. requestKeyframe may be nil when the
+// publisher cannot be asked (then keyframe requests are dropped).
+func NewTrack(info TrackInfo, requestKeyframe KeyframeRequester) *Track {
+	if len(info.Layers) == 0 {
+		info.Layers = []string{""}
+	}
+	t := &Track{
+		info:          info,
+		lastKeyframe:  make([]time.Time, len(info.Layers)),
+		requestKFrame: requestKeyframe,
+		muted:         info.Muted,
+	}
+	empty := []sinkEntry{}
+	t.sinks.Store(&empty)
+	return t
+}
+
+// ID returns the track's id, unique in its room.
+func (t *Track) ID() string { return t.info.ID }
+
+// Info returns a snapshot of the track's description.
+func (t *Track) Info() TrackInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	info := t.info
+	info.Layers = append([]string(nil), t.info.Layers...)
+	info.Muted = t.muted
+	return info
+}
+
+// Kind returns whether the track is audio or video.
+func (t *Track) Kind() Kind { return t.info.Kind }
+
+// LayerIndex returns the index of the simulcast layer with the given RID, or
+// -1 when there is none.
+func (t *Track) LayerIndex(rid string) int {
+	for i, l := range t.info.Layers {
+		if l == rid {
+			return i
+		}
+	}
+	return -1
+}
+
+// SetMuted records the publisher's mute state; packets keep flowing to sinks
+// (browsers send silence or black), the flag is for clients and the recorder.
+func (t *Track) SetMuted(muted bool) {
+	t.mu.Lock()
+	t.muted = muted
+	t.mu.Unlock()
+}
+
+// AddSink attaches a sink under an id unique for this track; a second sink
+// with the same id replaces the first.
+func (t *Track) AddSink(id string, s Sink) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.sinks.Load()
+	next := make([]sinkEntry, 0, len(old)+1)
+	for _, e := range old {
+		if e.id != id {
+			next = append(next, e)
+		}
+	}
+	next = append(next, sinkEntry{id: id, sink: s})
+	t.sinks.Store(&next)
+}
+
+// RemoveSink detaches the sink with the given id; it is a no-op when absent.
+func (t *Track) RemoveSink(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.sinks.Load()
+	next := make([]sinkEntry, 0, len(old))
+	for _, e := range old {
+		if e.id != id {
+			next = append(next, e)
+		}
+	}
+	t.sinks.Store(&next)
+}
+
+// SinkCount returns how many sinks are attached.
+func (t *Track) SinkCount() int { return len(*t.sinks.Load()) }
+
+// WriteRTP fans one packet of one layer out to every sink. It is called by
+// the publisher's single read goroutine for that layer.
+func (t *Track) WriteRTP(layer int, pkt *rtp.Packet) {
+	if t.closed.Load() {
+		return
+	}
+	t.packets.Add(1)
+	t.bytes.Add(uint64(len(pkt.Payload) + pkt.Header.MarshalSize()))
+	for _, e := range *t.sinks.Load() {
+		e.sink.WriteRTP(layer, pkt)
+	}
+}
+
+// RequestKeyframe asks the publisher for a keyframe on a layer, at most once
+// per keyframeInterval per layer. It reports whether a request was sent.
+func (t *Track) RequestKeyframe(layer int) bool {
+	if t.requestKFrame == nil || layer < 0 || layer >= len(t.lastKeyframe) || t.closed.Load() {
+		return false
+	}
+	now := time.Now()
+	t.mu.Lock()
+	if now.Sub(t.lastKeyframe[layer]) < keyframeInterval {
+		t.mu.Unlock()
+		return false
+	}
+	t.lastKeyframe[layer] = now
+	t.mu.Unlock()
+	t.requestKFrame(layer)
+	return true
+}
+
+// Stats returns the packets and bytes received from the publisher so far.
+func (t *Track) Stats() (packets, bytes uint64) {
+	return t.packets.Load(), t.bytes.Load()
+}
+
+// Close stops fan-out; later writes are dropped. Sinks are not told here: the
+// room announces the track's removal.
+func (t *Track) Close() {
+	t.closed.Store(true)
+}
