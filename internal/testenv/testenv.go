@@ -1,0 +1,68 @@
+// Package testenv finds and starts the real programs Podium's tests run
+// against (ffmpeg, chromium, minio, redis-server). Outside CI a missing
+// program skips the test; in CI (CI=true) it fails it, so a green CI run
+// never hides a test that did not run.
+package testenv
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+// InCI reports whether the tests run in CI.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// LookPath finds a program on PATH or in $GOPATH/bin (where `go install`
+// puts minio).
+func LookPath(name string) (string, bool) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, true
+	}
+	gopath := os.Getenv("GOPATH")
+	if gopath == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			gopath = filepath.Join(home, "go")
+		}
+	}
+	p := filepath.Join(gopath, "bin", name)
+	if st, err := os.Stat(p); err == nil && !st.IsDir() {
+		return p, true
+	}
+	return "", false
+}
+
+// RequireBinary returns the path of a program the test needs, skipping the
+// test when it is missing outside CI and failing it in CI.
+func RequireBinary(t testing.TB, name string) string {
+	t.Helper()
+	p, ok := LookPath(name)
+	if ok {
+		return p
+	}
+	msg := name + " not found (run scripts/install-test-deps.sh)"
+	if InCI() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// FreeAddr returns "127.0.0.1:<free port>".
+func FreeAddr(t testing.TB) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+}
