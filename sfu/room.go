@@ -59,6 +59,7 @@ const (
 	EventStage              EventType = "stage"        // the on-stage classroom changed
 	EventChat               EventType = "chat"
 	EventLessonEnded        EventType = "lessonEnded"
+	EventSpeaking           EventType = "speaking" // the set of speaking participants changed
 )
 
 // Event is something that happened in a room. Listeners get events in the
@@ -72,6 +73,7 @@ type Event struct {
 	Stage       string           `json:"stage,omitempty"` // participant id on stage, "" when none
 	Chat        *ChatMessage     `json:"chat,omitempty"`
 	Reason      string           `json:"reason,omitempty"`
+	Speakers    []string         `json:"speakers,omitempty"` // participant ids, loudest first
 }
 
 // Errors returned by Room methods.
