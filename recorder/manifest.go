@@ -34,6 +34,9 @@ type ManifestTrack struct {
 	Kind          string `json:"kind"`        // audio | video
 	Source        string `json:"source"`      // camera, microphone, screen, whiteboard, ...
 	Codec         string `json:"codec"`       // "h264", "vp8", "opus", ...
+	// TimeScale is the track's media clock (ticks per second) used by
+	// MediaStart and MediaDuration: 90000 for video, 48000 for Opus.
+	TimeScale uint32 `json:"timescale,omitempty"`
 	// Init is the storage key of the init segment.
 	Init     string            `json:"init"`
 	Segments []ManifestSegment `json:"segments"`
@@ -49,7 +52,9 @@ type ManifestSegment struct {
 	// MediaStart is the segment's decode time in the track's timescale
 	// (tfdt), monotonic across the whole track.
 	MediaStart uint64 `json:"mediaStart"`
-	Bytes      int64  `json:"bytes"`
+	// MediaDuration is Duration in the track's timescale (exact).
+	MediaDuration uint64 `json:"mediaDuration,omitempty"`
+	Bytes         int64  `json:"bytes"`
 }
 
 // ManifestGap marks a stretch with no media for a track (publisher gone,

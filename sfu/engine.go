@@ -4,8 +4,22 @@ package sfu
 // cmd/podium and signaling. The sfu helper owns everything else here.
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
 
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/interceptor/pkg/gcc"
+	"github.com/pion/logging"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -44,11 +58,33 @@ type ICEServer struct {
 	Credential string   `json:"credential,omitempty"`
 }
 
+// Bandwidth estimator bounds for what the sfu sends to one subscriber. The
+// initial value starts a subscriber near the top layer (GCC does not probe
+// above what is sent); a link that cannot carry it is found within seconds
+// by loss and delay and the allocator steps down.
+const (
+	bweInitialBitrate = 2_500_000
+	bweMinBitrate     = 100_000
+	bweMaxBitrate     = 20_000_000
+)
+
 // SFU is the media server of one node.
 type SFU struct {
 	Rooms *Rooms
 	cfg   Config
 	log   *slog.Logger
+	m     *metrics
+
+	settings webrtc.SettingEngine
+	udpConn  net.PacketConn
+	udpMux   ice.UDPMux
+	tcpLn    net.Listener
+	tcpMux   ice.TCPMux
+	turn     *turnServer
+
+	mu           sync.Mutex
+	participants map[*Participant]struct{}
+	closed       bool
 }
 
 // New builds the sfu: its WebRTC engine, media ports and TURN server.
@@ -56,15 +92,273 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*SFU, error) 
 	if log == nil {
 		log = slog.Default()
 	}
-	return &SFU{Rooms: NewRooms(log), cfg: cfg, log: log}, nil
+	s := &SFU{Rooms: NewRooms(log), cfg: cfg, log: log, participants: make(map[*Participant]struct{})}
+	m, err := newMetrics(reg, s.Rooms)
+	if err != nil {
+		return nil, fmt.Errorf("sfu metrics: %w", err)
+	}
+	s.m = m
+	if err := s.listen(); err != nil {
+		s.closePorts()
+		return nil, err
+	}
+	if cfg.TURN.Enabled {
+		t, err := startTURN(cfg.TURN, cfg.BindIP, s.advertisedIP())
+		if err != nil {
+			s.closePorts()
+			return nil, err
+		}
+		s.turn = t
+	}
+	log.Info("sfu media ports", "udp", s.UDPPort(), "tcp", s.TCPPort(), "turn", s.turn != nil)
+	return s, nil
+}
+
+func (s *SFU) listen() error {
+	bind := s.cfg.BindIP
+	if bind == "" {
+		bind = "0.0.0.0"
+	}
+	lf := logging.NewDefaultLoggerFactory()
+	udp, err := net.ListenPacket("udp4", net.JoinHostPort(bind, strconv.Itoa(s.cfg.ICEUDPPort)))
+	if err != nil {
+		return fmt.Errorf("sfu: listen ICE UDP: %w", err)
+	}
+	s.udpConn = udp
+	s.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), udp)
+	s.settings.SetICEUDPMux(s.udpMux)
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	if s.cfg.ICETCPPort >= 0 {
+		ln, err := net.Listen("tcp4", net.JoinHostPort(bind, strconv.Itoa(s.cfg.ICETCPPort)))
+		if err != nil {
+			return fmt.Errorf("sfu: listen ICE TCP: %w", err)
+		}
+		s.tcpLn = ln
+		s.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("ice-tcp"), ln, 64)
+		s.settings.SetICETCPMux(s.tcpMux)
+		networks = append(networks, webrtc.NetworkTypeTCP4)
+	}
+	s.settings.SetNetworkTypes(networks)
+	s.settings.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if ip := net.ParseIP(s.cfg.BindIP); ip != nil && ip.IsLoopback() {
+		s.settings.SetIncludeLoopbackCandidate(true)
+	}
+	if ip := net.ParseIP(s.cfg.BindIP); ip != nil && !ip.IsUnspecified() {
+		s.settings.SetIPFilter(func(c net.IP) bool { return c.Equal(ip) })
+	}
+	if len(s.cfg.PublicIPs) > 0 {
+		if err := s.settings.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External: s.cfg.PublicIPs, AsCandidateType: webrtc.ICECandidateTypeHost,
+		}); err != nil {
+			return fmt.Errorf("sfu: public IPs: %w", err)
+		}
+	}
+	return nil
+}
+
+// advertisedIP is the address clients reach the node on: the first public
+// IP, else the bind address, else the first non-loopback IPv4 address.
+func (s *SFU) advertisedIP() string {
+	if len(s.cfg.PublicIPs) > 0 {
+		return s.cfg.PublicIPs[0]
+	}
+	if ip := net.ParseIP(s.cfg.BindIP); ip != nil && !ip.IsUnspecified() {
+		return ip.String()
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}
+
+// UDPPort is the port of the ICE UDP mux.
+func (s *SFU) UDPPort() int {
+	if s.udpConn == nil {
+		return 0
+	}
+	return s.udpConn.LocalAddr().(*net.UDPAddr).Port
+}
+
+// TCPPort is the port of ICE-TCP, 0 when disabled.
+func (s *SFU) TCPPort() int {
+	if s.tcpLn == nil {
+		return 0
+	}
+	return s.tcpLn.Addr().(*net.TCPAddr).Port
+}
+
+// registerCodecs limits what the sfu negotiates to what it can forward and
+// switch: Opus (+RED), VP8 and constrained-baseline H.264, each video codec
+// with RTX.
+func registerCodecs(m *webrtc.MediaEngine) error {
+	videoFB := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
+	audio := []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/red", ClockRate: 48000, Channels: 2, SDPFmtpLine: "111/111"}, PayloadType: 63},
+	}
+	video := []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFB}, PayloadType: 96},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=96"}, PayloadType: 97},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: videoFB}, PayloadType: 106},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=106"}, PayloadType: 107},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", RTCPFeedback: videoFB}, PayloadType: 102},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=102"}, PayloadType: 103},
+	}
+	for _, c := range audio {
+		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			return err
+		}
+	}
+	for _, c := range video {
+		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
+			return err
+		}
+	}
+	return m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio)
+}
+
+// newPeerConnection builds a peer connection on an API of its own, so that
+// a subscriber connection gets its own bandwidth estimator (TWCC feedback
+// into Google Congestion Control, no pacing delay). est is nil for a
+// publisher connection.
+func (s *SFU) newPeerConnection(withBWE bool) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m); err != nil {
+		return nil, nil, fmt.Errorf("register codecs: %w", err)
+	}
+	reg := &interceptor.Registry{}
+	var est cc.BandwidthEstimator
+	if withBWE {
+		ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
+			bwe, err := gcc.NewSendSideBWE(
+				gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
+				gcc.SendSideBWEInitialBitrate(bweInitialBitrate),
+				gcc.SendSideBWEMinBitrate(bweMinBitrate),
+				gcc.SendSideBWEMaxBitrate(bweMaxBitrate),
+			)
+			if err != nil {
+				return nil, err
+			}
+			return rtxAwareBWE{bwe}, nil
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("congestion controller: %w", err)
+		}
+		ccf.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { est = e })
+		// (the estimator below is wrapped so retransmissions reach the wire)
+		reg.Add(ccf)
+		if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, reg); err != nil {
+			return nil, nil, fmt.Errorf("twcc: %w", err)
+		}
+	}
+	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
+		return nil, nil, fmt.Errorf("interceptors: %w", err)
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s.settings))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("new peer connection: %w", err)
+	}
+	return pc, est, nil
+}
+
+// rtxAwareBWE registers a stream's RTX SSRC with the estimator's pacer
+// too: the no-op pacer routes packets by SSRC and would otherwise refuse
+// every retransmission the NACK responder sends on the RTX SSRC.
+type rtxAwareBWE struct{ cc.BandwidthEstimator }
+
+func (b rtxAwareBWE) AddStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	if info.SSRCRetransmission != 0 {
+		rtx := *info
+		rtx.SSRC = info.SSRCRetransmission
+		b.BandwidthEstimator.AddStream(&rtx, w)
+	}
+	return b.BandwidthEstimator.AddStream(info, w)
+}
+
+// waitGathered waits until the connection's candidates are in its local
+// description: the sfu sends complete descriptions and never trickles, so a
+// client cannot see a candidate before the description it belongs to.
+func waitGathered(ctx context.Context, pc *webrtc.PeerConnection) error {
+	gathered := webrtc.GatheringCompletePromise(pc)
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-gathered:
+		return nil
+	case <-ctx.Done():
+		return ErrClosed
+	case <-t.C:
+		return errors.New("ICE gathering timed out")
+	}
 }
 
 // ICEServers returns the STUN/TURN servers a client should use, with
 // credentials for the given participant valid for the given duration.
-func (s *SFU) ICEServers(participantID string) []ICEServer { return nil }
+func (s *SFU) ICEServers(participantID string) []ICEServer {
+	if s.turn == nil {
+		return nil
+	}
+	srv, err := s.turn.iceServer(participantID)
+	if err != nil {
+		s.log.Error("turn credentials", "err", err)
+		return nil
+	}
+	return []ICEServer{srv}
+}
 
 // Close ends every lesson and releases the media ports.
 func (s *SFU) Close() error {
 	s.Rooms.EndAll("server shutting down")
+	s.mu.Lock()
+	s.closed = true
+	ps := make([]*Participant, 0, len(s.participants))
+	for p := range s.participants {
+		ps = append(ps, p)
+	}
+	s.mu.Unlock()
+	for _, p := range ps {
+		p.Close("server shutting down")
+	}
+	return s.closePorts()
+}
+
+func (s *SFU) closePorts() error {
+	var errs []error
+	if s.turn != nil {
+		errs = append(errs, s.turn.close())
+	}
+	if s.tcpMux != nil {
+		errs = append(errs, s.tcpMux.Close())
+	} else if s.tcpLn != nil {
+		errs = append(errs, s.tcpLn.Close())
+	}
+	if s.udpMux != nil {
+		errs = append(errs, s.udpMux.Close())
+	} else if s.udpConn != nil {
+		errs = append(errs, s.udpConn.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (s *SFU) addParticipant(p *Participant) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.participants[p] = struct{}{}
 	return nil
+}
+
+func (s *SFU) removeParticipant(p *Participant) {
+	s.mu.Lock()
+	delete(s.participants, p)
+	s.mu.Unlock()
 }

@@ -6,7 +6,11 @@ package sfu
 // its callers.
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -71,6 +75,33 @@ var (
 type Participant struct {
 	info ParticipantInfo
 	room *Room
+	sfu  *SFU
+	sig  Signaler
+	opts JoinOptions
+	log  *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	done   chan struct{}
+	left   sync.Once
+
+	mu  sync.Mutex // guards pub, sub creation
+	pub *publisher
+	sub *subscriber
+
+	// Room events and connection failures reach the control goroutine
+	// through this queue, so the room's listener never blocks.
+	qmu          sync.Mutex
+	queue        []controlMsg
+	wake         chan struct{}
+	cancelEvents func()
+}
+
+type controlMsg struct {
+	event  *Event
+	failed Target // a connection failed for good
+	resync bool   // recompute automatic subscriptions
 }
 
 // JoinOptions are the participant-specific knobs of a join.
@@ -82,11 +113,39 @@ type JoinOptions struct {
 	AutoSubscribe bool
 }
 
+// speakingInterval is how often audio levels are turned into "speaking".
+const speakingInterval = 300 * time.Millisecond
+
 // Join adds a WebRTC participant to a room. info.ID must be unique in the
 // room; the caller (signaling) chooses it. sig may be nil for WHIP/WHEP,
 // which negotiate in one request.
 func (s *SFU) Join(room *Room, info ParticipantInfo, sig Signaler, opts JoinOptions) (*Participant, error) {
-	return nil, ErrNotImplemented
+	if info.JoinedAt.IsZero() {
+		info.JoinedAt = time.Now()
+	}
+	if err := room.AddParticipant(info); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Participant{
+		info: info, room: room, sfu: s, sig: sig, opts: opts,
+		log:    s.log.With("lesson", room.ID(), "participant", info.ID),
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
+		wake:   make(chan struct{}, 1),
+	}
+	if err := s.addParticipant(p); err != nil {
+		cancel()
+		room.RemoveParticipant(info.ID, "server shutting down")
+		return nil, err
+	}
+	s.m.participants.WithLabelValues(string(info.Role)).Inc()
+	p.cancelEvents = room.OnEvent(func(e Event) { p.enqueue(controlMsg{event: &e}) })
+	p.enqueue(controlMsg{resync: true})
+	p.wg.Add(1)
+	go p.control()
+	return p, nil
 }
 
 // ID returns the participant's id.
@@ -98,52 +157,414 @@ func (p *Participant) Info() ParticipantInfo { return p.info }
 // Room returns the participant's room.
 func (p *Participant) Room() *Room { return p.room }
 
+func (p *Participant) isClosed() bool { return p.ctx.Err() != nil }
+
 // Publish takes a client's offer for the publisher connection (first or
 // renegotiated) with what its tracks are, and returns the answer. Only
 // teachers, classrooms and WHIP publishers may publish; a classroom may not
 // publish a screen.
 func (p *Participant) Publish(offer webrtc.SessionDescription, tracks []PublishTrack) (webrtc.SessionDescription, error) {
-	return webrtc.SessionDescription{}, ErrNotImplemented
+	if p.isClosed() {
+		return webrtc.SessionDescription{}, ErrClosed
+	}
+	if p.info.Role == RoleViewer || p.info.Role == RoleAdmin {
+		return webrtc.SessionDescription{}, fmt.Errorf("%w: a %s cannot publish", ErrNotAllowed, p.info.Role)
+	}
+	for _, t := range tracks {
+		switch t.Source {
+		case SourceCamera, SourceMicrophone, SourceWhiteboard:
+		case SourceScreen, SourceScreenAudio:
+			if p.info.Role == RoleClassroom {
+				return webrtc.SessionDescription{}, fmt.Errorf("%w: a classroom cannot share a screen", ErrNotAllowed)
+			}
+		default:
+			return webrtc.SessionDescription{}, fmt.Errorf("%w: unknown source %q", ErrBadSDP, t.Source)
+		}
+	}
+	offered, err := parseOffer(offer)
+	if err != nil {
+		return webrtc.SessionDescription{}, err
+	}
+	p.mu.Lock()
+	if p.pub == nil {
+		pub, err := newPublisher(p)
+		if err != nil {
+			p.mu.Unlock()
+			return webrtc.SessionDescription{}, err
+		}
+		p.pub = pub
+	}
+	pub := p.pub
+	p.mu.Unlock()
+	return pub.publish(offer, offered, tracks)
 }
 
 // Watch takes a WHEP player's recvonly offer and answers it with the given
 // tracks (the teacher's camera and mic, typically) attached.
 func (p *Participant) Watch(offer webrtc.SessionDescription, trackIDs []string) (webrtc.SessionDescription, error) {
-	return webrtc.SessionDescription{}, ErrNotImplemented
+	if p.isClosed() {
+		return webrtc.SessionDescription{}, ErrClosed
+	}
+	tracks, err := p.lookup(trackIDs)
+	if err != nil {
+		return webrtc.SessionDescription{}, err
+	}
+	sub, err := p.subscriber()
+	if err != nil {
+		return webrtc.SessionDescription{}, err
+	}
+	return sub.answer(offer, tracks)
 }
 
 // SetAnswer applies the client's answer to the last offer sent through
 // Signaler.SendOffer.
 func (p *Participant) SetAnswer(answer webrtc.SessionDescription) error {
-	return ErrNotImplemented
+	if p.isClosed() {
+		return ErrClosed
+	}
+	p.mu.Lock()
+	sub := p.sub
+	p.mu.Unlock()
+	if sub == nil {
+		return fmt.Errorf("%w: no offer was sent", ErrBadSDP)
+	}
+	return sub.setAnswer(answer)
 }
 
 // AddCandidate adds a client's trickled ICE candidate to one connection.
 func (p *Participant) AddCandidate(target Target, c webrtc.ICECandidateInit) error {
-	return ErrNotImplemented
+	if p.isClosed() {
+		return ErrClosed
+	}
+	p.mu.Lock()
+	var pc *webrtc.PeerConnection
+	switch {
+	case target == TargetPublisher && p.pub != nil:
+		pc = p.pub.pc
+	case target == TargetSubscriber && p.sub != nil:
+		pc = p.sub.pc
+	}
+	p.mu.Unlock()
+	if pc == nil {
+		return fmt.Errorf("%w: no %s connection yet", ErrBadSDP, target)
+	}
+	if err := pc.AddICECandidate(c); err != nil {
+		return fmt.Errorf("%w: candidate: %v", ErrBadSDP, err)
+	}
+	return nil
 }
 
 // Subscribe forwards the given tracks to the participant (renegotiating the
 // subscriber connection); already subscribed ids are ignored.
-func (p *Participant) Subscribe(trackIDs ...string) error { return ErrNotImplemented }
+func (p *Participant) Subscribe(trackIDs ...string) error {
+	if p.isClosed() {
+		return ErrClosed
+	}
+	tracks, err := p.lookup(trackIDs)
+	if err != nil {
+		return err
+	}
+	sub, err := p.subscriber()
+	if err != nil {
+		return err
+	}
+	added, err := sub.add(tracks)
+	if added {
+		if nerr := sub.negotiate(false); nerr != nil {
+			return errors.Join(err, nerr)
+		}
+	}
+	return err
+}
+
+// lookup resolves track ids; one unknown id fails the whole call.
+func (p *Participant) lookup(trackIDs []string) ([]*Track, error) {
+	tracks := make([]*Track, 0, len(trackIDs))
+	for _, id := range trackIDs {
+		t, ok := p.room.Track(id)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s", ErrNoSuchTrack, id)
+		}
+		tracks = append(tracks, t)
+	}
+	return tracks, nil
+}
+
+func (p *Participant) subscriber() (*subscriber, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sub == nil {
+		sub, err := newSubscriber(p)
+		if err != nil {
+			return nil, err
+		}
+		p.sub = sub
+	}
+	return p.sub, nil
+}
 
 // Unsubscribe stops forwarding the given tracks.
-func (p *Participant) Unsubscribe(trackIDs ...string) error { return ErrNotImplemented }
+func (p *Participant) Unsubscribe(trackIDs ...string) error {
+	if p.isClosed() {
+		return ErrClosed
+	}
+	p.mu.Lock()
+	sub := p.sub
+	p.mu.Unlock()
+	if sub == nil {
+		return nil
+	}
+	if sub.remove(trackIDs) {
+		return sub.negotiate(false)
+	}
+	return nil
+}
 
 // SetMaxLayer caps the simulcast layer forwarded for one subscribed track
 // (the teacher's grid wants small pictures); -1 removes the cap.
-func (p *Participant) SetMaxLayer(trackID string, layer int) error { return ErrNotImplemented }
+func (p *Participant) SetMaxLayer(trackID string, layer int) error {
+	if layer < -1 {
+		return fmt.Errorf("layer %d: must be -1 or a layer index", layer)
+	}
+	p.mu.Lock()
+	sub := p.sub
+	p.mu.Unlock()
+	if sub == nil {
+		return fmt.Errorf("%w: not subscribed to %s", ErrNoSuchTrack, trackID)
+	}
+	return sub.setMaxLayer(trackID, layer)
+}
 
 // RestartICE makes a new offer with fresh ICE credentials for the
 // subscriber connection (the client restarts the publisher side itself by
 // sending an offer with iceRestart).
-func (p *Participant) RestartICE() error { return ErrNotImplemented }
+func (p *Participant) RestartICE() error {
+	if p.isClosed() {
+		return ErrClosed
+	}
+	p.mu.Lock()
+	sub := p.sub
+	p.mu.Unlock()
+	if sub == nil {
+		return nil
+	}
+	return sub.negotiate(true)
+}
 
 // Quality reports the participant's connection as the server sees it.
-func (p *Participant) Quality() Quality { return Quality{} }
+func (p *Participant) Quality() Quality {
+	p.mu.Lock()
+	sub := p.sub
+	p.mu.Unlock()
+	if sub == nil {
+		return Quality{}
+	}
+	return sub.quality()
+}
 
 // Done is closed once the participant has left (Close, or its connections failed for good).
-func (p *Participant) Done() <-chan struct{} { return nil }
+func (p *Participant) Done() <-chan struct{} { return p.done }
 
 // Close leaves the room: its tracks are unpublished, its connections closed.
-func (p *Participant) Close(reason string) {}
+func (p *Participant) Close(reason string) {
+	p.leave(reason)
+	p.wg.Wait()
+}
+
+// leave tears the participant down without waiting for its goroutines, so
+// that they may call it themselves.
+func (p *Participant) leave(reason string) {
+	p.left.Do(func() {
+		p.cancelEvents()
+		p.cancel()
+		p.room.RemoveParticipant(p.info.ID, reason)
+		p.mu.Lock()
+		pub, sub := p.pub, p.sub
+		p.mu.Unlock()
+		if sub != nil {
+			sub.close()
+		}
+		if pub != nil {
+			pub.close()
+		}
+		p.sfu.m.participants.WithLabelValues(string(p.info.Role)).Dec()
+		p.sfu.removeParticipant(p)
+		p.log.Info("participant left", "reason", reason)
+		close(p.done)
+	})
+}
+
+// connectionState runs on pion's goroutine; a failed connection (ICE gave
+// up after its disconnect timeout) ends the participant's session.
+func (p *Participant) connectionState(target Target, s webrtc.PeerConnectionState) {
+	if s == webrtc.PeerConnectionStateFailed {
+		p.enqueue(controlMsg{failed: target})
+	}
+}
+
+func (p *Participant) enqueue(m controlMsg) {
+	p.qmu.Lock()
+	p.queue = append(p.queue, m)
+	p.qmu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// control is the participant's control goroutine: room events
+// (automatic subscriptions), connection failures, speaking detection.
+func (p *Participant) control() {
+	defer p.wg.Done()
+	tick := time.NewTicker(speakingInterval)
+	defer tick.Stop()
+	speaking := false
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-tick.C:
+			p.mu.Lock()
+			pub := p.pub
+			p.mu.Unlock()
+			if pub != nil {
+				if now := pub.speaking(); now != speaking {
+					speaking = now
+					p.room.SetSpeaking(p.info.ID, now)
+				}
+			}
+			continue
+		case <-p.wake:
+		}
+		p.qmu.Lock()
+		msgs := p.queue
+		p.queue = nil
+		p.qmu.Unlock()
+		for _, m := range msgs {
+			if p.handle(m) {
+				return
+			}
+		}
+	}
+}
+
+// handle processes one control message; it reports whether the
+// participant has left.
+func (p *Participant) handle(m controlMsg) bool {
+	switch {
+	case m.failed != "":
+		p.leave(fmt.Sprintf("%s connection failed", m.failed))
+		return true
+	case m.resync:
+		p.syncSubscriptions()
+	case m.event != nil:
+		e := m.event
+		switch e.Type {
+		case EventLessonEnded:
+			p.leave("lesson ended")
+			return true
+		case EventParticipantLeft:
+			if e.Participant != nil && e.Participant.ID == p.info.ID {
+				p.leave(e.Reason)
+				return true
+			}
+		case EventTrackUnpublished:
+			p.mu.Lock()
+			sub := p.sub
+			p.mu.Unlock()
+			if sub != nil && e.Track != nil && sub.remove([]string{e.Track.ID}) {
+				if err := sub.negotiate(false); err != nil {
+					p.log.Warn("renegotiate", "err", err)
+				}
+			}
+		case EventTrackPublished, EventStage:
+			p.syncSubscriptions()
+		}
+	}
+	return false
+}
+
+// syncSubscriptions makes automatic subscriptions match the room: what the
+// participant's role should see now is subscribed; classroom tracks it no
+// longer should see (the stage moved on) are dropped.
+func (p *Participant) syncSubscriptions() {
+	if !p.opts.AutoSubscribe || p.sig == nil {
+		return
+	}
+	var want []*Track
+	wantIDs := make(map[string]bool)
+	for _, t := range p.room.Tracks() {
+		if p.wants(t) {
+			want = append(want, t)
+			wantIDs[t.ID()] = true
+		}
+	}
+	var drop []string
+	p.mu.Lock()
+	sub := p.sub
+	p.mu.Unlock()
+	if sub != nil && p.info.Role != RoleTeacher {
+		stage := p.room.Stage()
+		for _, id := range sub.subscribedIDs() {
+			t, ok := p.room.Track(id)
+			if !ok || wantIDs[id] {
+				continue
+			}
+			owner, _ := p.room.Participant(t.info.ParticipantID)
+			if owner.Role == RoleClassroom && owner.ID != stage {
+				drop = append(drop, id)
+			}
+		}
+	}
+	if len(want) == 0 && len(drop) == 0 {
+		return
+	}
+	sub, err := p.subscriber()
+	if err != nil {
+		p.log.Warn("auto-subscribe", "err", err)
+		return
+	}
+	removed := sub.remove(drop)
+	added, err := sub.add(want)
+	if err != nil {
+		p.log.Warn("auto-subscribe", "err", err)
+	}
+	if added || removed {
+		if err := sub.negotiate(false); err != nil {
+			p.log.Warn("renegotiate", "err", err)
+		}
+	}
+}
+
+// wants reports whether the participant's role automatically sees a track.
+func (p *Participant) wants(t *Track) bool {
+	info := t.info
+	if info.ParticipantID == p.info.ID {
+		return false
+	}
+	owner, ok := p.room.Participant(info.ParticipantID)
+	if !ok {
+		return false
+	}
+	switch p.info.Role {
+	case RoleTeacher:
+		return (owner.Role == RoleClassroom || owner.Role == RoleSource) &&
+			(info.Source == SourceCamera || info.Source == SourceMicrophone || info.Source == SourceWhiteboard)
+	case RoleClassroom, RoleViewer:
+		return owner.Role == RoleTeacher || owner.ID == p.room.Stage() ||
+			(owner.Role == RoleSource && info.Source == SourceWhiteboard)
+	}
+	return false
+}
+
+// priorityOf ranks a subscribed video track for the allocator.
+func (p *Participant) priorityOf(t *Track) int {
+	if t.info.Source == SourceScreen || t.info.Source == SourceWhiteboard {
+		return priorityScreen
+	}
+	owner, _ := p.room.Participant(t.info.ParticipantID)
+	if owner.Role == RoleTeacher || owner.ID == p.room.Stage() {
+		return priorityStage
+	}
+	return priorityGrid
+}

@@ -102,6 +102,7 @@ type Room struct {
 	participants map[string]*ParticipantInfo
 	tracks       map[string]*Track
 	stage        string
+	speakers     []string // participant ids speaking now, most recent first
 	ended        bool
 	listeners    map[int]func(Event)
 	nextListener int
@@ -222,6 +223,7 @@ func (r *Room) RemoveParticipant(id, reason string) {
 		r.stage = ""
 		r.emit(Event{Type: EventStage, Stage: ""})
 	}
+	r.setSpeakingLocked(id, false)
 	delete(r.participants, id)
 	cp := *p
 	r.emit(Event{Type: EventParticipantLeft, Participant: &cp, Reason: reason})
@@ -378,6 +380,76 @@ func (r *Room) SetStage(participantID string) error {
 	r.stage = participantID
 	r.emit(Event{Type: EventStage, Stage: participantID})
 	return nil
+}
+
+// SetSpeaking records whether a participant is speaking now (from its audio
+// levels) and announces the new set of speakers when it changed.
+func (r *Room) SetSpeaking(participantID string, speaking bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.participants[participantID]; !ok && speaking {
+		return
+	}
+	r.setSpeakingLocked(participantID, speaking)
+}
+
+func (r *Room) setSpeakingLocked(id string, speaking bool) {
+	at := -1
+	for i, s := range r.speakers {
+		if s == id {
+			at = i
+		}
+	}
+	switch {
+	case speaking && at < 0:
+		r.speakers = append([]string{id}, r.speakers...)
+	case !speaking && at >= 0:
+		r.speakers = append(r.speakers[:at:at], r.speakers[at+1:]...)
+	default:
+		return
+	}
+	if r.ended {
+		return
+	}
+	r.emit(Event{Type: EventSpeaking, Speakers: append([]string{}, r.speakers...)})
+}
+
+// Speakers returns the participants speaking now, most recent first.
+func (r *Room) Speakers() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string{}, r.speakers...)
+}
+
+// uniqueTrackID returns "<participant>-<source>" (with "-2", "-3", ...
+// when taken), keeping only letters, digits, '-' and '_' so the id is safe
+// in storage keys.
+func (r *Room) uniqueTrackID(participantID, source string) string {
+	base := storageSafe(participantID) + "-" + storageSafe(source)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id := base
+	for n := 2; ; n++ {
+		if _, taken := r.tracks[id]; !taken {
+			return id
+		}
+		id = fmt.Sprintf("%s-%d", base, n)
+	}
+}
+
+func storageSafe(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "_"
+	}
+	return string(b)
 }
 
 // Stage returns the id of the participant on stage, or "".

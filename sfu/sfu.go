@@ -5,6 +5,18 @@
 // It owns WebRTC peers (pion/webrtc) and nothing about how clients reach it:
 // signaling, auth and HTTP live in package signaling; RTSP pull lives in
 // sfu/ingest; recording is just another Sink. It knows nothing of storage.
+//
+// Layout: sfu.go, room.go, track.go are the control plane (registry, lesson
+// state and events, the fan-out point of a published track). engine.go
+// builds the media ports (one ICE UDP mux, ICE-TCP, TURN in turn.go) and a
+// pion API per peer connection; participant.go is the signaling contract,
+// publisher.go and subscriber.go its two peer connections. The per-packet
+// path is publisher.read -> Track.WriteRTP -> DownTrack.WriteRTP (layer
+// choice and SSRC/sequence/timestamp/VP8 id rewriting, downtrack.go) ->
+// sendQueue (one writer goroutine per subscriber, sendqueue.go); it takes
+// no lock shared between subscribers and allocates nothing. allocator.go
+// picks each subscriber's layers from its bandwidth estimate; codec.go and
+// red.go read payloads; audiolevel.go turns RFC 6464 levels into speaking.
 package sfu
 
 import (

@@ -89,6 +89,15 @@ type Track struct {
 	packets atomic.Uint64
 	bytes   atomic.Uint64
 	closed  atomic.Bool
+
+	// forwarding is false while the track is muted: packets are dropped
+	// before any sink sees them.
+	forwarding atomic.Bool
+	// resumes counts unmutes; a down-track that sees it change re-syncs
+	// (waits for a keyframe, keeps its output sequence contiguous).
+	resumes atomic.Uint32
+	// layerBytes counts received bytes per layer, for the allocator's rates.
+	layerBytes []atomic.Uint64
 }
 
 type sinkEntry struct {
@@ -107,7 +116,9 @@ func NewTrack(info TrackInfo, requestKeyframe KeyframeRequester) *Track {
 		lastKeyframe:  make([]time.Time, len(info.Layers)),
 		requestKFrame: requestKeyframe,
 		muted:         info.Muted,
+		layerBytes:    make([]atomic.Uint64, len(info.Layers)),
 	}
+	t.forwarding.Store(!info.Muted)
 	empty := []sinkEntry{}
 	t.sinks.Store(&empty)
 	return t
@@ -140,13 +151,31 @@ func (t *Track) LayerIndex(rid string) int {
 	return -1
 }
 
-// SetMuted records the publisher's mute state; packets keep flowing to sinks
-// (browsers send silence or black), the flag is for clients and the recorder.
+// SetMuted records the track's mute state. A muted track forwards nothing to
+// its sinks (a teacher's mute must silence a classroom at once, whatever its
+// browser does); unmuting asks the publisher for a keyframe on every layer so
+// subscribers see a picture again without waiting for the next one.
 func (t *Track) SetMuted(muted bool) {
 	t.mu.Lock()
+	was := t.muted
 	t.muted = muted
 	t.mu.Unlock()
+	if was == muted {
+		return
+	}
+	if !muted {
+		t.resumes.Add(1)
+	}
+	t.forwarding.Store(!muted)
+	if !muted && t.info.Kind == KindVideo {
+		for l := range t.info.Layers {
+			t.RequestKeyframe(l)
+		}
+	}
 }
+
+// Muted reports whether the track is muted (not forwarded).
+func (t *Track) Muted() bool { return !t.forwarding.Load() }
 
 // AddSink attaches a sink under an id unique for this track; a second sink
 // with the same id replaces the first.
@@ -187,8 +216,15 @@ func (t *Track) WriteRTP(layer int, pkt *rtp.Packet) {
 	if t.closed.Load() {
 		return
 	}
+	n := uint64(len(pkt.Payload) + pkt.Header.MarshalSize())
 	t.packets.Add(1)
-	t.bytes.Add(uint64(len(pkt.Payload) + pkt.Header.MarshalSize()))
+	t.bytes.Add(n)
+	if layer >= 0 && layer < len(t.layerBytes) {
+		t.layerBytes[layer].Add(n)
+	}
+	if !t.forwarding.Load() {
+		return
+	}
 	for _, e := range *t.sinks.Load() {
 		e.sink.WriteRTP(layer, pkt)
 	}
@@ -215,6 +251,15 @@ func (t *Track) RequestKeyframe(layer int) bool {
 // Stats returns the packets and bytes received from the publisher so far.
 func (t *Track) Stats() (packets, bytes uint64) {
 	return t.packets.Load(), t.bytes.Load()
+}
+
+// LayerBytes returns the bytes received so far on one layer (0 for an
+// unknown layer).
+func (t *Track) LayerBytes(layer int) uint64 {
+	if layer < 0 || layer >= len(t.layerBytes) {
+		return 0
+	}
+	return t.layerBytes[layer].Load()
 }
 
 // Close stops fan-out; later writes are dropped. Sinks are not told here: the

@@ -18,7 +18,9 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -54,4 +56,70 @@ type Store interface {
 // browser may fetch directly (MinIO presigned GET).
 type URLSigner interface {
 	SignedURL(ctx context.Context, key string, ttl time.Duration) (string, error)
+}
+
+// ErrInvalidKey is returned (wrapped) for a key a Store refuses: empty,
+// absolute, with "..", "." or empty path elements, or with a backslash or
+// NUL byte.
+var ErrInvalidKey = errors.New("invalid storage key")
+
+// ValidateKey checks that key is a clean relative slash-separated path, the
+// only keys a Store accepts. Both backends call it, so a key that works with
+// one works with the other.
+func ValidateKey(key string) error {
+	if key == "" || len(key) > 1024 {
+		return fmt.Errorf("%w: %q", ErrInvalidKey, key)
+	}
+	if strings.ContainsAny(key, "\\\x00") || strings.HasPrefix(key, "/") {
+		return fmt.Errorf("%w: %q", ErrInvalidKey, key)
+	}
+	for _, el := range strings.Split(key, "/") {
+		if el == "" || el == "." || el == ".." {
+			return fmt.Errorf("%w: %q", ErrInvalidKey, key)
+		}
+	}
+	return nil
+}
+
+// ValidatePrefix checks a List prefix: "" (everything) or a key-like string
+// that may end in "/".
+func ValidatePrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	return ValidateKey(strings.TrimSuffix(prefix, "/"))
+}
+
+// SafeName turns any string into one path element usable in a key: letters,
+// digits, '-' and '_' are kept, anything else becomes '_'; an empty result
+// becomes "_". It is how track and participant ids enter keys.
+func SafeName(s string) string {
+	if len(s) > 128 {
+		s = s[:128]
+	}
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "_"
+	}
+	return string(b)
+}
+
+// ManifestKey is the key of a lesson's recording manifest.
+func ManifestKey(lesson string) string { return "lessons/" + lesson + "/manifest.json" }
+
+// RecInitKey is the key of a recorded track's fMP4 init segment.
+func RecInitKey(lesson, track string) string {
+	return "lessons/" + lesson + "/rec/" + track + "/init.mp4"
+}
+
+// RecSegmentKey is the key of a recorded track's media segment.
+func RecSegmentKey(lesson, track string, seq int) string {
+	return fmt.Sprintf("lessons/%s/rec/%s/%06d.m4s", lesson, track, seq)
 }

@@ -1,9 +1,67 @@
 package main
 
-import "flag"
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"time"
 
-// registerIngestFlags adds the ingest part's flags (owned by the ingest engineer).
-func registerIngestFlags(fs *flag.FlagSet) {}
+	"podium/internal/httpx"
+	"podium/sfu"
+	"podium/sfu/ingest"
+)
 
-// wireIngest builds the ingest part into a (owned by the ingest engineer).
-func wireIngest(a *app) error { return nil }
+// ingestFlags is the ingest part's configuration, filled by registerIngestFlags.
+var ingestFlags struct {
+	ffmpeg     string
+	retryMin   time.Duration
+	retryMax   time.Duration
+	timeout    time.Duration
+	maxSources int
+}
+
+// registerIngestFlags adds the ingest part's flags.
+func registerIngestFlags(fs *flag.FlagSet) {
+	fs.StringVar(&ingestFlags.ffmpeg, "ingest-ffmpeg", "ffmpeg", "ffmpeg program used to transcode H.265/MJPEG video and AAC/G.711 audio from RTSP sources")
+	fs.DurationVar(&ingestFlags.retryMin, "ingest-retry-min", time.Second, "first wait before reconnecting to a failed RTSP source (doubles after each failure)")
+	fs.DurationVar(&ingestFlags.retryMax, "ingest-retry-max", 30*time.Second, "longest wait between reconnects to an RTSP source")
+	fs.DurationVar(&ingestFlags.timeout, "ingest-timeout", 10*time.Second, "how long an RTSP source may stay silent before it is reconnected")
+	fs.IntVar(&ingestFlags.maxSources, "ingest-max-sources", 256, "most RTSP sources registered on this node")
+}
+
+// wireIngest builds the RTSP ingest manager: the admin source API under
+// /api/lessons/{id}/sources, its metrics, and its shutdown.
+func wireIngest(a *app) error {
+	m, err := ingest.New(ingest.Config{
+		Rooms:       a.sfu.Rooms,
+		Log:         a.log,
+		FFmpegPath:  ingestFlags.ffmpeg,
+		Backoff:     ingest.Backoff{Min: ingestFlags.retryMin, Max: ingestFlags.retryMax},
+		ReadTimeout: ingestFlags.timeout,
+		MaxSources:  ingestFlags.maxSources,
+	})
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	if err := a.reg.Register(m.Collector()); err != nil {
+		return fmt.Errorf("ingest metrics: %w", err)
+	}
+	var h http.Handler = m.Handler()
+	if a.requireRole != nil {
+		h = a.requireRole(h, sfu.RoleAdmin)
+	} else {
+		// Never serve the source API (camera credentials) without auth.
+		h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			httpx.WriteError(w, http.StatusServiceUnavailable, "auth_unavailable", "source API needs the admin role check, which is not configured")
+		})
+	}
+	for _, pattern := range ingest.Routes {
+		a.mux.Handle(pattern, h)
+	}
+	a.onClose(func(context.Context) error {
+		m.Close()
+		return nil
+	})
+	return nil
+}

@@ -1,9 +1,116 @@
 package main
 
-import "flag"
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"time"
 
-// registerRecorderFlags adds the recorder part's flags (owned by the recorder engineer).
-func registerRecorderFlags(fs *flag.FlagSet) {}
+	"podium/internal/httpx"
+	"podium/recorder"
+	"podium/sfu"
+)
 
-// wireRecorder builds the recorder part into a (owned by the recorder engineer).
-func wireRecorder(a *app) error { return nil }
+// recorderFlags is the recorder part's configuration, filled by registerRecorderFlags.
+var recorderFlags struct {
+	enabled         bool
+	auto            bool
+	segmentDuration time.Duration
+	spoolDir        string
+	spoolMaxBytes   int64
+	fs              *flag.FlagSet
+}
+
+// registerRecorderFlags adds the recorder part's flags.
+func registerRecorderFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&recorderFlags.enabled, "record", true, "enable the recorder")
+	fs.BoolVar(&recorderFlags.auto, "record-auto", true, "record every lesson from its start (otherwise only on POST /api/lessons/{id}/recording/start)")
+	fs.DurationVar(&recorderFlags.segmentDuration, "record-segment-duration", 4*time.Second, "target length of recorded segments; video is cut on the first keyframe after it")
+	fs.StringVar(&recorderFlags.spoolDir, "record-spool-dir", "", "directory where closed segments wait for upload, surviving restarts (default <data-dir>/spool)")
+	recorderFlags.fs = fs
+	fs.Int64Var(&recorderFlags.spoolMaxBytes, "record-spool-max-bytes", 2<<30, "most bytes the spool may hold while storage is slow or down; segments beyond are dropped and reported")
+}
+
+// wireRecorder builds the recorder: it records lessons of a.sfu into
+// a.store, serves the admin recording API, and spools on shutdown.
+func wireRecorder(a *app) error {
+	if !recorderFlags.enabled {
+		return nil
+	}
+	if a.store == nil {
+		return errors.New("recorder: no storage wired")
+	}
+	spoolDir := recorderFlags.spoolDir
+	if spoolDir == "" {
+		spoolDir = dataDirPath(recorderFlags.fs, "spool")
+	}
+	rec, err := recorder.New(recorder.Config{
+		Store:           a.store,
+		SpoolDir:        spoolDir,
+		SpoolMaxBytes:   recorderFlags.spoolMaxBytes,
+		SegmentDuration: recorderFlags.segmentDuration,
+		Log:             a.log.With("part", "recorder"),
+		Registerer:      a.reg,
+	})
+	if err != nil {
+		return fmt.Errorf("recorder: %w", err)
+	}
+	if a.sfu != nil && a.sfu.Rooms != nil {
+		rec.Attach(a.sfu.Rooms, recorderFlags.auto)
+	}
+	a.onClose(rec.Close)
+	routes := map[string]http.HandlerFunc{
+		"GET /api/recordings":                    func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, http.StatusOK, rec.Lessons()) },
+		"GET /api/lessons/{id}/recording":        recordingHandler(rec, "status"),
+		"POST /api/lessons/{id}/recording/start": recordingHandler(rec, "start"),
+		"POST /api/lessons/{id}/recording/stop":  recordingHandler(rec, "stop"),
+	}
+	for pattern, h := range routes {
+		var handler http.Handler = h
+		if a.requireRole != nil {
+			handler = a.requireRole(handler, sfu.RoleAdmin)
+		} else {
+			handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				httpx.WriteError(w, http.StatusServiceUnavailable, "auth_unavailable", "recording API needs the admin role check, which is not configured")
+			})
+		}
+		a.mux.Handle(pattern, handler)
+	}
+	return nil
+}
+
+func recordingHandler(rec *recorder.Recorder, action string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if !sfu.ValidRoomID(id) {
+			httpx.WriteError(w, http.StatusBadRequest, "invalid_lesson", "invalid lesson id")
+			return
+		}
+		var err error
+		switch action {
+		case "start":
+			err = rec.StartLesson(id)
+		case "stop":
+			err = rec.Stop(id)
+		}
+		if err != nil {
+			if errors.Is(err, recorder.ErrNoSuchLesson) {
+				httpx.WriteError(w, http.StatusNotFound, "no_such_lesson", err.Error())
+				return
+			}
+			httpx.WriteError(w, http.StatusInternalServerError, "recording_failed", err.Error())
+			return
+		}
+		st, err := rec.Status(id)
+		if err != nil {
+			if errors.Is(err, recorder.ErrNoSuchLesson) {
+				httpx.WriteError(w, http.StatusNotFound, "no_such_lesson", err.Error())
+				return
+			}
+			httpx.WriteError(w, http.StatusInternalServerError, "recording_failed", err.Error())
+			return
+		}
+		httpx.WriteJSON(w, http.StatusOK, st)
+	}
+}

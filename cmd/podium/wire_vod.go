@@ -1,9 +1,125 @@
 package main
 
-import "flag"
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
 
-// registerVodFlags adds the vod part's flags (owned by the vod engineer).
-func registerVodFlags(fs *flag.FlagSet) {}
+	"podium/sfu"
+	"podium/transcode"
+	"podium/vod"
+)
 
-// wireVod builds the vod part into a (owned by the vod engineer).
-func wireVod(a *app) error { return nil }
+// vodFlags is the vod part's configuration (filled by registerVodFlags).
+var vodFlags struct {
+	transcode   bool
+	workers     int
+	poll        time.Duration
+	ffmpeg      string
+	ffprobe     string
+	ladder      string
+	preset      string
+	maxAttempts int
+	stall       time.Duration
+	playback    string
+	urlSecret   string
+	urlTTL      time.Duration
+}
+
+// registerVodFlags adds the vod part's flags.
+func registerVodFlags(fs *flag.FlagSet) {
+	f := &vodFlags
+	fs.BoolVar(&f.transcode, "vod-transcode", true, "run transcode jobs on this node (false: serve the catalog only)")
+	fs.IntVar(&f.workers, "vod-workers", transcode.DefaultWorkers(), "transcode jobs run at once (ffmpeg uses every core; default one per 4 cores)")
+	fs.DurationVar(&f.poll, "vod-poll", 10*time.Second, "how often storage is scanned for completed recordings")
+	fs.StringVar(&f.ffmpeg, "vod-ffmpeg", "ffmpeg", "ffmpeg program")
+	fs.StringVar(&f.ffprobe, "vod-ffprobe", "ffprobe", "ffprobe program")
+	fs.StringVar(&f.ladder, "vod-ladder", "1080:4000,720:2200,360:600", "HLS video ladder as height:kbps,... (rungs taller than the recording are skipped; an audio-only rendition is always added)")
+	fs.StringVar(&f.preset, "vod-preset", "veryfast", "x264 preset")
+	fs.IntVar(&f.maxAttempts, "vod-max-attempts", 3, "attempts before a failing transcode job is given up")
+	fs.DurationVar(&f.stall, "vod-stall-timeout", 2*time.Minute, "kill an ffmpeg that reports no progress for this long")
+	fs.StringVar(&f.playback, "vod-playback", vod.PlaybackPodium, "media delivery: podium (all bytes through podium) or signed (segments and downloads from presigned storage URLs)")
+	fs.StringVar(&f.urlSecret, "vod-url-secret", "", "HMAC secret of signed media URLs (default: random per process; set it when several nodes serve one catalog)")
+	fs.DurationVar(&f.urlTTL, "vod-url-ttl", time.Hour, "lifetime of signed media URLs")
+}
+
+func parseLadder(s string) ([]transcode.Rung, error) {
+	var out []transcode.Rung
+	for _, part := range strings.Split(s, ",") {
+		h, k, ok := strings.Cut(strings.TrimSpace(part), ":")
+		height, err1 := strconv.Atoi(h)
+		kbps, err2 := strconv.Atoi(k)
+		if !ok || err1 != nil || err2 != nil || height < 144 || height > 2160 || height%2 != 0 || kbps < 100 {
+			return nil, fmt.Errorf("vod-ladder: bad rung %q (want height:kbps, e.g. 720:2200)", part)
+		}
+		out = append(out, transcode.Rung{Name: fmt.Sprintf("%dp", height), Height: height, VideoKbps: kbps})
+	}
+	return out, nil
+}
+
+// wireVod builds the transcode queue and the VOD catalog on a.store.
+func wireVod(a *app) error {
+	f := vodFlags
+	if a.store == nil {
+		a.log.Warn("vod: no storage configured; replay catalog disabled")
+		return nil
+	}
+	// vod names roles as strings so that it need not import the sfu.
+	auth := func(h http.Handler, roles ...string) http.Handler {
+		rs := make([]sfu.Role, len(roles))
+		for i, r := range roles {
+			rs[i] = sfu.Role(r)
+		}
+		return a.requireRole(h, rs...)
+	}
+
+	var q *transcode.Queue
+	if f.transcode {
+		ladder, err := parseLadder(f.ladder)
+		if err != nil {
+			return err
+		}
+		if _, err := exec.LookPath(f.ffmpeg); err != nil {
+			a.log.Warn("vod: ffmpeg not found; transcoding disabled", "ffmpeg", f.ffmpeg, "err", err)
+		} else {
+			q = transcode.NewQueue(a.store, transcode.QueueConfig{
+				Config:  transcode.Config{FFmpeg: f.ffmpeg, FFprobe: f.ffprobe, Ladder: ladder, Preset: f.preset, StallTimeout: f.stall},
+				Workers: f.workers, MaxAttempts: f.maxAttempts, PollInterval: f.poll,
+			}, a.log, transcode.NewMetrics(a.reg))
+		}
+	}
+	var clips vod.ClipSubmitter
+	if q != nil {
+		clips = q
+	}
+	svc, err := vod.New(a.store, clips, vod.Config{URLSecret: f.urlSecret, URLTTL: f.urlTTL, Playback: f.playback}, a.log)
+	if err != nil {
+		return err
+	}
+
+	svc.Register(a.mux, auth)
+	if q == nil {
+		return nil
+	}
+	transcode.Handlers{Q: q}.Register(a.mux, auth)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- q.Run(ctx) }()
+	a.onClose(func(closeCtx context.Context) error {
+		cancel() // running jobs go back to "queued" and resume after restart
+		select {
+		case err := <-done:
+			return err
+		case <-closeCtx.Done():
+			return errors.Join(errors.New("vod: transcode workers did not stop in time"), closeCtx.Err())
+		}
+	})
+	return nil
+}

@@ -1,0 +1,52 @@
+// Command summary prints the JSON reports of `podium loadtest` as one
+// Markdown table, the form docs/BENCHMARKS.md shows them in.
+//
+//	go run ./bench/summary bench/results/*.json
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"podium/loadtest"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: summary report.json...")
+		os.Exit(2)
+	}
+	fmt.Println("| scenario | classrooms receiving / started | join->first frame p50 / p95 ms | video kbit/s p50 (settled layers) | video loss after NACK mean / max % | freezes >1 s per min max | e2e delay p50 / p99 ms | server CPU cores | classrooms per core | server RSS MiB | tool |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, path := range os.Args[1:] {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		var r loadtest.Report
+		if err := json.Unmarshal(b, &r); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", path, err)
+			os.Exit(1)
+		}
+		var layers []string
+		for l, n := range r.SettledLayer {
+			layers = append(layers, fmt.Sprintf("%s=%d", l, n))
+		}
+		sort.Strings(layers)
+		tool := "ok"
+		if r.Tool.Saturated {
+			tool = fmt.Sprintf("saturated (CPU peak %.0f%%, lag p99 %.0f ms)", r.Tool.PeakCPU*100, r.Tool.LagP99Ms)
+		}
+		fmt.Printf("| %s | %d / %d | %.0f / %.0f | %.0f (%s) | %.3f / %.3f | %.2f | %.1f / %.1f | %.2f | %.0f | %.0f | %s |\n",
+			strings.TrimSuffix(filepath.Base(path), ".json"), r.Receiving, r.Classrooms,
+			r.JoinToFirstFrameMs.P50, r.JoinToFirstFrameMs.P95,
+			r.VideoKbps.P50, strings.Join(layers, " "),
+			r.VideoLossPct.Mean, r.VideoLossPct.Max, r.LongFreezesPerMin.Max,
+			r.DelayMs.P50, r.DelayMs.P99, r.Server.CPUCores, r.Server.SubsPerCore, r.Server.PeakRSSMiB, tool)
+	}
+}

@@ -1,0 +1,143 @@
+package goclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/pion/webrtc/v4"
+)
+
+func wsURL(base, path string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("server url: %w", err)
+	}
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	case "ws", "wss":
+	default:
+		return "", fmt.Errorf("server url %q: want http(s) or ws(s)", base)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = path
+	}
+	u.RawQuery = ""
+	return u.String(), nil
+}
+
+// HTTPSession is a WHIP publisher or WHEP player.
+type HTTPSession struct {
+	PC       *webrtc.PeerConnection
+	Location string // absolute URL of the resource
+	token    string
+}
+
+// Close DELETEs the resource and closes the connection.
+func (s *HTTPSession) Close(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, s.Location, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	resp, err := HTTPClient.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+			err = fmt.Errorf("DELETE %s: %s", s.Location, resp.Status)
+		}
+	}
+	_ = s.PC.Close()
+	return err
+}
+
+// WHIPPublish publishes tracks to POST {serverURL}/whip/{room}.
+func WHIPPublish(ctx context.Context, api *webrtc.API, serverURL, room, token string, tracks ...webrtc.TrackLocal) (*HTTPSession, error) {
+	return httpNegotiate(ctx, api, serverURL+"/whip/"+room, token, func(pc *webrtc.PeerConnection) error {
+		for _, t := range tracks {
+			if _, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+				return fmt.Errorf("add track: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// WHEPWatch watches the teacher's camera and microphone through
+// POST {serverURL}/whep/{room}; onTrack gets each received track.
+func WHEPWatch(ctx context.Context, api *webrtc.API, serverURL, room, token string, onTrack func(*webrtc.TrackRemote, *webrtc.RTPReceiver)) (*HTTPSession, error) {
+	return httpNegotiate(ctx, api, serverURL+"/whep/"+room, token, func(pc *webrtc.PeerConnection) error {
+		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+			if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+				return fmt.Errorf("add transceiver: %w", err)
+			}
+		}
+		pc.OnTrack(onTrack)
+		return nil
+	})
+}
+
+// httpNegotiate does the one-request offer/answer of WHIP and WHEP, with
+// every candidate gathered into the offer (no trickle).
+func httpNegotiate(ctx context.Context, api *webrtc.API, endpoint, token string, setup func(*webrtc.PeerConnection) error) (*HTTPSession, error) {
+	if api == nil {
+		var err error
+		if api, err = NewAPI(true); err != nil {
+			return nil, err
+		}
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*HTTPSession, error) { _ = pc.Close(); return nil, err }
+	if err := setup(pc); err != nil {
+		return fail(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return fail(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return fail(err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(pc.LocalDescription().SDP))
+	if err != nil {
+		return fail(err)
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := HTTPClient.Do(req)
+	if err != nil {
+		return fail(fmt.Errorf("POST %s: %w", endpoint, err))
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusCreated {
+		var e struct{ Error, Code string }
+		_ = json.NewDecoder(bytes.NewReader(body)).Decode(&e)
+		return fail(&HTTPError{Status: resp.StatusCode, Code: e.Code, Message: e.Error})
+	}
+	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.Header.Get("Location") == "" {
+		return fail(fmt.Errorf("POST %s: no Location in the answer", endpoint))
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
+		return fail(fmt.Errorf("set answer: %w", err))
+	}
+	return &HTTPSession{PC: pc, Location: loc.String(), token: token}, nil
+}

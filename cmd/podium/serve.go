@@ -1,0 +1,368 @@
+package main
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"podium/clients"
+	"podium/internal/httpx"
+	"podium/sfu"
+	"podium/signaling"
+	"podium/signaling/auth"
+)
+
+// serveConfig is serve's own configuration and the sfu's.
+type serveConfig struct {
+	configFile   string
+	httpAddr     string
+	secret       string
+	dataDir      string
+	logLevel     string
+	publicURL    string
+	drainTimeout time.Duration
+	tlsCert      string
+	tlsKey       string
+
+	iceUDPPort  int
+	iceTCPPort  int
+	publicIPs   listFlag
+	bindIP      string
+	turnEnabled bool
+	turnUDPPort int
+	turnTCPPort int
+	turnRealm   string
+}
+
+// serveFlags registers every flag of `podium serve`: serve's and the sfu's
+// here, each other part's through its register function.
+func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
+	fs := flag.NewFlagSet("podium serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &serveConfig{}
+	fs.StringVar(&c.configFile, "config", "", "YAML file of flat flag-name: value settings (flags and PODIUM_* variables win over it)")
+	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address (signaling, APIs, web pages, metrics)")
+	fs.StringVar(&c.secret, "secret", "", "token signing secret, at least 16 characters (default: generated once and kept in <data-dir>/secret)")
+	fs.StringVar(&c.dataDir, "data-dir", "./data", "directory for the generated secret and local storage")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.publicURL, "public-url", "", "URL clients reach this node at, for links in logs and pages (default http://<http-addr>)")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long to drain clients and stop the parts")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (serve HTTPS; needs --tls-key)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
+
+	fs.IntVar(&c.iceUDPPort, "ice-udp-port", 7882, "UDP port shared by every WebRTC connection (0: any free port)")
+	fs.IntVar(&c.iceTCPPort, "ice-tcp-port", 7881, "TCP port for ICE over TCP (0: any free port, -1: off)")
+	fs.Var(&c.publicIPs, "public-ip", "public IP address(es) to advertise in ICE candidates (1:1 NAT); repeat or comma-separate")
+	fs.StringVar(&c.bindIP, "bind-ip", "", "address the media ports listen on (default: all)")
+	fs.BoolVar(&c.turnEnabled, "turn-enabled", false, "run the embedded TURN server for classrooms behind strict firewalls")
+	fs.IntVar(&c.turnUDPPort, "turn-udp-port", 3478, "TURN UDP port (0: any free port)")
+	fs.IntVar(&c.turnTCPPort, "turn-tcp-port", 3478, "TURN TCP port (0: any free port)")
+	fs.StringVar(&c.turnRealm, "turn-realm", "podium", "TURN realm")
+
+	registerStorageFlags(fs)
+	registerRecorderFlags(fs)
+	registerIngestFlags(fs)
+	registerVodFlags(fs)
+	registerClusterFlags(fs)
+	return fs, c
+}
+
+// parseServe reads serve's configuration from args, the environment and
+// the --config file, and validates it.
+func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*serveConfig, error) {
+	fs, c := serveFlags(stderr)
+	if err := loadConfig(fs, args, "config", getenv); err != nil {
+		return nil, err
+	}
+	return c, c.validate()
+}
+
+func (c *serveConfig) validate() error {
+	var errs []error
+	if err := checkListenAddr("http-addr", c.httpAddr); err != nil {
+		errs = append(errs, err)
+	}
+	if c.secret != "" && len(c.secret) < auth.MinSecretLen {
+		errs = append(errs, fmt.Errorf("--secret must be at least %d characters", auth.MinSecretLen))
+	}
+	if c.dataDir == "" {
+		errs = append(errs, errors.New("--data-dir must not be empty"))
+	}
+	if _, err := parseLogLevel(c.logLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.publicURL != "" {
+		if u, err := url.Parse(c.publicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--public-url: %q is not an http(s) URL", c.publicURL))
+		}
+	}
+	if c.drainTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--drain-timeout must be positive, got %s", c.drainTimeout))
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	for _, p := range []struct {
+		name    string
+		port    int
+		disable bool
+	}{{"ice-udp-port", c.iceUDPPort, false}, {"ice-tcp-port", c.iceTCPPort, true},
+		{"turn-udp-port", c.turnUDPPort, false}, {"turn-tcp-port", c.turnTCPPort, false}} {
+		if err := checkPort(p.name, p.port, p.disable); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, ip := range c.publicIPs {
+		if net.ParseIP(ip) == nil {
+			errs = append(errs, fmt.Errorf("--public-ip: %q is not an IP address", ip))
+		}
+	}
+	if c.bindIP != "" && net.ParseIP(c.bindIP) == nil {
+		errs = append(errs, fmt.Errorf("--bind-ip: %q is not an IP address", c.bindIP))
+	}
+	return errors.Join(errs...)
+}
+
+func parseLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level: %q is not debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// secretFile is where a generated secret is kept between runs.
+func secretFile(dataDir string) string { return filepath.Join(dataDir, "secret") }
+
+// loadOrCreateSecret returns the secret kept in the data dir, generating
+// and persisting one on first start so tokens survive restarts.
+func loadOrCreateSecret(dataDir string) (secret string, created bool, err error) {
+	b, err := os.ReadFile(secretFile(dataDir))
+	if err == nil {
+		s := strings.TrimSpace(string(b))
+		if len(s) < auth.MinSecretLen {
+			return "", false, fmt.Errorf("%s holds a secret shorter than %d characters", secretFile(dataDir), auth.MinSecretLen)
+		}
+		return s, false, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", false, fmt.Errorf("read secret: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return "", false, fmt.Errorf("create data dir: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", false, fmt.Errorf("generate secret: %w", err)
+	}
+	s := hex.EncodeToString(raw)
+	if err := os.WriteFile(secretFile(dataDir), []byte(s+"\n"), 0o600); err != nil {
+		return "", false, fmt.Errorf("persist secret: %w", err)
+	}
+	return s, true, nil
+}
+
+// derive makes a separate key for another use of the secret (TURN), so
+// leaking one does not leak the other.
+func derive(secret, purpose string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(purpose))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	c, err := parseServe(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "podium serve: bad configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return 2
+	}
+	level, _ := parseLogLevel(c.logLevel)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := serve(ctx, c, log); err != nil {
+		log.Error("podium stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve builds the app, serves until ctx ends, then drains.
+func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
+	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	secretSource := "--secret"
+	if c.secret == "" {
+		s, created, err := loadOrCreateSecret(c.dataDir)
+		if err != nil {
+			return err
+		}
+		c.secret = s
+		secretSource = secretFile(c.dataDir)
+		if created {
+			secretSource += " (generated now)"
+		}
+	}
+	issuer, err := auth.NewIssuer(c.secret)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a := &app{log: log, reg: reg, mux: http.NewServeMux()}
+	var ready, draining atomic.Bool
+	// requireRole is set before any part is wired; it counts refusals in the
+	// signaling metrics once signaling exists.
+	var sig *signaling.Server
+	a.requireRole = func(h http.Handler, roles ...sfu.Role) http.Handler {
+		return issuer.Require(func(reason string) {
+			if sig != nil {
+				sig.AuthFailure(reason)
+			}
+		}, roles...)(h)
+	}
+	// Closers run even when wiring fails half-way.
+	defer func() {
+		if !ready.Load() {
+			runClosers(context.Background(), a, log)
+		}
+	}()
+
+	if err := wireStorage(a); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	s, err := sfu.New(sfu.Config{
+		ICEUDPPort: c.iceUDPPort, ICETCPPort: c.iceTCPPort, PublicIPs: c.publicIPs, BindIP: c.bindIP,
+		TURN: sfu.TURNConfig{Enabled: c.turnEnabled, UDPPort: c.turnUDPPort, TCPPort: c.turnTCPPort,
+			Realm: c.turnRealm, Secret: derive(c.secret, "turn")},
+	}, log.With("part", "sfu"), reg)
+	if err != nil {
+		return fmt.Errorf("sfu: %w", err)
+	}
+	a.sfu = s
+	sfuClosed := false
+	closeSFU := func() {
+		if !sfuClosed {
+			sfuClosed = true
+			if err := s.Close(); err != nil {
+				log.Warn("sfu close", "err", err)
+			}
+		}
+	}
+	defer closeSFU()
+	for _, w := range []struct {
+		name string
+		fn   func(*app) error
+	}{{"recorder", wireRecorder}, {"ingest", wireIngest}, {"vod", wireVod}, {"cluster", wireCluster}} {
+		if err := w.fn(a); err != nil {
+			return fmt.Errorf("%s: %w", w.name, err)
+		}
+	}
+	sig, err = signaling.New(signaling.Config{SFU: s, Issuer: issuer, Log: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	sig.Mount(a.mux)
+	a.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "alive"})
+	})
+	a.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case draining.Load():
+			httpx.WriteError(w, http.StatusServiceUnavailable, "draining", "server is shutting down")
+		case !ready.Load():
+			httpx.WriteError(w, http.StatusServiceUnavailable, "starting", "server is starting")
+		default:
+			httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		}
+	})
+	a.mux.Handle("/", clients.Handler())
+
+	ln, err := net.Listen("tcp", c.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", c.httpAddr, err)
+	}
+	srv := &http.Server{Handler: clusterFront(a.mux), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() {
+		if c.tlsCert != "" {
+			serveErr <- srv.ServeTLS(ln, c.tlsCert, c.tlsKey)
+		} else {
+			serveErr <- srv.Serve(ln)
+		}
+	}()
+	ready.Store(true)
+	base := c.publicURL
+	if base == "" {
+		scheme := "http"
+		if c.tlsCert != "" {
+			scheme = "https"
+		}
+		host, port, _ := net.SplitHostPort(ln.Addr().String())
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			host = "localhost"
+		}
+		base = scheme + "://" + net.JoinHostPort(host, port)
+	}
+	log.Info("podium listening", "addr", ln.Addr().String(), "url", base, "data_dir", c.dataDir, "secret", secretSource)
+	log.Info("get a token: podium token --data-dir "+c.dataDir+" --room demo --role teacher --name Teacher",
+		"teacher_page", base+"/teacher.html", "classroom_page", base+"/classroom.html")
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "drain_timeout", c.drainTimeout)
+	case err := <-serveErr:
+		runErr = fmt.Errorf("http server: %w", err)
+	}
+
+	// Drain: readyz goes 503, clients are told, parts stop in reverse.
+	draining.Store(true)
+	dctx, cancel := context.WithTimeout(context.Background(), c.drainTimeout)
+	defer cancel()
+	if err := sig.Shutdown(dctx); err != nil {
+		log.Warn("signaling drain incomplete", "err", err)
+	}
+	if err := srv.Shutdown(dctx); err != nil {
+		log.Warn("http shutdown incomplete", "err", err)
+		_ = srv.Close()
+	}
+	closeSFU()
+	runClosers(dctx, a, log)
+	ready.Store(false)
+	log.Info("podium stopped")
+	return runErr
+}
+
+// runClosers runs the parts' closers in reverse order of registration.
+func runClosers(ctx context.Context, a *app, log *slog.Logger) {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](ctx); err != nil {
+			log.Warn("closing a part", "err", err)
+		}
+	}
+	a.closers = nil
+}

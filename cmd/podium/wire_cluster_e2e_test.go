@@ -1,0 +1,370 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media/ivfwriter"
+
+	"podium/clients/goclient"
+	"podium/cluster"
+	"podium/internal/testenv"
+	"podium/internal/testmedia"
+	"podium/sfu"
+	"podium/signaling/auth"
+)
+
+const (
+	e2eSecret     = "cluster-e2e-secret-0123456789"
+	e2eClusterKey = "cluster-e2e-key"
+)
+
+// lockedLog collects a process's output for the failure report.
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// podiumNode is one `podium serve` process of the cluster.
+type podiumNode struct {
+	id   string
+	url  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *lockedLog
+}
+
+func (n *podiumNode) kill() {
+	_ = n.cmd.Process.Kill()
+	<-n.done
+}
+
+func startRedisServer(t *testing.T) string {
+	t.Helper()
+	bin := testenv.RequireBinary(t, "redis-server")
+	port := testenv.FreePort(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	return "127.0.0.1:" + strconv.Itoa(port)
+}
+
+func buildPodium(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "podium")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "podium/cmd/podium")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build podium: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func startPodiumNode(t *testing.T, bin, redis, id string, extra ...string) *podiumNode {
+	t.Helper()
+	addr := testenv.FreeAddr(t)
+	dir := t.TempDir()
+	n := &podiumNode{id: id, url: "http://" + addr, done: make(chan struct{}), log: &lockedLog{}}
+	args := append([]string{"serve", "--http-addr", addr, "--secret", e2eSecret,
+		"--data-dir", filepath.Join(dir, "data"), "--storage-dir", filepath.Join(dir, "storage"),
+		"--record-spool-dir", filepath.Join(dir, "spool"), "--record=false",
+		"--ice-udp-port", "0", "--ice-tcp-port", "-1", "--bind-ip", "127.0.0.1", "--log-level", "info",
+		"--cluster-redis", redis, "--cluster-node-id", id, "--cluster-advertise-url", n.url,
+		"--cluster-key", e2eClusterKey, "--cluster-heartbeat", "200ms"}, extra...)
+	n.cmd = exec.Command(bin, args...)
+	n.cmd.Dir = dir
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = n.cmd.Wait(); close(n.done) }()
+	t.Cleanup(func() {
+		_ = n.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-n.done:
+		case <-time.After(15 * time.Second):
+			n.kill()
+		}
+		if t.Failed() {
+			t.Logf("node %s log:\n%s", id, n.log.String())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		res, err := http.Get(n.url + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return n
+			}
+		}
+		select {
+		case <-n.done:
+			t.Fatalf("node %s exited:\n%s", id, n.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s not ready:\n%s", id, n.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// videoReceiver writes the teacher's camera, as one client receives it,
+// to IVF so ffprobe can count the frames that decode.
+type videoReceiver struct {
+	path   string
+	mu     sync.Mutex
+	w      *ivfwriter.IVFWriter
+	frames atomic.Int64
+	wg     sync.WaitGroup
+}
+
+func newVideoReceiver(t *testing.T, name string) *videoReceiver {
+	path := filepath.Join(t.TempDir(), name+".ivf")
+	w, err := ivfwriter.New(path, ivfwriter.WithCodec(webrtc.MimeTypeVP8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &videoReceiver{path: path, w: w}
+}
+
+func (v *videoReceiver) onTrack(rt goclient.RemoteTrack) {
+	if rt.Track.Kind() != webrtc.RTPCodecTypeVideo || rt.Info.Source != string(sfu.SourceCamera) {
+		return
+	}
+	v.wg.Add(1)
+	go func() {
+		defer v.wg.Done()
+		for {
+			pkt, _, err := rt.Track.ReadRTP()
+			if err != nil {
+				return
+			}
+			v.mu.Lock()
+			if v.w != nil {
+				_ = v.w.WriteRTP(pkt)
+				if pkt.Marker {
+					v.frames.Add(1)
+				}
+			}
+			v.mu.Unlock()
+		}
+	}()
+}
+
+// decodedFrames closes the file and returns how many frames ffprobe
+// decodes from it, at which size.
+func (v *videoReceiver) decodedFrames(t *testing.T) (frames int, size string) {
+	t.Helper()
+	v.mu.Lock()
+	err := v.w.Close()
+	v.w = nil
+	v.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ffprobe := testenv.RequireBinary(t, "ffprobe")
+	out, err := exec.Command(ffprobe, "-v", "error", "-select_streams", "v:0",
+		"-show_entries", "frame=width,height", "-of", "csv=p=0", v.path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe: %v\n%s", err, out)
+	}
+	lines := strings.Fields(strings.TrimSpace(string(out)))
+	if len(lines) == 0 {
+		return 0, ""
+	}
+	return len(lines), lines[0]
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func metricsOf(t *testing.T, n *podiumNode) string {
+	res, err := http.Get(n.url + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+// TestThreeNodeCascade runs Redis and three podium processes on loopback.
+// The teacher signals through node 2, which relays to the lesson's owner,
+// node 1 (full with its teacher, --cluster-capacity 1). Classrooms reach
+// nodes 2 and 3, which become edges mirroring the lesson from node 1; both
+// decode the teacher's video. Node 3 is killed: its classroom reconnects
+// to node 2 and decodes again, and the cluster forgets node 3.
+func TestThreeNodeCascade(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three podium processes")
+	}
+	files := testmedia.ForTest(t)
+	testenv.RequireBinary(t, "ffprobe")
+	redis := startRedisServer(t)
+	bin := buildPodium(t)
+	n1 := startPodiumNode(t, bin, redis, "n1", "--cluster-capacity", "1")
+	n2 := startPodiumNode(t, bin, redis, "n2")
+	n3 := startPodiumNode(t, bin, redis, "n3")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	observer, err := cluster.New(ctx, cluster.Config{Redis: redis, Node: cluster.NodeInfo{ID: "observer", URL: "http://observer"}}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer observer.Close()
+	waitUntil(t, "three nodes registered", func() bool {
+		nodes, err := observer.Nodes(ctx)
+		return err == nil && len(nodes) == 3
+	})
+
+	issuer, err := auth.NewIssuer(e2eSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := func(role sfu.Role, name string) string {
+		tok, _, err := issuer.Issue(auth.Request{Room: "maths-9", Role: role, Name: name, TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+
+	// The teacher signals through node 2; the lesson is placed on node 1.
+	teacher, err := goclient.Dial(ctx, n2.url, token(sfu.RoleTeacher, "Ms. Zhang"), goclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer teacher.Close()
+	if _, err := teacher.Join(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if owner, ok, err := observer.Owner(ctx, "maths-9"); err != nil || !ok || owner.ID != "n1" {
+		t.Fatalf("lesson owner %+v %v %v, want n1", owner, ok, err)
+	}
+	cam, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", "teacher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := teacher.Publish(ctx, goclient.LocalTrack{Track: cam, Source: string(sfu.SourceCamera), Name: "camera"}); err != nil {
+		t.Fatal(err)
+	}
+	playCtx, stopPlay := context.WithCancel(ctx)
+	var playing sync.WaitGroup
+	playing.Go(func() { _ = testmedia.PlayIVF(playCtx, files.VP8[1], cam, true) })
+	defer func() { stopPlay(); playing.Wait() }()
+
+	waitUntil(t, "node 1 to publish its teacher's load", func() bool {
+		nodes, err := observer.Nodes(ctx)
+		if err != nil {
+			return false
+		}
+		for _, n := range nodes {
+			if n.ID == "n1" && n.Load >= 1 {
+				return true
+			}
+		}
+		return false
+	})
+
+	// Classrooms on nodes 2 and 3.
+	join := func(node *podiumNode, name string) (*goclient.Client, *videoReceiver) {
+		t.Helper()
+		v := newVideoReceiver(t, name+"-"+node.id)
+		c, err := goclient.Dial(ctx, node.url, token(sfu.RoleClassroom, name), goclient.Options{OnTrack: v.onTrack})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Join(ctx, true); err != nil {
+			t.Fatal(err)
+		}
+		return c, v
+	}
+	classA, videoA := join(n2, "Village A")
+	defer func() { classA.Close(); videoA.wg.Wait() }()
+	classB, videoB := join(n3, "Village B")
+	defer func() { classB.Close(); videoB.wg.Wait() }()
+
+	for _, n := range []*podiumNode{n1, n2, n3} {
+		waitUntil(t, "node "+n.id+" to hold the lesson", func() bool {
+			return strings.Contains(metricsOf(t, n), "\npodium_lessons 1\n")
+		})
+	}
+	waitUntil(t, "two seconds of video at both classrooms", func() bool {
+		return videoA.frames.Load() >= 60 && videoB.frames.Load() >= 60
+	})
+	for name, v := range map[string]*videoReceiver{"classroom A on node 2": videoA, "classroom B on node 3": videoB} {
+		frames, size := v.decodedFrames(t)
+		if frames < 30 || size != "640,360" {
+			t.Errorf("%s decoded %d frames of %s, want at least 30 of 640,360", name, frames, size)
+		}
+	}
+
+	// Node 3 dies; its classroom reconnects through node 2.
+	n3.kill()
+	select {
+	case <-classB.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("classroom B did not notice node 3 died")
+	}
+	classB.Close()
+	videoB.wg.Wait()
+	classB2, videoB2 := join(n2, "Village B")
+	defer func() { classB2.Close(); videoB2.wg.Wait() }()
+	waitUntil(t, "video at classroom B after reconnecting", func() bool { return videoB2.frames.Load() >= 60 })
+	if frames, size := videoB2.decodedFrames(t); frames < 30 || size != "640,360" {
+		t.Errorf("classroom B after reconnecting decoded %d frames of %s", frames, size)
+	}
+	waitUntil(t, "the cluster to forget node 3", func() bool {
+		nodes, err := observer.Nodes(ctx)
+		if err != nil {
+			return false
+		}
+		for _, n := range nodes {
+			if n.ID == "n3" {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -1,0 +1,391 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// lesson is one synthetic lesson: a teacher and the classrooms watching it.
+type lesson struct {
+	id   string
+	book *stampBook
+	// teacherID is the teacher's participant id (Podium protocol), used to
+	// tell the teacher's tracks from other classrooms' cameras.
+	teacherID string
+}
+
+// joinedData is the part of the `joined` reply the tool needs.
+type joinedData struct {
+	Participant struct {
+		ID string `json:"id"`
+	} `json:"participant"`
+}
+
+// session is one synthetic participant's signaling and connections. Its
+// goroutines are owned by run, which returns after they have stopped.
+type session struct {
+	r     *runner
+	l     *lesson
+	name  string
+	token string
+
+	ws  *wsSession
+	pub *publisher
+	sub *webrtc.PeerConnection
+
+	link *linkFactory
+	api  *webrtc.API
+
+	signal  sync.WaitGroup  // answerOffers
+	readers sync.WaitGroup  // track readers
+	stats   *classroomStats // nil for a teacher
+}
+
+// classroomStats is what one classroom measured.
+type classroomStats struct {
+	lesson string
+	name   string
+	start  time.Time
+	video  streamStats
+	audio  streamStats
+	other  streamStats // tracks of other classrooms (publish-back)
+
+	// Counters at the middle of the measuring time (markHalf).
+	halfVideoBytes  uint64
+	halfAudioBytes  uint64
+	halfLayerFrames [4]uint64
+	linkDropped     uint64
+
+	mu       sync.Mutex
+	err      string
+	joinedAt time.Time
+	// Milestones of the join, to tell where join time goes.
+	replyAt, offerAt, connectedAt, firstPacketAt time.Time
+}
+
+// mark records a join milestone the first time it happens.
+func (c *classroomStats) mark(at *time.Time) {
+	c.mu.Lock()
+	if at.IsZero() {
+		*at = time.Now()
+	}
+	c.mu.Unlock()
+}
+
+func (c *classroomStats) fail(err error) {
+	c.mu.Lock()
+	if c.err == "" {
+		c.err = err.Error()
+	}
+	c.mu.Unlock()
+}
+
+// publishWS joins over the websocket and publishes plan on a publisher
+// connection.
+func (s *session) publishWS(ctx context.Context, plan mediaPlan, autoSubscribe bool) error {
+	ws, err := dialSession(ctx, s.r.cfg.Server, s.token)
+	if err != nil {
+		return err
+	}
+	s.ws = ws
+	reply, err := ws.request(ctx, "join", map[string]any{"autoSubscribe": autoSubscribe})
+	if err != nil {
+		return err
+	}
+	var jd joinedData
+	_ = json.Unmarshal(reply.Data, &jd)
+	if s.stats == nil {
+		s.l.teacherID = jd.Participant.ID
+	} else {
+		s.stats.mark(&s.stats.replyAt)
+	}
+	s.signal.Add(1)
+	go func() {
+		defer s.signal.Done()
+		s.answerOffers(ctx)
+	}()
+	if plan.codec == "" {
+		return nil
+	}
+	var layers ssrcLayers
+	// The publisher connection has an API of its own: a teacher's records
+	// frame send times; a classroom's only tags its packets.
+	var book *stampBook
+	if s.stats == nil {
+		book = s.l.book
+	}
+	api, err := newAPI(peerOptions{stamps: &stampFactory{book: book, layers: &layers}, loopbackOnly: s.r.cfg.LoopbackOnly})
+	if err != nil {
+		return err
+	}
+	pub, err := newPublisher(api, plan, "loadtest", &layers)
+	if err != nil {
+		return err
+	}
+	s.pub = pub
+	offer, err := pub.pc.CreateOffer(nil)
+	if err != nil {
+		return fmt.Errorf("publisher offer: %w", err)
+	}
+	sdp, err := completeLocal(ctx, pub.pc, offer)
+	if err != nil {
+		return err
+	}
+	ans, err := ws.request(ctx, "offer", sdpData{SDP: sdp, Tracks: pub.decl})
+	if err != nil {
+		return err
+	}
+	var d sdpData
+	if err := json.Unmarshal(ans.Data, &d); err != nil || d.SDP == "" {
+		return fmt.Errorf("answer without sdp: %s", ans.Data)
+	}
+	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: d.SDP}); err != nil {
+		return fmt.Errorf("publisher answer: %w", err)
+	}
+	return nil
+}
+
+// answerOffers answers the server's offers for the subscriber connection,
+// one at a time, until the socket closes.
+func (s *session) answerOffers(ctx context.Context) {
+	for {
+		var offer string
+		select {
+		case offer = <-s.ws.offers:
+		case <-s.ws.ended:
+			if s.stats != nil && ctx.Err() == nil {
+				s.stats.fail(fmt.Errorf("signaling closed: %v", s.ws.err))
+			}
+			return
+		case <-ctx.Done():
+			return
+		}
+		if s.stats != nil {
+			s.stats.mark(&s.stats.offerAt)
+		}
+		if err := s.answer(ctx, offer); err != nil && ctx.Err() == nil {
+			if s.stats != nil {
+				s.stats.fail(err)
+			}
+			s.r.log.Debug("answer", "participant", s.name, "err", err)
+		}
+	}
+}
+
+func (s *session) answer(ctx context.Context, offer string) error {
+	if s.sub == nil {
+		pc, err := s.api.NewPeerConnection(webrtc.Configuration{})
+		if err != nil {
+			return fmt.Errorf("subscriber connection: %w", err)
+		}
+		s.sub = pc
+		pc.OnTrack(s.onTrack)
+		s.watchConnected(pc)
+	}
+	if err := s.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return fmt.Errorf("subscriber offer: %w", err)
+	}
+	ans, err := s.sub.CreateAnswer(nil)
+	if err != nil {
+		return fmt.Errorf("subscriber answer: %w", err)
+	}
+	sdp, err := completeLocal(ctx, s.sub, ans)
+	if err != nil {
+		return err
+	}
+	return s.ws.send(envelope{Type: "answer", Data: mustJSON(sdpData{SDP: sdp})})
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// onTrack reads one received track until it ends, counting headers only.
+func (s *session) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	if s.stats == nil { // a teacher: read and drop what it is sent
+		s.readers.Add(1)
+		go func() {
+			defer s.readers.Done()
+			buf := make([]byte, 1500)
+			for {
+				if _, _, err := tr.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+		return
+	}
+	video := tr.Kind() == webrtc.RTPCodecTypeVideo
+	st := &s.stats.other
+	fromTeacher := s.l.teacherID == "" || tr.StreamID() == s.l.teacherID ||
+		strings.HasPrefix(tr.StreamID(), s.l.teacherID)
+	if fromTeacher {
+		if video {
+			st = &s.stats.video
+		} else {
+			st = &s.stats.audio
+		}
+	}
+	var book *stampBook
+	if fromTeacher && video {
+		book = s.l.book
+	}
+	s.readers.Add(1)
+	go func() {
+		defer s.readers.Done()
+		buf := make([]byte, 1500)
+		first := fromTeacher && video
+		for {
+			n, _, err := tr.Read(buf)
+			if err != nil {
+				return
+			}
+			if first {
+				first = false
+				s.stats.mark(&s.stats.firstPacketAt)
+			}
+			st.onPacket(time.Now(), buf[:n], video, book)
+		}
+	}()
+}
+
+// close ends the session: leave, close connections, wait for readers.
+func (s *session) close() {
+	if s.ws != nil {
+		_ = s.ws.send(envelope{Type: "leave"})
+		s.ws.close()
+		<-s.ws.ended
+		s.signal.Wait()
+	}
+	if s.pub != nil {
+		_ = s.pub.pc.Close()
+	}
+	if s.sub != nil {
+		_ = s.sub.Close()
+	}
+	s.readers.Wait()
+	if s.link != nil {
+		s.link.wait()
+	}
+}
+
+// subscribeWHEP watches the lesson through plain WHEP: one receive-only
+// connection with a video and an audio transceiver.
+func (s *session) subscribeWHEP(ctx context.Context, client *http.Client) (resource string, err error) {
+	pc, err := s.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return "", fmt.Errorf("whep connection: %w", err)
+	}
+	s.sub = pc
+	pc.OnTrack(s.onTrack)
+	s.watchConnected(pc)
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			return "", fmt.Errorf("whep transceiver: %w", err)
+		}
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return "", fmt.Errorf("whep offer: %w", err)
+	}
+	sdp, err := completeLocal(ctx, pc, offer)
+	if err != nil {
+		return "", err
+	}
+	answer, resource, err := httpSDP(ctx, client, s.r.endpoint(s.r.cfg.WHEPURL, "whep", s.l.id), s.token, sdp)
+	if err != nil {
+		return "", err
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		return resource, fmt.Errorf("whep answer: %w", err)
+	}
+	return resource, nil
+}
+
+// publishWHIP publishes the teacher's media through WHIP.
+func (s *session) publishWHIP(ctx context.Context, client *http.Client, plan mediaPlan) (resource string, err error) {
+	var layers ssrcLayers
+	api, err := newAPI(peerOptions{stamps: &stampFactory{book: s.l.book, layers: &layers}, loopbackOnly: s.r.cfg.LoopbackOnly})
+	if err != nil {
+		return "", err
+	}
+	pub, err := newPublisher(api, plan, "loadtest", &layers)
+	if err != nil {
+		return "", err
+	}
+	s.pub = pub
+	offer, err := pub.pc.CreateOffer(nil)
+	if err != nil {
+		return "", fmt.Errorf("whip offer: %w", err)
+	}
+	sdp, err := completeLocal(ctx, pub.pc, offer)
+	if err != nil {
+		return "", err
+	}
+	answer, resource, err := httpSDP(ctx, client, s.r.endpoint(s.r.cfg.WHIPURL, "whip", s.l.id), s.token, sdp)
+	if err != nil {
+		return "", err
+	}
+	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		return resource, fmt.Errorf("whip answer: %w", err)
+	}
+	return resource, nil
+}
+
+// waitConnected waits until a connection is connected.
+func waitConnected(ctx context.Context, pc *webrtc.PeerConnection, timeout time.Duration) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		switch pc.ConnectionState() {
+		case webrtc.PeerConnectionStateConnected:
+			return nil
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			return errors.New("connection failed")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("not connected after %s", timeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// markHalf remembers the counters at the middle of the measuring time, so
+// the report can say what a classroom settled on (bitrate, layer) in the
+// second half, after congestion control had time to find its rate.
+func (c *classroomStats) markHalf() {
+	c.video.mu.Lock()
+	c.halfVideoBytes = c.video.bytes
+	c.halfLayerFrames = c.video.layerFrames
+	c.video.mu.Unlock()
+	c.audio.mu.Lock()
+	c.halfAudioBytes = c.audio.bytes
+	c.audio.mu.Unlock()
+}
+
+// watchConnected records when a classroom's receiving connection first
+// connects.
+func (s *session) watchConnected(pc *webrtc.PeerConnection) {
+	if s.stats == nil {
+		return
+	}
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateConnected {
+			s.stats.mark(&s.stats.connectedAt)
+		}
+	})
+}

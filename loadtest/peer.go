@@ -1,0 +1,108 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// peerOptions say what one synthetic participant's connections need.
+type peerOptions struct {
+	// link shapes incoming RTP (classrooms); nil for none.
+	link *linkFactory
+	// stamps records send times of outgoing video frames (teachers).
+	stamps *stampFactory
+	// loopbackOnly gathers only 127.0.0.1 candidates.
+	loopbackOnly bool
+}
+
+// registerCodecs offers what a browser offers and Podium forwards: Opus with
+// in-band FEC, VP8 and constrained-baseline H.264, each video codec with RTX
+// and the feedback a browser announces.
+func registerCodecs(m *webrtc.MediaEngine) error {
+	fb := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "transport-cc"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
+	codecs := []struct {
+		c    webrtc.RTPCodecParameters
+		kind webrtc.RTPCodecType
+	}{
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}, webrtc.RTPCodecTypeAudio},
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}, PayloadType: 96}, webrtc.RTPCodecTypeVideo},
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=96"}, PayloadType: 97}, webrtc.RTPCodecTypeVideo},
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: fb}, PayloadType: 106}, webrtc.RTPCodecTypeVideo},
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=106"}, PayloadType: 107}, webrtc.RTPCodecTypeVideo},
+	}
+	for _, c := range codecs {
+		if err := m.RegisterCodec(c.c, c.kind); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newAPI builds a pion API for one participant. The interceptor order is
+// the point: the emulated link comes first (nearest the network) so NACK,
+// receiver reports and TWCC feedback all see the shaped stream; the stamp
+// recorder comes last (nearest the packetizer) so it sees only originals.
+func newAPI(o peerOptions) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m); err != nil {
+		return nil, fmt.Errorf("codecs: %w", err)
+	}
+	reg := &interceptor.Registry{}
+	if o.link != nil && o.link.profile.Active() {
+		reg.Add(o.link)
+	}
+	if err := webrtc.ConfigureNack(m, reg); err != nil {
+		return nil, fmt.Errorf("nack: %w", err)
+	}
+	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+		return nil, fmt.Errorf("rtcp reports: %w", err)
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+		return nil, fmt.Errorf("simulcast: %w", err)
+	}
+	if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
+		return nil, fmt.Errorf("twcc: %w", err)
+	}
+	if o.stamps != nil {
+		reg.Add(o.stamps)
+	}
+	var se webrtc.SettingEngine
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// A measuring client, not a target: replay windows cost per packet and
+	// protect nothing here.
+	se.DisableSRTPReplayProtection(true)
+	se.DisableSRTCPReplayProtection(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+	if o.loopbackOnly {
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
+}
+
+// completeLocal sets a local description and waits until its candidates
+// are gathered, so the description can be sent whole (no trickle).
+func completeLocal(ctx context.Context, pc *webrtc.PeerConnection, desc webrtc.SessionDescription) (string, error) {
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(desc); err != nil {
+		return "", fmt.Errorf("set local description: %w", err)
+	}
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-t.C:
+		return "", errors.New("ICE gathering timed out")
+	}
+	return pc.LocalDescription().SDP, nil
+}

@@ -1,0 +1,465 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// serverCost follows the server process: CPU seconds and RSS from /proc
+// when its pid is known, else from the process_* series of /metrics; plus
+// the sums of podium_* series at the start and end of the steady phase.
+type serverCost struct {
+	r          *runner
+	metricsURL string
+
+	first, steady, last   procSample
+	firstAt, steadyAt     time.Time
+	lastAt, prevAt        time.Time
+	prev                  procSample
+	peakRSS               int64
+	source                string
+	steadyMetrics, endMet map[string]float64
+	err                   string
+}
+
+func newServerCost(r *runner, ctx context.Context) *serverCost {
+	c := &serverCost{r: r, metricsURL: r.cfg.MetricsURL}
+	if c.metricsURL == "" {
+		c.metricsURL = strings.TrimSuffix(r.cfg.Server, "/") + "/metrics"
+	}
+	if c.metricsURL == "-" {
+		c.metricsURL = ""
+	}
+	switch {
+	case r.cfg.ServerPID > 0:
+		c.source = fmt.Sprintf("/proc/%d", r.cfg.ServerPID)
+	case c.metricsURL != "":
+		c.source = c.metricsURL + " (process_*)"
+	default:
+		c.source = "none"
+	}
+	c.sample(ctx)
+	c.first, c.firstAt = c.last, c.lastAt
+	c.prev, c.prevAt = c.last, c.lastAt
+	return c
+}
+
+func (c *serverCost) read(ctx context.Context) (procSample, map[string]float64, error) {
+	var podium map[string]float64
+	var ms metricsSample
+	var merr error
+	if c.metricsURL != "" {
+		ms, merr = scrapeMetrics(ctx, c.r.http, c.metricsURL)
+		podium = ms.podium
+	}
+	if c.r.cfg.ServerPID > 0 {
+		p, err := readProc(c.r.cfg.ServerPID)
+		return p, podium, err
+	}
+	if merr != nil {
+		return procSample{}, nil, merr
+	}
+	if c.metricsURL == "" {
+		return procSample{}, nil, nil
+	}
+	return procSample{cpu: ms.cpu, rss: ms.rss}, podium, nil
+}
+
+func (c *serverCost) sample(ctx context.Context) {
+	p, _, err := c.read(ctx)
+	if err != nil {
+		c.err = err.Error()
+		return
+	}
+	c.prev, c.prevAt = c.last, c.lastAt
+	c.last, c.lastAt = p, time.Now()
+	c.peakRSS = max(c.peakRSS, p.rss)
+}
+
+// cpuNow is the server's CPU use between the last two samples, in cores.
+func (c *serverCost) cpuNow() string {
+	el := c.lastAt.Sub(c.prevAt)
+	if el <= 0 || c.source == "none" {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f%%", float64(c.last.cpu-c.prev.cpu)/float64(el)*100)
+}
+
+// markSteady starts the steady phase: every classroom has been started.
+func (c *serverCost) markSteady(ctx context.Context) {
+	p, m, err := c.read(ctx)
+	if err != nil {
+		c.err = err.Error()
+		return
+	}
+	c.steady, c.steadyAt = p, time.Now()
+	c.steadyMetrics = m
+}
+
+func (c *serverCost) finish(ctx context.Context) {
+	_, m, err := c.read(ctx)
+	if err == nil {
+		c.endMet = m
+	}
+}
+
+// Report is the result of one run (also its JSON form).
+type Report struct {
+	Config    map[string]any `json:"config"`
+	Started   time.Time      `json:"started"`
+	JoinPhase string         `json:"joinPhase"`
+	Measured  string         `json:"measured"`
+
+	Classrooms int `json:"classrooms"`
+	Joined     int `json:"joined"`
+	Receiving  int `json:"receivingVideo"`
+	Failed     int `json:"failed"`
+	// Errors lists distinct failure messages with their counts.
+	Errors map[string]int `json:"errors,omitempty"`
+
+	JoinToFirstFrameMs Dist `json:"joinToFirstFrameMs"`
+	// JoinStepsMs breaks the join down: from a classroom's start to the
+	// join reply, the server's first offer, the connection connected, the
+	// first video packet and the first complete frame.
+	JoinStepsMs map[string]Dist `json:"joinStepsMs"`
+	// VideoKbps and AudioKbps are per classroom over the second half of
+	// the measuring time (settled rates).
+	VideoKbps Dist `json:"videoKbps"`
+	AudioKbps Dist `json:"audioKbps"`
+	// OtherKbps is what a classroom received of other classrooms' cameras
+	// (--publish-back), over the whole run.
+	OtherKbps Dist `json:"otherKbps"`
+	// VideoLossPct is the share of video packets never received, after
+	// NACK retransmissions (per classroom, whole run).
+	VideoLossPct Dist `json:"videoLossPct"`
+	AudioLossPct Dist `json:"audioLossPct"`
+	// LinkDroppedPackets is what the emulated links dropped (random loss
+	// and full queues), before NACK recovered any of it.
+	LinkDroppedPackets uint64 `json:"linkDroppedPackets"`
+	// Freezes: gaps of more than 500 ms between received video frames.
+	FreezesPerMin     Dist    `json:"freezesPerMin"`
+	LongFreezesPerMin Dist    `json:"longFreezesPerMin"`
+	FreezeTimePct     Dist    `json:"freezeTimePct"`
+	MaxFreezeMs       float64 `json:"maxFreezeMs"`
+	// SettledLayer counts classrooms by the layer they received most in
+	// the second half (q, h, f; "?" when unknown).
+	SettledLayer map[string]int `json:"settledLayer"`
+	// DelayMs is the end-to-end delay of video frames (teacher's
+	// connection to classroom's track reader), over all classrooms.
+	DelayMs Dist `json:"delayMs"`
+
+	// Lessons breaks the main figures down per lesson (several lessons
+	// share one server: is any of them starved?).
+	Lessons []LessonReport `json:"lessons,omitempty"`
+
+	Server ServerReport `json:"server"`
+	Tool   ToolReport   `json:"tool"`
+}
+
+// Dist summarises a distribution.
+type Dist struct {
+	N    int     `json:"n"`
+	Mean float64 `json:"mean"`
+	P50  float64 `json:"p50"`
+	P95  float64 `json:"p95"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
+}
+
+func distOf(v []float64) Dist {
+	if len(v) == 0 {
+		return Dist{}
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	q := func(p float64) float64 { return s[int(p*float64(len(s)-1)+0.5)] }
+	var sum float64
+	for _, x := range s {
+		sum += x
+	}
+	return Dist{N: len(s), Mean: sum / float64(len(s)), P50: q(0.5), P95: q(0.95), P99: q(0.99), Max: s[len(s)-1]}
+}
+
+func distOfHist(h *histogram) Dist {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return Dist{N: int(h.n), Mean: ms(h.mean()), P50: ms(h.quantile(0.5)), P95: ms(h.quantile(0.95)), P99: ms(h.quantile(0.99)), Max: ms(h.max)}
+}
+
+// LessonReport is one lesson's share of a run.
+type LessonReport struct {
+	ID           string  `json:"id"`
+	Classrooms   int     `json:"classrooms"`
+	Receiving    int     `json:"receivingVideo"`
+	VideoKbpsP50 float64 `json:"videoKbpsP50"`
+	LossPctMean  float64 `json:"videoLossPctMean"`
+	JoinMsP95    float64 `json:"joinToFirstFrameMsP95"`
+}
+
+// ServerReport is the server's cost over the steady phase.
+type ServerReport struct {
+	Source string `json:"source"`
+	// CPUCores is CPU seconds per second over the steady phase (1.0 = one
+	// core busy).
+	CPUCores    float64 `json:"cpuCores"`
+	CPUSeconds  float64 `json:"cpuSeconds"`
+	RSSMiB      float64 `json:"rssMiB"`
+	PeakRSSMiB  float64 `json:"peakRssMiB"`
+	SubsPerCore float64 `json:"subscribersPerCore"`
+	// PodiumMetrics are the changes of podium_* series (summed over
+	// labels) during the steady phase.
+	PodiumMetrics map[string]float64 `json:"podiumMetrics,omitempty"`
+	Error         string             `json:"error,omitempty"`
+}
+
+// ToolReport says whether the tool itself was the limit.
+type ToolReport struct {
+	Cores       int     `json:"cores"`
+	PeakCPU     float64 `json:"peakCpuCores"`
+	LagP99Ms    float64 `json:"timerLagP99Ms"`
+	LagMaxMs    float64 `json:"timerLagMaxMs"`
+	RSSMiB      float64 `json:"rssMiB"`
+	Saturated   bool    `json:"saturated"`
+	SaturatedBy string  `json:"saturatedBy,omitempty"`
+}
+
+var layerNames = []string{"q", "h", "f", "3"}
+
+func reportConfig(c Config) map[string]any {
+	return map[string]any{
+		"server": c.Server, "lessons": c.Lessons, "classroomsPerLesson": c.Classrooms,
+		"joinRate": c.JoinRate, "duration": c.Duration.String(), "codec": c.Codec,
+		"link": c.Link.String(), "publish": c.Publish, "subscribe": c.Subscribe, "publishBack": c.PublishBack,
+	}
+}
+
+func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch, cost *serverCost) {
+	rep.Measured = end.Sub(rep.Started).Round(time.Millisecond).String()
+	rep.Classrooms = len(all)
+	rep.SettledLayer = map[string]int{}
+	var join, vk, ak, ok, vl, al, fpm, lfpm, ftp []float64
+	var delay histogram
+	steps := map[string][]float64{}
+	since := func(name string, from, at time.Time) {
+		if !at.IsZero() {
+			steps[name] = append(steps[name], float64(at.Sub(from))/float64(time.Millisecond))
+		}
+	}
+	halfDur := end.Sub(half).Seconds()
+	type lessonAcc struct {
+		n, recv          int
+		kbps, loss, join []float64
+	}
+	per := map[string]*lessonAcc{}
+	var order []string
+	for _, s := range all {
+		la := per[s.lesson]
+		if la == nil {
+			la = &lessonAcc{}
+			per[s.lesson] = la
+			order = append(order, s.lesson)
+		}
+		la.n++
+		s.mu.Lock()
+		errMsg, joined := s.err, !s.joinedAt.IsZero()
+		since("1 joined", s.start, s.replyAt)
+		since("2 offer", s.start, s.offerAt)
+		since("3 connected", s.start, s.connectedAt)
+		since("4 first packet", s.start, s.firstPacketAt)
+		s.mu.Unlock()
+		if joined {
+			rep.Joined++
+		}
+		if errMsg != "" {
+			rep.Failed++
+			if rep.Errors == nil {
+				rep.Errors = map[string]int{}
+			}
+			rep.Errors[errMsg]++
+		}
+		rep.LinkDroppedPackets += s.linkDropped
+		v := &s.video
+		v.mu.Lock()
+		if v.frames > 0 {
+			rep.Receiving++
+			join = append(join, float64(v.firstFrame.Sub(s.start))/float64(time.Millisecond))
+			since("5 first frame", s.start, v.firstFrame)
+			watched := end.Sub(v.firstFrame).Minutes()
+			if watched > 0 {
+				fpm = append(fpm, float64(v.freezes)/watched)
+				lfpm = append(lfpm, float64(v.longFreezes)/watched)
+				ftp = append(ftp, v.freezeTime.Minutes()/watched*100)
+			}
+			rep.MaxFreezeMs = max(rep.MaxFreezeMs, float64(v.maxGap)/float64(time.Millisecond))
+			vl = append(vl, v.lossRate()*100)
+			la.recv++
+			la.loss = append(la.loss, v.lossRate()*100)
+			la.join = append(la.join, join[len(join)-1])
+			if !half.IsZero() && halfDur > 0 {
+				vk = append(vk, float64(v.bytes-s.halfVideoBytes)*8/halfDur/1000)
+				la.kbps = append(la.kbps, vk[len(vk)-1])
+			}
+			best, bestN := "?", uint64(0)
+			for i := range v.layerFrames {
+				if n := v.layerFrames[i] - s.halfLayerFrames[i]; n > bestN {
+					best, bestN = layerNames[i], n
+				}
+			}
+			if best == "q" && rep.Config["codec"] == "h264" {
+				best = "single" // one layer, no simulcast
+			}
+			rep.SettledLayer[best]++
+			delay.merge(&v.delay)
+		}
+		v.mu.Unlock()
+		o := &s.other
+		o.mu.Lock()
+		if o.packets > 0 {
+			ok = append(ok, float64(o.bytes)*8/end.Sub(s.start).Seconds()/1000)
+		}
+		o.mu.Unlock()
+		a := &s.audio
+		a.mu.Lock()
+		if a.packets > 0 {
+			al = append(al, a.lossRate()*100)
+			if !half.IsZero() && halfDur > 0 {
+				ak = append(ak, float64(a.bytes-s.halfAudioBytes)*8/halfDur/1000)
+			}
+		}
+		a.mu.Unlock()
+	}
+	sort.Strings(order)
+	for _, id := range order {
+		la := per[id]
+		rep.Lessons = append(rep.Lessons, LessonReport{ID: id, Classrooms: la.n, Receiving: la.recv,
+			VideoKbpsP50: distOf(la.kbps).P50, LossPctMean: distOf(la.loss).Mean, JoinMsP95: distOf(la.join).P95})
+	}
+	rep.JoinToFirstFrameMs = distOf(join)
+	rep.JoinStepsMs = map[string]Dist{}
+	for k, v := range steps {
+		rep.JoinStepsMs[k] = distOf(v)
+	}
+	rep.VideoKbps, rep.AudioKbps, rep.OtherKbps = distOf(vk), distOf(ak), distOf(ok)
+	rep.VideoLossPct, rep.AudioLossPct = distOf(vl), distOf(al)
+	rep.FreezesPerMin, rep.LongFreezesPerMin, rep.FreezeTimePct = distOf(fpm), distOf(lfpm), distOf(ftp)
+	rep.DelayMs = distOfHist(&delay)
+
+	sr := ServerReport{Source: cost.source, Error: cost.err}
+	if el := cost.lastAt.Sub(cost.steadyAt).Seconds(); el > 0 && !cost.steadyAt.IsZero() {
+		cpu := (cost.last.cpu - cost.steady.cpu).Seconds()
+		sr.CPUSeconds = cpu
+		sr.CPUCores = cpu / el
+		if sr.CPUCores > 0 {
+			sr.SubsPerCore = float64(rep.Receiving) / sr.CPUCores
+		}
+	}
+	sr.RSSMiB = float64(cost.last.rss) / (1 << 20)
+	sr.PeakRSSMiB = float64(cost.peakRSS) / (1 << 20)
+	if cost.endMet != nil {
+		sr.PodiumMetrics = map[string]float64{}
+		for k, v := range cost.endMet {
+			if d := v - cost.steadyMetrics[k]; d != 0 {
+				sr.PodiumMetrics[k] = d
+			}
+		}
+	}
+	rep.Server = sr
+
+	t := ToolReport{Cores: w.cores, PeakCPU: w.peakUse,
+		LagP99Ms: float64(w.lag.quantile(0.99)) / float64(time.Millisecond),
+		LagMaxMs: float64(w.lag.max) / float64(time.Millisecond), RSSMiB: float64(w.lastCPU.rss) / (1 << 20)}
+	switch {
+	case w.peakUse > 0.85*float64(w.cores):
+		t.Saturated, t.SaturatedBy = true, fmt.Sprintf("tool CPU peaked at %.0f%% of its %d core(s)", w.peakUse*100, w.cores)
+	case w.lagSaturated():
+		t.Saturated, t.SaturatedBy = true, fmt.Sprintf("its timers fired up to %.0f ms late (p99): it did not get the CPU it needed, from its own load or the machine's", t.LagP99Ms)
+	}
+	rep.Tool = t
+}
+
+// WriteTable prints the final table.
+func (rep *Report) WriteTable(w io.Writer) {
+	fmt.Fprintf(w, "\n== podium loadtest: %v lesson(s) x %v classrooms, link %v, codec %v, %v/%v ==\n",
+		rep.Config["lessons"], rep.Config["classroomsPerLesson"], rep.Config["link"], rep.Config["codec"], rep.Config["publish"], rep.Config["subscribe"])
+	fmt.Fprintf(w, "classrooms %d, joined %d, receiving video %d, failed %d (join phase %s, run %s)\n",
+		rep.Classrooms, rep.Joined, rep.Receiving, rep.Failed, rep.JoinPhase, rep.Measured)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "metric\tmean\tp50\tp95\tp99\tmax\t")
+	row := func(name string, d Dist, prec int) {
+		f := func(x float64) string { return fmt.Sprintf("%.*f", prec, x) }
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", name, f(d.Mean), f(d.P50), f(d.P95), f(d.P99), f(d.Max))
+	}
+	row("join to first frame (ms)", rep.JoinToFirstFrameMs, 0)
+	names := make([]string, 0, len(rep.JoinStepsMs))
+	for k := range rep.JoinStepsMs {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		row("  join step: "+k[2:], rep.JoinStepsMs[k], 0)
+	}
+	row("video kbit/s (2nd half)", rep.VideoKbps, 0)
+	row("audio kbit/s (2nd half)", rep.AudioKbps, 0)
+	if rep.OtherKbps.N > 0 {
+		row("other classrooms kbit/s", rep.OtherKbps, 0)
+	}
+	row("video loss after NACK (%)", rep.VideoLossPct, 3)
+	row("audio loss (%)", rep.AudioLossPct, 3)
+	row("freezes >500ms per min", rep.FreezesPerMin, 2)
+	row("freezes >1s per min", rep.LongFreezesPerMin, 2)
+	row("frozen time (%)", rep.FreezeTimePct, 2)
+	row("e2e video delay (ms)", rep.DelayMs, 1)
+	_ = tw.Flush()
+	var layers []string
+	for _, l := range append(layerNames[:3:3], "single", "?") {
+		if n := rep.SettledLayer[l]; n > 0 {
+			layers = append(layers, fmt.Sprintf("%s=%d", l, n))
+		}
+	}
+	fmt.Fprintf(w, "settled layer (2nd half): %s; longest freeze %.0f ms\n", strings.Join(layers, " "), rep.MaxFreezeMs)
+	if len(rep.Lessons) > 1 {
+		fmt.Fprintf(w, "per lesson (receiving/classrooms, video kbit/s p50, loss %%):")
+		for _, l := range rep.Lessons {
+			fmt.Fprintf(w, " %s %d/%d %.0f %.2f;", l.ID, l.Receiving, l.Classrooms, l.VideoKbpsP50, l.LossPctMean)
+		}
+		fmt.Fprintln(w)
+	}
+	s := rep.Server
+	fmt.Fprintf(w, "server (%s): %.2f cores over the steady phase (%.1f CPU s), RSS %.0f MiB (peak %.0f), %.0f receiving classrooms per core\n",
+		s.Source, s.CPUCores, s.CPUSeconds, s.RSSMiB, s.PeakRSSMiB, s.SubsPerCore)
+	if s.Error != "" {
+		fmt.Fprintf(w, "server cost error: %s\n", s.Error)
+	}
+	t := rep.Tool
+	fmt.Fprintf(w, "tool: peak CPU %.0f%% of %d core(s), RSS %.0f MiB, timer lag p99 %.1f ms max %.1f ms", t.PeakCPU*100, t.Cores, t.RSSMiB, t.LagP99Ms, t.LagMaxMs)
+	if t.Saturated {
+		fmt.Fprintf(w, "\nTOOL SATURATED (%s): delay, freezes and loss above include the tool's own lateness", t.SaturatedBy)
+	}
+	fmt.Fprintln(w)
+	for msg, n := range rep.Errors {
+		fmt.Fprintf(w, "error x%d: %s\n", n, msg)
+	}
+}
+
+// WriteJSONFile writes the report as JSON to path ("-" = w).
+func (rep *Report) WriteJSONFile(path string, w io.Writer) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	b = append(b, '\n')
+	if path == "-" {
+		_, err = w.Write(b)
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}

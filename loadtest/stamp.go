@@ -1,0 +1,129 @@
+package loadtest
+
+import (
+	"encoding/binary"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+)
+
+// How end-to-end delay is measured: the SFU rewrites sequence numbers,
+// timestamps, SSRCs and VP8 picture ids and drops header extensions, but it
+// forwards the end of every payload untouched. The synthetic teacher runs in
+// the same process as the classrooms, so it records, for the last packet of
+// every video frame, a fingerprint of the payload (its length and last eight
+// bytes) with the wall-clock time the packet left the teacher's connection
+// and the simulcast layer it belongs to. A classroom that receives a frame's
+// last packet looks its fingerprint up: the difference is the exact delay
+// through the teacher's stack, the server and the classroom's stack (and the
+// emulated link), and the entry says which layer the server forwards.
+// Nothing is added to the media, so the stream stays valid for browsers and
+// the recorder.
+
+// fingerprint identifies a payload by its length and last eight bytes.
+type fingerprint struct {
+	n    uint16
+	tail uint64
+}
+
+func fingerprintOf(payload []byte) fingerprint {
+	var tail [8]byte
+	copy(tail[:], payload[max(0, len(payload)-8):])
+	return fingerprint{n: uint16(len(payload)), tail: binary.LittleEndian.Uint64(tail[:])}
+}
+
+type sendStamp struct {
+	at    int64 // unix nanoseconds
+	layer int8
+}
+
+// stampBook holds the recent frame fingerprints of one teacher. Entries
+// older than the ring's span are forgotten, so a looping media file cannot
+// match a frame from its previous loop.
+type stampBook struct {
+	mu    sync.RWMutex
+	byKey map[fingerprint]sendStamp
+	ring  []fingerprint
+	next  int
+}
+
+// stampBookSize covers about 20 s of three 30 fps layers.
+const stampBookSize = 2048
+
+func newStampBook() *stampBook {
+	return &stampBook{byKey: make(map[fingerprint]sendStamp, stampBookSize), ring: make([]fingerprint, stampBookSize)}
+}
+
+func (b *stampBook) record(fp fingerprint, layer int, at time.Time) {
+	b.mu.Lock()
+	old := b.ring[b.next]
+	if old != fp {
+		delete(b.byKey, old)
+	}
+	b.ring[b.next] = fp
+	b.next = (b.next + 1) % len(b.ring)
+	b.byKey[fp] = sendStamp{at: at.UnixNano(), layer: int8(layer)}
+	b.mu.Unlock()
+}
+
+func (b *stampBook) lookup(fp fingerprint) (sendStamp, bool) {
+	b.mu.RLock()
+	s, ok := b.byKey[fp]
+	b.mu.RUnlock()
+	return s, ok
+}
+
+// stampFactory makes the send-side interceptor of a teacher's publisher
+// connection: it records the fingerprint of every frame's last video packet
+// as the packetizer hands it to the connection. It is registered last, so it
+// sees only original packets, never the NACK responder's retransmissions.
+//
+// It also tags simulcast packets with the MID and RID header extensions
+// (as browsers do): pion's sender does not, and a receiver needs them to
+// tell the layers apart.
+type stampFactory struct {
+	book *stampBook
+	// layers maps a sending SSRC to its simulcast layer, RID and MID.
+	layers *ssrcLayers
+}
+
+func (f *stampFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &stampInterceptor{f: f}, nil
+}
+
+type stampInterceptor struct {
+	interceptor.NoOp
+	f *stampFactory
+}
+
+func (s *stampInterceptor) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	if !strings.HasPrefix(strings.ToLower(info.MimeType), "video/") {
+		return w
+	}
+	var midID, ridID uint8
+	for _, e := range info.RTPHeaderExtensions {
+		switch e.URI {
+		case sdp.SDESMidURI:
+			midID = uint8(e.ID)
+		case sdp.SDESRTPStreamIDURI:
+			ridID = uint8(e.ID)
+		}
+	}
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
+		l := s.f.layers.get(h.SSRC)
+		if l.rid != "" && midID != 0 && ridID != 0 {
+			if mid := l.mid(); mid != "" {
+				_ = h.SetExtension(midID, []byte(mid))
+				_ = h.SetExtension(ridID, []byte(l.rid))
+			}
+		}
+		if h.Marker && len(payload) > 0 && h.SSRC == info.SSRC && s.f.book != nil {
+			s.f.book.record(fingerprintOf(payload), l.index, time.Now())
+		}
+		return w.Write(h, payload, a)
+	})
+}

@@ -1,0 +1,373 @@
+package sfu
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// DownTrack forwards one published Track to one subscriber: it is the
+// Track's Sink for that subscriber and the webrtc.TrackLocal on the
+// subscriber's connection. Per packet it picks the simulcast layer the
+// allocator chose (switching only on a keyframe) and rewrites SSRC, payload
+// type, sequence number, timestamp and VP8 picture ids so the subscriber
+// sees one continuous stream whatever layer it comes from.
+//
+// All state is per subscriber: one slow or lossy classroom changes nothing
+// for the others.
+type DownTrack struct {
+	track    *Track
+	id       string // the Track's id: msid track id
+	streamID string // the publisher's participant id: msid stream id
+	kind     Kind
+	family   codecFamily
+	clock    uint32
+	queue    *sendQueue
+	ready    *atomic.Bool // the subscriber connection is up: writes are not lost
+	onSwitch func()       // counts layer switches; may be nil
+
+	closed atomic.Bool
+
+	mu      sync.Mutex
+	bound   bool
+	writer  webrtc.TrackLocalWriter
+	ssrc    uint32
+	pt      uint8
+	stripRE bool // publisher sends RED, subscriber takes plain Opus
+
+	current  int // layer forwarded now, -1 before the first keyframe
+	target   int // layer the allocator wants
+	maxLayer int // subscriber's cap, -1 none
+	resumes  uint32
+	resync   bool // next forwarded packet starts a new run of offsets
+	started  bool
+	askedAt  time.Time // last keyframe request for target
+
+	seqOffset  uint16
+	tsOffset   uint32
+	refSeq     uint16 // first input sequence number of the current run
+	lastInSeq  uint16
+	lastOutSeq uint16
+	lastOutTS  uint32
+	lastOutAt  time.Time
+
+	picOffset  uint16
+	tl0Offset  uint8
+	lastOutPic uint16
+	lastOutTL0 uint8
+	picSeen    bool
+
+	currentLayer atomic.Int32
+}
+
+// vp8Rewrite carries the VP8 id rewrite a queued copy of a packet needs.
+type vp8Rewrite struct {
+	apply     bool
+	desc      vp8Descriptor
+	pictureID uint16
+	tl0PicIdx uint8
+}
+
+// keyframeRetry is how long a down-track waits for a keyframe on its target
+// layer before asking again (the Track merges the requests of all
+// subscribers anyway).
+const keyframeRetry = time.Second
+
+func newDownTrack(t *Track, q *sendQueue, ready *atomic.Bool, onSwitch func()) *DownTrack {
+	info := t.Info()
+	d := &DownTrack{
+		track:    t,
+		id:       info.ID,
+		streamID: info.ParticipantID,
+		kind:     info.Kind,
+		family:   familyOf(info.Codec.MimeType),
+		clock:    info.Codec.ClockRate,
+		queue:    q,
+		ready:    ready,
+		onSwitch: onSwitch,
+		current:  -1,
+		target:   len(info.Layers) - 1,
+		maxLayer: -1,
+		resumes:  t.resumes.Load(),
+	}
+	if d.clock == 0 {
+		d.clock = 90000
+	}
+	d.currentLayer.Store(-1)
+	return d
+}
+
+// ID is the msid track id: the published Track's id.
+func (d *DownTrack) ID() string { return d.id }
+
+// RID is empty: a subscriber receives one layer.
+func (d *DownTrack) RID() string { return "" }
+
+// StreamID is the msid stream id: the publisher's participant id.
+func (d *DownTrack) StreamID() string { return d.streamID }
+
+// Kind is the media kind.
+func (d *DownTrack) Kind() webrtc.RTPCodecType {
+	if d.kind == KindAudio {
+		return webrtc.RTPCodecTypeAudio
+	}
+	return webrtc.RTPCodecTypeVideo
+}
+
+// Bind picks the negotiated codec that carries the track's payload.
+func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	codecs := ctx.CodecParameters()
+	codec, strip, ok := matchCodec(d.family, d.track.info.Codec.MimeType, codecs)
+	if !ok {
+		return webrtc.RTPCodecParameters{}, fmt.Errorf("down-track %s: %w", d.id, webrtc.ErrUnsupportedCodec)
+	}
+	d.mu.Lock()
+	d.bound = true
+	d.writer = ctx.WriteStream()
+	d.ssrc = uint32(ctx.SSRC())
+	d.pt = uint8(codec.PayloadType)
+	d.stripRE = strip
+	d.resync = true
+	d.current = -1
+	d.mu.Unlock()
+	return codec, nil
+}
+
+// matchCodec finds the negotiated codec for a track's codec: the same mime
+// type (H.264 with packetization-mode=1 preferred), or plain Opus for a RED
+// track when the subscriber did not take RED.
+func matchCodec(f codecFamily, mime string, codecs []webrtc.RTPCodecParameters) (c webrtc.RTPCodecParameters, stripRED, ok bool) {
+	var fallback *webrtc.RTPCodecParameters
+	for i := range codecs {
+		cc := &codecs[i]
+		if !strings.EqualFold(cc.MimeType, mime) {
+			if f == familyRED && familyOf(cc.MimeType) == familyOpus && fallback == nil {
+				fallback = cc
+			}
+			continue
+		}
+		if f == familyH264 && !strings.Contains(cc.SDPFmtpLine, "packetization-mode=1") {
+			if fallback == nil {
+				fallback = cc
+			}
+			continue
+		}
+		return *cc, false, true
+	}
+	if fallback != nil {
+		return *fallback, f == familyRED, true
+	}
+	return webrtc.RTPCodecParameters{}, false, false
+}
+
+// Unbind stops writing to the connection.
+func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
+	d.mu.Lock()
+	d.bound = false
+	d.writer = nil
+	d.mu.Unlock()
+	return nil
+}
+
+// close detaches the down-track for good.
+func (d *DownTrack) close() { d.closed.Store(true) }
+
+// CurrentLayer returns the layer forwarded now, -1 when none yet.
+func (d *DownTrack) CurrentLayer() int { return int(d.currentLayer.Load()) }
+
+// setTarget sets the layer the allocator wants (clamped to the cap); when it
+// differs from the current one it asks for a keyframe there.
+func (d *DownTrack) setTarget(layer int) {
+	d.mu.Lock()
+	if d.maxLayer >= 0 && layer > d.maxLayer {
+		layer = d.maxLayer
+	}
+	if layer < 0 {
+		layer = 0
+	}
+	changed := layer != d.target
+	d.target = layer
+	ask := changed && layer != d.current && d.kind == KindVideo
+	if ask {
+		d.askedAt = time.Now()
+	}
+	d.mu.Unlock()
+	if ask {
+		d.track.RequestKeyframe(layer)
+	}
+}
+
+func (d *DownTrack) setMaxLayer(layer int) {
+	d.mu.Lock()
+	d.maxLayer = layer
+	d.mu.Unlock()
+}
+
+func (d *DownTrack) maxLayerCap() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.maxLayer
+}
+
+// requestKeyframe asks for a keyframe on the current layer (a subscriber's
+// PLI or FIR).
+func (d *DownTrack) requestKeyframe() {
+	l := d.CurrentLayer()
+	if l < 0 {
+		d.mu.Lock()
+		l = d.target
+		d.mu.Unlock()
+	}
+	d.track.RequestKeyframe(l)
+}
+
+// WriteRTP implements Sink. It runs on a publisher's read goroutine (one per
+// layer), takes only this down-track's lock, and never blocks: the packet
+// is copied into the subscriber's send queue.
+func (d *DownTrack) WriteRTP(layer int, pkt *rtp.Packet) {
+	if d.closed.Load() {
+		return
+	}
+	var askLayer = -1
+	d.mu.Lock()
+	askLayer = d.forwardLocked(layer, pkt)
+	d.mu.Unlock()
+	if askLayer >= 0 {
+		d.track.RequestKeyframe(askLayer)
+	}
+}
+
+// forwardLocked does the per-packet work under d.mu and returns a layer to
+// request a keyframe on, or -1.
+func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
+	if !d.bound || !d.ready.Load() {
+		// Packets written before the connection is up are lost; wait, and
+		// start from a keyframe once it is.
+		return -1
+	}
+	if r := d.track.resumes.Load(); r != d.resumes {
+		// Unmuted: start a new run, from a keyframe for video.
+		d.resumes = r
+		d.resync = true
+		if d.kind == KindVideo {
+			d.current = -1
+		}
+	}
+	now := time.Now()
+	if d.kind == KindVideo && layer != d.current {
+		if layer != d.target {
+			return -1
+		}
+		if len(pkt.Payload) == 0 || !isKeyframe(d.family, pkt.Payload) {
+			if now.Sub(d.askedAt) >= keyframeRetry {
+				d.askedAt = now
+				return d.target
+			}
+			return -1
+		}
+		if d.current >= 0 && d.onSwitch != nil {
+			d.onSwitch()
+		}
+		d.current = layer
+		d.currentLayer.Store(int32(layer))
+		d.resync = true
+	}
+	if d.kind == KindAudio && d.current != layer {
+		d.current = layer
+		d.currentLayer.Store(int32(layer))
+	}
+
+	payload := pkt.Payload
+	if len(payload) == 0 {
+		// Padding-only (bandwidth probes): not forwarded; keep the output
+		// contiguous by shifting the offset when it came in order.
+		if !d.resync && pkt.SequenceNumber == d.lastInSeq+1 {
+			d.seqOffset--
+			d.lastInSeq = pkt.SequenceNumber
+		}
+		return -1
+	}
+
+	var vp8 vp8Rewrite
+	if d.family == familyVP8 {
+		if desc, ok := parseVP8(payload); ok && desc.hasPictureID {
+			vp8.desc = desc
+			vp8.apply = true
+		}
+	}
+
+	if d.resync {
+		d.resync = false
+		if !d.started {
+			d.started = true
+			d.seqOffset = 0
+			d.tsOffset = 0
+			d.lastOutSeq = pkt.SequenceNumber - 1
+			d.lastOutTS = pkt.Timestamp
+			d.lastOutAt = now
+		} else {
+			d.seqOffset = d.lastOutSeq + 1 - pkt.SequenceNumber
+			step := uint32(now.Sub(d.lastOutAt).Seconds() * float64(d.clock))
+			if step == 0 {
+				step = 1
+			}
+			d.tsOffset = d.lastOutTS + step - pkt.Timestamp
+		}
+		d.refSeq = pkt.SequenceNumber
+		d.lastInSeq = pkt.SequenceNumber - 1
+		if vp8.apply {
+			if d.picSeen {
+				d.picOffset = (d.lastOutPic + 1 - vp8.desc.pictureID) & vp8PictureIDMask
+				d.tl0Offset = d.lastOutTL0 + 1 - vp8.desc.tl0PicIdx
+			} else {
+				d.picOffset, d.tl0Offset = 0, 0
+			}
+		}
+	} else if int16(pkt.SequenceNumber-d.refSeq) < 0 {
+		return -1 // from before the current run: belongs to an old layer or mute
+	}
+
+	outSeq := pkt.SequenceNumber + d.seqOffset
+	outTS := pkt.Timestamp + d.tsOffset
+	if int16(pkt.SequenceNumber-d.lastInSeq) > 0 {
+		d.lastInSeq = pkt.SequenceNumber
+	}
+	if int16(outSeq-d.lastOutSeq) > 0 {
+		d.lastOutSeq = outSeq
+		d.lastOutTS = outTS
+		d.lastOutAt = now
+	}
+	if vp8.apply {
+		vp8.pictureID = (vp8.desc.pictureID + d.picOffset) & vp8PictureIDMask
+		vp8.tl0PicIdx = vp8.desc.tl0PicIdx + d.tl0Offset
+		if !d.picSeen || int16((vp8.pictureID-d.lastOutPic)<<1) > 0 {
+			d.lastOutPic = vp8.pictureID
+			d.lastOutTL0 = vp8.tl0PicIdx
+			d.picSeen = true
+		}
+	}
+
+	pt := d.pt
+	if d.stripRE {
+		_, primary, err := redPrimary(payload)
+		if err != nil || len(primary) == 0 {
+			return -1
+		}
+		payload = primary
+	}
+	hdr := rtp.Header{
+		Version:        2,
+		Marker:         pkt.Marker,
+		PayloadType:    pt,
+		SequenceNumber: outSeq,
+		Timestamp:      outTS,
+		SSRC:           d.ssrc,
+	}
+	d.queue.push(d.writer, &hdr, payload, &vp8)
+	return -1
+}

@@ -1,0 +1,336 @@
+package sfu
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// recordingWriter is a webrtc.TrackLocalWriter that keeps what it is given.
+type recordingWriter struct {
+	mu   sync.Mutex
+	pkts []rtp.Packet
+}
+
+func (w *recordingWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	w.mu.Lock()
+	w.pkts = append(w.pkts, rtp.Packet{Header: *h, Payload: append([]byte(nil), payload...)})
+	w.mu.Unlock()
+	return len(payload), nil
+}
+
+func (w *recordingWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+func (w *recordingWriter) packets() []rtp.Packet {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]rtp.Packet(nil), w.pkts...)
+}
+
+// discardWriter counts and drops.
+type discardWriter struct{ n atomic.Int64 }
+
+func (w *discardWriter) WriteRTP(_ *rtp.Header, p []byte) (int, error) {
+	w.n.Add(1)
+	return len(p), nil
+}
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// boundDownTrack makes a down-track as Bind would, writing to w through a
+// running send queue.
+func boundDownTrack(tb testing.TB, t *Track, w interface {
+	WriteRTP(*rtp.Header, []byte) (int, error)
+	Write([]byte) (int, error)
+}) *DownTrack {
+	tb.Helper()
+	q := newSendQueue(subscriberQueueSize)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); q.run(ctx) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	ready := &atomic.Bool{}
+	ready.Store(true)
+	d := newDownTrack(t, q, ready, nil)
+	d.bound, d.writer, d.ssrc, d.pt, d.resync = true, w, 1234, 96, true
+	return d
+}
+
+// vp8Frame is a one-packet VP8 frame with a 15-bit picture id.
+func vp8Frame(seq uint16, ts uint32, pic uint16, key bool) *rtp.Packet {
+	hdr := byte(0x01)
+	if key {
+		hdr = 0x00
+	}
+	return &rtp.Packet{
+		Header:  rtp.Header{Version: 2, Marker: true, PayloadType: 100, SequenceNumber: seq, Timestamp: ts, SSRC: 99},
+		Payload: []byte{0x90, 0x80, 0x80 | byte(pic>>8), byte(pic), hdr, 0xaa, 0xbb},
+	}
+}
+
+// layerSource produces the frames of one simulcast layer with its own
+// sequence, timestamp and picture id bases, as a browser does.
+type layerSource struct {
+	seq uint16
+	ts  uint32
+	pic uint16
+}
+
+func (l *layerSource) next(key bool) *rtp.Packet {
+	p := vp8Frame(l.seq, l.ts, l.pic&0x7fff, key)
+	l.seq++
+	l.ts += 3000
+	l.pic++
+	return p
+}
+
+func waitPackets(t *testing.T, w *recordingWriter, n int) []rtp.Packet {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if p := w.packets(); len(p) >= n {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d packets, want %d", len(w.packets()), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDownTrackSwitchesOnKeyframesContinuously(t *testing.T) {
+	var asked []int
+	var mu sync.Mutex
+	track := NewTrack(TrackInfo{ID: "t", Kind: KindVideo, Codec: Codec{MimeType: "video/VP8", ClockRate: 90000}, Layers: []string{"q", "h", "f"}},
+		func(l int) { mu.Lock(); asked = append(asked, l); mu.Unlock() })
+	w := &recordingWriter{}
+	d := boundDownTrack(t, track, w)
+	track.AddSink("sub", d)
+	d.setTarget(0)
+
+	layers := []*layerSource{{seq: 100, ts: 1000, pic: 7}, {seq: 30000, ts: 5_000_000, pic: 32000}, {seq: 65500, ts: 4_294_000_000, pic: 300}}
+	send := func(frames int, keyAt map[int]bool) {
+		for i := 0; i < frames; i++ {
+			for l, src := range layers {
+				track.WriteRTP(l, src.next(keyAt[i]))
+			}
+		}
+	}
+	send(10, map[int]bool{0: true})
+	d.setTarget(2)
+	send(5, nil) // no keyframe yet: stay on q
+	if got := d.CurrentLayer(); got != 0 {
+		t.Fatalf("switched to %d before a keyframe", got)
+	}
+	send(10, map[int]bool{0: true}) // keyframe on every layer: switch to f
+	if got := d.CurrentLayer(); got != 2 {
+		t.Fatalf("current layer %d, want 2", got)
+	}
+	d.setTarget(1)
+	send(10, map[int]bool{3: true})
+	if got := d.CurrentLayer(); got != 1 {
+		t.Fatalf("current layer %d, want 1", got)
+	}
+
+	pkts := waitPackets(t, w, 10+5+10+7)
+	parsed, _ := parseVP8(pkts[0].Payload)
+	if !parsed.keyframe {
+		t.Error("first packet is not a keyframe")
+	}
+	for i := 1; i < len(pkts); i++ {
+		a, b := pkts[i-1], pkts[i]
+		if b.SequenceNumber != a.SequenceNumber+1 {
+			t.Fatalf("packet %d: sequence %d after %d", i, b.SequenceNumber, a.SequenceNumber)
+		}
+		if int32(b.Timestamp-a.Timestamp) <= 0 {
+			t.Fatalf("packet %d: timestamp %d after %d", i, b.Timestamp, a.Timestamp)
+		}
+		da, _ := parseVP8(a.Payload)
+		db, _ := parseVP8(b.Payload)
+		if db.pictureID != (da.pictureID+1)&0x7fff {
+			t.Fatalf("packet %d: picture id %d after %d", i, db.pictureID, da.pictureID)
+		}
+		if b.SSRC != 1234 || b.PayloadType != 96 {
+			t.Fatalf("packet %d: ssrc %d pt %d", i, b.SSRC, b.PayloadType)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(asked) != "[0 2 1]" {
+		t.Errorf("keyframe requests %v: want one per target change (0, 2, 1)", asked)
+	}
+}
+
+func TestMutedTrackStopsAndResumesOnKeyframe(t *testing.T) {
+	var asked atomic.Int32
+	track := NewTrack(TrackInfo{ID: "t", Kind: KindVideo, Codec: Codec{MimeType: "video/VP8", ClockRate: 90000}},
+		func(int) { asked.Add(1) })
+	w := &recordingWriter{}
+	d := boundDownTrack(t, track, w)
+	track.AddSink("sub", d)
+	src := &layerSource{seq: 1, ts: 1, pic: 1}
+	track.WriteRTP(0, src.next(true))
+	track.WriteRTP(0, src.next(false))
+	waitPackets(t, w, 2)
+
+	track.SetMuted(true)
+	for i := 0; i < 5; i++ {
+		track.WriteRTP(0, src.next(i == 2))
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := len(w.packets()); n != 2 {
+		t.Fatalf("%d packets forwarded, want none while muted", n-2)
+	}
+	before := asked.Load()
+	track.SetMuted(false)
+	if asked.Load() == before {
+		t.Error("unmute did not ask for a keyframe")
+	}
+	track.WriteRTP(0, src.next(false)) // not a keyframe: wait
+	track.WriteRTP(0, src.next(true))
+	track.WriteRTP(0, src.next(false))
+	pkts := waitPackets(t, w, 4)
+	if len(pkts) != 4 {
+		t.Fatalf("forwarded %d packets after unmute, want 2", len(pkts)-2)
+	}
+	if d, _ := parseVP8(pkts[2].Payload); !d.keyframe {
+		t.Error("first packet after unmute is not a keyframe")
+	}
+	if pkts[2].SequenceNumber != pkts[1].SequenceNumber+1 {
+		t.Errorf("sequence %d after %d across the mute", pkts[2].SequenceNumber, pkts[1].SequenceNumber)
+	}
+}
+
+func TestREDStrippedForOpusSubscriber(t *testing.T) {
+	track := NewTrack(TrackInfo{ID: "a", Kind: KindAudio, Codec: Codec{MimeType: "audio/red", ClockRate: 48000, Channels: 2}}, nil)
+	w := &recordingWriter{}
+	d := boundDownTrack(t, track, w)
+	d.stripRE, d.pt = true, 111
+	track.AddSink("sub", d)
+	red := []byte{0x80 | 111, 0x00, 0x40, 2, 111, 1, 2, 7, 8, 9}
+	track.WriteRTP(0, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 63, SequenceNumber: 5, Timestamp: 960}, Payload: red})
+	p := waitPackets(t, w, 1)[0]
+	if p.PayloadType != 111 || string(p.Payload) != string([]byte{7, 8, 9}) {
+		t.Errorf("got pt %d payload %v, want Opus primary [7 8 9]", p.PayloadType, p.Payload)
+	}
+}
+
+func TestAllocate(t *testing.T) {
+	rates := []float64{150e3, 500e3, 1500e3}
+	tests := []struct {
+		name   string
+		budget float64
+		items  []allocItem
+		want   []int
+	}{
+		{"plenty", 10e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{2}},
+		{"tight keeps lowest", 50e3, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{0}},
+		{"cap respected", 10e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: 1, current: -1}}, []int{1}},
+		{"screen first", 2e6, []allocItem{
+			{priority: priorityGrid, rates: rates, maxLayer: -1, current: 0},
+			{priority: priorityScreen, rates: rates, maxLayer: -1, current: 2},
+		}, []int{0, 2}},
+		{"upgrade needs headroom", 1.6e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 1}}, []int{1}},
+		{"keep current without headroom", 1.6e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{2}},
+		{"unmeasured uses defaults", 1e6, []allocItem{{priority: priorityStage, rates: []float64{0, 0, 0}, maxLayer: -1, current: -1}}, []int{1}},
+		{"missing layer skipped", 10e6, []allocItem{{priority: priorityStage, rates: []float64{150e3, 500e3, 0}, maxLayer: -1, current: -1}}, []int{1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := allocate(tt.budget, tt.items)
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRoomSpeaking(t *testing.T) {
+	rs := NewRooms(nil)
+	r, _, _ := rs.GetOrCreateRoom("speak")
+	got := make(chan []string, 10)
+	r.OnEvent(func(e Event) {
+		if e.Type == EventSpeaking {
+			got <- e.Speakers
+		}
+	})
+	_ = r.AddParticipant(ParticipantInfo{ID: "a", Role: RoleClassroom})
+	_ = r.AddParticipant(ParticipantInfo{ID: "b", Role: RoleClassroom})
+	r.SetSpeaking("a", true)
+	r.SetSpeaking("a", true) // no change, no event
+	r.SetSpeaking("b", true)
+	r.RemoveParticipant("b", "left")
+	for _, want := range []string{"[a]", "[b a]", "[a]"} {
+		select {
+		case s := <-got:
+			if fmt.Sprint(s) != want {
+				t.Fatalf("speakers %v, want %s", s, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no speaking event, want %s", want)
+		}
+	}
+	m := &levelMeter{}
+	for i := 0; i < speakingPackets; i++ {
+		m.observe(30)
+		m.observe(127)
+	}
+	if !m.takeSpeaking() || m.takeSpeaking() {
+		t.Error("level meter: want speaking once, then silence")
+	}
+	r.End("done")
+}
+
+func FuzzDownTrackForward(f *testing.F) {
+	f.Add([]byte{0x00, 0x10, 0x01, 0x02, 0x12, 0x00})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		track := NewTrack(TrackInfo{ID: "t", Kind: KindVideo, Codec: Codec{MimeType: "video/VP8", ClockRate: 90000}, Layers: []string{"q", "h", "f"}}, nil)
+		d := boundDownTrack(t, track, &discardWriter{})
+		var seq [3]uint16
+		for i := 0; i+1 < len(ops); i += 2 {
+			layer := int(ops[i] % 3)
+			if ops[i]&0x80 != 0 {
+				d.setTarget(int(ops[i+1] % 3))
+				continue
+			}
+			seq[layer] += uint16(ops[i+1] % 4)
+			payload := ops[i+1:]
+			if len(payload) > 8 {
+				payload = payload[:8]
+			}
+			d.WriteRTP(layer, &rtp.Packet{Header: rtp.Header{SequenceNumber: seq[layer], Timestamp: uint32(i) * 100}, Payload: payload})
+		}
+	})
+}
+
+func BenchmarkForward(b *testing.B) {
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
+			track := NewTrack(TrackInfo{ID: "t", Kind: KindVideo, Codec: Codec{MimeType: "video/VP8", ClockRate: 90000}, Layers: []string{"q", "h", "f"}}, nil)
+			for i := 0; i < n; i++ {
+				d := boundDownTrack(b, track, &discardWriter{})
+				d.setTarget(0)
+				track.AddSink(fmt.Sprint(i), d)
+			}
+			src := &layerSource{seq: 1, ts: 1, pic: 1}
+			track.WriteRTP(0, src.next(true))
+			pkt := vp8Frame(0, 0, 0, false)
+			pkt.Payload = append(pkt.Payload, make([]byte, 1000)...)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				pkt.SequenceNumber = src.seq
+				pkt.Timestamp = src.ts
+				src.seq++
+				src.ts += 3000
+				track.WriteRTP(0, pkt)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/packet/subscriber")
+		})
+	}
+}

@@ -1,0 +1,273 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/pion/rtp"
+)
+
+// plan is how one session turns the camera's medias into the source's
+// tracks: forwarded directly, or transcoded by ffmpeg.
+type plan struct {
+	directVideo *description.Media
+	h264        *format.H264
+	directAudio *description.Media
+	opus        *format.Opus
+	ffmpegVideo bool
+	ffmpegAudio bool
+	videoDesc   string
+	audioDesc   string
+	unsupported []string
+}
+
+func codecName(f format.Format) string { return strings.ToLower(f.Codec()) }
+
+// makePlan picks the first video and the first audio media the source can
+// use. H.264 and Opus are forwarded as they are; H.265, MJPEG and other
+// video go through ffmpeg, as do AAC, G.711 and other audio.
+func makePlan(desc *description.Session) plan {
+	var p plan
+	for _, m := range desc.Medias {
+		if len(m.Formats) == 0 || m.IsBackChannel {
+			continue
+		}
+		f := m.Formats[0]
+		switch m.Type {
+		case description.MediaTypeVideo:
+			if p.directVideo != nil || p.ffmpegVideo {
+				continue
+			}
+			if h, ok := f.(*format.H264); ok && h.PacketizationMode <= 1 {
+				p.directVideo, p.h264 = m, h
+				p.videoDesc = "h264"
+			} else {
+				p.ffmpegVideo = true
+				p.videoDesc = codecName(f) + " transcoded to h264"
+			}
+		case description.MediaTypeAudio:
+			if p.directAudio != nil || p.ffmpegAudio {
+				continue
+			}
+			if o, ok := f.(*format.Opus); ok && o.ClockRate() == 48000 {
+				p.directAudio, p.opus = m, o
+				p.audioDesc = "opus"
+			} else {
+				p.ffmpegAudio = true
+				p.audioDesc = codecName(f) + " transcoded to opus"
+			}
+		default:
+			p.unsupported = append(p.unsupported, string(m.Type))
+		}
+	}
+	return p
+}
+
+func (p plan) empty() bool {
+	return p.directVideo == nil && p.directAudio == nil && !p.ffmpegVideo && !p.ffmpegAudio
+}
+
+func (s *Source) gortsplibTransport() *gortsplib.Transport {
+	var t gortsplib.Transport
+	switch s.cfg.Transport {
+	case TransportTCP:
+		t = gortsplib.TransportTCP
+	case TransportUDP:
+		t = gortsplib.TransportUDP
+	default:
+		return nil
+	}
+	return &t
+}
+
+// runSession is one connection to the camera: DESCRIBE, then forward
+// directly what can be, and start ffmpeg for the rest. It returns when the
+// camera goes away, a part fails, or ctx ends.
+func (s *Source) runSession(ctx context.Context) error {
+	u, err := base.ParseURL(s.cfg.URL)
+	if err != nil {
+		return errors.New("invalid RTSP URL")
+	}
+	c := &gortsplib.Client{
+		Scheme:        u.Scheme,
+		Host:          u.Host,
+		Transport:     s.gortsplibTransport(),
+		ReadTimeout:   s.m.cfg.ReadTimeout,
+		WriteTimeout:  s.m.cfg.ReadTimeout,
+		AnyPortEnable: true,
+		UserAgent:     "podium",
+		OnDecodeError: func(err error) { s.reportError(fmt.Errorf("rtp: %w", err)) },
+	}
+	if err := c.Start2(); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	clientOpen := true
+	defer func() {
+		if clientOpen {
+			c.Close()
+		}
+	}()
+	// Closing the client is how a blocking request is interrupted.
+	stopOnCancel := context.AfterFunc(ctx, c.Close)
+	defer stopOnCancel()
+
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		return describeError(fmt.Errorf("describe: %w", err))
+	}
+	p := makePlan(desc)
+	if p.empty() {
+		return fmt.Errorf("the camera offers no usable audio or video (medias: %s)", strings.Join(p.unsupported, ", "))
+	}
+
+	var video *videoOut
+	if p.directVideo != nil || p.ffmpegVideo {
+		if video, err = s.ensureVideo(p.videoDesc); err != nil {
+			return err
+		}
+		var sps, pps []byte
+		if p.h264 != nil {
+			sps, pps = p.h264.SafeParams()
+		}
+		video.newSession(sps, pps)
+		s.mu.Lock()
+		s.vclock.restart()
+		s.mu.Unlock()
+	}
+	var audio *audioOut
+	if p.directAudio != nil || p.ffmpegAudio {
+		if audio, err = s.ensureAudio(p.audioDesc); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.aclock.restart()
+		s.mu.Unlock()
+	}
+
+	sessionErr := make(chan error, 2)
+	if p.directVideo != nil || p.directAudio != nil {
+		if p.directVideo != nil {
+			if _, err := c.Setup(desc.BaseURL, p.directVideo, 0, 0); err != nil {
+				return describeError(fmt.Errorf("setup video: %w", err))
+			}
+			vp := s.newVideoPipe(video)
+			c.OnPacketRTP(p.directVideo, p.h264, vp.push)
+		}
+		if p.directAudio != nil {
+			if _, err := c.Setup(desc.BaseURL, p.directAudio, 0, 0); err != nil {
+				return describeError(fmt.Errorf("setup audio: %w", err))
+			}
+			ap := s.newAudioPipe(audio)
+			c.OnPacketRTP(p.directAudio, p.opus, ap.push)
+		}
+		if _, err := c.Play(nil); err != nil {
+			return describeError(fmt.Errorf("play: %w", err))
+		}
+		go func() { sessionErr <- c.Wait() }()
+	} else {
+		// Everything is transcoded: ffmpeg opens its own session, so do
+		// not hold one open for nothing (cameras allow few).
+		c.Close()
+		clientOpen = false
+	}
+
+	tctx, tcancel := context.WithCancel(ctx)
+	defer tcancel()
+	tdone := make(chan struct{})
+	if p.ffmpegVideo || p.ffmpegAudio {
+		tr := &transcoder{src: s, video: p.ffmpegVideo, audio: p.ffmpegAudio}
+		if p.ffmpegVideo {
+			tr.onVideo = s.newVideoPipe(video).push
+		}
+		if p.ffmpegAudio {
+			tr.onAudio = s.newAudioPipe(audio).push
+		}
+		go func() {
+			defer close(tdone)
+			sessionErr <- tr.run(tctx)
+		}()
+	} else {
+		close(tdone)
+	}
+
+	var result error
+	select {
+	case <-ctx.Done():
+	case result = <-sessionErr:
+	}
+	tcancel()
+	if clientOpen {
+		c.Close()
+		clientOpen = false
+	}
+	<-tdone
+	if result != nil {
+		return describeError(result)
+	}
+	return nil
+}
+
+// videoPipe is one session's path for H.264: depacketize, rewrite time,
+// forward. It runs on one goroutine (gortsplib's or the transcoder's).
+type videoPipe struct {
+	s     *Source
+	out   *videoOut
+	clock *timeline
+	depak *h264Depacketizer
+}
+
+func (s *Source) newVideoPipe(out *videoOut) *videoPipe {
+	s.mu.Lock()
+	clock := s.vclock
+	s.mu.Unlock()
+	if ts, ok := out.lastTimestamp(); ok {
+		clock.continueAfter(ts)
+	}
+	return &videoPipe{s: s, out: out, clock: clock, depak: newH264Depacketizer()}
+}
+
+func (vp *videoPipe) push(pkt *rtp.Packet) {
+	au, ts, err := vp.depak.push(pkt)
+	if err != nil {
+		vp.s.reportError(fmt.Errorf("h264: %w", err))
+		return
+	}
+	if au == nil {
+		return
+	}
+	switch vp.out.writeAU(au, vp.clock.out(ts, time.Now())) {
+	case auSent:
+		vp.s.markLive()
+	case auNoParams:
+		vp.s.reportError(errors.New("h264: keyframe without SPS/PPS, waiting for parameter sets"))
+	}
+}
+
+// audioPipe is one session's path for Opus.
+type audioPipe struct {
+	s     *Source
+	out   *audioOut
+	clock *timeline
+}
+
+func (s *Source) newAudioPipe(out *audioOut) *audioPipe {
+	s.mu.Lock()
+	clock := s.aclock
+	s.mu.Unlock()
+	return &audioPipe{s: s, out: out, clock: clock}
+}
+
+func (ap *audioPipe) push(pkt *rtp.Packet) {
+	if len(pkt.Payload) == 0 {
+		return
+	}
+	ap.out.write(pkt.Payload, ap.clock.out(pkt.Timestamp, time.Now()))
+	ap.s.markLive()
+}

@@ -1,0 +1,436 @@
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// subscriber is a participant's subscriber connection: the sfu adds a
+// DownTrack per subscribed track and offers; the client answers. It owns
+// the participant's send queue, bandwidth estimate and stream allocator.
+type subscriber struct {
+	p     *Participant
+	pc    *webrtc.PeerConnection
+	est   cc.BandwidthEstimator
+	queue *sendQueue
+
+	changeMu    sync.Mutex // serializes add and remove
+	negMu       sync.Mutex
+	outstanding bool // an offer waits for its answer
+	pending     bool // something changed meanwhile: offer again after it
+	restart     bool // the next offer restarts ICE
+
+	mu    sync.Mutex
+	downs map[string]*subscription // by track id
+
+	connected atomic.Bool
+	remb      atomic.Uint64
+	sawTWCC   atomic.Bool
+	lossQ8    atomic.Uint32 // fraction lost * 256, last receiver report
+	rttNs     atomic.Int64
+	sendBps   atomic.Uint64
+	estBps    atomic.Uint64
+}
+
+type subscription struct {
+	dt     *DownTrack
+	sender *webrtc.RTPSender
+	// allocator state: per layer byte counters at the last tick and rates
+	prevBytes []uint64
+	rates     []float64
+}
+
+// subscriberQueueSize is how many packets may wait for one subscriber's
+// writer (about 0.3 s of a 3 Mbit/s subscriber).
+const subscriberQueueSize = 128
+
+// allocateInterval is how often a subscriber's layers are re-chosen.
+const allocateInterval = 500 * time.Millisecond
+
+func newSubscriber(p *Participant) (*subscriber, error) {
+	pc, est, err := p.sfu.newPeerConnection(true)
+	if err != nil {
+		return nil, err
+	}
+	s := &subscriber{p: p, pc: pc, est: est, queue: newSendQueue(subscriberQueueSize), downs: make(map[string]*subscription)}
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateConnected {
+			s.connected.Store(true)
+		}
+		p.connectionState(TargetSubscriber, st)
+	})
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		s.queue.run(p.ctx)
+	}()
+	go s.allocateLoop()
+	return s, nil
+}
+
+// add attaches down-tracks for tracks not yet subscribed. It reports
+// whether anything was added.
+func (s *subscriber) add(tracks []*Track) (bool, error) {
+	s.changeMu.Lock()
+	defer s.changeMu.Unlock()
+	added := false
+	for _, t := range tracks {
+		s.mu.Lock()
+		_, have := s.downs[t.ID()]
+		s.mu.Unlock()
+		if have {
+			continue
+		}
+		dt := newDownTrack(t, s.queue, &s.connected, s.p.sfu.m.layerSwitches.Inc)
+		sender, err := s.pc.AddTrack(dt)
+		if err != nil {
+			return added, fmt.Errorf("subscribe %s: %w", t.ID(), err)
+		}
+		sub := &subscription{dt: dt, sender: sender, prevBytes: make([]uint64, len(t.info.Layers)), rates: make([]float64, len(t.info.Layers))}
+		for l := range sub.prevBytes {
+			sub.prevBytes[l] = t.LayerBytes(l)
+		}
+		s.mu.Lock()
+		s.downs[t.ID()] = sub
+		s.mu.Unlock()
+		t.AddSink(s.p.info.ID, dt)
+		s.p.wg.Add(1)
+		go s.readRTCP(sub)
+		added = true
+	}
+	if added {
+		s.allocate()
+	}
+	return added, nil
+}
+
+// remove detaches down-tracks; it reports whether anything was removed.
+func (s *subscriber) remove(trackIDs []string) bool {
+	s.changeMu.Lock()
+	defer s.changeMu.Unlock()
+	removed := false
+	for _, id := range trackIDs {
+		s.mu.Lock()
+		sub, ok := s.downs[id]
+		delete(s.downs, id)
+		s.mu.Unlock()
+		if !ok {
+			continue
+		}
+		sub.dt.close()
+		sub.dt.track.RemoveSink(s.p.info.ID)
+		if err := s.pc.RemoveTrack(sub.sender); err != nil {
+			s.p.log.Debug("remove track", "track", id, "err", err)
+		}
+		removed = true
+	}
+	return removed
+}
+
+func (s *subscriber) subscribed(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.downs[id]
+	return ok
+}
+
+func (s *subscriber) subscribedIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.downs))
+	for id := range s.downs {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// negotiate sends a new offer, or, while one is outstanding, remembers to
+// send one after its answer (renegotiations never overlap).
+func (s *subscriber) negotiate(iceRestart bool) error {
+	s.negMu.Lock()
+	defer s.negMu.Unlock()
+	s.restart = s.restart || iceRestart
+	if s.outstanding {
+		s.pending = true
+		return nil
+	}
+	return s.offerLocked()
+}
+
+func (s *subscriber) offerLocked() error {
+	if s.p.sig == nil {
+		return nil
+	}
+	offer, err := s.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: s.restart})
+	if err != nil {
+		return fmt.Errorf("subscriber offer: %w", err)
+	}
+	if err := s.pc.SetLocalDescription(offer); err != nil {
+		return fmt.Errorf("subscriber set local description: %w", err)
+	}
+	if err := waitGathered(s.p.ctx, s.pc); err != nil {
+		return fmt.Errorf("subscriber: %w", err)
+	}
+	s.restart = false
+	s.pending = false
+	s.outstanding = true
+	s.p.sig.SendOffer(*s.pc.LocalDescription())
+	return nil
+}
+
+// setAnswer applies the client's answer and sends the next offer when a
+// change came in meanwhile.
+func (s *subscriber) setAnswer(answer webrtc.SessionDescription) error {
+	s.negMu.Lock()
+	defer s.negMu.Unlock()
+	if !s.outstanding {
+		return fmt.Errorf("%w: no offer is waiting for an answer", ErrBadSDP)
+	}
+	if answer.Type != webrtc.SDPTypeAnswer {
+		return fmt.Errorf("%w: type %q is not an answer", ErrBadSDP, answer.Type)
+	}
+	if err := s.pc.SetRemoteDescription(answer); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	s.outstanding = false
+	if s.pending {
+		return s.offerLocked()
+	}
+	return nil
+}
+
+// answer is the WHEP path: the client offered, the sfu answers with the
+// tracks attached.
+func (s *subscriber) answer(offer webrtc.SessionDescription, tracks []*Track) (webrtc.SessionDescription, error) {
+	s.negMu.Lock()
+	defer s.negMu.Unlock()
+	if offer.Type != webrtc.SDPTypeOffer {
+		return webrtc.SessionDescription{}, fmt.Errorf("%w: type %q is not an offer", ErrBadSDP, offer.Type)
+	}
+	if err := s.pc.SetRemoteDescription(offer); err != nil {
+		return webrtc.SessionDescription{}, fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	if _, err := s.add(tracks); err != nil {
+		return webrtc.SessionDescription{}, err
+	}
+	ans, err := s.pc.CreateAnswer(nil)
+	if err != nil {
+		return webrtc.SessionDescription{}, fmt.Errorf("%w: answer: %v", ErrBadSDP, err)
+	}
+	if err := s.pc.SetLocalDescription(ans); err != nil {
+		return webrtc.SessionDescription{}, fmt.Errorf("watch: set local description: %w", err)
+	}
+	if err := waitGathered(s.p.ctx, s.pc); err != nil {
+		return webrtc.SessionDescription{}, fmt.Errorf("watch: %w", err)
+	}
+	return *s.pc.LocalDescription(), nil
+}
+
+// readRTCP reads one sender's RTCP: it drives the interceptors (NACK
+// responder, congestion controller) and feeds keyframe requests, REMB,
+// loss and RTT to the sfu.
+func (s *subscriber) readRTCP(sub *subscription) {
+	defer s.p.wg.Done()
+	m := s.p.sfu.m
+	for {
+		pkts, _, err := sub.sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, pkt := range pkts {
+			switch r := pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				m.plisReceived.Inc()
+				sub.dt.requestKeyframe()
+			case *rtcp.TransportLayerNack:
+				m.nacksReceived.Inc()
+			case *rtcp.ReceiverEstimatedMaximumBitrate:
+				s.remb.Store(uint64(r.Bitrate))
+			case *rtcp.TransportLayerCC:
+				s.sawTWCC.Store(true)
+			case *rtcp.ReceiverReport:
+				for _, rr := range r.Reports {
+					s.receptionReport(rr)
+				}
+			case *rtcp.SenderReport:
+				for _, rr := range r.Reports {
+					s.receptionReport(rr)
+				}
+			}
+		}
+	}
+}
+
+func (s *subscriber) receptionReport(rr rtcp.ReceptionReport) {
+	s.lossQ8.Store(uint32(rr.FractionLost))
+	s.p.sfu.m.loss.Observe(float64(rr.FractionLost) / 256)
+	if rr.LastSenderReport == 0 {
+		return
+	}
+	now := ntpMiddle(time.Now())
+	rtt := now - rr.LastSenderReport - rr.Delay // 1/65536 s
+	if int32(rtt) <= 0 {
+		return
+	}
+	s.rttNs.Store(int64(time.Duration(rtt) * time.Second / 65536))
+}
+
+// ntpMiddle is the middle 32 bits of the NTP time, as RTCP's LSR.
+func ntpMiddle(t time.Time) uint32 {
+	const ntpEpochOffset = 2208988800
+	secs := uint64(t.Unix()) + ntpEpochOffset
+	frac := uint64(t.Nanosecond()) << 32 / 1e9
+	return uint32((secs<<32|frac)>>16) & 0xffffffff
+}
+
+// estimate is the bandwidth available towards the subscriber: GCC from
+// TWCC feedback, or the client's REMB when it sends no TWCC.
+func (s *subscriber) estimate() float64 {
+	if !s.sawTWCC.Load() {
+		if r := s.remb.Load(); r > 0 {
+			return float64(r)
+		}
+	}
+	if s.est != nil {
+		return float64(s.est.GetTargetBitrate())
+	}
+	return bweInitialBitrate
+}
+
+func (s *subscriber) allocateLoop() {
+	defer s.p.wg.Done()
+	tick := time.NewTicker(allocateInterval)
+	defer tick.Stop()
+	lastBytes := s.queue.bytes.Load()
+	lastPackets := s.queue.packets.Load()
+	lastDrops := s.queue.dropped.Load()
+	last := time.Now()
+	for {
+		select {
+		case <-s.p.ctx.Done():
+			return
+		case now := <-tick.C:
+			secs := now.Sub(last).Seconds()
+			b := s.queue.bytes.Load()
+			d := s.queue.dropped.Load()
+			if secs > 0 {
+				s.sendBps.Store(uint64(float64(b-lastBytes) * 8 / secs))
+			}
+			m := s.p.sfu.m
+			m.bytesOut.Add(float64(b - lastBytes))
+			pk := s.queue.packets.Load()
+			m.packetsOut.Add(float64(pk - lastPackets))
+			lastPackets = pk
+			m.queueDrops.Add(float64(d - lastDrops))
+			lastBytes, lastDrops, last = b, d, now
+			s.measure(secs)
+			s.allocate()
+			m.estimate.Observe(float64(s.estBps.Load()))
+		}
+	}
+}
+
+// measure updates each subscription's per-layer rates from the Track's
+// byte counters.
+func (s *subscriber) measure(secs float64) {
+	if secs <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sub := range s.downs {
+		for l := range sub.prevBytes {
+			b := sub.dt.track.LayerBytes(l)
+			r := float64(b-sub.prevBytes[l]) * 8 / secs
+			sub.prevBytes[l] = b
+			if sub.rates[l] == 0 {
+				sub.rates[l] = r
+			} else {
+				sub.rates[l] = 0.6*sub.rates[l] + 0.4*r
+			}
+		}
+	}
+}
+
+// allocate chooses every video down-track's layer from the one estimate.
+func (s *subscriber) allocate() {
+	est := s.estimate()
+	s.estBps.Store(uint64(est))
+	s.mu.Lock()
+	var (
+		dts   []*DownTrack
+		items []allocItem
+		audio float64
+	)
+	for _, sub := range s.downs {
+		if sub.dt.kind == KindAudio {
+			for _, r := range sub.rates {
+				audio += r
+			}
+			continue
+		}
+		dts = append(dts, sub.dt)
+		items = append(items, allocItem{
+			priority: s.p.priorityOf(sub.dt.track),
+			rates:    append([]float64(nil), sub.rates...),
+			maxLayer: sub.dt.maxLayerCap(),
+			current:  sub.dt.CurrentLayer(),
+		})
+	}
+	s.mu.Unlock()
+	layers := allocate(est-audio, items)
+	for i, dt := range dts {
+		dt.setTarget(layers[i])
+	}
+}
+
+func (s *subscriber) setMaxLayer(trackID string, layer int) error {
+	s.mu.Lock()
+	sub, ok := s.downs[trackID]
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: not subscribed to %s", ErrNoSuchTrack, trackID)
+	}
+	sub.dt.setMaxLayer(layer)
+	s.allocate()
+	return nil
+}
+
+func (s *subscriber) quality() Quality {
+	q := Quality{
+		EstimatedBitrate: s.estBps.Load(),
+		SendBitrate:      s.sendBps.Load(),
+		Loss:             float64(s.lossQ8.Load()) / 256,
+		RTT:              time.Duration(s.rttNs.Load()),
+		Layers:           make(map[string]int),
+	}
+	s.mu.Lock()
+	for id, sub := range s.downs {
+		if sub.dt.kind == KindVideo {
+			q.Layers[id] = sub.dt.CurrentLayer()
+		}
+	}
+	s.mu.Unlock()
+	return q
+}
+
+func (s *subscriber) close() {
+	s.mu.Lock()
+	downs := s.downs
+	s.downs = make(map[string]*subscription)
+	s.mu.Unlock()
+	for _, sub := range downs {
+		sub.dt.close()
+		sub.dt.track.RemoveSink(s.p.info.ID)
+	}
+	if err := s.pc.Close(); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
+		s.p.log.Debug("close subscriber connection", "err", err)
+	}
+}

@@ -1,0 +1,147 @@
+package signaling
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"podium/clients/goclient"
+	"podium/sfu"
+)
+
+func call(t *testing.T, method, url, token, body string) (int, map[string]any, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	return resp.StatusCode, m, string(b)
+}
+
+func TestAdminAPI(t *testing.T) {
+	ts := newTestServer(t)
+	admin := ts.token(t, "*", sfu.RoleAdmin, "ops")
+	scoped := ts.token(t, "bio", sfu.RoleAdmin, "bio admin")
+	teacherTok := ts.token(t, "bio", sfu.RoleTeacher, "T")
+
+	for _, tc := range []struct {
+		name, method, path, token, body string
+		status                          int
+		code                            string
+	}{
+		{"no token", "GET", "/api/lessons", "", "", 401, "unauthorized"},
+		{"teacher token", "GET", "/api/lessons", teacherTok, "", 403, "forbidden"},
+		{"create", "POST", "/api/lessons", admin, `{"id":"bio","title":"Cells"}`, 201, ""},
+		{"create twice", "POST", "/api/lessons", admin, `{"id":"bio"}`, 409, "conflict"},
+		{"bad id", "POST", "/api/lessons", admin, `{"id":"../etc"}`, 400, "bad_request"},
+		{"bad json", "POST", "/api/lessons", admin, `{"id":`, 400, "bad_request"},
+		{"unknown field", "POST", "/api/lessons", admin, `{"id":"x","colour":"red"}`, 400, "bad_request"},
+		{"scoped admin other room", "POST", "/api/lessons", scoped, `{"id":"chem"}`, 403, "forbidden"},
+		{"get", "GET", "/api/lessons/bio", scoped, "", 200, ""},
+		{"get missing", "GET", "/api/lessons/none", admin, "", 404, "not_found"},
+		{"token", "POST", "/api/tokens", admin, `{"room":"bio","role":"classroom","name":"Valley","ttl":"30m"}`, 201, ""},
+		{"token bad role", "POST", "/api/tokens", admin, `{"room":"bio","role":"king","name":"x"}`, 400, "bad_request"},
+		{"token bad ttl", "POST", "/api/tokens", admin, `{"room":"bio","role":"viewer","name":"x","ttl":"forever"}`, 400, "bad_request"},
+		{"token other room", "POST", "/api/tokens", scoped, `{"room":"chem","role":"viewer","name":"x"}`, 403, "forbidden"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body, raw := call(t, tc.method, ts.URL+tc.path, tc.token, tc.body)
+			if status != tc.status {
+				t.Fatalf("status %d, want %d: %s", status, tc.status, raw)
+			}
+			if tc.code != "" && (body["code"] != tc.code || body["error"] == "") {
+				t.Fatalf("body %s, want code %s", raw, tc.code)
+			}
+		})
+	}
+	if n := len(ts.SFU.Rooms.List()); n != 1 {
+		t.Fatalf("%d lessons, want only bio", n)
+	}
+
+	// A minted classroom token joins; the list shows the participant; DELETE
+	// ends the lesson for everyone in it.
+	teacher, _ := ts.join(t, "bio", sfu.RoleTeacher, "T", goclient.Options{})
+	_, tok, _ := call(t, "POST", ts.URL+"/api/tokens", admin, `{"room":"bio","role":"classroom","name":"Valley"}`)
+	c, err := goclient.Dial(ctx20(t), ts.URL, tok["token"].(string), goclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Join(ctx20(t), true); err != nil {
+		t.Fatal(err)
+	}
+	_, _, list := call(t, "GET", ts.URL+"/api/lessons", admin, "")
+	if !strings.Contains(list, `"Valley"`) || !strings.Contains(list, `"Cells"`) {
+		t.Fatalf("list lacks the lesson or its participant: %s", list)
+	}
+	if status, _, raw := call(t, "DELETE", ts.URL+"/api/lessons/bio", admin, ""); status != 204 {
+		t.Fatalf("delete: %d %s", status, raw)
+	}
+	for _, cl := range []*goclient.Client{teacher, c} {
+		waitEvent(t, cl, "lessonEnded", nil)
+		<-cl.Done()
+	}
+	if status, _, _ := call(t, "GET", ts.URL+"/api/lessons/bio", admin, ""); status != 404 {
+		t.Fatalf("ended lesson still listed: %d", status)
+	}
+}
+
+func TestWHIPErrors(t *testing.T) {
+	ts := newTestServer(t)
+	teacher := ts.token(t, "w", sfu.RoleTeacher, "T")
+	req := func(method, path, ctype, token, body string) (int, string) {
+		r, _ := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
+		if ctype != "" {
+			r.Header.Set("Content-Type", ctype)
+		}
+		if token != "" {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("%s %s: no CORS header", method, path)
+		}
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		name, method, path, ctype, token, body string
+		status                                 int
+	}{
+		{"no token", "POST", "/whip/w", "application/sdp", "", "v=0", 401},
+		{"wrong room", "POST", "/whip/other", "application/sdp", teacher, "v=0", 403},
+		{"wrong type", "POST", "/whip/w", "application/json", teacher, "{}", 415},
+		{"bad sdp", "POST", "/whip/w", "application/sdp", teacher, "hello", 400},
+		{"whep no lesson", "POST", "/whep/w", "application/sdp", teacher, "v=0", 404},
+		{"delete unknown", "DELETE", "/whip/w/abc", "", teacher, "", 404},
+		{"patch unknown", "PATCH", "/whip/w/abc", "application/trickle-ice-sdpfrag", teacher, "", 404},
+		{"preflight", "OPTIONS", "/whip/w", "", "", "", 204},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := req(tc.method, tc.path, tc.ctype, tc.token, tc.body)
+			if status != tc.status {
+				t.Fatalf("status %d, want %d: %s", status, tc.status, body)
+			}
+			if status >= 400 && !strings.Contains(body, `"code"`) {
+				t.Fatalf("error body not JSON: %s", body)
+			}
+		})
+	}
+	if len(ts.SFU.Rooms.List()) != 0 {
+		t.Fatal("refused WHIP requests created a lesson")
+	}
+}

@@ -1,0 +1,13 @@
+// Package transcode owns the jobs that turn a finished lesson recording into
+// VOD assets in the same storage: an H.264/AAC HLS ladder with a master
+// playlist and an audio-only rendition, the composite "micro-lecture"
+// picture (teacher screen with the teacher camera as picture-in-picture,
+// following the recorded screen-share switches), poster, thumbnail sprites,
+// one MP4 download, and clips cut from a lesson.
+//
+// It runs ffmpeg as a subprocess and keeps job state in storage
+// (jobs/{id}.json) so jobs survive restarts. It reads recordings only
+// through the manifest JSON contract (see vod.Manifest) and writes the
+// vod.Assets contract; it knows nothing of WebRTC or of the recorder's
+// internals, and serves no media.
+package transcode

@@ -1,0 +1,433 @@
+package vod
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+	"sort"
+	"strings"
+
+	"podium/internal/httpx"
+	"podium/storage"
+)
+
+// Handlers of the catalog API. Routes and the roles allowed on each are
+// chosen by the caller (cmd/podium): reads for every role, edits for
+// teachers and admins.
+
+// ListCourses answers GET /api/vod/courses.
+func (s *Service) ListCourses(w http.ResponseWriter, r *http.Request) {
+	ix, err := s.load(r.Context())
+	if err != nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	counts := map[string]int{}
+	for _, e := range ix.lessons {
+		counts[e.course(ix)]++
+	}
+	out := []Course{}
+	for id, c := range ix.courses {
+		if id == UnsortedCourse && counts[id] == 0 {
+			continue
+		}
+		out = append(out, Course{CourseRecord: c, LessonCount: counts[id]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Title < out[j].Title })
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"courses": out})
+}
+
+// PutCourse answers PUT /api/vod/courses/{course}: create or rename.
+func (s *Service) PutCourse(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("course")
+	var c CourseRecord
+	if !ValidID(id) || id == UnsortedCourse {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "invalid course id")
+		return
+	}
+	if err := readBody(r, &c); err != nil || strings.TrimSpace(c.Title) == "" || len(c.Title) > 200 || len(c.Description) > 2000 {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "body must be {\"title\": 1-200 chars, \"description\": optional}")
+		return
+	}
+	c.ID = id
+	if err := s.putJSON(r, courseKey(id), c); err != nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, c)
+}
+
+// DeleteCourse answers DELETE /api/vod/courses/{course}; its lessons move
+// to the unsorted course.
+func (s *Service) DeleteCourse(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("course")
+	if !ValidID(id) {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "invalid course id")
+		return
+	}
+	if err := s.store.Delete(r.Context(), courseKey(id)); err != nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	s.invalidate()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ListLessons answers GET /api/vod/lessons?q=&course=: search by title and
+// teacher, newest first.
+func (s *Service) ListLessons(w http.ResponseWriter, r *http.Request) {
+	s.listLessons(w, r, r.URL.Query().Get("course"))
+}
+
+// CourseLessons answers GET /api/vod/courses/{course}/lessons.
+func (s *Service) CourseLessons(w http.ResponseWriter, r *http.Request) {
+	s.listLessons(w, r, r.PathValue("course"))
+}
+
+func (s *Service) listLessons(w http.ResponseWriter, r *http.Request, course string) {
+	ix, err := s.load(r.Context())
+	if err != nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	if course != "" {
+		if _, ok := ix.courses[course]; !ok {
+			httpx.WriteError(w, http.StatusNotFound, "not_found", "no such course")
+			return
+		}
+	}
+	q := r.URL.Query().Get("q")
+	out := []Lesson{}
+	for _, e := range ix.lessons {
+		if course != "" && e.course(ix) != course {
+			continue
+		}
+		l := s.view(r.Context(), ix, e, false)
+		if matches(&l, q) {
+			out = append(out, l)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Date.Equal(out[j].Date) {
+			return out[i].Date.After(out[j].Date)
+		}
+		return out[i].ID < out[j].ID
+	})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"lessons": out})
+}
+
+// GetLesson answers GET /api/vod/lessons/{lesson}.
+func (s *Service) GetLesson(w http.ResponseWriter, r *http.Request) {
+	ix, e, ok := s.lesson(w, r)
+	if !ok {
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, s.view(r.Context(), ix, e, true))
+}
+
+// PatchLesson answers PATCH /api/vod/lessons/{lesson} {"title", "course"}.
+func (s *Service) PatchLesson(w http.ResponseWriter, r *http.Request) {
+	ix, e, ok := s.lesson(w, r)
+	if !ok {
+		return
+	}
+	var p struct {
+		Title  *string `json:"title"`
+		Course *string `json:"course"`
+	}
+	if err := readBody(r, &p); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	meta := e.meta
+	if p.Title != nil {
+		if len(*p.Title) > 200 {
+			httpx.WriteError(w, http.StatusBadRequest, "bad_request", "title is longer than 200 characters")
+			return
+		}
+		meta.Title = strings.TrimSpace(*p.Title)
+	}
+	if p.Course != nil {
+		if _, ok := ix.courses[*p.Course]; !ok {
+			httpx.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("no course %q", *p.Course))
+			return
+		}
+		meta.Course = *p.Course
+	}
+	if err := s.putJSON(r, lessonMetaKey(e.id), meta); err != nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	ix, err := s.load(r.Context())
+	if err != nil || ix.lessons[e.id] == nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", "catalog reload failed")
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, s.view(r.Context(), ix, ix.lessons[e.id], true))
+}
+
+// DeleteLesson answers DELETE /api/vod/lessons/{lesson}: the recording, its
+// VOD assets, clips and catalog record are removed.
+func (s *Service) DeleteLesson(w http.ResponseWriter, r *http.Request) {
+	_, e, ok := s.lesson(w, r)
+	if !ok {
+		return
+	}
+	// The manifest goes first: from then on the lesson is out of the
+	// catalog even if deleting the rest is interrupted.
+	if err := s.deletePrefix(r, "lessons/"+e.id+"/manifest.json", lessonMetaKey(e.id), "lessons/"+e.id+"/"); err != nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// CreateClip answers POST /api/vod/lessons/{lesson}/clips
+// {"title", "start", "end"[, "id"]} with 202 and the job id.
+func (s *Service) CreateClip(w http.ResponseWriter, r *http.Request) {
+	_, e, ok := s.lesson(w, r)
+	if !ok {
+		return
+	}
+	if s.clips == nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "unavailable", "clip cutting is not enabled on this node")
+		return
+	}
+	if e.assets == nil {
+		httpx.WriteError(w, http.StatusConflict, "not_ready", "the lesson has no VOD yet; try again when it is ready")
+		return
+	}
+	var c ClipRequest
+	if err := readBody(r, &c); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	c.Title = strings.TrimSpace(c.Title)
+	if c.ID == "" {
+		c.ID = clipID(c)
+	}
+	if err := c.Validate(e.assets.Duration); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	job, err := s.clips.SubmitClip(r.Context(), e.id, c)
+	if err != nil {
+		httpx.WriteError(w, http.StatusConflict, "clip_rejected", err.Error())
+		return
+	}
+	httpx.WriteJSON(w, http.StatusAccepted, map[string]any{"clip": c, "job": job})
+}
+
+// clipID derives a readable id from the title and range.
+func clipID(c ClipRequest) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(c.Title) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "-"):
+			b.WriteByte('-')
+		}
+		if b.Len() >= 40 {
+			break
+		}
+	}
+	return strings.Trim(fmt.Sprintf("%s-%d-%d", strings.Trim(b.String(), "-"), int(c.Start), int(c.End)), "-")
+}
+
+// DeleteClip answers DELETE /api/vod/lessons/{lesson}/clips/{clip}.
+func (s *Service) DeleteClip(w http.ResponseWriter, r *http.Request) {
+	_, e, ok := s.lesson(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("clip")
+	if _, ok := e.clips[id]; !ok || !ValidID(id) {
+		httpx.WriteError(w, http.StatusNotFound, "not_found", "no such clip")
+		return
+	}
+	base := ClipBase(e.id, id)
+	if err := s.deletePrefix(r, base+AssetsFile, base); err != nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// lesson finds the {lesson} of the request or answers 404.
+func (s *Service) lesson(w http.ResponseWriter, r *http.Request) (*index, *lessonEntry, bool) {
+	id := r.PathValue("lesson")
+	if !ValidID(id) {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "invalid lesson id")
+		return nil, nil, false
+	}
+	ix, err := s.load(r.Context())
+	if err != nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return nil, nil, false
+	}
+	e := ix.lessons[id]
+	if e == nil {
+		httpx.WriteError(w, http.StatusNotFound, "not_found", "no such lesson")
+		return nil, nil, false
+	}
+	return ix, e, true
+}
+
+// deletePrefix deletes the given keys first, then every object under the
+// last one (a prefix).
+func (s *Service) deletePrefix(r *http.Request, keysThenPrefix ...string) error {
+	defer s.invalidate()
+	ctx := r.Context()
+	n := len(keysThenPrefix)
+	for _, k := range keysThenPrefix[:n-1] {
+		if err := s.store.Delete(ctx, k); err != nil {
+			return fmt.Errorf("delete %s: %w", k, err)
+		}
+	}
+	objs, err := s.store.List(ctx, keysThenPrefix[n-1])
+	if err != nil {
+		return fmt.Errorf("list %s: %w", keysThenPrefix[n-1], err)
+	}
+	for _, o := range objs {
+		if err := s.store.Delete(ctx, o.Key); err != nil {
+			return fmt.Errorf("delete %s: %w", o.Key, err)
+		}
+	}
+	return nil
+}
+
+func (s *Service) putJSON(r *http.Request, key string, v any) error {
+	defer s.invalidate()
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.store.Put(r.Context(), key, bytes.NewReader(b), int64(len(b)), "application/json")
+}
+
+func readBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("bad JSON body: %w", err)
+	}
+	return nil
+}
+
+// Media serves GET /api/vod/media/{lesson}/{path...}: objects under the
+// lesson's VOD base. A request with a valid signature (exp, sig) is served
+// as is; any other goes through auth (the caller's requireRole), so a
+// bearer token works too. Playlists and the thumbnails track are rewritten
+// so that every URI in them is signed as well.
+func (s *Service) Media(auth func(http.Handler) http.Handler) http.Handler {
+	serve := http.HandlerFunc(s.serveMedia)
+	authed := auth(serve)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.verify(r.PathValue("lesson"), r.URL.Query()) {
+			serve(w, r)
+			return
+		}
+		authed.ServeHTTP(w, r)
+	})
+}
+
+func (s *Service) serveMedia(w http.ResponseWriter, r *http.Request) {
+	lesson, rel := r.PathValue("lesson"), r.PathValue("path")
+	if !ValidID(lesson) || rel == "" || path.Clean("/"+rel) != "/"+rel || strings.Contains(rel, "\\") {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "invalid media path")
+		return
+	}
+	key := LessonBase(lesson) + rel
+	rc, info, err := s.store.Get(r.Context(), key)
+	if errors.Is(err, storage.ErrNotFound) {
+		httpx.WriteError(w, http.StatusNotFound, "not_found", "no such media")
+		return
+	}
+	if err != nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		return
+	}
+	defer rc.Close()
+	ext := path.Ext(rel)
+	ctype := map[string]string{
+		".m3u8": "application/vnd.apple.mpegurl", ".m4s": "video/iso.segment", ".mp4": "video/mp4",
+		".jpg": "image/jpeg", ".vtt": "text/vtt; charset=utf-8", ".json": "application/json",
+	}[ext]
+	if ctype == "" {
+		ctype = info.ContentType
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Cache-Control", "private, max-age=300")
+	if ext == ".m3u8" || ext == ".vtt" {
+		b, err := io.ReadAll(io.LimitReader(rc, 8<<20))
+		if err != nil {
+			httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store") // holds expiring signatures
+		_, _ = w.Write(s.rewrite(r, lesson, rel, b))
+		return
+	}
+	if rs, ok := rc.(io.ReadSeeker); ok {
+		http.ServeContent(w, r, "", info.LastModified, rs) // ranges for <video src=mp4>
+		return
+	}
+	if info.Size > 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(info.Size))
+	}
+	_, _ = io.Copy(w, rc)
+}
+
+// rewrite signs every URI of a playlist (or thumbnails track) found at rel.
+func (s *Service) rewrite(r *http.Request, lesson, rel string, b []byte) []byte {
+	q := s.sign(lesson, s.now().Add(s.cfg.URLTTL))
+	dir := path.Dir(rel)
+	resolve := func(uri string) string {
+		if uri == "" || strings.Contains(uri, "://") || strings.HasPrefix(uri, "/") {
+			return uri // absolute: leave it
+		}
+		frag := ""
+		if i := strings.IndexByte(uri, '#'); i >= 0 {
+			uri, frag = uri[:i], uri[i:]
+		}
+		target := path.Clean(path.Join(dir, uri))
+		if strings.HasPrefix(target, "../") || target == ".." {
+			return uri + frag
+		}
+		if path.Ext(target) == ".m3u8" {
+			return s.mediaURL(lesson, target, q) + frag
+		}
+		return s.directURL(r.Context(), lesson, target, q) + frag
+	}
+	var out bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	vtt := path.Ext(rel) == ".vtt"
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case vtt:
+			if strings.Contains(line, "#xywh=") && !strings.Contains(line, "-->") {
+				line = resolve(line)
+			}
+		case strings.HasPrefix(line, "#"):
+			if i := strings.Index(line, `URI="`); i >= 0 {
+				rest := line[i+5:]
+				if j := strings.IndexByte(rest, '"'); j >= 0 {
+					line = line[:i+5] + resolve(rest[:j]) + rest[j:]
+				}
+			}
+		case strings.TrimSpace(line) != "":
+			line = resolve(strings.TrimSpace(line))
+		}
+		out.WriteString(line)
+		out.WriteByte('\n')
+	}
+	return out.Bytes()
+}

@@ -1,0 +1,131 @@
+package vod
+
+import (
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newTestService(t testing.TB) *Service {
+	s, err := New(nil, nil, Config{URLSecret: "unit-test-secret"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestSignatures(t *testing.T) {
+	s := newTestService(t)
+	now := time.Unix(1_800_000_000, 0)
+	s.now = func() time.Time { return now }
+	q := s.sign("math-101", now.Add(time.Minute))
+	if !s.verify("math-101", q) {
+		t.Fatal("fresh signature refused")
+	}
+	if s.verify("math-102", q) {
+		t.Error("signature accepted for another lesson")
+	}
+	bad := url.Values{"exp": {q.Get("exp")}, "sig": {q.Get("sig") + "A"}}
+	if s.verify("math-101", bad) {
+		t.Error("tampered signature accepted")
+	}
+	later := url.Values{"exp": {"1900000000"}, "sig": {q.Get("sig")}}
+	if s.verify("math-101", later) {
+		t.Error("signature accepted with a moved expiry")
+	}
+	now = now.Add(2 * time.Minute)
+	if s.verify("math-101", q) {
+		t.Error("expired signature accepted")
+	}
+	if s.verify("math-101", url.Values{}) {
+		t.Error("no signature accepted")
+	}
+}
+
+func TestClipRequestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		c   ClipRequest
+		dur float64
+		ok  bool
+	}{
+		{ClipRequest{ID: "a", Start: 0, End: 5}, 10, true},
+		{ClipRequest{ID: "a", Start: 5, End: 2}, 10, false},
+		{ClipRequest{ID: "a", Start: -1, End: 2}, 10, false},
+		{ClipRequest{ID: "a", Start: 1, End: 1.5}, 10, false},
+		{ClipRequest{ID: "a", Start: 11, End: 15}, 10, false},
+		{ClipRequest{ID: "../x", Start: 0, End: 5}, 10, false},
+		{ClipRequest{ID: "a", Title: strings.Repeat("x", 201), Start: 0, End: 5}, 10, false},
+	} {
+		if err := tc.c.Validate(tc.dur); (err == nil) != tc.ok {
+			t.Errorf("%+v in %v s: err %v, want ok=%v", tc.c, tc.dur, err, tc.ok)
+		}
+	}
+	if id := clipID(ClipRequest{Title: "Adding ½ + ¼: the trick!", Start: 61.5, End: 90}); id != "adding-the-trick-61-90" || !ValidID(id) {
+		t.Errorf("clipID = %q", id)
+	}
+	if id := clipID(ClipRequest{Title: "???", Start: 0, End: 9}); !ValidID(id) {
+		t.Errorf("clipID of a symbol-only title = %q", id)
+	}
+}
+
+func TestChapters(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	got := chapters([]ManifestEvent{
+		{Time: at(30), Type: "stage", Participant: "Hill School"},
+		{Time: at(10), Type: "screenStart", Participant: "Ms. Okafor"},
+		{Time: at(20), Type: "chat", Text: "hi"},
+		{Time: at(40), Type: "stage"},
+		{Time: at(500), Type: "screenStart"}, // after the end
+	}, t0, 100)
+	want := []Chapter{{10, "screenStart", "Screen share: Ms. Okafor"}, {30, "stage", "On stage: Hill School"}, {40, "stage", "Back to the teacher"}}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("chapter %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestRewriteSignsEveryURI(t *testing.T) {
+	s := newTestService(t)
+	r := httptest.NewRequest("GET", "/", nil)
+	master := "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n720p/index.m3u8\n"
+	out := string(s.rewrite(r, "l1", "hls/master.m3u8", []byte(master)))
+	if !strings.Contains(out, "\n/api/vod/media/l1/hls/720p/index.m3u8?exp=") {
+		t.Errorf("master:\n%s", out)
+	}
+	media := "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:4.0,\nseg_00000.m4s\n#EXT-X-ENDLIST\n"
+	out = string(s.rewrite(r, "l1", "hls/720p/index.m3u8", []byte(media)))
+	if !strings.Contains(out, `#EXT-X-MAP:URI="/api/vod/media/l1/hls/720p/init.mp4?exp=`) ||
+		!strings.Contains(out, "\n/api/vod/media/l1/hls/720p/seg_00000.m4s?exp=") {
+		t.Errorf("media:\n%s", out)
+	}
+	vtt := "WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nsprite_001.jpg#xywh=0,0,160,90\n"
+	out = string(s.rewrite(r, "l1", "thumbs.vtt", []byte(vtt)))
+	if !strings.Contains(out, "/api/vod/media/l1/sprite_001.jpg?exp=") || !strings.HasSuffix(strings.TrimSpace(out), "#xywh=0,0,160,90") {
+		t.Errorf("vtt:\n%s", out)
+	}
+	escape := "#EXTM3U\n../../../manifest.json\n"
+	if out := string(s.rewrite(r, "l1", "hls/master.m3u8", []byte(escape))); strings.Contains(out, "/api/vod/media/l1/../") || strings.Contains(out, "sig=") {
+		t.Errorf("a URI leaving the lesson was signed:\n%s", out)
+	}
+}
+
+func FuzzRewrite(f *testing.F) {
+	f.Add("hls/master.m3u8", "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n720p/index.m3u8\n")
+	f.Add("hls/720p/index.m3u8", "#EXT-X-MAP:URI=\"init.mp4\n#EXTINF:4,\nseg.m4s#frag\n")
+	f.Add("thumbs.vtt", "WEBVTT\n\nx.jpg#xywh=1,2,3,4\n")
+	s := newTestService(f)
+	r := httptest.NewRequest("GET", "/", nil)
+	f.Fuzz(func(t *testing.T, rel, body string) {
+		out := string(s.rewrite(r, "l1", rel, []byte(body)))
+		if strings.Contains(out, "/api/vod/media/l1/..") {
+			t.Fatalf("signed a path outside the lesson: %q", out)
+		}
+	})
+}

@@ -1,0 +1,163 @@
+// Package vod owns the replay catalog (courses -> lessons -> assets and
+// clips) and playback: a REST API over what package transcode wrote into
+// storage, HLS playlists served by Podium with every URI signed, and
+// short-lived signed URLs (Podium HMAC, or MinIO presigned GETs) so that
+// players and <img>/<a> tags need no bearer header.
+//
+// It reads storage only: the recorder's manifest (Manifest), the asset
+// records (Assets) and its own catalog records under catalog/. It knows
+// nothing of WebRTC or ffmpeg; clip cutting is asked of a ClipSubmitter.
+package vod
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"podium/storage"
+)
+
+// Playback modes.
+const (
+	// PlaybackPodium serves every playlist and segment through Podium.
+	PlaybackPodium = "podium"
+	// PlaybackSigned serves playlists through Podium but points segments,
+	// MP4 downloads and images at short-lived presigned storage URLs, so
+	// the bytes flow from MinIO straight to the player.
+	PlaybackSigned = "signed"
+)
+
+// ClipSubmitter starts the cutting of a clip (package transcode's queue).
+type ClipSubmitter interface {
+	SubmitClip(ctx context.Context, lesson string, c ClipRequest) (jobID string, err error)
+}
+
+// Config tunes the service.
+type Config struct {
+	// URLSecret signs media URLs; empty picks a random one (URLs then die
+	// with the process; set it when several nodes serve one catalog).
+	URLSecret string
+	// URLTTL is how long a signed URL works.
+	URLTTL time.Duration
+	// Playback is PlaybackPodium or PlaybackSigned (needs a store that
+	// can presign; falls back to podium otherwise).
+	Playback string
+	// CacheTTL bounds how stale the catalog may be.
+	CacheTTL time.Duration
+}
+
+// Service is the catalog and playback API.
+type Service struct {
+	store  storage.Store
+	signer storage.URLSigner // nil unless signed playback
+	clips  ClipSubmitter
+	cfg    Config
+	key    []byte
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cached // storage key -> decoded record
+	index *index
+}
+
+type cached struct {
+	mod  time.Time
+	size int64
+	raw  []byte
+}
+
+// New makes the service. clips may be nil (clip creation then answers 503).
+func New(store storage.Store, clips ClipSubmitter, cfg Config, log *slog.Logger) (*Service, error) {
+	if cfg.URLTTL <= 0 {
+		cfg.URLTTL = time.Hour
+	}
+	if cfg.CacheTTL <= 0 {
+		// Each rebuild lists lessons/ (every segment key): keep it rare.
+		cfg.CacheTTL = 5 * time.Second
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Service{store: store, clips: clips, cfg: cfg, log: log, now: time.Now, cache: map[string]cached{}}
+	switch cfg.Playback {
+	case "", PlaybackPodium:
+		s.cfg.Playback = PlaybackPodium
+	case PlaybackSigned:
+		if signer, ok := store.(storage.URLSigner); ok {
+			s.signer = signer
+		} else {
+			log.Warn("vod: storage cannot presign URLs; serving media through podium")
+			s.cfg.Playback = PlaybackPodium
+		}
+	default:
+		return nil, fmt.Errorf("vod playback must be %q or %q, got %q", PlaybackPodium, PlaybackSigned, cfg.Playback)
+	}
+	if cfg.URLSecret != "" {
+		s.key = []byte(cfg.URLSecret)
+	} else {
+		s.key = make([]byte, 32)
+		if _, err := rand.Read(s.key); err != nil {
+			return nil, fmt.Errorf("vod url key: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// sign returns the query that grants read access to every object of one
+// lesson's VOD assets until exp.
+func (s *Service) sign(lesson string, exp time.Time) url.Values {
+	e := strconv.FormatInt(exp.Unix(), 10)
+	return url.Values{"exp": {e}, "sig": {s.mac(lesson, e)}}
+}
+
+func (s *Service) mac(lesson, exp string) string {
+	m := hmac.New(sha256.New, s.key)
+	m.Write([]byte(lesson + "\n" + exp))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// verify reports whether q carries a valid, unexpired signature for lesson.
+func (s *Service) verify(lesson string, q url.Values) bool {
+	e, sig := q.Get("exp"), q.Get("sig")
+	if e == "" || sig == "" {
+		return false
+	}
+	exp, err := strconv.ParseInt(e, 10, 64)
+	if err != nil || s.now().Unix() > exp {
+		return false
+	}
+	return hmac.Equal([]byte(sig), []byte(s.mac(lesson, e)))
+}
+
+// mediaURL is the Podium URL of an object under a lesson's VOD base (rel
+// is relative to that base), signed.
+func (s *Service) mediaURL(lesson, rel string, q url.Values) string {
+	return "/api/vod/media/" + lesson + "/" + escapePath(rel) + "?" + q.Encode()
+}
+
+// directURL is where a browser fetches a non-playlist object: a presigned
+// storage URL in signed mode, else the signed Podium URL.
+func (s *Service) directURL(ctx context.Context, lesson, rel string, q url.Values) string {
+	if s.signer != nil {
+		u, err := s.signer.SignedURL(ctx, LessonBase(lesson)+rel, s.cfg.URLTTL)
+		if err == nil {
+			return u
+		}
+		s.log.Warn("vod: presign failed; serving through podium", "key", LessonBase(lesson)+rel, "err", err)
+	}
+	return s.mediaURL(lesson, rel, q)
+}
+
+func escapePath(p string) string {
+	u := url.URL{Path: p}
+	return u.EscapedPath()
+}
