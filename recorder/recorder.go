@@ -38,6 +38,9 @@ type Config struct {
 	Log             *slog.Logger
 	// Registerer receives the recorder's metrics; nil for none.
 	Registerer prometheus.Registerer
+	// SkipAuto, when set, names lessons never recorded automatically: a
+	// cluster edge's mirror of a lesson another node records.
+	SkipAuto func(lessonID string) bool
 }
 
 // ErrNoSuchLesson is returned for a lesson that is neither live nor recorded.
@@ -134,6 +137,10 @@ func (r *Recorder) Attach(rooms *sfu.Rooms, auto bool) {
 	r.mu.Unlock()
 	if auto {
 		rooms.OnRoomCreated(func(room *sfu.Room) {
+			if r.cfg.SkipAuto != nil && r.cfg.SkipAuto(room.ID()) {
+				r.log.Info("recorder: not recording a mirrored lesson; its origin node records it", "lesson", room.ID())
+				return
+			}
 			if err := r.Start(room); err != nil {
 				r.log.Error("recorder: start", "lesson", room.ID(), "err", err)
 			}

@@ -1,5 +1,5 @@
 // Command podium is the one Podium binary: `podium serve` runs a node,
-// `podium token` mints access tokens. This package only wires: it parses
+// `podium token` mints access tokens, `podium loadtest` measures a server. This package only wires: it parses
 // configuration, builds the parts (each wire_*.go belongs to its part) and
 // starts and stops them.
 package main
@@ -11,13 +11,18 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"podium/loadtest"
 )
+
+func main() { os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr)) }
 
 const usage = `podium — live-classroom media server
 
 usage:
   podium serve [flags]     run a node (podium serve -h for flags)
   podium token [flags]     print an access token (podium token -h)
+  podium loadtest [flags]  synthetic teachers and classrooms against a server (podium loadtest -h)
 `
 
 // realMain runs a subcommand and returns the process exit code.
@@ -33,6 +38,14 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return runServe(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "token":
 		return runToken(args[1:], os.Getenv, stdout, stderr)
+	case "loadtest":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		if err := loadtest.Main(ctx, args[1:], stdout); err != nil {
+			fmt.Fprintf(stderr, "podium loadtest: %v\n", err)
+			return 1
+		}
+		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

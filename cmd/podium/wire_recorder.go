@@ -52,6 +52,8 @@ func wireRecorder(a *app) error {
 		SegmentDuration: recorderFlags.segmentDuration,
 		Log:             a.log.With("part", "recorder"),
 		Registerer:      a.reg,
+		// Read at room creation: wireCluster runs after this and sets it.
+		SkipAuto: func(lessonID string) bool { return isClusterMirror(lessonID) },
 	})
 	if err != nil {
 		return fmt.Errorf("recorder: %w", err)
