@@ -181,6 +181,9 @@ func (s *session) writeLoop() {
 	for {
 		select {
 		case <-s.ctx.Done():
+			// Messages already queued (lessonEnded, a final error) still go
+			// out: the session may be cancelled by the event they announce.
+			s.flushQueued()
 			_ = s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, ""), time.Now().Add(time.Second))
 			return
 		case <-ping.C:
@@ -200,6 +203,27 @@ func (s *session) writeLoop() {
 				s.cancel()
 				return
 			}
+		}
+	}
+}
+
+// flushQueued writes what is already queued, without waiting for more and
+// within one write deadline, so a closing session does not lose its last
+// words.
+func (s *session) flushQueued() {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	for {
+		select {
+		case o := <-s.out:
+			if err := s.conn.WriteJSON(o.msg); err != nil {
+				return
+			}
+			s.srv.metrics.messages.WithLabelValues("out", o.msg.Type).Inc()
+			if o.final {
+				return
+			}
+		default:
+			return
 		}
 	}
 }
