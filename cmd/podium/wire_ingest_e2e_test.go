@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v4"
+	"github.com/bluenviron/gortsplib/v4/pkg/base"
+	"github.com/bluenviron/gortsplib/v4/pkg/description"
+	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media/h264writer"
+
+	"podium/clients/goclient"
+	"podium/internal/testenv"
+)
+
+// ingestCamera is an RTSP camera on loopback: a gortsplib server fed by an
+// ffmpeg H.264 encoder publishing a 640x360 test pattern into it.
+type ingestCamera struct {
+	addr   string
+	mu     sync.Mutex
+	server *gortsplib.Server
+	stream *gortsplib.ServerStream
+	pub    *gortsplib.ServerSession
+}
+
+func startIngestCamera(t *testing.T) *ingestCamera {
+	t.Helper()
+	ffmpeg := testenv.RequireBinary(t, "ffmpeg")
+	c := &ingestCamera{addr: testenv.FreeAddr(t)}
+	c.server = &gortsplib.Server{Handler: c, RTSPAddress: c.addr}
+	if err := c.server.Start(); err != nil {
+		t.Fatalf("camera server: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+		"-f", "lavfi", "-i", "testsrc=size=640x360:rate=25",
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-sc_threshold", "0",
+		"-pix_fmt", "yuv420p", "-f", "rtsp", "-rtsp_transport", "tcp", "rtsp://"+c.addr+"/cam")
+	cmd.WaitDelay = 3 * time.Second
+	if err := cmd.Start(); err != nil {
+		cancel()
+		c.server.Close()
+		t.Fatalf("camera encoder: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		c.server.Close() // calls OnSessionClose: c.mu must not be held
+	})
+	return c
+}
+
+func (c *ingestCamera) url() string { return "rtsp://" + c.addr + "/cam" }
+
+func (c *ingestCamera) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stream != nil && ctx.Session == c.pub {
+		c.stream.Close()
+		c.stream, c.pub = nil, nil
+	}
+}
+
+func (c *ingestCamera) OnDescribe(*gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stream == nil {
+		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
+	}
+	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
+}
+
+func (c *ingestCamera) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stream != nil {
+		return &base.Response{StatusCode: base.StatusBadRequest}, nil
+	}
+	c.stream = &gortsplib.ServerStream{Server: c.server, Desc: ctx.Description}
+	if err := c.stream.Initialize(); err != nil {
+		c.stream = nil
+		return &base.Response{StatusCode: base.StatusInternalServerError}, err
+	}
+	c.pub = ctx.Session
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+func (c *ingestCamera) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	if ctx.Session.State() == gortsplib.ServerSessionStatePreRecord {
+		return &base.Response{StatusCode: base.StatusOK}, nil, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stream == nil {
+		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
+	}
+	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
+}
+
+func (c *ingestCamera) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+func (c *ingestCamera) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
+	c.mu.Lock()
+	stream := c.stream
+	c.mu.Unlock()
+	ctx.Session.OnPacketRTPAny(func(m *description.Media, _ format.Format, pkt *rtp.Packet) {
+		_ = stream.WritePacketRTP(m, pkt)
+	})
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// h264Capture writes one received H.264 track to an Annex-B file.
+type h264Capture struct {
+	path    string
+	mu      sync.Mutex
+	w       *h264writer.H264Writer
+	packets atomic.Int64
+	wg      sync.WaitGroup
+}
+
+func (v *h264Capture) onTrack(trackID string) func(goclient.RemoteTrack) {
+	return func(rt goclient.RemoteTrack) {
+		if rt.Track.Kind() != webrtc.RTPCodecTypeVideo || rt.Track.ID() != trackID {
+			return
+		}
+		v.wg.Go(func() {
+			for {
+				pkt, _, err := rt.Track.ReadRTP()
+				if err != nil {
+					return
+				}
+				v.mu.Lock()
+				if v.w != nil && v.w.WriteRTP(pkt) == nil {
+					v.packets.Add(1)
+				}
+				v.mu.Unlock()
+			}
+		})
+	}
+}
+
+// close stops writing and returns the file's path.
+func (v *h264Capture) close(t *testing.T) string {
+	t.Helper()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.w != nil {
+		if err := v.w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		v.w = nil
+	}
+	return v.path
+}
+
+func ingestPoll(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// sourceInfo is the part of the source API's SourceInfo the test reads.
+type sourceInfo struct {
+	ID        string   `json:"id"`
+	State     string   `json:"state"`
+	LastError string   `json:"lastError"`
+	Video     string   `json:"video"`
+	Tracks    []string `json:"tracks"`
+}
+
+// TestIngestE2E runs the real podium binary, registers an RTSP camera as a
+// lesson source through the admin API, and checks a pion classroom
+// decodes its H.264 video through the server; removing the source
+// unpublishes its track.
+func TestIngestE2E(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts podium, an RTSP camera and ffmpeg")
+	}
+	testenv.RequireBinary(t, "ffmpeg")
+	ffprobe := testenv.RequireBinary(t, "ffprobe")
+	p := testenv.StartPodium(t)
+	const lesson = "rtsp-e2e"
+	admin := p.Token("*", "admin", "ops")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+
+	api := func(method, path string, body string) (int, []byte) {
+		t.Helper()
+		var r io.Reader
+		if body != "" {
+			r = strings.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, p.URL+path, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+admin)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, b
+	}
+
+	// The teacher opens the lesson.
+	teacher, err := goclient.Dial(ctx, p.URL, p.Token(lesson, "teacher", "Ms. Okafor"), goclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { teacher.Close() })
+	if _, err := teacher.Join(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+
+	// Register the camera.
+	cam := startIngestCamera(t)
+	code, b := api("POST", "/api/lessons/"+lesson+"/sources",
+		`{"url":"`+cam.url()+`","kind":"camera","name":"Lab camera","transport":"tcp"}`)
+	if code != http.StatusCreated {
+		t.Fatalf("add source: %d %s", code, b)
+	}
+	var src sourceInfo
+	if err := json.Unmarshal(b, &src); err != nil || src.ID == "" {
+		t.Fatalf("add source reply %s: %v", b, err)
+	}
+	sourcePath := "/api/lessons/" + lesson + "/sources/" + src.ID
+	removed := false
+	t.Cleanup(func() {
+		if !removed {
+			api("DELETE", sourcePath, "")
+		}
+	})
+	ingestPoll(t, "the source to go live", 20*time.Second, func() bool {
+		code, b := api("GET", sourcePath, "")
+		if code != http.StatusOK || json.Unmarshal(b, &src) != nil {
+			return false
+		}
+		return src.State == "live" && len(src.Tracks) > 0
+	})
+	t.Logf("source %s live: video %q tracks %v", src.ID, src.Video, src.Tracks)
+
+	// The source shows in the metrics.
+	ingestPoll(t, "podium_ingest_sources{state=\"live\"} 1 in /metrics", 20*time.Second, func() bool {
+		res, err := http.Get(p.URL + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return strings.Contains(string(b), "\npodium_ingest_sources{state=\"live\"} 1\n")
+	})
+
+	// A classroom joins and subscribes to the source's video.
+	isSource := func(id string) bool {
+		for _, s := range src.Tracks {
+			if s == id {
+				return true
+			}
+		}
+		return false
+	}
+	capture := &h264Capture{path: filepath.Join(t.TempDir(), "source.h264")}
+	if capture.w, err = h264writer.New(capture.path); err != nil {
+		t.Fatal(err)
+	}
+	var videoID atomic.Value // string
+	videoID.Store("")
+	var onTrack atomic.Value // func(goclient.RemoteTrack)
+	classroom, err := goclient.Dial(ctx, p.URL, p.Token(lesson, "classroom", "Hill school"), goclient.Options{
+		OnTrack: func(rt goclient.RemoteTrack) {
+			if fn, ok := onTrack.Load().(func(goclient.RemoteTrack)); ok {
+				fn(rt)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		classroom.Close()
+		capture.wg.Wait()
+	})
+	joined, err := classroom.Join(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range joined.Tracks {
+		if tr.Kind == "video" && isSource(tr.ID) {
+			videoID.Store(tr.ID)
+		}
+	}
+	id := videoID.Load().(string)
+	if id == "" {
+		t.Fatalf("joined lists no video track of the source (source tracks %v, joined tracks %+v)", src.Tracks, joined.Tracks)
+	}
+	onTrack.Store(capture.onTrack(id))
+	if err := classroom.Subscribe(ctx, id); err != nil {
+		t.Fatalf("subscribe %s: %v", id, err)
+	}
+	// About 3 s of video: at 25 fps that is ~75 pictures, many RTP packets each.
+	ingestPoll(t, "the first video packets", 20*time.Second, func() bool { return capture.packets.Load() > 0 })
+	start := time.Now()
+	ingestPoll(t, "3 s of video", 20*time.Second, func() bool { return time.Since(start) >= 3*time.Second })
+	path := capture.close(t)
+
+	out, err := exec.Command(ffprobe, "-v", "error", "-f", "h264", "-select_streams", "v:0",
+		"-show_entries", "frame=width,height", "-of", "csv=p=0", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe: %v\n%s", err, out)
+	}
+	lines := strings.Fields(strings.TrimSpace(string(out)))
+	if len(lines) < 20 {
+		t.Fatalf("ffprobe decoded %d frames of the source's video (%d packets received), want >= 20", len(lines), capture.packets.Load())
+	}
+	for _, l := range lines {
+		if l != "640,360" {
+			t.Fatalf("decoded frame size %q, want 640,360", l)
+		}
+	}
+	t.Logf("classroom decoded %d frames at 640x360 from %d packets", len(lines), capture.packets.Load())
+
+	// Removing the source unpublishes its track.
+	if code, b := api("DELETE", sourcePath, ""); code != http.StatusNoContent {
+		t.Fatalf("remove source: %d %s", code, b)
+	}
+	removed = true
+	deadline := time.After(20 * time.Second)
+	for gone := false; !gone; {
+		select {
+		case m := <-classroom.Events():
+			if m.Type != "trackUnpublished" {
+				continue
+			}
+			var d struct{ Track goclient.TrackInfo }
+			if json.Unmarshal(m.Data, &d) == nil && d.Track.ID == id {
+				gone = true
+			}
+		case <-classroom.Done():
+			t.Fatal("classroom connection closed before trackUnpublished")
+		case <-deadline:
+			t.Fatalf("no trackUnpublished for %s within 20 s of removing the source", id)
+		}
+	}
+	if code, b := api("GET", sourcePath, ""); code != http.StatusNotFound {
+		t.Fatalf("removed source still served: %d %s", code, b)
+	}
+}
