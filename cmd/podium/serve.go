@@ -343,19 +343,38 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 	draining.Store(true)
 	dctx, cancel := context.WithTimeout(context.Background(), c.drainTimeout)
 	defer cancel()
-	if err := sig.Shutdown(dctx); err != nil {
-		log.Warn("signaling drain incomplete", "err", err)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		if err := sig.Shutdown(dctx); err != nil {
+			log.Warn("signaling drain incomplete", "err", err)
+		}
+		if err := srv.Shutdown(dctx); err != nil {
+			log.Warn("http shutdown incomplete", "err", err)
+			_ = srv.Close()
+		}
+		closeSFU()
+		runClosers(dctx, a, log)
+	}()
+	// The drain is bounded whatever a part does: an operator's SIGTERM must
+	// end the process. Nothing recorded is lost by giving up here: closed
+	// segments wait in the spool and are uploaded at the next start.
+	select {
+	case <-drained:
+	case <-time.After(c.drainTimeout + drainGrace):
+		log.Error("drain did not finish in time; exiting anyway", "drain_timeout", c.drainTimeout)
+		if runErr == nil {
+			runErr = errors.New("drain did not finish within --drain-timeout")
+		}
 	}
-	if err := srv.Shutdown(dctx); err != nil {
-		log.Warn("http shutdown incomplete", "err", err)
-		_ = srv.Close()
-	}
-	closeSFU()
-	runClosers(dctx, a, log)
 	ready.Store(false)
 	log.Info("podium stopped")
 	return runErr
 }
+
+// drainGrace is how long past --drain-timeout serve waits for the parts to
+// stop before it gives up on them.
+const drainGrace = 5 * time.Second
 
 // runClosers runs the parts' closers in reverse order of registration.
 func runClosers(ctx context.Context, a *app, log *slog.Logger) {
