@@ -55,6 +55,15 @@ start_server() {
 
 stop_server() {
   kill "$SERVER_PID" 2>/dev/null || true
+  for _ in $(seq 1 150); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "server did not stop within 15 s of SIGTERM; goroutine dump in the server log" >&2
+    kill -QUIT "$SERVER_PID" 2>/dev/null || true
+    sleep 1
+  fi
   wait "$SERVER_PID" 2>/dev/null || true
   SERVER_PID=""
 }

@@ -40,19 +40,20 @@ type streamStats struct {
 	delay       histogram
 }
 
-func (s *streamStats) seq(seq uint16) {
+// seq accounts a sequence number and reports whether it is new (not a
+// duplicate, not too old to tell).
+func (s *streamStats) seq(seq uint16) bool {
 	if !s.started {
 		s.started = true
 		s.baseSeq = 1<<32 + uint64(seq)
 		s.maxSeq = s.baseSeq
-		s.mark(s.baseSeq)
-		return
+		return s.mark(s.baseSeq)
 	}
 	// Extend against the highest seen so far.
 	diff := int16(seq - uint16(s.maxSeq))
 	ext := uint64(int64(s.maxSeq) + int64(diff))
 	if ext < s.baseSeq {
-		return // older than the first packet
+		return false // older than the first packet
 	}
 	if ext > s.maxSeq {
 		// Clear the window slots we move past.
@@ -61,19 +62,20 @@ func (s *streamStats) seq(seq uint16) {
 		}
 		s.maxSeq = ext
 	} else if s.maxSeq-ext >= uint64(len(s.seen)*64) {
-		return // too old to tell
+		return false // too old to tell
 	}
-	s.mark(ext)
+	return s.mark(ext)
 }
 
-func (s *streamStats) mark(ext uint64) {
+func (s *streamStats) mark(ext uint64) bool {
 	w, b := (ext/64)%uint64(len(s.seen)), ext%64
 	if s.seen[w]&(1<<b) != 0 {
 		s.dups++
-		return
+		return false
 	}
 	s.seen[w] |= 1 << b
 	s.distinct++
+	return true
 }
 
 // lossRate is the share of packets never received, retransmissions
@@ -130,8 +132,9 @@ func (s *streamStats) onPacket(now time.Time, b []byte, video bool, book *stampB
 	defer s.mu.Unlock()
 	s.packets++
 	s.bytes += uint64(len(b))
-	s.seq(v.seq)
-	if !video || !v.marker || len(v.payload) == 0 {
+	// A duplicate (a retransmission of a packet already here) is counted
+	// in the bytes but is no new frame and says nothing about delay.
+	if !s.seq(v.seq) || !video || !v.marker || len(v.payload) == 0 {
 		return
 	}
 	s.frames++

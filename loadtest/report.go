@@ -143,6 +143,9 @@ type Report struct {
 	// LinkDroppedPackets is what the emulated links dropped (random loss
 	// and full queues), before NACK recovered any of it.
 	LinkDroppedPackets uint64 `json:"linkDroppedPackets"`
+	// VideoDuplicates counts video packets received twice (a retransmission
+	// of a packet that had arrived), per classroom.
+	VideoDuplicates Dist `json:"videoDuplicates"`
 	// Freezes: gaps of more than 500 ms between received video frames.
 	FreezesPerMin     Dist    `json:"freezesPerMin"`
 	LongFreezesPerMin Dist    `json:"longFreezesPerMin"`
@@ -207,9 +210,11 @@ type ServerReport struct {
 	Source string `json:"source"`
 	// CPUCores is CPU seconds per second over the steady phase (1.0 = one
 	// core busy).
-	CPUCores    float64 `json:"cpuCores"`
-	CPUSeconds  float64 `json:"cpuSeconds"`
-	RSSMiB      float64 `json:"rssMiB"`
+	CPUCores   float64 `json:"cpuCores"`
+	CPUSeconds float64 `json:"cpuSeconds"`
+	RSSMiB     float64 `json:"rssMiB"`
+	// WriteErrors counts publisher frames whose write failed.
+	WriteErrors uint64  `json:"publisherWriteErrors"`
 	PeakRSSMiB  float64 `json:"peakRssMiB"`
 	SubsPerCore float64 `json:"subscribersPerCore"`
 	// PodiumMetrics are the changes of podium_* series (summed over
@@ -220,13 +225,15 @@ type ServerReport struct {
 
 // ToolReport says whether the tool itself was the limit.
 type ToolReport struct {
-	Cores       int     `json:"cores"`
-	PeakCPU     float64 `json:"peakCpuCores"`
-	LagP99Ms    float64 `json:"timerLagP99Ms"`
-	LagMaxMs    float64 `json:"timerLagMaxMs"`
-	RSSMiB      float64 `json:"rssMiB"`
-	Saturated   bool    `json:"saturated"`
-	SaturatedBy string  `json:"saturatedBy,omitempty"`
+	Cores    int     `json:"cores"`
+	PeakCPU  float64 `json:"peakCpuCores"`
+	LagP99Ms float64 `json:"timerLagP99Ms"`
+	LagMaxMs float64 `json:"timerLagMaxMs"`
+	RSSMiB   float64 `json:"rssMiB"`
+	// WriteErrors counts publisher frames whose write failed.
+	WriteErrors uint64 `json:"publisherWriteErrors"`
+	Saturated   bool   `json:"saturated"`
+	SaturatedBy string `json:"saturatedBy,omitempty"`
 }
 
 var layerNames = []string{"q", "h", "f", "3"}
@@ -243,7 +250,7 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 	rep.Measured = end.Sub(rep.Started).Round(time.Millisecond).String()
 	rep.Classrooms = len(all)
 	rep.SettledLayer = map[string]int{}
-	var join, vk, ak, ok, vl, al, fpm, lfpm, ftp []float64
+	var join, vk, ak, ok, vl, al, fpm, lfpm, ftp, dup []float64
 	var delay histogram
 	steps := map[string][]float64{}
 	since := func(name string, from, at time.Time) {
@@ -298,6 +305,7 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 			}
 			rep.MaxFreezeMs = max(rep.MaxFreezeMs, float64(v.maxGap)/float64(time.Millisecond))
 			vl = append(vl, v.lossRate()*100)
+			dup = append(dup, float64(v.dups))
 			la.recv++
 			la.loss = append(la.loss, v.lossRate()*100)
 			la.join = append(la.join, join[len(join)-1])
@@ -340,6 +348,7 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 		rep.Lessons = append(rep.Lessons, LessonReport{ID: id, Classrooms: la.n, Receiving: la.recv,
 			VideoKbpsP50: distOf(la.kbps).P50, LossPctMean: distOf(la.loss).Mean, JoinMsP95: distOf(la.join).P95})
 	}
+	rep.VideoDuplicates = distOf(dup)
 	rep.JoinToFirstFrameMs = distOf(join)
 	rep.JoinStepsMs = map[string]Dist{}
 	for k, v := range steps {
@@ -373,7 +382,7 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 
 	t := ToolReport{Cores: w.cores, PeakCPU: w.peakUse,
 		LagP99Ms: float64(w.lag.quantile(0.99)) / float64(time.Millisecond),
-		LagMaxMs: float64(w.lag.max) / float64(time.Millisecond), RSSMiB: float64(w.lastCPU.rss) / (1 << 20)}
+		LagMaxMs: float64(w.lag.max) / float64(time.Millisecond), RSSMiB: float64(w.lastCPU.rss) / (1 << 20), WriteErrors: writeErrors.Load()}
 	switch {
 	case w.peakUse > 0.85*float64(w.cores):
 		t.Saturated, t.SaturatedBy = true, fmt.Sprintf("tool CPU peaked at %.0f%% of its %d core(s)", w.peakUse*100, w.cores)
@@ -411,6 +420,7 @@ func (rep *Report) WriteTable(w io.Writer) {
 	}
 	row("video loss after NACK (%)", rep.VideoLossPct, 3)
 	row("audio loss (%)", rep.AudioLossPct, 3)
+	row("video duplicates (packets)", rep.VideoDuplicates, 0)
 	row("freezes >500ms per min", rep.FreezesPerMin, 2)
 	row("freezes >1s per min", rep.LongFreezesPerMin, 2)
 	row("frozen time (%)", rep.FreezeTimePct, 2)
@@ -438,6 +448,9 @@ func (rep *Report) WriteTable(w io.Writer) {
 	}
 	t := rep.Tool
 	fmt.Fprintf(w, "tool: peak CPU %.0f%% of %d core(s), RSS %.0f MiB, timer lag p99 %.1f ms max %.1f ms", t.PeakCPU*100, t.Cores, t.RSSMiB, t.LagP99Ms, t.LagMaxMs)
+	if t.WriteErrors > 0 {
+		fmt.Fprintf(w, ", %d publisher frame writes failed", t.WriteErrors)
+	}
 	if t.Saturated {
 		fmt.Fprintf(w, "\nTOOL SATURATED (%s): delay, freezes and loss above include the tool's own lateness", t.SaturatedBy)
 	}

@@ -47,26 +47,34 @@ type sendStamp struct {
 type stampBook struct {
 	mu    sync.RWMutex
 	byKey map[fingerprint]sendStamp
-	ring  []fingerprint
+	ring  []ringEntry
 	next  int
+}
+
+type ringEntry struct {
+	fp fingerprint
+	at int64
 }
 
 // stampBookSize covers about 20 s of three 30 fps layers.
 const stampBookSize = 2048
 
 func newStampBook() *stampBook {
-	return &stampBook{byKey: make(map[fingerprint]sendStamp, stampBookSize), ring: make([]fingerprint, stampBookSize)}
+	return &stampBook{byKey: make(map[fingerprint]sendStamp, stampBookSize), ring: make([]ringEntry, stampBookSize)}
 }
 
 func (b *stampBook) record(fp fingerprint, layer int, at time.Time) {
 	b.mu.Lock()
+	// Forget the oldest entry, unless its fingerprint was recorded again
+	// since (a looping file repeats its frames).
 	old := b.ring[b.next]
-	if old != fp {
-		delete(b.byKey, old)
+	if s, ok := b.byKey[old.fp]; ok && s.at == old.at {
+		delete(b.byKey, old.fp)
 	}
-	b.ring[b.next] = fp
+	ns := at.UnixNano()
+	b.ring[b.next] = ringEntry{fp: fp, at: ns}
 	b.next = (b.next + 1) % len(b.ring)
-	b.byKey[fp] = sendStamp{at: at.UnixNano(), layer: int8(layer)}
+	b.byKey[fp] = sendStamp{at: ns, layer: int8(layer)}
 	b.mu.Unlock()
 }
 

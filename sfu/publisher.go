@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -26,6 +27,7 @@ type publisher struct {
 	sources map[string]PublishTrack // MediaStreamTrack id -> what it is, from the offers
 	rids    map[string][]string     // MediaStreamTrack id -> simulcast RIDs, lowest first
 	tracks  map[string]*upTrack     // MediaStreamTrack id -> published track
+	remotes []*webrtc.TrackRemote   // every layer being read, to unblock on close
 
 	keyframes chan uint32 // media SSRCs to send a PLI for
 }
@@ -225,6 +227,7 @@ func (pub *publisher) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	}
 	up.ssrcs[layer].Store(uint32(remote.SSRC()))
 	up.readers++
+	pub.remotes = append(pub.remotes, remote)
 	pub.mu.Unlock()
 
 	levelID := 0
@@ -331,5 +334,15 @@ func (pub *publisher) speaking() bool {
 func (pub *publisher) close() {
 	if err := pub.pc.Close(); err != nil {
 		pub.p.log.Debug("close publisher connection", "err", err)
+	}
+	// Closing the connection does not always end a simulcast layer's
+	// blocked Read (seen in the 200-classroom bench: Close waited for
+	// minutes); an expired deadline always does.
+	pub.mu.Lock()
+	remotes := pub.remotes
+	pub.remotes = nil
+	pub.mu.Unlock()
+	for _, r := range remotes {
+		_ = r.SetReadDeadline(time.Now())
 	}
 }
