@@ -81,10 +81,13 @@ type Track struct {
 
 	sinks atomic.Pointer[[]sinkEntry]
 
-	mu            sync.Mutex // guards sink list changes, muted and lastKeyframe
-	muted         bool
-	lastKeyframe  []time.Time
-	requestKFrame KeyframeRequester
+	mu           sync.Mutex // guards sink list changes, muted and lastKeyframe
+	muted        bool
+	lastKeyframe []time.Time
+	// keyframeDeferred marks layers with a merged request waiting for the
+	// end of their window.
+	keyframeDeferred []bool
+	requestKFrame    KeyframeRequester
 
 	packets atomic.Uint64
 	bytes   atomic.Uint64
@@ -112,11 +115,12 @@ func NewTrack(info TrackInfo, requestKeyframe KeyframeRequester) *Track {
 		info.Layers = []string{""}
 	}
 	t := &Track{
-		info:          info,
-		lastKeyframe:  make([]time.Time, len(info.Layers)),
-		requestKFrame: requestKeyframe,
-		muted:         info.Muted,
-		layerBytes:    make([]atomic.Uint64, len(info.Layers)),
+		info:             info,
+		lastKeyframe:     make([]time.Time, len(info.Layers)),
+		keyframeDeferred: make([]bool, len(info.Layers)),
+		requestKFrame:    requestKeyframe,
+		muted:            info.Muted,
+		layerBytes:       make([]atomic.Uint64, len(info.Layers)),
 	}
 	t.forwarding.Store(!info.Muted)
 	empty := []sinkEntry{}
@@ -238,7 +242,14 @@ func (t *Track) RequestKeyframe(layer int) bool {
 	}
 	now := time.Now()
 	t.mu.Lock()
-	if now.Sub(t.lastKeyframe[layer]) < keyframeInterval {
+	if wait := keyframeInterval - now.Sub(t.lastKeyframe[layer]); wait > 0 {
+		// Merged, not dropped: one request goes out when the window ends,
+		// so a classroom joining just after another waits at most one
+		// window for its first picture instead of its own retry.
+		if !t.keyframeDeferred[layer] {
+			t.keyframeDeferred[layer] = true
+			time.AfterFunc(wait, func() { t.sendDeferredKeyframe(layer) })
+		}
 		t.mu.Unlock()
 		return false
 	}
@@ -246,6 +257,16 @@ func (t *Track) RequestKeyframe(layer int) bool {
 	t.mu.Unlock()
 	t.requestKFrame(layer)
 	return true
+}
+
+func (t *Track) sendDeferredKeyframe(layer int) {
+	t.mu.Lock()
+	t.keyframeDeferred[layer] = false
+	t.lastKeyframe[layer] = time.Now()
+	t.mu.Unlock()
+	if !t.closed.Load() {
+		t.requestKFrame(layer)
+	}
 }
 
 // Stats returns the packets and bytes received from the publisher so far.
