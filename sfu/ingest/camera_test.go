@@ -23,7 +23,7 @@ import (
 
 // cameraOptions describe a test camera.
 type cameraOptions struct {
-	codec      string // "h264" (default) or "h265"
+	codec      string // "h264" (default), "h265" or "mjpeg"
 	audio      bool   // AAC audio
 	gop        int    // frames between keyframes (default 25)
 	user, pass string // reader credentials, if any
@@ -123,14 +123,19 @@ func (c *testCamera) start() {
 	if c.opts.audio {
 		args = append(args, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100")
 	}
+	pixFmt := "yuv420p"
 	switch c.opts.codec {
+	case "mjpeg":
+		// RFC 2435 JPEG over RTP needs full-range 4:2:0 baseline JPEG.
+		args = append(args, "-c:v", "mjpeg", "-q:v", "5", "-huffman", "default")
+		pixFmt = "yuvj420p"
 	case "h265":
 		args = append(args, "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint="+strconv.Itoa(c.opts.gop))
 	default:
 		args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
 			"-g", strconv.Itoa(c.opts.gop), "-sc_threshold", "0")
 	}
-	args = append(args, "-pix_fmt", "yuv420p")
+	args = append(args, "-pix_fmt", pixFmt)
 	if c.opts.audio {
 		args = append(args, "-c:a", "aac", "-b:a", "64k")
 	}
