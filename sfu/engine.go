@@ -1,7 +1,7 @@
 package sfu
 
 // CONTRACT: Config, New, SFU.Rooms, ICEServers and Close are used by
-// cmd/podium and signaling. The sfu helper owns everything else here.
+// cmd/podium and signaling; everything else here is the sfu's own.
 
 import (
 	"context"
