@@ -195,29 +195,40 @@ func TestCredentials(t *testing.T) {
 	waitState(t, m, "creds", good.ID, StateLive)
 }
 
-// An H.265 camera is transcoded to H.264 by ffmpeg and decodes.
-func TestH265Transcoded(t *testing.T) {
-	cam := startCamera(t, cameraOptions{codec: "h265"})
-	m, _ := newTestManager(t)
-	info, err := m.Add("hevc", SourceConfig{URL: cam.url("", ""), Transport: TransportTCP})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitState(t, m, "hevc", info.ID, StateLive)
-	video := mustTrack(t, m, "hevc", info.ID, sfu.KindVideo)
-	vs := &videoSink{}
-	video.AddSink("test", vs)
-	eventually(t, "50 transcoded frames", func() bool { f, _, _, _ := vs.snapshot(); return f >= 50 })
-	video.RemoveSink("test")
-	frames, _, annexB, violations := vs.snapshot()
-	if len(violations) > 0 {
-		t.Fatalf("output contract violated: %v", violations[:min(5, len(violations))])
-	}
-	if got := decodedFrames(t, annexB); got < frames-1 {
-		t.Fatalf("ffprobe decoded %d of %d pictures", got, frames)
-	}
-	if got, _ := m.Get("hevc", info.ID); got.Video != "h265 transcoded to h264" {
-		t.Fatalf("video = %q", got.Video)
+// Cameras whose codec WebRTC cannot carry, H.265 and MJPEG (RFC 2435 JPEG
+// over RTP), are transcoded to H.264 by ffmpeg, and the result decodes.
+func TestTranscodedVideo(t *testing.T) {
+	for _, tc := range []struct{ codec, label string }{
+		{"h265", "h265 transcoded to h264"},
+		{"mjpeg", "m-jpeg transcoded to h264"},
+	} {
+		t.Run(tc.codec, func(t *testing.T) {
+			cam := startCamera(t, cameraOptions{codec: tc.codec})
+			m, _ := newTestManager(t)
+			info, err := m.Add(tc.codec, SourceConfig{URL: cam.url("", ""), Transport: TransportTCP})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitState(t, m, tc.codec, info.ID, StateLive)
+			video := mustTrack(t, m, tc.codec, info.ID, sfu.KindVideo)
+			vs := &videoSink{}
+			video.AddSink("test", vs)
+			eventually(t, "50 transcoded frames", func() bool { f, _, _, _ := vs.snapshot(); return f >= 50 })
+			video.RemoveSink("test")
+			frames, idrs, annexB, violations := vs.snapshot()
+			if len(violations) > 0 {
+				t.Fatalf("output contract violated: %v", violations[:min(5, len(violations))])
+			}
+			if idrs < 1 {
+				t.Fatal("no keyframe received")
+			}
+			if got := decodedFrames(t, annexB); got < frames-1 {
+				t.Fatalf("ffprobe decoded %d of %d pictures", got, frames)
+			}
+			if got, _ := m.Get(tc.codec, info.ID); got.Video != tc.label {
+				t.Fatalf("video = %q, want %q", got.Video, tc.label)
+			}
+		})
 	}
 }
 
