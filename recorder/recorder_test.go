@@ -9,19 +9,12 @@ import (
 	"podium/internal/testenv"
 	"podium/sfu"
 	"podium/storage"
-	"podium/storage/s3"
+	"podium/storage/s3/s3test"
 )
 
 func minioStore(t *testing.T) (*testenv.MinIO, storage.Store) {
 	t.Helper()
-	m := testenv.StartMinIO(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := s3.New(ctx, s3.Config{Endpoint: m.Endpoint, Bucket: "recordings", AccessKey: m.AccessKey, SecretKey: m.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m, s
+	return s3test.Start(t, "recordings")
 }
 
 func newRecorder(t *testing.T, store storage.Store, spoolDir string) *Recorder {

@@ -13,7 +13,7 @@ import (
 	"podium/internal/testenv"
 	"podium/storage"
 	"podium/storage/local"
-	"podium/storage/s3"
+	"podium/storage/s3/s3test"
 	"podium/vod"
 )
 
@@ -28,22 +28,8 @@ func localStore(t testing.TB) storage.Store {
 
 func minioStore(t testing.TB) storage.Store {
 	t.Helper()
-	m := testenv.StartMinIO(t)
-	// A fresh MinIO may answer "server not initialized" for a moment
-	// after its readiness probe passes.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		s, err := s3.New(ctx, s3.Config{Endpoint: m.Endpoint, Bucket: "podium", AccessKey: m.AccessKey, SecretKey: m.SecretKey})
-		cancel()
-		if err == nil {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	_, s := s3test.Start(t, "podium")
+	return s
 }
 
 // download copies every object under prefix into a directory, keeping the

@@ -19,7 +19,7 @@ import (
 	"podium/signaling/auth"
 	"podium/storage"
 	"podium/storage/local"
-	"podium/storage/s3"
+	"podium/storage/s3/s3test"
 	"podium/transcode"
 	"podium/transcode/transcodetest"
 	"podium/vod"
@@ -155,20 +155,8 @@ func (s *server) waitReady(t *testing.T, lesson, tok string) vod.Lesson {
 
 func minioStore(t *testing.T) storage.Store {
 	t.Helper()
-	m := testenv.StartMinIO(t)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		s, err := s3.New(ctx, s3.Config{Endpoint: m.Endpoint, Bucket: "podium", AccessKey: m.AccessKey, SecretKey: m.SecretKey})
-		cancel()
-		if err == nil {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	_, s := s3test.Start(t, "podium")
+	return s
 }
 
 // TestCatalogAndSignedPlayback: on real MinIO, a recorded lesson becomes a
