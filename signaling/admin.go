@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"podium/internal/httpx"
@@ -47,6 +48,23 @@ func (s *Server) mountAdmin(mux *http.ServeMux) {
 	mux.Handle("GET /api/lessons/{id}", admin(s.getLesson))
 	mux.Handle("DELETE /api/lessons/{id}", admin(s.deleteLesson))
 	mux.Handle("POST /api/tokens", admin(s.createToken))
+	// Go's profiler, for an operator chasing CPU or memory on a live node
+	// (docs/BENCHMARKS.md shows how). Profiles reveal every lesson's
+	// internals, so only a server-wide admin token may read them.
+	mux.Handle("GET /debug/pprof/", admin(serverAdminOnly(pprof.Index)))
+	mux.Handle("GET /debug/pprof/profile", admin(serverAdminOnly(pprof.Profile)))
+	mux.Handle("GET /debug/pprof/trace", admin(serverAdminOnly(pprof.Trace)))
+}
+
+// serverAdminOnly refuses admins whose token is scoped to one lesson.
+func serverAdminOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if claimsOf(r).Room != auth.AnyRoom {
+			httpx.WriteError(w, http.StatusForbidden, "forbidden", "profiles need a server-wide admin token (room \"*\")")
+			return
+		}
+		h(w, r)
+	}
 }
 
 func lessonView(r *sfu.Room) LessonView {

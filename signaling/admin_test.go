@@ -53,6 +53,9 @@ func TestAdminAPI(t *testing.T) {
 		{"token bad role", "POST", "/api/tokens", admin, `{"room":"bio","role":"king","name":"x"}`, 400, "bad_request"},
 		{"token bad ttl", "POST", "/api/tokens", admin, `{"room":"bio","role":"viewer","name":"x","ttl":"forever"}`, 400, "bad_request"},
 		{"token other room", "POST", "/api/tokens", scoped, `{"room":"chem","role":"viewer","name":"x"}`, 403, "forbidden"},
+		{"profiles without token", "GET", "/debug/pprof/goroutine", "", "", 401, "unauthorized"},
+		{"profiles for a teacher", "GET", "/debug/pprof/goroutine", teacherTok, "", 403, "forbidden"},
+		{"profiles for a lesson admin", "GET", "/debug/pprof/goroutine", scoped, "", 403, "forbidden"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body, raw := call(t, tc.method, ts.URL+tc.path, tc.token, tc.body)
@@ -66,6 +69,10 @@ func TestAdminAPI(t *testing.T) {
 	}
 	if n := len(ts.SFU.Rooms.List()); n != 1 {
 		t.Fatalf("%d lessons, want only bio", n)
+	}
+	// A server-wide admin reads a goroutine profile naming the sfu's code.
+	if status, _, raw := call(t, "GET", ts.URL+"/debug/pprof/goroutine?debug=1", admin, ""); status != 200 || !strings.Contains(raw, "podium/sfu.") {
+		t.Fatalf("goroutine profile: status %d, %.200s", status, raw)
 	}
 
 	// A minted classroom token joins; the list shows the participant; DELETE
