@@ -13,117 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bluenviron/gortsplib/v4"
-	"github.com/bluenviron/gortsplib/v4/pkg/base"
-	"github.com/bluenviron/gortsplib/v4/pkg/description"
-	"github.com/bluenviron/gortsplib/v4/pkg/format"
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/h264writer"
 
 	"podium/clients/goclient"
+	"podium/internal/rtspcam"
 	"podium/internal/testenv"
 )
-
-// ingestCamera is an RTSP camera on loopback: a gortsplib server fed by an
-// ffmpeg H.264 encoder publishing a 640x360 test pattern into it.
-type ingestCamera struct {
-	addr   string
-	mu     sync.Mutex
-	server *gortsplib.Server
-	stream *gortsplib.ServerStream
-	pub    *gortsplib.ServerSession
-}
-
-func startIngestCamera(t *testing.T) *ingestCamera {
-	t.Helper()
-	ffmpeg := testenv.RequireBinary(t, "ffmpeg")
-	c := &ingestCamera{addr: testenv.FreeAddr(t)}
-	c.server = &gortsplib.Server{Handler: c, RTSPAddress: c.addr}
-	if err := c.server.Start(); err != nil {
-		t.Fatalf("camera server: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-		"-f", "lavfi", "-i", "testsrc=size=640x360:rate=25",
-		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-sc_threshold", "0",
-		"-pix_fmt", "yuv420p", "-f", "rtsp", "-rtsp_transport", "tcp", "rtsp://"+c.addr+"/cam")
-	cmd.WaitDelay = 3 * time.Second
-	if err := cmd.Start(); err != nil {
-		cancel()
-		c.server.Close()
-		t.Fatalf("camera encoder: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		c.server.Close() // calls OnSessionClose: c.mu must not be held
-	})
-	return c
-}
-
-func (c *ingestCamera) url() string { return "rtsp://" + c.addr + "/cam" }
-
-func (c *ingestCamera) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stream != nil && ctx.Session == c.pub {
-		c.stream.Close()
-		c.stream, c.pub = nil, nil
-	}
-}
-
-func (c *ingestCamera) OnDescribe(*gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stream == nil {
-		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
-	}
-	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
-}
-
-func (c *ingestCamera) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stream != nil {
-		return &base.Response{StatusCode: base.StatusBadRequest}, nil
-	}
-	c.stream = &gortsplib.ServerStream{Server: c.server, Desc: ctx.Description}
-	if err := c.stream.Initialize(); err != nil {
-		c.stream = nil
-		return &base.Response{StatusCode: base.StatusInternalServerError}, err
-	}
-	c.pub = ctx.Session
-	return &base.Response{StatusCode: base.StatusOK}, nil
-}
-
-func (c *ingestCamera) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	if ctx.Session.State() == gortsplib.ServerSessionStatePreRecord {
-		return &base.Response{StatusCode: base.StatusOK}, nil, nil
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stream == nil {
-		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
-	}
-	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
-}
-
-func (c *ingestCamera) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
-	return &base.Response{StatusCode: base.StatusOK}, nil
-}
-
-func (c *ingestCamera) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
-	c.mu.Lock()
-	stream := c.stream
-	c.mu.Unlock()
-	ctx.Session.OnPacketRTPAny(func(m *description.Media, _ format.Format, pkt *rtp.Packet) {
-		_ = stream.WritePacketRTP(m, pkt)
-	})
-	return &base.Response{StatusCode: base.StatusOK}, nil
-}
 
 // h264Capture writes one received H.264 track to an Annex-B file.
 type h264Capture struct {
@@ -240,9 +136,9 @@ func TestIngestE2E(t *testing.T) {
 	}
 
 	// Register the camera.
-	cam := startIngestCamera(t)
+	cam := rtspcam.Start(t, rtspcam.Options{Size: "640x360"})
 	code, b := api("POST", "/api/lessons/"+lesson+"/sources",
-		`{"url":"`+cam.url()+`","kind":"camera","name":"Lab camera","transport":"tcp"}`)
+		`{"url":"`+cam.URL("", "")+`","kind":"camera","name":"Lab camera","transport":"tcp"}`)
 	if code != http.StatusCreated {
 		t.Fatalf("add source: %d %s", code, b)
 	}

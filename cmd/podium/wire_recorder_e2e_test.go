@@ -9,11 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,86 +23,9 @@ import (
 	"podium/internal/testmedia"
 	"podium/recorder"
 	"podium/sfu"
-	"podium/signaling/auth"
 	"podium/storage"
 	"podium/storage/s3"
 )
-
-const recE2ESecret = "recorder-e2e-secret-0123456789"
-
-// recPodium is one `podium serve` process recording into MinIO.
-type recPodium struct {
-	url  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *bytes.Buffer
-	mu   *sync.Mutex
-}
-
-type recSyncWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w recSyncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (p *recPodium) logText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-func startRecPodium(t *testing.T, bin, dataDir string, minio *testenv.MinIO) *recPodium {
-	t.Helper()
-	addr := testenv.FreeAddr(t)
-	p := &recPodium{url: "http://" + addr, done: make(chan struct{}), log: &bytes.Buffer{}, mu: &sync.Mutex{}}
-	p.cmd = exec.Command(bin, "serve", "--http-addr", addr, "--secret", recE2ESecret, "--data-dir", dataDir,
-		"--storage", "s3", "--s3-endpoint", minio.Endpoint, "--s3-bucket", "recordings",
-		"--s3-access-key", minio.AccessKey, "--s3-secret-key", minio.SecretKey,
-		"--record-segment-duration", "2s",
-		"--ice-udp-port", "0", "--ice-tcp-port", "-1", "--bind-ip", "127.0.0.1", "--log-level", "info")
-	p.cmd.Stdout, p.cmd.Stderr = recSyncWriter{p.mu, p.log}, recSyncWriter{p.mu, p.log}
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-p.done:
-		case <-time.After(15 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("podium log:\n%s", p.logText())
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		res, err := http.Get(p.url + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("podium exited:\n%s", p.logText())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("podium not ready:\n%s", p.logText())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // recSentCounter counts the media time a pion track was given.
 type recSentCounter struct {
@@ -264,34 +185,21 @@ func recRecordingStatus(t *testing.T, url, token, lesson string) (recorder.Statu
 func TestRecorderE2EPionTeacherAndSIGKILL(t *testing.T) {
 	minio := testenv.StartMinIO(t)
 	files := testmedia.ForTest(t)
-	bin := filepath.Join(t.TempDir(), "podium")
-	if out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "podium/cmd/podium").CombinedOutput(); err != nil {
-		t.Fatalf("build podium: %v\n%s", err, out)
-	}
-	dataDir := filepath.Join(t.TempDir(), "data")
-	issuer, err := auth.NewIssuer(recE2ESecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := func(role sfu.Role, name string) string {
-		tok, _, err := issuer.Issue(auth.Request{Room: "rec-e2e", Role: role, Name: name, TTL: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
-	admin := token(sfu.RoleAdmin, "ops")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	p1 := startRecPodium(t, bin, dataDir, minio)
-	stopTeacher := recTeacher(t, ctx, p1.url, token(sfu.RoleTeacher, "Ms Teacher"), files)
-	if _, code := recRecordingStatus(t, p1.url, token(sfu.RoleTeacher, "Ms Teacher"), "rec-e2e"); code != http.StatusForbidden {
+	p := testenv.StartPodium(t, "--storage", "s3", "--s3-endpoint", minio.Endpoint, "--s3-bucket", "recordings",
+		"--s3-access-key", minio.AccessKey, "--s3-secret-key", minio.SecretKey,
+		"--record-segment-duration", "2s")
+	token := func(role, name string) string { return p.Token("rec-e2e", role, name) }
+	admin := token("admin", "ops")
+	stopTeacher := recTeacher(t, ctx, p.URL, token("teacher", "Ms Teacher"), files)
+	if _, code := recRecordingStatus(t, p.URL, token("teacher", "Ms Teacher"), "rec-e2e"); code != http.StatusForbidden {
 		t.Fatalf("teacher reading the recording API got %d, want 403", code)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		st, code := recRecordingStatus(t, p1.url, admin, "rec-e2e")
+		st, code := recRecordingStatus(t, p.URL, admin, "rec-e2e")
 		if code == http.StatusOK && st.State == "recording" && len(st.Tracks) == 2 && st.Tracks[0].Segments >= 3 && st.Tracks[1].Segments >= 3 {
 			break
 		}
@@ -300,7 +208,7 @@ func TestRecorderE2EPionTeacherAndSIGKILL(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	res, err := http.Get(p1.url + "/metrics")
+	res, err := http.Get(p.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,28 +220,22 @@ func TestRecorderE2EPionTeacherAndSIGKILL(t *testing.T) {
 		}
 	}
 
-	_ = p1.cmd.Process.Signal(syscall.SIGKILL)
-	<-p1.done
+	p.Kill()
 	killedAt := time.Now()
 	stopTeacher()
 
-	p2 := startRecPodium(t, bin, dataDir, minio)
-	stopTeacher = recTeacher(t, ctx, p2.url, token(sfu.RoleTeacher, "Ms Teacher"), files)
+	// The node comes back on the same data dir (and spool).
+	p.Restart()
+	stopTeacher = recTeacher(t, ctx, p.URL, token("teacher", "Ms Teacher"), files)
 	// Meanwhile another lesson runs 20 s undisturbed on the new process.
-	token20 := func(role sfu.Role, name string) string {
-		tok, _, err := issuer.Issue(auth.Request{Room: "rec-e2e-20s", Role: role, Name: name, TTL: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
-	stop20, sent20 := recTeacherCounted(t, ctx, p2.url, token20(sfu.RoleTeacher, "Mr Second"), files)
+	token20 := func(role, name string) string { return p.Token("rec-e2e-20s", role, name) }
+	stop20, sent20 := recTeacherCounted(t, ctx, p.URL, token20("teacher", "Mr Second"), files)
 	time.Sleep(6 * time.Second)
-	recEndLesson(t, ctx, p2.url, token(sfu.RoleTeacher, "Ms Teacher (tablet)"))
+	recEndLesson(t, ctx, p.URL, token("teacher", "Ms Teacher (tablet)"))
 	stopTeacher()
 	time.Sleep(14 * time.Second)
 	stop20()
-	recEndLesson(t, ctx, p2.url, token20(sfu.RoleTeacher, "Mr Second (tablet)"))
+	recEndLesson(t, ctx, p.URL, token20("teacher", "Mr Second (tablet)"))
 
 	store, err := s3.New(ctx, s3.Config{Endpoint: minio.Endpoint, Bucket: "recordings", AccessKey: minio.AccessKey, SecretKey: minio.SecretKey})
 	if err != nil {

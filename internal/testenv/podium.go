@@ -216,12 +216,19 @@ func (p *Podium) Stop() error { return p.signal(syscall.SIGTERM) }
 // Kill kills the process (SIGKILL), as a crash would, and waits for it.
 func (p *Podium) Kill() { _ = p.signal(syscall.SIGKILL) }
 
-// Restart stops the node gracefully and starts it again on the same ports
-// and data dir.
+// Restart stops the node gracefully (unless it has exited already, as after
+// Kill) and starts it again on the same ports and data dir.
 func (p *Podium) Restart() {
 	p.t.Helper()
-	if err := p.Stop(); err != nil {
-		p.t.Logf("podium stop before restart: %v", err)
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	select {
+	case <-done:
+	default:
+		if err := p.Stop(); err != nil {
+			p.t.Logf("podium stop before restart: %v", err)
+		}
 	}
 	p.start()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"podium/internal/rtspcam"
 	"podium/sfu"
 )
 
@@ -65,9 +66,9 @@ func mustTrack(t *testing.T, m *Manager, lesson, id string, kind sfu.Kind) *sfu.
 // a camera video track (H.264 forwarded, decodable by a late subscriber) and
 // an Opus audio track (AAC transcoded by ffmpeg).
 func TestH264AndAACSourceJoinsLesson(t *testing.T) {
-	cam := startCamera(t, cameraOptions{audio: true})
+	cam := rtspcam.Start(t, rtspcam.Options{Audio: true})
 	m, rooms := newTestManager(t)
-	info, err := m.Add("math-1", SourceConfig{URL: cam.url("", ""), Kind: KindWhiteboard, Name: "Board", Transport: TransportTCP})
+	info, err := m.Add("math-1", SourceConfig{URL: cam.URL("", ""), Kind: KindWhiteboard, Name: "Board", Transport: TransportTCP})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,9 +126,9 @@ func TestH264AndAACSourceJoinsLesson(t *testing.T) {
 // subscribers keep one SSRC and gapless sequence numbers, and the stream
 // stays decodable across the restart.
 func TestCameraRestartResumes(t *testing.T) {
-	cam := startCamera(t, cameraOptions{udp: true})
+	cam := rtspcam.Start(t, rtspcam.Options{UDP: true})
 	m, _ := newTestManager(t)
-	info, err := m.Add("restart", SourceConfig{URL: cam.url("", ""), Transport: TransportUDP})
+	info, err := m.Add("restart", SourceConfig{URL: cam.URL("", ""), Transport: TransportUDP})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,13 +138,13 @@ func TestCameraRestartResumes(t *testing.T) {
 	video.AddSink("test", vs)
 	eventually(t, "frames before the restart", func() bool { f, _, _, _ := vs.snapshot(); return f >= 25 })
 
-	cam.stop()
+	cam.Stop()
 	retrying := waitState(t, m, "restart", info.ID, StateRetrying)
 	if retrying.LastError == "" {
 		t.Fatal("retrying without an error")
 	}
 	before, idrsBefore, _, _ := vs.snapshot()
-	cam.start()
+	cam.Start()
 	waitState(t, m, "restart", info.ID, StateLive)
 	eventually(t, "frames after the restart", func() bool {
 		f, idrs, _, _ := vs.snapshot()
@@ -169,9 +170,9 @@ func TestCameraRestartResumes(t *testing.T) {
 // Wrong credentials give a clear error on the source, never echoing the
 // password; right ones (digest or basic, chosen by the camera) work.
 func TestCredentials(t *testing.T) {
-	cam := startCamera(t, cameraOptions{user: "admin", pass: "s3cret-pw"})
+	cam := rtspcam.Start(t, rtspcam.Options{User: "admin", Pass: "s3cret-pw"})
 	m, _ := newTestManager(t)
-	bad, err := m.Add("creds", SourceConfig{URL: cam.url("admin", "wrong-pw-123"), Transport: TransportTCP})
+	bad, err := m.Add("creds", SourceConfig{URL: cam.URL("admin", "wrong-pw-123"), Transport: TransportTCP})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +189,7 @@ func TestCredentials(t *testing.T) {
 		t.Fatalf("url not redacted: %s", info.URL)
 	}
 
-	good, err := m.Add("creds", SourceConfig{URL: cam.url("admin", "s3cret-pw")})
+	good, err := m.Add("creds", SourceConfig{URL: cam.URL("admin", "s3cret-pw")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,9 +204,9 @@ func TestTranscodedVideo(t *testing.T) {
 		{"mjpeg", "m-jpeg transcoded to h264"},
 	} {
 		t.Run(tc.codec, func(t *testing.T) {
-			cam := startCamera(t, cameraOptions{codec: tc.codec})
+			cam := rtspcam.Start(t, rtspcam.Options{Codec: tc.codec})
 			m, _ := newTestManager(t)
-			info, err := m.Add(tc.codec, SourceConfig{URL: cam.url("", ""), Transport: TransportTCP})
+			info, err := m.Add(tc.codec, SourceConfig{URL: cam.URL("", ""), Transport: TransportTCP})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -235,9 +236,9 @@ func TestTranscodedVideo(t *testing.T) {
 // A subscriber joining between a camera's keyframes (here 10 s apart) gets
 // one at once from the cache when it asks, not at the camera's next one.
 func TestKeyframeRequestAnsweredFromCache(t *testing.T) {
-	cam := startCamera(t, cameraOptions{gop: 250})
+	cam := rtspcam.Start(t, rtspcam.Options{GOP: 250})
 	m, _ := newTestManager(t)
-	info, err := m.Add("late", SourceConfig{URL: cam.url("", ""), Transport: TransportTCP})
+	info, err := m.Add("late", SourceConfig{URL: cam.URL("", ""), Transport: TransportTCP})
 	if err != nil {
 		t.Fatal(err)
 	}

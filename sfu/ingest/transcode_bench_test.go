@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"podium/internal/rtspcam"
 	"podium/sfu"
 )
 
@@ -104,7 +105,7 @@ func BenchmarkTranscodedSource(b *testing.B) {
 
 func benchTranscoded(b *testing.B, codec string) {
 	const fps = 25
-	cam := startCamera(b, cameraOptions{codec: codec})
+	cam := rtspcam.Start(b, rtspcam.Options{Codec: codec})
 	rooms := sfu.NewRooms(testLoggerTB())
 	m, err := New(Config{Rooms: rooms, Log: testLoggerTB(), Backoff: Backoff{Min: 200 * time.Millisecond, Max: time.Second}, ReadTimeout: 3 * time.Second})
 	if err != nil {
@@ -114,7 +115,7 @@ func benchTranscoded(b *testing.B, codec string) {
 		m.Close()
 		rooms.EndAll("bench over")
 	})
-	info, err := m.Add("bench", SourceConfig{URL: cam.url("", ""), Transport: TransportTCP})
+	info, err := m.Add("bench", SourceConfig{URL: cam.URL("", ""), Transport: TransportTCP})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,7 @@
-package ingest
+// Package rtspcam is a real RTSP camera on loopback for tests: a gortsplib
+// server (what the camera's firmware would be) fed by an ffmpeg encoder
+// publishing a test pattern into it. Only tests import it.
+package rtspcam
 
 import (
 	"context"
@@ -21,24 +24,22 @@ import (
 	"podium/internal/testenv"
 )
 
-// cameraOptions describe a test camera.
-type cameraOptions struct {
-	codec      string // "h264" (default), "h265" or "mjpeg"
-	audio      bool   // AAC audio
-	gop        int    // frames between keyframes (default 25)
-	user, pass string // reader credentials, if any
-	udp        bool   // also serve RTP over UDP
-	size       string // default 320x240
+// Options describe a test camera.
+type Options struct {
+	Codec      string // "h264" (default), "h265" or "mjpeg"
+	Audio      bool   // AAC audio (a 440 Hz tone)
+	GOP        int    // frames between keyframes (default 25, at 25 fps)
+	User, Pass string // reader credentials, if any
+	UDP        bool   // also serve RTP over UDP
+	Size       string // picture size (default 320x240)
 }
 
-// testCamera is a real RTSP camera on loopback: a gortsplib server (what
-// the camera's firmware would be) fed by an ffmpeg encoder publishing a
-// test pattern into it. stop and start simulate the camera rebooting: the
-// port closes, sessions drop, then it serves a new stream (new SSRC, new
-// timestamps, new encoder state).
-type testCamera struct {
+// Camera is a running test camera. Stop and Start simulate the camera
+// rebooting: the port closes, sessions drop, then it serves a new stream
+// (new SSRC, new timestamps, new encoder state) on the same address.
+type Camera struct {
 	t       testing.TB
-	opts    cameraOptions
+	opts    Options
 	ffmpeg  string
 	addr    string
 	rtpPort int
@@ -51,28 +52,31 @@ type testCamera struct {
 	done   chan struct{}
 }
 
-func startCamera(t testing.TB, opts cameraOptions) *testCamera {
+// Start starts a camera on a free loopback port; it is stopped when the
+// test ends. A missing ffmpeg skips the test (fails it in CI).
+func Start(t testing.TB, opts Options) *Camera {
 	t.Helper()
-	if opts.codec == "" {
-		opts.codec = "h264"
+	if opts.Codec == "" {
+		opts.Codec = "h264"
 	}
-	if opts.gop == 0 {
-		opts.gop = 25
+	if opts.GOP == 0 {
+		opts.GOP = 25
 	}
-	if opts.size == "" {
-		opts.size = "320x240"
+	if opts.Size == "" {
+		opts.Size = "320x240"
 	}
-	c := &testCamera{t: t, opts: opts, ffmpeg: testenv.RequireBinary(t, "ffmpeg"), addr: testenv.FreeAddr(t)}
-	if opts.udp {
+	c := &Camera{t: t, opts: opts, ffmpeg: testenv.RequireBinary(t, "ffmpeg"), addr: testenv.FreeAddr(t)}
+	if opts.UDP {
 		c.rtpPort = freeUDPPair(t)
 	}
-	c.start()
-	t.Cleanup(c.stop)
+	c.Start()
+	t.Cleanup(c.Stop)
 	return c
 }
 
 // freeUDPPair finds an even UDP port whose successor is free too (RTP, RTCP).
 func freeUDPPair(t testing.TB) int {
+	t.Helper()
 	for range 100 {
 		p := 20000 + 2*rand.IntN(20000)
 		a, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p))
@@ -91,19 +95,21 @@ func freeUDPPair(t testing.TB) int {
 	return 0
 }
 
-func (c *testCamera) url(user, pass string) string {
+// URL is the camera's stream address, with credentials when user is set.
+func (c *Camera) URL(user, pass string) string {
 	if user != "" {
 		return fmt.Sprintf("rtsp://%s:%s@%s/cam", user, pass, c.addr)
 	}
 	return "rtsp://" + c.addr + "/cam"
 }
 
-func (c *testCamera) start() {
+// Start (re)starts the server and the encoder after a Stop.
+func (c *Camera) Start() {
 	t := c.t
 	t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.server = &gortsplib.Server{Handler: c, RTSPAddress: c.addr}
+	c.server = &gortsplib.Server{Handler: handler{c}, RTSPAddress: c.addr}
 	if c.rtpPort != 0 {
 		c.server.UDPRTPAddress = "127.0.0.1:" + strconv.Itoa(c.rtpPort)
 		c.server.UDPRTCPAddress = "127.0.0.1:" + strconv.Itoa(c.rtpPort+1)
@@ -119,24 +125,24 @@ func (c *testCamera) start() {
 		t.Fatalf("camera server: %v", err)
 	}
 	args := []string{"-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-		"-f", "lavfi", "-i", "testsrc=size=" + c.opts.size + ":rate=25"}
-	if c.opts.audio {
+		"-f", "lavfi", "-i", "testsrc=size=" + c.opts.Size + ":rate=25"}
+	if c.opts.Audio {
 		args = append(args, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100")
 	}
 	pixFmt := "yuv420p"
-	switch c.opts.codec {
+	switch c.opts.Codec {
 	case "mjpeg":
 		// RFC 2435 JPEG over RTP needs full-range 4:2:0 baseline JPEG.
 		args = append(args, "-c:v", "mjpeg", "-q:v", "5", "-huffman", "default")
 		pixFmt = "yuvj420p"
 	case "h265":
-		args = append(args, "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint="+strconv.Itoa(c.opts.gop))
+		args = append(args, "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint="+strconv.Itoa(c.opts.GOP))
 	default:
 		args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-			"-g", strconv.Itoa(c.opts.gop), "-sc_threshold", "0")
+			"-g", strconv.Itoa(c.opts.GOP), "-sc_threshold", "0")
 	}
 	args = append(args, "-pix_fmt", pixFmt)
-	if c.opts.audio {
+	if c.opts.Audio {
 		args = append(args, "-c:a", "aac", "-b:a", "64k")
 	}
 	args = append(args, "-f", "rtsp", "-rtsp_transport", "tcp", "rtsp://"+c.addr+"/cam")
@@ -145,18 +151,21 @@ func (c *testCamera) start() {
 	cmd.WaitDelay = 3 * time.Second
 	if err := cmd.Start(); err != nil {
 		cancel()
+		c.server.Close()
+		c.server = nil
 		t.Fatalf("camera encoder: %v", err)
 	}
 	c.cancel = cancel
 	c.done = make(chan struct{})
+	done := c.done
 	go func() {
 		_ = cmd.Wait()
-		close(c.done)
+		close(done)
 	}()
 }
 
-// stop kills the encoder and closes the server: the camera is gone.
-func (c *testCamera) stop() {
+// Stop kills the encoder and closes the server: the camera is gone.
+func (c *Camera) Stop() {
 	c.mu.Lock()
 	server, cancel, done := c.server, c.cancel, c.done
 	c.server = nil
@@ -172,11 +181,15 @@ func (c *testCamera) stop() {
 	c.mu.Unlock()
 }
 
-func (c *testCamera) authorized(conn *gortsplib.ServerConn, req *base.Request) bool {
-	return c.opts.user == "" || conn.VerifyCredentials(req, c.opts.user, c.opts.pass)
+// handler is the camera's gortsplib server side, kept off Camera's API.
+type handler struct{ c *Camera }
+
+func (h handler) authorized(conn *gortsplib.ServerConn, req *base.Request) bool {
+	return h.c.opts.User == "" || conn.VerifyCredentials(req, h.c.opts.User, h.c.opts.Pass)
 }
 
-func (c *testCamera) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+func (h handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	c := h.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stream != nil && ctx.Session == c.pub {
@@ -185,10 +198,13 @@ func (c *testCamera) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCt
 	}
 }
 
-func (c *testCamera) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	if !c.authorized(ctx.Conn, ctx.Request) {
+// readable answers DESCRIBE and SETUP of a reader: the stream once the
+// encoder publishes, 404 before.
+func (h handler) readable(conn *gortsplib.ServerConn, req *base.Request) (*base.Response, *gortsplib.ServerStream, error) {
+	if !h.authorized(conn, req) {
 		return &base.Response{StatusCode: base.StatusUnauthorized}, nil, liberrors.ErrServerAuth{}
 	}
+	c := h.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stream == nil {
@@ -197,7 +213,12 @@ func (c *testCamera) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*bas
 	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
 }
 
-func (c *testCamera) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
+func (h handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	return h.readable(ctx.Conn, ctx.Request)
+}
+
+func (h handler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
+	c := h.c
 	c.mu.Lock()
 	oldStream, oldPub := c.stream, c.pub
 	c.stream = &gortsplib.ServerStream{Server: c.server, Desc: ctx.Description}
@@ -215,26 +236,19 @@ func (c *testCamera) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*bas
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
-func (c *testCamera) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (h handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	if ctx.Session.State() == gortsplib.ServerSessionStatePreRecord {
 		return &base.Response{StatusCode: base.StatusOK}, nil, nil
 	}
-	if !c.authorized(ctx.Conn, ctx.Request) {
-		return &base.Response{StatusCode: base.StatusUnauthorized}, nil, liberrors.ErrServerAuth{}
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stream == nil {
-		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
-	}
-	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
+	return h.readable(ctx.Conn, ctx.Request)
 }
 
-func (c *testCamera) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+func (h handler) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
-func (c *testCamera) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
+func (h handler) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
+	c := h.c
 	c.mu.Lock()
 	stream := c.stream
 	c.mu.Unlock()
