@@ -7,6 +7,7 @@
 # usage: bench/run.sh [scenario...]      (default: all, in the order below)
 #   scenarios: fanout50 fanout200 fanout500 lossy30 lessons10x20 whep200
 #              smoke (5 classrooms, to check the setup)
+#              custom (the tool flags in $CUSTOM, e.g. CUSTOM="--classrooms 120")
 # environment:
 #   DURATION=40s      measuring time per scenario (after the last join)
 #   SERVER_CPU=0      core the server is pinned to
@@ -96,6 +97,7 @@ run() {
 scenario() {
   case $1 in
     smoke)        run smoke     --classrooms 5   --join-rate 10 ;;
+    custom)       run custom    $CUSTOM ;;
     # One 720p simulcast teacher (VP8 q/h/f + Opus) to many classrooms.
     fanout50)     run fanout50  --classrooms 50  --join-rate 25 ;;
     fanout200)    run fanout200 --classrooms 200 --join-rate 40 ;;

@@ -48,8 +48,10 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 
 // newAPI builds a pion API for one participant. The interceptor order is
 // the point: the emulated link comes first (nearest the network) so NACK,
-// receiver reports and TWCC feedback all see the shaped stream; the stamp
-// recorder comes last (nearest the packetizer) so it sees only originals.
+// receiver reports and TWCC feedback all see the shaped stream; the
+// simulcast tagger next, so it also tags the NACK responder's RTX packets;
+// the stamp recorder last (nearest the packetizer), so it sees only
+// originals.
 func newAPI(o peerOptions) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
@@ -58,6 +60,9 @@ func newAPI(o peerOptions) (*webrtc.API, error) {
 	reg := &interceptor.Registry{}
 	if o.link != nil && o.link.profile.Active() {
 		reg.Add(o.link)
+	}
+	if o.stamps != nil && o.stamps.layers != nil {
+		reg.Add(&simulcastTagger{layers: o.stamps.layers})
 	}
 	if err := webrtc.ConfigureNack(m, reg); err != nil {
 		return nil, fmt.Errorf("nack: %w", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/gcc"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -125,6 +126,7 @@ func (s *SFU) listen() error {
 		return fmt.Errorf("sfu: listen ICE UDP: %w", err)
 	}
 	s.udpConn = udp
+	growSocketBuffers(udp, s.log)
 	s.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), udp)
 	s.settings.SetICEUDPMux(s.udpMux)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
@@ -257,8 +259,20 @@ func (s *SFU) newPeerConnection(withBWE bool) (*webrtc.PeerConnection, cc.Bandwi
 			return nil, nil, fmt.Errorf("twcc: %w", err)
 		}
 	}
-	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
-		return nil, nil, fmt.Errorf("interceptors: %w", err)
+	// Pion's defaults minus its stats interceptor (nothing here reads
+	// GetStats, and it costs a lock per packet per subscriber), with a
+	// retransmission buffer of nackBufferPackets per stream.
+	if err := webrtc.ConfigureNackWithOptions(m, reg, nil, nack.ResponderSize(nackBufferPackets)); err != nil {
+		return nil, nil, fmt.Errorf("nack: %w", err)
+	}
+	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+		return nil, nil, fmt.Errorf("rtcp reports: %w", err)
+	}
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+		return nil, nil, fmt.Errorf("simulcast extensions: %w", err)
+	}
+	if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
+		return nil, nil, fmt.Errorf("twcc feedback: %w", err)
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s.settings))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
@@ -267,6 +281,12 @@ func (s *SFU) newPeerConnection(withBWE bool) (*webrtc.PeerConnection, cc.Bandwi
 	}
 	return pc, est, nil
 }
+
+// nackBufferPackets is how many sent packets per stream the server keeps
+// for retransmission: about 3 s of a 1.5 Mbit/s layer, longer than any
+// round trip a NACK is still worth answering on. Pion's default of 1024
+// costs 1.4 MB per subscriber's video, the largest part of its memory.
+const nackBufferPackets = 512
 
 // rtxAwareBWE registers a stream's RTX SSRC with the estimator's pacer
 // too: the no-op pacer routes packets by SSRC and would otherwise refuse
@@ -361,4 +381,33 @@ func (s *SFU) removeParticipant(p *Participant) {
 	s.mu.Lock()
 	delete(s.participants, p)
 	s.mu.Unlock()
+}
+
+// udpSocketBuffer is what the shared ICE UDP socket asks the kernel for,
+// each way. Every publisher's media and every subscriber's feedback arrive
+// on this one socket; at the default 208 KiB a scheduling hiccup of a few
+// milliseconds on a busy node overflows it and the kernel drops packets
+// from everyone (seen in the 200-classroom bench as loss on the teacher's
+// uplink). 4 MiB holds about 100 ms of a full node's traffic.
+const udpSocketBuffer = 4 << 20
+
+// growSocketBuffers enlarges the socket's buffers and warns when the
+// kernel grants less (net.core.rmem_max / wmem_max cap them).
+func growSocketBuffers(conn net.PacketConn, log *slog.Logger) {
+	udp, ok := conn.(*net.UDPConn)
+	if !ok {
+		return
+	}
+	if err := udp.SetReadBuffer(udpSocketBuffer); err != nil {
+		log.Warn("cannot enlarge the UDP receive buffer", "err", err)
+	}
+	if err := udp.SetWriteBuffer(udpSocketBuffer); err != nil {
+		log.Warn("cannot enlarge the UDP send buffer", "err", err)
+	}
+	rcv, snd := socketBufferSizes(udp)
+	// Linux reports twice the size granted (it counts its bookkeeping).
+	if rcv > 0 && rcv/2 < udpSocketBuffer || snd > 0 && snd/2 < udpSocketBuffer {
+		log.Warn("UDP socket buffers are smaller than asked: raise net.core.rmem_max and net.core.wmem_max (docs/DEPLOY.md)",
+			"receive_bytes", rcv/2, "send_bytes", snd/2, "wanted_bytes", udpSocketBuffer)
+	}
 }
