@@ -60,6 +60,9 @@ const (
 	EventChat               EventType = "chat"
 	EventLessonEnded        EventType = "lessonEnded"
 	EventSpeaking           EventType = "speaking" // the set of speaking participants changed
+	// EventMuteRequest: the teacher muted someone else's track (Track, muted
+	// already); By names the teacher. Its owner should stop sending it.
+	EventMuteRequest EventType = "muteRequest"
 )
 
 // Event is something that happened in a room. Listeners get events in the
@@ -74,6 +77,7 @@ type Event struct {
 	Chat        *ChatMessage     `json:"chat,omitempty"`
 	Reason      string           `json:"reason,omitempty"`
 	Speakers    []string         `json:"speakers,omitempty"` // participant ids, loudest first
+	By          string           `json:"by,omitempty"`       // who asked (muteRequest)
 }
 
 // Errors returned by Room methods.
@@ -326,6 +330,24 @@ func (r *Room) SetTrackMuted(trackID string, muted bool) error {
 	return nil
 }
 
+// RequestMute is the teacher (by) muting someone else's track: the track
+// is marked muted for everyone (trackUpdated), then its owner is asked to
+// stop sending it (muteRequest).
+func (r *Room) RequestMute(trackID string, muted bool, by string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.tracks[trackID]
+	if !ok {
+		return ErrNoSuchTrack
+	}
+	t.SetMuted(muted)
+	info := t.Info()
+	r.emit(Event{Type: EventTrackUpdated, Track: &info})
+	req := info
+	r.emit(Event{Type: EventMuteRequest, Track: &req, By: by})
+	return nil
+}
+
 // Track returns a published track.
 func (r *Room) Track(id string) (*Track, bool) {
 	r.mu.Lock()
@@ -468,6 +490,18 @@ func (r *Room) Chat(from, text string) error {
 		return ErrNoSuchParticipant
 	}
 	r.emit(Event{Type: EventChat, Chat: &ChatMessage{From: from, FromName: p.Name, Text: text, Time: time.Now()}})
+	return nil
+}
+
+// RelayChat announces a chat message as it was sent on another node (the
+// lesson's cascade): sender, name and time are kept as they were there.
+func (r *Room) RelayChat(m ChatMessage) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return ErrRoomEnded
+	}
+	r.emit(Event{Type: EventChat, Chat: &m})
 	return nil
 }
 

@@ -190,12 +190,6 @@ func (s *Server) releaseSlot(room, pid string, sess *session) {
 	}
 }
 
-func (s *Server) sessionOf(room, pid string) *session {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.joined[room][pid]
-}
-
 // roomParticipants returns every live sfu participant of a room that this
 // server manages (websocket sessions and WHIP/WHEP sessions).
 func (s *Server) roomParticipants(room string) []*sfu.Participant {

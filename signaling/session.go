@@ -579,13 +579,14 @@ func (s *session) mute(m Message, room *sfu.Room) (*Message, error) {
 	if owner != s.pid && s.claims.Role != sfu.RoleTeacher {
 		return nil, perr(CodeForbidden, "only the teacher mutes someone else's track")
 	}
-	if err := room.SetTrackMuted(d.TrackID, d.Muted); err != nil {
-		return nil, err
-	}
+	// Someone else's track: the room asks its owner (muteRequest), who may
+	// be on this node or, in a cascaded lesson, on another.
+	set := room.SetTrackMuted
 	if owner != s.pid {
-		if o := s.srv.sessionOf(s.roomID, owner); o != nil {
-			o.send(encode("muteRequest", "", MuteRequestData{TrackID: d.TrackID, Muted: d.Muted, By: s.pid}))
-		}
+		set = func(id string, muted bool) error { return room.RequestMute(id, muted, s.pid) }
+	}
+	if err := set(d.TrackID, d.Muted); err != nil {
+		return nil, err
 	}
 	return ok(m.ID), nil
 }
@@ -691,6 +692,10 @@ func (s *session) relay(e sfu.Event) {
 			ids = []string{}
 		}
 		s.send(encode("speaking", "", SpeakingData{ParticipantIDs: ids}))
+	case sfu.EventMuteRequest:
+		if e.Track != nil && e.Track.ParticipantID == s.pid {
+			s.send(encode("muteRequest", "", MuteRequestData{TrackID: e.Track.ID, Muted: e.Track.Muted, By: e.By}))
+		}
 	case sfu.EventLessonEnded:
 		reason := e.Reason
 		if reason == "" {

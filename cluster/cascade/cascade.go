@@ -1,13 +1,25 @@
-// Package cascade relays a lesson's tracks from the node that owns the
-// lesson (the origin) to edge nodes that serve more of its classrooms. Each
-// relayed track travels, with every simulcast layer, over one WebRTC
-// connection between the two nodes, so the edge's keyframe requests (PLI)
-// and NACKs flow back to the origin exactly as a browser's would, and the
-// edge's own subscribers see an ordinary sfu.Track.
+// Package cascade relays a lesson from the node that owns it (the origin)
+// to edge nodes that serve more of its classrooms, so that everyone sees
+// one lesson.
 //
-// It knows sfu rooms and tracks and pion/webrtc. It does not decide which
-// node is an origin or an edge (package cluster places lessons), and it does
-// not carry the lesson's control plane (chat, stage, end): only media.
+// Media: each relayed track travels, with every simulcast layer, over one
+// WebRTC connection between the two nodes, so the edge's keyframe
+// requests (PLI) and NACKs flow back to the origin exactly as a browser's
+// would, and the edge's own subscribers see an ordinary sfu.Track. The
+// origin relays its teacher's, sources' and on-stage classroom's tracks to
+// edges, and mirrors each edge's own classrooms back (the teacher sees
+// them and may put one on stage).
+//
+// Control: each mirror also reads its peer's lesson events over one
+// websocket (control.go): origin -> edge the chat, stage, mute state,
+// mute requests for the edge's classrooms, speakers and lessonEnded;
+// edge -> origin its own participants' presence, raised hands, chat, mute
+// state and speakers. A node only relays events about what it owns, and
+// an edge never gets back what it sent, so nothing loops. Events carry a
+// per-lesson sequence, and a broken stream resumes where it stopped.
+//
+// It knows sfu rooms and tracks, pion/webrtc and HTTP. It does not decide
+// which node is an origin or an edge (package cluster places lessons).
 package cascade
 
 import (
@@ -45,6 +57,8 @@ type Config struct {
 	// gives it to the origin, which then mirrors the edge's own classrooms
 	// back (empty: nothing flows back).
 	SelfURL string
+	// Metrics records the control streams between nodes (nil: nothing).
+	Metrics *Metrics
 }
 
 // scopeOwn asks a node for its own classrooms (not the ones it mirrors):
@@ -52,19 +66,20 @@ type Config struct {
 const scopeOwn = "own"
 
 // mirrorSet records which participants of which local rooms are mirrors
-// of another node's, so they are never offered back as this node's own.
+// of another node's (and of which node), so they are never offered back
+// as this node's own.
 type mirrorSet struct {
 	mu sync.Mutex
-	m  map[string]map[string]bool // room -> participant ids
+	m  map[string]map[string]string // room -> participant id -> peer URL
 }
 
-func (s *mirrorSet) add(room, participant string) {
+func (s *mirrorSet) add(room, participant, peer string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m[room] == nil {
-		s.m[room] = map[string]bool{}
+		s.m[room] = map[string]string{}
 	}
-	s.m[room][participant] = true
+	s.m[room][participant] = peer
 }
 
 func (s *mirrorSet) remove(room, participant string) {
@@ -79,14 +94,23 @@ func (s *mirrorSet) remove(room, participant string) {
 func (s *mirrorSet) has(room, participant string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.m[room][participant]
+	_, ok := s.m[room][participant]
+	return ok
+}
+
+// from reports whether a participant is a mirror of peer's.
+func (s *mirrorSet) from(room, participant, peer string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.m[room][participant]
+	return ok && p == peer
 }
 
 // New makes one node's cascade: the origin side (serving this node's
 // lessons, and mirroring back the own classrooms of edges that pull from
 // it) and the edge side (mirroring lessons owned elsewhere).
 func New(rooms *sfu.Rooms, cfg Config, log *slog.Logger) (*Origin, *Edge, error) {
-	mirrors := &mirrorSet{m: map[string]map[string]bool{}}
+	mirrors := &mirrorSet{m: map[string]map[string]string{}}
 	edge, err := newEdge(cfg, log, mirrors)
 	if err != nil {
 		return nil, nil, err

@@ -20,6 +20,7 @@ import (
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/pion/webrtc/v4/pkg/media/ivfwriter"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"podium/internal/testenv"
 	"podium/internal/testmedia"
@@ -428,10 +429,11 @@ func TestMirrorEndsWithTheLessonOrWhenIdle(t *testing.T) {
 // cascadeNode is one node of the flow-back test: its rooms, its cascade,
 // and its HTTP server.
 type cascadeNode struct {
-	rooms *sfu.Rooms
-	room  *sfu.Room
-	edge  *Edge
-	url   string
+	rooms   *sfu.Rooms
+	room    *sfu.Room
+	edge    *Edge
+	url     string
+	metrics *Metrics
 }
 
 func startCascadeNode(t *testing.T, lesson string) *cascadeNode {
@@ -443,6 +445,10 @@ func startCascadeNode(t *testing.T, lesson string) *cascadeNode {
 	n := &cascadeNode{rooms: sfu.NewRooms(nil), url: "http://" + l.Addr().String()}
 	cfg := loopbackConfig()
 	cfg.SelfURL = n.url
+	if cfg.Metrics, err = NewMetrics(prometheus.NewRegistry()); err != nil {
+		t.Fatal(err)
+	}
+	n.metrics = cfg.Metrics
 	origin, edge, err := New(n.rooms, cfg, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,7 @@ type Edge struct {
 	selfURL string
 	mirrors *mirrorSet
 	log     *slog.Logger
+	metrics *Metrics
 	client  *http.Client
 	// Poll is how often Mirror asks the origin for its track list.
 	Poll time.Duration
@@ -52,7 +53,7 @@ func newEdge(cfg Config, log *slog.Logger, mirrors *mirrorSet) (*Edge, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Edge{api: api, key: cfg.Key, selfURL: cfg.SelfURL, mirrors: mirrors, log: log,
+	return &Edge{api: api, key: cfg.Key, selfURL: cfg.SelfURL, mirrors: mirrors, log: log, metrics: cfg.Metrics,
 		client: &http.Client{Timeout: 20 * time.Second}, Poll: time.Second, IdleTimeout: 30 * time.Second}, nil
 }
 
@@ -64,7 +65,10 @@ func newEdge(cfg Config, log *slog.Logger, mirrors *mirrorSet) (*Edge, error) {
 // it published; origin errors are retried at the poll interval. It also
 // returns ErrLessonEnded once the origin no longer has the lesson, and
 // ErrIdle when room has had only mirrored participants for IdleTimeout;
-// the caller ends room then.
+// the caller ends room then. While it runs, room also shows the origin's
+// lesson events (chat, stage, mute, speakers), and the origin those of
+// room's own classrooms. When the origin ends the lesson, the error is an
+// *EndedError with the reason the origin's participants were given.
 func (e *Edge) Mirror(ctx context.Context, originURL string, room *sfu.Room) error {
 	return e.mirror(ctx, originURL, room, false)
 }
@@ -72,152 +76,253 @@ func (e *Edge) Mirror(ctx context.Context, originURL string, room *sfu.Room) err
 // maxBackFailures ends a flow-back mirror whose edge stopped answering.
 const maxBackFailures = 5
 
+// IsMirror reports whether a participant of a room on this node is a
+// mirror of another node's (it is counted, and recorded, there).
+func (e *Edge) IsMirror(room, participant string) bool { return e.mirrors.has(room, participant) }
+
+// mirrorState is one mirror's view of its room; only the mirror's
+// goroutine touches it.
+type mirrorState struct {
+	edge      *Edge
+	room      *sfu.Room
+	peer      string
+	back      bool
+	pulls     map[string]*pulling
+	mirrored  map[string]bool // participant ids this mirror added to room
+	speaking  map[string]bool // mirrored participants the peer says speak
+	seen      bool            // the peer has served the lesson once
+	failures  int
+	lastStage string
+}
+
+type pulling struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (m *mirrorState) stopPull(id string) {
+	p := m.pulls[id]
+	p.cancel()
+	<-p.done
+	m.room.Unpublish(id)
+	delete(m.pulls, id)
+}
+
 // mirror is Mirror (back false) and its reverse on the origin (back true):
 // the origin mirrors an edge's own classrooms, so the teacher sees them and
 // can put one on stage, its media flowing edge -> origin -> other edges.
+// Both directions also follow the peer's lesson events (control.go).
 func (e *Edge) mirror(ctx context.Context, peerURL string, room *sfu.Room, back bool) error {
 	ctx, cancel := context.WithCancel(ctx)
+	var workers sync.WaitGroup
+	defer workers.Wait() // after cancel (deferred later, run first)
 	defer cancel()
-	go func() {
+	workers.Go(func() {
 		select {
 		case <-room.Done():
 			cancel()
 		case <-ctx.Done():
 		}
-	}()
-	type pulling struct {
-		cancel context.CancelFunc
-		done   chan struct{}
-	}
-	pulls := map[string]*pulling{}
-	mirrored := map[string]bool{} // participant ids this mirror added to room
-	stopPull := func(id string) {
-		p := pulls[id]
-		p.cancel()
-		<-p.done
-		room.Unpublish(id)
-		delete(pulls, id)
-	}
+	})
+	events := make(chan sfu.Event, 64)
+	workers.Go(func() { e.follow(ctx, peerURL, room.ID(), back, events) })
+	m := &mirrorState{edge: e, room: room, peer: peerURL, back: back, pulls: map[string]*pulling{},
+		mirrored: map[string]bool{}, speaking: map[string]bool{}}
 	defer func() {
-		for id := range pulls {
-			stopPull(id)
+		for id := range m.pulls {
+			m.stopPull(id)
 		}
-		for id := range mirrored {
+		for id := range m.mirrored {
 			room.RemoveParticipant(id, "relay between nodes ended")
 			e.mirrors.remove(room.ID(), id)
 		}
 	}()
 	t := time.NewTicker(e.Poll)
 	defer t.Stop()
-	seen := false
-	failures := 0
-	lastStage := ""
 	idleSince := time.Now()
+	tick := true
 	for {
-		if !back {
-			local := 0
-			for _, p := range room.Participants() {
-				if !mirrored[p.ID] {
-					local++
-				}
-			}
-			if local > 0 {
-				idleSince = time.Now()
-			} else if e.IdleTimeout > 0 && time.Since(idleSince) > e.IdleTimeout {
-				return ErrIdle
-			}
-		}
-		list, err := e.list(ctx, peerURL, room.ID(), back)
-		if errors.Is(err, errNotFound) && seen {
-			return ErrLessonEnded
-		}
-		if err != nil {
-			failures++
-			if back && failures >= maxBackFailures {
-				return fmt.Errorf("cascade: edge %s stopped answering: %w", peerURL, err)
-			}
-			if ctx.Err() == nil {
-				e.log.Warn("cascade: track list", "peer", peerURL, "lesson", room.ID(), "err", err)
-			}
-		} else {
-			failures = 0
-			seen = true
-			want := map[string]sfu.TrackInfo{}
-			for _, ti := range list.Tracks {
-				want[ti.ID] = ti
-			}
-			present := map[string]sfu.ParticipantInfo{}
-			for _, pi := range list.Participants {
-				present[pi.ID] = pi
-			}
-			// Stop what the peer no longer relays, or whose pull ended.
-			for id, p := range pulls {
-				ended := false
-				select {
-				case <-p.done:
-					ended = true
-				default:
-				}
-				if _, ok := want[id]; !ok || ended {
-					stopPull(id)
-				}
-			}
-			for id := range mirrored {
-				if _, ok := present[id]; !ok {
-					room.RemoveParticipant(id, "left")
-					e.mirrors.remove(room.ID(), id)
-					delete(mirrored, id)
-				}
-			}
-			for _, pi := range list.Participants {
-				if mirrored[pi.ID] {
-					if back {
-						// A raised hand on the edge shows on the origin.
-						if cur, ok := room.Participant(pi.ID); ok && cur.HandRaised != pi.HandRaised {
-							_ = room.RaiseHand(pi.ID, pi.HandRaised)
-						}
-					}
-					continue
-				}
-				if _, native := room.Participant(pi.ID); native {
-					continue // ours already (an edge classroom on the origin's stage)
-				}
-				if err := room.AddParticipant(pi); err != nil {
-					e.log.Warn("cascade: mirror participant", "lesson", room.ID(), "participant", pi.ID, "err", err)
-					continue
-				}
-				e.mirrors.add(room.ID(), pi.ID)
-				mirrored[pi.ID] = true
-			}
-			for id, ti := range want {
-				if _, ok := pulls[id]; ok || !mirrored[ti.ParticipantID] {
-					continue
-				}
-				pctx, pcancel := context.WithCancel(ctx)
-				p := &pulling{cancel: pcancel, done: make(chan struct{})}
-				pulls[id] = p
-				go func() {
-					defer close(p.done)
-					if err := e.Pull(pctx, peerURL, room, ti); err != nil && pctx.Err() == nil {
-						e.log.Warn("cascade: pull ended", "lesson", room.ID(), "track", ti.ID, "err", err)
-					}
-				}()
-			}
-			// The teacher's stage, as the origin has it.
-			if !back && list.Stage != lastStage {
-				if _, ok := room.Participant(list.Stage); ok || list.Stage == "" {
-					if err := room.SetStage(list.Stage); err == nil {
-						lastStage = list.Stage
+		if tick {
+			if !back {
+				local := 0
+				for _, p := range room.Participants() {
+					if !m.mirrored[p.ID] {
+						local++
 					}
 				}
+				if local > 0 {
+					idleSince = time.Now()
+				} else if e.IdleTimeout > 0 && time.Since(idleSince) > e.IdleTimeout {
+					return ErrIdle
+				}
+			}
+			if err := m.sync(ctx); err != nil {
+				return m.ending(ctx, err, events)
 			}
 		}
+		tick = false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			tick = true
+		case ev := <-events:
+			refresh, err := m.apply(ev)
+			var ended *EndedError
+			switch {
+			case errors.As(err, &ended):
+				e.metrics.event(back, "applied")
+				e.log.Info("cascade: lesson ended on the peer", "lesson", room.ID(), "peer", peerURL, "reason", ended.Reason)
+				return err
+			case errors.Is(err, errRejected):
+				e.metrics.event(back, "rejected")
+				e.log.Warn("cascade: event from peer refused", "lesson", room.ID(), "peer", peerURL, "err", err)
+			case err != nil:
+				e.metrics.event(back, "rejected")
+				e.log.Warn("cascade: event from peer not applied", "lesson", room.ID(), "peer", peerURL, "type", ev.Type, "err", err)
+			default:
+				e.metrics.event(back, "applied")
+			}
+			if refresh {
+				if err := m.sync(ctx); err != nil {
+					return m.ending(ctx, err, events)
+				}
+			}
 		}
 	}
+}
+
+// endGrace is how long a mirror that found the lesson gone from its peer
+// waits for the peer's lessonEnded (and its reason) on the event stream.
+const endGrace = 3 * time.Second
+
+// ending returns err, or, when the peer no longer has the lesson, the
+// peer's own lessonEnded if it arrives on the stream within endGrace.
+func (m *mirrorState) ending(ctx context.Context, err error, events <-chan sfu.Event) error {
+	if !errors.Is(err, ErrLessonEnded) {
+		return err
+	}
+	grace := time.NewTimer(endGrace)
+	defer grace.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return err
+		case <-grace.C:
+			return err
+		case ev := <-events:
+			if ev.Type != sfu.EventLessonEnded {
+				continue // the lesson is over: nothing else matters now
+			}
+			var ended *EndedError
+			if _, aerr := m.apply(ev); errors.As(aerr, &ended) {
+				return aerr
+			}
+		}
+	}
+}
+
+// sync makes the room show the peer's list of participants and tracks
+// (and, from an origin, its stage). Errors from the peer are logged and
+// retried at the next poll; it returns only the errors that end the mirror.
+func (m *mirrorState) sync(ctx context.Context) error {
+	e, room, back := m.edge, m.room, m.back
+	list, err := e.list(ctx, m.peer, room.ID(), back)
+	if errors.Is(err, errNotFound) && m.seen {
+		return ErrLessonEnded
+	}
+	if err != nil {
+		m.failures++
+		if back && m.failures >= maxBackFailures {
+			return fmt.Errorf("cascade: edge %s stopped answering: %w", m.peer, err)
+		}
+		if ctx.Err() == nil {
+			e.log.Warn("cascade: track list", "peer", m.peer, "lesson", room.ID(), "err", err)
+		}
+		return nil
+	}
+	m.failures = 0
+	m.seen = true
+	want := map[string]sfu.TrackInfo{}
+	for _, ti := range list.Tracks {
+		want[ti.ID] = ti
+	}
+	present := map[string]sfu.ParticipantInfo{}
+	for _, pi := range list.Participants {
+		present[pi.ID] = pi
+	}
+	// Stop what the peer no longer relays, or whose pull ended.
+	for id, p := range m.pulls {
+		ended := false
+		select {
+		case <-p.done:
+			ended = true
+		default:
+		}
+		if _, ok := want[id]; !ok || ended {
+			m.stopPull(id)
+		}
+	}
+	for id := range m.mirrored {
+		if _, ok := present[id]; !ok {
+			room.RemoveParticipant(id, "left")
+			e.mirrors.remove(room.ID(), id)
+			delete(m.mirrored, id)
+			delete(m.speaking, id)
+		}
+	}
+	for _, pi := range list.Participants {
+		if m.mirrored[pi.ID] {
+			// A raised hand on the peer shows here.
+			if cur, ok := room.Participant(pi.ID); ok && cur.HandRaised != pi.HandRaised {
+				_ = room.RaiseHand(pi.ID, pi.HandRaised)
+			}
+			continue
+		}
+		if _, native := room.Participant(pi.ID); native {
+			continue // ours already (an edge classroom on the origin's stage)
+		}
+		// Recorded as a mirror before it appears, so no event about it
+		// is taken for this node's own.
+		e.mirrors.add(room.ID(), pi.ID, m.peer)
+		if err := room.AddParticipant(pi); err != nil {
+			e.mirrors.remove(room.ID(), pi.ID)
+			e.log.Warn("cascade: mirror participant", "lesson", room.ID(), "participant", pi.ID, "err", err)
+			continue
+		}
+		m.mirrored[pi.ID] = true
+	}
+	for id, ti := range want {
+		if _, ok := m.pulls[id]; ok || !m.mirrored[ti.ParticipantID] {
+			continue
+		}
+		pctx, pcancel := context.WithCancel(ctx)
+		p := &pulling{cancel: pcancel, done: make(chan struct{})}
+		m.pulls[id] = p
+		go func() {
+			defer close(p.done)
+			if err := e.Pull(pctx, m.peer, room, ti); err != nil && pctx.Err() == nil {
+				e.log.Warn("cascade: pull ended", "lesson", room.ID(), "track", ti.ID, "err", err)
+			}
+		}()
+	}
+	// Mute states the origin's stream may have missed while it was down.
+	// (Not from an edge: the teacher's mute of an edge classroom's track
+	// shows here before the edge has applied it.)
+	for _, ti := range list.Tracks {
+		if t, ok := room.Track(ti.ID); ok && !back && m.mirrored[ti.ParticipantID] && t.Info().Muted != ti.Muted {
+			_ = room.SetTrackMuted(ti.ID, ti.Muted)
+		}
+	}
+	// The teacher's stage, as the origin has it.
+	if !back && list.Stage != m.lastStage {
+		if _, ok := room.Participant(list.Stage); ok || list.Stage == "" {
+			if err := room.SetStage(list.Stage); err == nil {
+				m.lastStage = list.Stage
+			}
+		}
+	}
+	return nil
 }
 
 func (e *Edge) list(ctx context.Context, peerURL, lesson string, back bool) (trackList, error) {

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -38,6 +37,7 @@ type Origin struct {
 	mu       sync.Mutex
 	sessions map[string]*originSession
 	backs    map[string]bool // "<lesson> <edge url>" mirrored back now
+	journals map[*sfu.Room]*journal
 }
 
 func newOrigin(rooms *sfu.Rooms, cfg Config, log *slog.Logger, mirrors *mirrorSet, edge *Edge) (*Origin, error) {
@@ -50,7 +50,8 @@ func newOrigin(rooms *sfu.Rooms, cfg Config, log *slog.Logger, mirrors *mirrorSe
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Origin{rooms: rooms, api: api, key: cfg.Key, log: log, mirrors: mirrors, edge: edge,
-		ctx: ctx, cancel: cancel, sessions: map[string]*originSession{}, backs: map[string]bool{}}, nil
+		ctx: ctx, cancel: cancel, sessions: map[string]*originSession{}, backs: map[string]bool{},
+		journals: map[*sfu.Room]*journal{}}, nil
 }
 
 // Handler serves, under PathPrefix:
@@ -58,11 +59,13 @@ func newOrigin(rooms *sfu.Rooms, cfg Config, log *slog.Logger, mirrors *mirrorSe
 //	GET    {lesson}                  the participants and tracks relayed to edges
 //	POST   {lesson}/tracks/{track}   an edge's recvonly offer -> answer, relay starts
 //	DELETE {lesson}/sessions/{id}    the edge stops the relay
+//	GET    {lesson}/events           the lesson's events, a websocket (control.go)
 func (o *Origin) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+PathPrefix+"{lesson}", o.serveList)
 	mux.HandleFunc("POST "+PathPrefix+"{lesson}/tracks/{track}", o.servePull)
 	mux.HandleFunc("DELETE "+PathPrefix+"{lesson}/sessions/{id}", o.serveStop)
+	mux.HandleFunc("GET "+PathPrefix+"{lesson}/events", o.serveEvents)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !authorized(r, o.key) {
 			httpx.WriteError(w, http.StatusUnauthorized, "unauthorized", "cascade: missing or wrong cluster key")
@@ -79,17 +82,22 @@ func (o *Origin) serveList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	own := r.URL.Query().Get("scope") == scopeOwn
+	edgeURL := r.URL.Query().Get("edge")
 	list := trackList{Participants: []sfu.ParticipantInfo{}, Tracks: []sfu.TrackInfo{}}
 	seen := map[string]bool{}
+	// fromEdge: the asking edge's own classroom, mirrored here; it has it.
+	fromEdge := func(id string) bool { return edgeURL != "" && o.mirrors.from(room.ID(), id, edgeURL) }
 	for _, p := range room.Participants() {
-		if own && o.ownClassroom(room, p) {
+		// An origin shows its teachers to every edge, tracks or not: their
+		// chat and mute requests name them.
+		if own && o.ownClassroom(room, p) || !own && p.Role == sfu.RoleTeacher && !fromEdge(p.ID) {
 			list.Participants = append(list.Participants, p)
 			seen[p.ID] = true
 		}
 	}
 	for _, t := range room.Tracks() {
 		info := t.Info()
-		if own && !seen[info.ParticipantID] || !own && !relayed(room, info) {
+		if own && !seen[info.ParticipantID] || !own && (!relayed(room, info) || fromEdge(info.ParticipantID)) {
 			continue
 		}
 		list.Tracks = append(list.Tracks, info)
@@ -102,23 +110,24 @@ func (o *Origin) serveList(w http.ResponseWriter, r *http.Request) {
 	}
 	if !own {
 		list.Stage = room.Stage()
-		if edgeURL := r.URL.Query().Get("edge"); edgeURL != "" {
+		if edgeURL != "" {
 			o.mirrorBack(room, edgeURL)
 		}
 	}
 	httpx.WriteJSON(w, http.StatusOK, list)
 }
 
-// ownClassroom: a classroom of this node's own, not a mirror of another's.
+// ownClassroom: a classroom (or viewer) of this node's own, not a mirror
+// of another's: what an edge shows its origin.
 func (o *Origin) ownClassroom(room *sfu.Room, p sfu.ParticipantInfo) bool {
-	return p.Role == sfu.RoleClassroom && !o.mirrors.has(room.ID(), p.ID)
+	return (p.Role == sfu.RoleClassroom || p.Role == sfu.RoleViewer) && !o.mirrors.has(room.ID(), p.ID)
 }
 
 // mirrorBack starts, once per edge and lesson, mirroring the edge's own
 // classrooms into room: the teacher sees them, and the one on stage is
 // relayed from here to every other edge.
 func (o *Origin) mirrorBack(room *sfu.Room, edgeURL string) {
-	if u, err := url.Parse(edgeURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !validPeerURL(edgeURL) {
 		return
 	}
 	key := room.ID() + " " + edgeURL
@@ -345,6 +354,10 @@ func (s *originSession) stop() {
 func (o *Origin) Close() {
 	o.mu.Lock()
 	o.cancel()
+	for room, j := range o.journals {
+		j.cancel()
+		delete(o.journals, room)
+	}
 	o.mu.Unlock()
 	o.wg.Wait()
 }

@@ -152,10 +152,14 @@ func wireCluster(a *app) error {
 			cascadeCfg.IncludeLoopback = ip.IsLoopback()
 		}
 	}
+	if cascadeCfg.Metrics, err = cascade.NewMetrics(a.reg); err != nil {
+		return err
+	}
 	origin, edge, err = cascade.New(a.sfu.Rooms, cascadeCfg, a.log.With("part", "cascade"))
 	if err != nil {
 		return err
 	}
+	mirrors.setParticipants(edge.IsMirror)
 	a.mux.Handle(cascade.PathPrefix, origin.Handler())
 	a.sfu.Rooms.OnRoomCreated(func(room *sfu.Room) {
 		octx, ocancel := context.WithTimeout(runCtx, 2*time.Second)
@@ -169,9 +173,13 @@ func wireCluster(a *app) error {
 		started := spawn(func() {
 			defer mirrors.remove(room.ID())
 			err := edge.Mirror(runCtx, owner.URL, room)
+			var ended *cascade.EndedError
 			switch {
+			case errors.As(err, &ended):
+				// The same lessonEnded the origin's classrooms got.
+				room.End(ended.Reason)
 			case errors.Is(err, cascade.ErrLessonEnded):
-				room.End("lesson ended")
+				room.End("the lesson has ended")
 			case errors.Is(err, cascade.ErrIdle):
 				room.End("no classroom left on this node")
 			}
@@ -209,10 +217,26 @@ func wireCluster(a *app) error {
 // rooms: only the origin records a lesson.
 var isClusterMirror = func(lessonID string) bool { return false }
 
-// mirrorRooms are the rooms this node mirrors from other nodes.
+// mirrorRooms are the rooms this node mirrors from other nodes, and (with
+// cascading) which participants of a room are mirrors of another node's.
 type mirrorRooms struct {
-	mu  sync.Mutex
-	ids map[string]bool
+	mu           sync.Mutex
+	ids          map[string]bool
+	participants func(room, participant string) bool
+}
+
+func (m *mirrorRooms) setParticipants(fn func(room, participant string) bool) {
+	m.mu.Lock()
+	m.participants = fn
+	m.mu.Unlock()
+}
+
+// mirroredParticipant: counted on the node it is mirrored from.
+func (m *mirrorRooms) mirroredParticipant(room, participant string) bool {
+	m.mu.Lock()
+	fn := m.participants
+	m.mu.Unlock()
+	return fn != nil && fn(room, participant)
 }
 
 func (m *mirrorRooms) add(id string) {
@@ -282,8 +306,9 @@ func tokenClaims(r *http.Request) (routingClaims, bool) {
 }
 
 // roomsLoad is what the cluster reads from this node at each heartbeat:
-// every participant counts as load; only the lessons it owns (not the
-// ones it mirrors) are claimed.
+// every participant of its own counts as load (a mirror of another node's
+// counts there); only the lessons it owns (not the ones it mirrors) are
+// claimed.
 type roomsLoad struct {
 	rooms   *sfu.Rooms
 	mirrors *mirrorRooms
@@ -292,7 +317,11 @@ type roomsLoad struct {
 func (l roomsLoad) Load() int {
 	n := 0
 	for _, r := range l.rooms.List() {
-		n += len(r.Participants())
+		for _, p := range r.Participants() {
+			if !l.mirrors.mirroredParticipant(r.ID(), p.ID) {
+				n++
+			}
+		}
 	}
 	return n
 }

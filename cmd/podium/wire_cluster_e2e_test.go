@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -207,6 +208,79 @@ func (v *videoReceiver) decodedFrames(t *testing.T) (frames int, size string) {
 	return len(lines), lines[0]
 }
 
+// clientEvents collects the server messages one client receives.
+type clientEvents struct {
+	mu   sync.Mutex
+	msgs []goclient.Message
+}
+
+// watchEvents reads c's events until c closes.
+func watchEvents(c *goclient.Client) *clientEvents {
+	l := &clientEvents{}
+	go func() {
+		for m := range c.Events() {
+			l.mu.Lock()
+			l.msgs = append(l.msgs, m)
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+// count returns how many messages of type typ had data matching want
+// (every field of want equal).
+func (l *clientEvents) count(typ string, want map[string]any) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, m := range l.msgs {
+		if m.Type != typ {
+			continue
+		}
+		var d map[string]any
+		if json.Unmarshal(m.Data, &d) != nil {
+			continue
+		}
+		ok := true
+		for k, v := range want {
+			if got, isMap := d[k].(map[string]any); isMap {
+				// One level down: {"participant": {"id": ..., "handRaised": true}}.
+				for kk, vv := range v.(map[string]any) {
+					ok = ok && got[kk] == vv
+				}
+				continue
+			}
+			ok = ok && d[k] == v
+		}
+		if ok {
+			n++
+		}
+	}
+	return n
+}
+
+// trackOf returns the id of a track announced for a participant, or "".
+func (l *clientEvents) trackOf(participant string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.msgs {
+		var d struct {
+			Track struct {
+				ID            string `json:"id"`
+				ParticipantID string `json:"participantId"`
+			} `json:"track"`
+		}
+		if m.Type == "trackPublished" && json.Unmarshal(m.Data, &d) == nil && d.Track.ParticipantID == participant {
+			return d.Track.ID
+		}
+	}
+	return ""
+}
+
+func (l *clientEvents) has(typ string, want map[string]any) func() bool {
+	return func() bool { return l.count(typ, want) > 0 }
+}
+
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -228,13 +302,17 @@ func metricsOf(t *testing.T, n *podiumNode) string {
 	return string(b)
 }
 
-// TestThreeNodeCascade runs Redis and three podium processes on loopback.
+// TestClusterThreeNodeCascade runs Redis and three podium processes on loopback.
 // The teacher signals through node 2, which relays to the lesson's owner,
 // node 1 (full with its teacher, --cluster-capacity 1). Classrooms reach
 // nodes 2 and 3, which become edges mirroring the lesson from node 1; both
-// decode the teacher's video. Node 3 is killed: its classroom reconnects
-// to node 2 and decodes again, and the cluster forgets node 3.
-func TestThreeNodeCascade(t *testing.T) {
+// decode the teacher's video. The lesson's control plane crosses nodes
+// too: both classrooms get the teacher's chat, the teacher sees the edge
+// classrooms, their raised hand and chat, and mutes classroom A's camera
+// (classroom A gets muteRequest). Node 3 is killed: its classroom
+// reconnects to node 2 and decodes again, and the cluster forgets node 3.
+// The teacher ends the lesson: the classrooms on node 2 get lessonEnded.
+func TestClusterThreeNodeCascade(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three podium processes")
 	}
@@ -276,6 +354,7 @@ func TestThreeNodeCascade(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer teacher.Close()
+	teacherEvents := watchEvents(teacher)
 	if _, err := teacher.Join(ctx, true); err != nil {
 		t.Fatal(err)
 	}
@@ -308,21 +387,22 @@ func TestThreeNodeCascade(t *testing.T) {
 	})
 
 	// Classrooms on nodes 2 and 3.
-	join := func(node *podiumNode, name string) (*goclient.Client, *videoReceiver) {
+	join := func(node *podiumNode, name string) (*goclient.Client, *videoReceiver, *clientEvents) {
 		t.Helper()
 		v := newVideoReceiver(t, name+"-"+node.id)
 		c, err := goclient.Dial(ctx, node.url, token(sfu.RoleClassroom, name), goclient.Options{OnTrack: v.onTrack})
 		if err != nil {
 			t.Fatal(err)
 		}
+		events := watchEvents(c)
 		if _, err := c.Join(ctx, true); err != nil {
 			t.Fatal(err)
 		}
-		return c, v
+		return c, v, events
 	}
-	classA, videoA := join(n2, "Village A")
+	classA, videoA, eventsA := join(n2, "Village A")
 	defer func() { classA.Close(); videoA.wg.Wait() }()
-	classB, videoB := join(n3, "Village B")
+	classB, videoB, eventsB := join(n3, "Village B")
 	defer func() { classB.Close(); videoB.wg.Wait() }()
 
 	for _, n := range []*podiumNode{n1, n2, n3} {
@@ -340,6 +420,62 @@ func TestThreeNodeCascade(t *testing.T) {
 		}
 	}
 
+	// The control plane: the teacher (on node 1) sees both edge
+	// classrooms; the classrooms see the teacher's chat; the teacher sees
+	// classroom A's raised hand and chat.
+	for _, c := range []*goclient.Client{classA, classB} {
+		waitUntil(t, "the teacher to see "+c.Self().Name, teacherEvents.has("participantJoined",
+			map[string]any{"participant": map[string]any{"id": c.Self().ID, "role": "classroom"}}))
+	}
+	if err := teacher.Chat(ctx, "Good morning, villages"); err != nil {
+		t.Fatal(err)
+	}
+	teacherChat := map[string]any{"text": "Good morning, villages", "fromName": "Ms. Zhang", "from": teacher.Self().ID}
+	waitUntil(t, "the teacher's chat at classroom A on node 2", eventsA.has("chat", teacherChat))
+	waitUntil(t, "the teacher's chat at classroom B on node 3", eventsB.has("chat", teacherChat))
+	if err := classA.RaiseHand(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the teacher to see classroom A's raised hand", teacherEvents.has("participantUpdated",
+		map[string]any{"participant": map[string]any{"id": classA.Self().ID, "handRaised": true}}))
+	if err := classA.Chat(ctx, "We have a question"); err != nil {
+		t.Fatal(err)
+	}
+	classChat := map[string]any{"text": "We have a question", "fromName": "Village A", "from": classA.Self().ID}
+	waitUntil(t, "classroom A's chat at the teacher", teacherEvents.has("chat", classChat))
+	waitUntil(t, "classroom A's chat at classroom B", eventsB.has("chat", classChat))
+	// Once classroom B has the later chat, a duplicate of the earlier one
+	// would have arrived too.
+	if n := eventsB.count("chat", teacherChat); n != 1 {
+		t.Errorf("classroom B got the teacher's chat %d times, want once", n)
+	}
+	if n := eventsA.count("chat", classChat); n != 1 {
+		t.Errorf("classroom A got its own chat %d times, want once", n)
+	}
+
+	// Classroom A shares its camera; the teacher mutes it: classroom A is
+	// asked to stop sending it (muteRequest), as on one node.
+	classCam, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", "village-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := classA.Publish(ctx, goclient.LocalTrack{Track: classCam, Source: string(sfu.SourceCamera), Name: "camera"}); err != nil {
+		t.Fatal(err)
+	}
+	playing.Go(func() { _ = testmedia.PlayIVF(playCtx, files.VP8[0], classCam, true) })
+	var classCamID string
+	waitUntil(t, "the teacher to see classroom A's camera", func() bool {
+		classCamID = teacherEvents.trackOf(classA.Self().ID)
+		return classCamID != ""
+	})
+	if err := teacher.Mute(ctx, classCamID, true); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "classroom A to be asked to mute its camera", eventsA.has("muteRequest",
+		map[string]any{"trackId": classCamID, "muted": true, "by": teacher.Self().ID}))
+	waitUntil(t, "classroom A to see its camera muted", eventsA.has("trackUpdated",
+		map[string]any{"track": map[string]any{"id": classCamID, "muted": true}}))
+
 	// Node 3 dies; its classroom reconnects through node 2.
 	n3.kill()
 	select {
@@ -349,7 +485,7 @@ func TestThreeNodeCascade(t *testing.T) {
 	}
 	classB.Close()
 	videoB.wg.Wait()
-	classB2, videoB2 := join(n2, "Village B")
+	classB2, videoB2, eventsB2 := join(n2, "Village B")
 	defer func() { classB2.Close(); videoB2.wg.Wait() }()
 	waitUntil(t, "video at classroom B after reconnecting", func() bool { return videoB2.frames.Load() >= 60 })
 	if frames, size := videoB2.decodedFrames(t); frames < 30 || size != "640,360" {
@@ -367,4 +503,22 @@ func TestThreeNodeCascade(t *testing.T) {
 		}
 		return true
 	})
+
+	// The teacher ends the lesson: the classrooms on node 2 are told, as
+	// on one node, and their sockets close.
+	if err := teacher.EndLesson(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ended := map[string]any{"reason": "the teacher ended the lesson"}
+	for name, c := range map[string]struct {
+		client *goclient.Client
+		events *clientEvents
+	}{"classroom A": {classA, eventsA}, "classroom B": {classB2, eventsB2}} {
+		waitUntil(t, "lessonEnded at "+name+" on node 2", c.events.has("lessonEnded", ended))
+		select {
+		case <-c.client.Done():
+		case <-time.After(30 * time.Second):
+			t.Errorf("%s's socket stayed open after lessonEnded", name)
+		}
+	}
 }

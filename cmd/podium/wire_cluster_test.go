@@ -118,3 +118,45 @@ func TestDeployFilesNameRealFlags(t *testing.T) {
 		t.Fatalf("found only %d PODIUM_ variables in the deploy files; the globs are wrong", checked)
 	}
 }
+
+// TestClusterLoadCountsOwnParticipants: a node's load is its own
+// participants; those it mirrors from another node count there, and the
+// lessons it mirrors are not claimed.
+func TestClusterLoadCountsOwnParticipants(t *testing.T) {
+	rooms := sfu.NewRooms(nil)
+	own, err := rooms.CreateRoom(sfu.LessonInfo{ID: "own-lesson"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.End("test over")
+	mirrored, err := rooms.CreateRoom(sfu.LessonInfo{ID: "mirrored-lesson"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mirrored.End("test over")
+	for _, p := range []struct {
+		room *sfu.Room
+		info sfu.ParticipantInfo
+	}{
+		{own, sfu.ParticipantInfo{ID: "teacher", Role: sfu.RoleTeacher}},
+		{own, sfu.ParticipantInfo{ID: "edge-classroom", Role: sfu.RoleClassroom}},
+		{mirrored, sfu.ParticipantInfo{ID: "their-teacher", Role: sfu.RoleTeacher}},
+		{mirrored, sfu.ParticipantInfo{ID: "our-classroom", Role: sfu.RoleClassroom}},
+	} {
+		if err := p.room.AddParticipant(p.info); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mirrors := &mirrorRooms{ids: map[string]bool{"mirrored-lesson": true}}
+	load := roomsLoad{rooms, mirrors}
+	if n := load.Load(); n != 4 {
+		t.Fatalf("load without cascading = %d, want every participant (4)", n)
+	}
+	mirrors.setParticipants(func(room, p string) bool { return p == "edge-classroom" || p == "their-teacher" })
+	if n := load.Load(); n != 2 {
+		t.Fatalf("load = %d, want the 2 participants of this node's own", n)
+	}
+	if got := load.Lessons(); len(got) != 1 || got[0] != "own-lesson" {
+		t.Fatalf("claimed lessons %q, want only own-lesson", got)
+	}
+}
