@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 )
 
 // LinkProfile describes the downlink of one emulated classroom: what a rural
@@ -171,8 +172,12 @@ func parseNonNegDuration(v string) (time.Duration, error) {
 // and delays incoming RTP (media and retransmissions alike) before the NACK
 // generator and the TWCC recorder see them, so the server's congestion
 // control and loss recovery react to the emulated link as they would to a
-// real one. RTCP, ICE and DTLS are not shaped; upstream (a classroom's own
-// camera) is not shaped.
+// real one. The server's RTCP (sender reports) crosses the same link: lost
+// at the same rate, delayed by the propagation delay and jitter; the
+// classroom's own RTCP (receiver reports, NACK, TWCC feedback) is delayed
+// by the propagation delay on its way up, so the round trip the server
+// measures is two delays plus queueing, as on a real line. ICE, DTLS and a
+// classroom's own camera are not shaped.
 //
 // A factory serves one peer connection: its owner calls wait after closing
 // the connection, so the pump goroutines are gone before the run ends.
@@ -315,23 +320,131 @@ func (l *linkInterceptor) BindRemoteStream(_ *interceptor.StreamInfo, reader int
 		if !ok {
 			return 0, nil, <-errc
 		}
-		if wait := time.Until(p.at); wait > 0 {
-			if timer == nil {
-				timer = time.NewTimer(wait)
-			} else {
-				timer.Reset(wait)
-			}
-			select {
-			case <-timer.C:
-			case <-l.ctx.Done():
-				return 0, nil, l.ctx.Err()
-			}
+		if err := l.sleepUntil(p.at, &timer); err != nil {
+			return 0, nil, err
 		}
 		if len(b) < len(p.buf) {
 			return 0, nil, errors.New("link: read buffer too small")
 		}
 		return copy(b, p.buf), p.attrs, nil
 	})
+}
+
+// BindRTCPReader delays (and loses) the server's RTCP like its media, but
+// outside the rate queue: reports are small and a router does not hold
+// them behind video for long.
+func (l *linkInterceptor) BindRTCPReader(reader interceptor.RTCPReader) interceptor.RTCPReader {
+	if !l.profile.Active() {
+		return reader
+	}
+	q := make(chan heldPacket, 256)
+	errc := make(chan error, 1)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer close(q)
+		buf := make([]byte, 1500)
+		for {
+			n, attrs, err := reader.Read(buf, nil)
+			if err != nil {
+				errc <- err
+				return
+			}
+			at, ok := l.propagate(time.Now())
+			if !ok {
+				continue
+			}
+			select {
+			case q <- heldPacket{buf: append([]byte(nil), buf[:n]...), attrs: attrs, at: at}:
+			default:
+			}
+		}
+	}()
+	var timer *time.Timer
+	return interceptor.RTCPReaderFunc(func(b []byte, _ interceptor.Attributes) (int, interceptor.Attributes, error) {
+		p, ok := <-q
+		if !ok {
+			return 0, nil, <-errc
+		}
+		if err := l.sleepUntil(p.at, &timer); err != nil {
+			return 0, nil, err
+		}
+		if len(b) < len(p.buf) {
+			return 0, nil, errors.New("link: read buffer too small")
+		}
+		return copy(b, p.buf), p.attrs, nil
+	})
+}
+
+// propagate is admit for RTCP: random loss, then delay and jitter.
+func (l *linkInterceptor) propagate(now time.Time) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.profile.Loss > 0 && l.rng.Float64() < l.profile.Loss {
+		return time.Time{}, false
+	}
+	out := now.Add(l.profile.Delay)
+	if l.profile.Jitter > 0 {
+		out = out.Add(time.Duration(l.rng.Int64N(int64(l.profile.Jitter) + 1)))
+	}
+	return out, true
+}
+
+type heldRTCP struct {
+	pkts  []rtcp.Packet
+	attrs interceptor.Attributes
+	at    time.Time
+}
+
+// BindRTCPWriter delays the classroom's RTCP by the propagation delay on
+// its way to the server, in order.
+func (l *linkInterceptor) BindRTCPWriter(writer interceptor.RTCPWriter) interceptor.RTCPWriter {
+	if l.profile.Delay <= 0 {
+		return writer
+	}
+	q := make(chan heldRTCP, 256)
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		var timer *time.Timer
+		for {
+			select {
+			case <-l.ctx.Done():
+				return
+			case p := <-q:
+				if l.sleepUntil(p.at, &timer) != nil {
+					return
+				}
+				_, _ = writer.Write(p.pkts, p.attrs)
+			}
+		}
+	}()
+	return interceptor.RTCPWriterFunc(func(pkts []rtcp.Packet, attrs interceptor.Attributes) (int, error) {
+		select {
+		case q <- heldRTCP{pkts: pkts, attrs: attrs, at: time.Now().Add(l.profile.Delay)}:
+		default: // the uplink queue is full: lost, as on a congested line
+		}
+		return 0, nil
+	})
+}
+
+// sleepUntil waits until at, or until the link is closed.
+func (l *linkInterceptor) sleepUntil(at time.Time, timer **time.Timer) error {
+	wait := time.Until(at)
+	if wait <= 0 {
+		return nil
+	}
+	if *timer == nil {
+		*timer = time.NewTimer(wait)
+	} else {
+		(*timer).Reset(wait)
+	}
+	select {
+	case <-(*timer).C:
+		return nil
+	case <-l.ctx.Done():
+		return l.ctx.Err()
+	}
 }
 
 // Close stops the pumps and waits for them; the pumps' reads end when the

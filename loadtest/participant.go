@@ -42,7 +42,7 @@ type session struct {
 	sub *webrtc.PeerConnection
 
 	link *linkFactory
-	api  *webrtc.API
+	api  *peerAPI
 
 	signal  sync.WaitGroup  // answerOffers
 	readers sync.WaitGroup  // track readers
@@ -126,7 +126,7 @@ func (s *session) publishWS(ctx context.Context, plan mediaPlan, autoSubscribe b
 	if err != nil {
 		return err
 	}
-	pub, err := newPublisher(api, plan, "loadtest", &layers)
+	pub, err := newPublisher(api.API, plan, "loadtest", &layers)
 	if err != nil {
 		return err
 	}
@@ -190,6 +190,7 @@ func (s *session) answer(ctx context.Context, offer string) error {
 		pc.OnTrack(s.onTrack)
 		s.watchConnected(pc)
 	}
+	s.api.repair.LearnSDP(offer)
 	if err := s.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return fmt.Errorf("subscriber offer: %w", err)
 	}
@@ -210,7 +211,20 @@ func mustJSON(v any) json.RawMessage {
 }
 
 // onTrack reads one received track until it ends, counting headers only.
-func (s *session) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+func (s *session) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	// Read the track's RTCP as a browser does: the server's sender reports
+	// reach the receiver-report interceptor only when read, and without them
+	// the receiver reports carry no round-trip timing, so the server could
+	// not space its retransmissions by the round trip.
+	s.readers.Add(1)
+	go func() {
+		defer s.readers.Done()
+		for {
+			if _, _, err := recv.ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
 	if s.stats == nil { // a teacher: read and drop what it is sent
 		s.readers.Add(1)
 		go func() {
@@ -305,6 +319,7 @@ func (s *session) subscribeWHEP(ctx context.Context, client *http.Client) (resou
 	if err != nil {
 		return "", err
 	}
+	s.api.repair.LearnSDP(answer)
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		return resource, fmt.Errorf("whep answer: %w", err)
 	}
@@ -318,7 +333,7 @@ func (s *session) publishWHIP(ctx context.Context, client *http.Client, plan med
 	if err != nil {
 		return "", err
 	}
-	pub, err := newPublisher(api, plan, "loadtest", &layers)
+	pub, err := newPublisher(api.API, plan, "loadtest", &layers)
 	if err != nil {
 		return "", err
 	}

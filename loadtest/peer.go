@@ -10,6 +10,8 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
+
+	"podium/internal/rtxrepair"
 )
 
 // peerOptions say what one synthetic participant's connections need.
@@ -52,7 +54,7 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 // simulcast tagger next, so it also tags the NACK responder's RTX packets;
 // the stamp recorder last (nearest the packetizer), so it sees only
 // originals.
-func newAPI(o peerOptions) (*webrtc.API, error) {
+func newAPI(o peerOptions) (*peerAPI, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, fmt.Errorf("codecs: %w", err)
@@ -61,6 +63,11 @@ func newAPI(o peerOptions) (*webrtc.API, error) {
 	if o.link != nil && o.link.profile.Active() {
 		reg.Add(o.link)
 	}
+	// Retransmissions rejoin their stream before NACK, reports and TWCC
+	// look at it, as in a browser (pion alone would NACK repaired packets
+	// again and again).
+	repair := rtxrepair.NewFactory()
+	reg.Add(repair)
 	if o.stamps != nil && o.stamps.layers != nil {
 		reg.Add(&simulcastTagger{layers: o.stamps.layers})
 	}
@@ -90,7 +97,16 @@ func newAPI(o peerOptions) (*webrtc.API, error) {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), nil
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+	return &peerAPI{API: api, repair: repair}, nil
+}
+
+// peerAPI is one participant's pion API (one per connection) and the RTX
+// unwrapper of that connection, which must read every remote description
+// before it is set.
+type peerAPI struct {
+	*webrtc.API
+	repair *rtxrepair.Factory
 }
 
 // completeLocal sets a local description and waits until its candidates

@@ -34,7 +34,7 @@ func newRelay(t testing.TB) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{t: t, api: api}
+	r := &relay{t: t, api: api.API}
 	video, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "relay")
 	audio, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "a", "relay")
 	r.tracks = []*webrtc.TrackLocalStaticRTP{video, audio}

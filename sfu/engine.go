@@ -21,7 +21,10 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"podium/internal/rtxrepair"
 )
 
 // Config is the sfu's part of podium's configuration.
@@ -228,13 +231,17 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 // newPeerConnection builds a peer connection on an API of its own, so that
 // a subscriber connection gets its own bandwidth estimator (TWCC feedback
 // into Google Congestion Control, no pacing delay). est is nil for a
-// publisher connection.
-func (s *SFU) newPeerConnection(withBWE bool) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
+// publisher connection. repair (publisher connections) unwraps the
+// client's RTX retransmissions ahead of every other interceptor.
+func (s *SFU) newPeerConnection(withBWE bool, repair *rtxrepair.Factory) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, nil, fmt.Errorf("register codecs: %w", err)
 	}
 	reg := &interceptor.Registry{}
+	if repair != nil {
+		reg.Add(repair)
+	}
 	var est cc.BandwidthEstimator
 	if withBWE {
 		ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {

@@ -13,6 +13,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"podium/internal/rtxrepair"
 )
 
 // publisher is a participant's publisher connection: the client offers, the
@@ -20,6 +22,9 @@ import (
 type publisher struct {
 	p  *Participant
 	pc *webrtc.PeerConnection
+	// repair puts the client's RTX retransmissions back into their streams
+	// before the NACK generator looks (it learns the pairs from each offer).
+	repair *rtxrepair.Factory
 
 	negMu sync.Mutex // serializes offers
 
@@ -41,12 +46,13 @@ type upTrack struct {
 }
 
 func newPublisher(p *Participant) (*publisher, error) {
-	pc, _, err := p.sfu.newPeerConnection(false)
+	repair := rtxrepair.NewFactory()
+	pc, _, err := p.sfu.newPeerConnection(false, repair)
 	if err != nil {
 		return nil, err
 	}
 	pub := &publisher{
-		p: p, pc: pc,
+		p: p, pc: pc, repair: repair,
 		sources:   make(map[string]PublishTrack),
 		rids:      make(map[string][]string),
 		tracks:    make(map[string]*upTrack),
@@ -155,6 +161,7 @@ func (pub *publisher) publish(offer webrtc.SessionDescription, offered map[strin
 		pub.sources[t.TrackID] = t
 	}
 	pub.mu.Unlock()
+	pub.repair.LearnSDP(offer.SDP)
 	if err := pub.pc.SetRemoteDescription(offer); err != nil {
 		return webrtc.SessionDescription{}, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}

@@ -55,7 +55,7 @@ const subscriberQueueSize = 128
 const allocateInterval = 500 * time.Millisecond
 
 func newSubscriber(p *Participant) (*subscriber, error) {
-	pc, est, err := p.sfu.newPeerConnection(true)
+	pc, est, err := p.sfu.newPeerConnection(true, nil)
 	if err != nil {
 		return nil, err
 	}
