@@ -62,6 +62,13 @@ type DownTrack struct {
 	lastOutTL0 uint8
 	picSeen    bool
 
+	// Bandwidth probing: padding the subscriber's allocator asked for, in
+	// bit/s, paid out after each frame from a byte budget.
+	padBps     float64
+	padBudget  float64
+	padLast    time.Time
+	padPackets uint64
+
 	currentLayer atomic.Int32
 }
 
@@ -369,5 +376,62 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
 		SSRC:           d.ssrc,
 	}
 	d.queue.push(d.writer, &hdr, payload, &vp8)
+	if pkt.Marker && d.padBps > 0 && d.kind == KindVideo {
+		d.padLocked(now)
+	}
 	return -1
+}
+
+// Padding packets probe a subscriber's link for more bandwidth: the
+// congestion controller estimates at most 1.5 times what it sees arrive,
+// so a classroom forwarded a small layer could never learn that a bigger
+// one fits. A padding packet is a payload-less RTP packet of the video
+// stream (the receiver drops it after counting it), sent between frames.
+const (
+	padSize          = 255 // the most RTP padding one packet can carry
+	maxPadsPerFrame  = 16
+	padBudgetCeiling = maxPadsPerFrame * (padSize + 12)
+)
+
+// setPadding sets the probe rate in bit/s (0 stops probing).
+func (d *DownTrack) setPadding(bps float64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if bps > 0 && d.padBps == 0 {
+		d.padLast = time.Now()
+		d.padBudget = 0
+	}
+	d.padBps = bps
+}
+
+// paddingSent returns how many padding packets the down-track has sent.
+func (d *DownTrack) paddingSent() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.padPackets
+}
+
+// padLocked sends the padding the budget allows after a frame's last
+// packet. Each padding packet takes the next output sequence number, so
+// the offset moves on by one, and the run restarts after it: an input
+// packet older than the padding (a late retransmission from the publisher)
+// would map onto a number already used, so it is not forwarded.
+func (d *DownTrack) padLocked(now time.Time) {
+	d.padBudget += d.padBps / 8 * now.Sub(d.padLast).Seconds()
+	d.padLast = now
+	d.padBudget = min(d.padBudget, padBudgetCeiling)
+	var payload [padSize]byte
+	payload[padSize-1] = padSize
+	n := 0
+	for ; d.padBudget >= padSize+12 && n < maxPadsPerFrame; n++ {
+		d.padBudget -= padSize + 12
+		d.lastOutSeq++
+		d.seqOffset++
+		hdr := rtp.Header{Version: 2, Padding: true, PayloadType: d.pt, SequenceNumber: d.lastOutSeq, Timestamp: d.lastOutTS, SSRC: d.ssrc}
+		d.queue.push(d.writer, &hdr, payload[:], nil)
+	}
+	if n > 0 {
+		d.refSeq = d.lastInSeq + 1
+		d.padPackets += uint64(n)
+	}
 }

@@ -355,7 +355,7 @@ func publishMedia(t *testing.T, tp *testPeer, files testmedia.Files, simulcast b
 	if err := pc.SetRemoteDescription(answer); err != nil {
 		t.Fatal(err)
 	}
-	wg.Add(len(videos) + 3)
+	wg.Add(len(videos) + 2 + len(sender.GetParameters().Encodings))
 	for i, v := range videos {
 		go func() {
 			defer wg.Done()
@@ -370,10 +370,14 @@ func publishMedia(t *testing.T, tp *testPeer, files testmedia.Files, simulcast b
 			t.Errorf("play opus: %v", err)
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		pub.countPLIs(sender)
-	}()
+	// Each layer's RTCP arrives on its own stream: a PLI for the top
+	// layer is read only from that layer.
+	for _, e := range sender.GetParameters().Encodings {
+		go func() {
+			defer wg.Done()
+			pub.countPLIs(sender, e.RID)
+		}()
+	}
 	go func() {
 		defer wg.Done()
 		for {
@@ -385,13 +389,19 @@ func publishMedia(t *testing.T, tp *testPeer, files testmedia.Files, simulcast b
 	return pub
 }
 
-func (pub *testPublisher) countPLIs(sender *webrtc.RTPSender) {
+func (pub *testPublisher) countPLIs(sender *webrtc.RTPSender, rid string) {
 	ssrcs := map[webrtc.SSRC]string{}
 	for _, e := range sender.GetParameters().Encodings {
 		ssrcs[e.SSRC] = e.RID
 	}
 	for {
-		pkts, _, err := sender.ReadRTCP()
+		var pkts []rtcp.Packet
+		var err error
+		if rid == "" {
+			pkts, _, err = sender.ReadRTCP()
+		} else {
+			pkts, _, err = sender.ReadSimulcastRTCP(rid)
+		}
 		if err != nil {
 			return
 		}
@@ -442,6 +452,13 @@ type dropInterceptor struct {
 
 func (d *dropInterceptor) NewInterceptor(string) (interceptor.Interceptor, error) { return d, nil }
 
+// setFraction changes the link's loss (0 heals it).
+func (d *dropInterceptor) setFraction(f float64) {
+	d.mu.Lock()
+	d.fraction = f
+	d.mu.Unlock()
+}
+
 func (d *dropInterceptor) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
 	if info.MimeType == webrtc.MimeTypeOpus {
 		return reader
@@ -453,7 +470,7 @@ func (d *dropInterceptor) BindRemoteStream(info *interceptor.StreamInfo, reader 
 				return n, attr, err
 			}
 			d.mu.Lock()
-			drop := d.rng.Float64() < d.fraction
+			drop := d.fraction > 0 && d.rng.Float64() < d.fraction
 			if drop {
 				d.dropped++
 			}
@@ -578,4 +595,21 @@ func (d *dropInterceptor) droppedCount() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.dropped
+}
+
+// downTracks returns the participant's down-tracks (tests only).
+func (p *Participant) downTracks() []*DownTrack {
+	p.mu.Lock()
+	sub := p.sub
+	p.mu.Unlock()
+	if sub == nil {
+		return nil
+	}
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	var out []*DownTrack
+	for _, d := range sub.downs {
+		out = append(out, d.dt)
+	}
+	return out
 }

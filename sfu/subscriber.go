@@ -37,6 +37,9 @@ type subscriber struct {
 	rttNs     atomic.Int64
 	sendBps   atomic.Uint64
 	estBps    atomic.Uint64
+
+	probeMu sync.Mutex
+	probe   prober
 }
 
 type subscription struct {
@@ -389,6 +392,9 @@ func (s *subscriber) allocate() {
 	for i, dt := range dts {
 		dt.setTarget(layers[i])
 	}
+	s.probeMu.Lock()
+	defer s.probeMu.Unlock()
+	s.probe.step(time.Now(), est, float64(s.lossQ8.Load())/256, items, layers, dts)
 }
 
 func (s *subscriber) setMaxLayer(trackID string, layer int) error {
