@@ -30,12 +30,12 @@ type prober struct {
 }
 
 const (
-	probeMaxLoss     = 0.02 // GCC does not raise its estimate above 2 % loss
-	probeProgress    = 1.05 // a rise of 5 % counts as progress
-	probeStall       = 3 * time.Second
-	probeBackoffMin  = 4 * time.Second
-	probeBackoffMax  = 64 * time.Second
-	probeMaxBps      = 2_000_000
+	probeMaxLoss    = 0.02 // GCC does not raise its estimate above 2 % loss
+	probeProgress   = 1.05 // a rise of 5 % counts as progress
+	probeStall      = 3 * time.Second
+	probeBackoffMin = 4 * time.Second
+	probeBackoffMax = 64 * time.Second
+	probeMaxBps     = 2_000_000
 )
 
 // step runs once per allocation with the allocator's inputs and choice.
