@@ -17,6 +17,7 @@ import (
 // the sums of podium_* series at the start and end of the steady phase.
 type serverCost struct {
 	r          *runner
+	pid        int
 	metricsURL string
 
 	first, steady, last   procSample
@@ -29,17 +30,17 @@ type serverCost struct {
 	err                   string
 }
 
-func newServerCost(r *runner, ctx context.Context) *serverCost {
-	c := &serverCost{r: r, metricsURL: r.cfg.MetricsURL}
+func newServerCost(r *runner, ctx context.Context, n Node) *serverCost {
+	c := &serverCost{r: r, pid: n.PID, metricsURL: n.MetricsURL}
 	if c.metricsURL == "" {
-		c.metricsURL = strings.TrimSuffix(r.cfg.Server, "/") + "/metrics"
+		c.metricsURL = strings.TrimSuffix(n.URL, "/") + "/metrics"
 	}
 	if c.metricsURL == "-" {
 		c.metricsURL = ""
 	}
 	switch {
-	case r.cfg.ServerPID > 0:
-		c.source = fmt.Sprintf("/proc/%d", r.cfg.ServerPID)
+	case c.pid > 0:
+		c.source = fmt.Sprintf("/proc/%d", c.pid)
 	case c.metricsURL != "":
 		c.source = c.metricsURL + " (process_*)"
 	default:
@@ -59,8 +60,8 @@ func (c *serverCost) read(ctx context.Context) (procSample, map[string]float64, 
 		ms, merr = scrapeMetrics(ctx, c.r.http, c.metricsURL)
 		podium = ms.podium
 	}
-	if c.r.cfg.ServerPID > 0 {
-		p, err := readProc(c.r.cfg.ServerPID)
+	if c.pid > 0 {
+		p, err := readProc(c.pid)
 		return p, podium, err
 	}
 	if merr != nil {
@@ -162,7 +163,10 @@ type Report struct {
 	// share one server: is any of them starved?).
 	Lessons []LessonReport `json:"lessons,omitempty"`
 
+	// Server is the server's cost; with several nodes (--edge), the sum
+	// over them, which Nodes breaks down.
 	Server ServerReport `json:"server"`
+	Nodes  []NodeReport `json:"nodes,omitempty"`
 	Tool   ToolReport   `json:"tool"`
 }
 
@@ -223,6 +227,143 @@ type ServerReport struct {
 	Error         string             `json:"error,omitempty"`
 }
 
+// NodeReport is one node's share of a run spread over several nodes: its
+// classrooms, what they received, and the node's own cost.
+type NodeReport struct {
+	Name       string `json:"name"` // origin, edge 1, edge 2, ...
+	URL        string `json:"url"`
+	Region     string `json:"region,omitempty"`
+	Classrooms int    `json:"classrooms"`
+	Joined     int    `json:"joined"`
+	Receiving  int    `json:"receivingVideo"`
+	Failed     int    `json:"failed"`
+	// VideoKbpsP50 is over the second half of the measuring time.
+	VideoKbpsP50         float64 `json:"videoKbpsP50"`
+	VideoLossPctMean     float64 `json:"videoLossPctMean"`
+	LongFreezesPerMinMax float64 `json:"longFreezesPerMinMax"`
+	JoinMsP95            float64 `json:"joinToFirstFrameMsP95"`
+	DelayMsP50           float64 `json:"delayMsP50"`
+	DelayMsP99           float64 `json:"delayMsP99"`
+	// EgressMbps is the node's media sent to its subscribers over the
+	// steady phase (podium_media_bytes_out_total; the origin's relay of
+	// the teacher's tracks to the edges is not in that series).
+	EgressMbps float64      `json:"egressMbps"`
+	Server     ServerReport `json:"server"`
+}
+
+// report is the server's cost over the steady phase; receiving is the
+// classrooms it served that received video.
+func (c *serverCost) report(receiving int) ServerReport {
+	sr := ServerReport{Source: c.source, Error: c.err}
+	if el := c.lastAt.Sub(c.steadyAt).Seconds(); el > 0 && !c.steadyAt.IsZero() {
+		cpu := (c.last.cpu - c.steady.cpu).Seconds()
+		sr.CPUSeconds = cpu
+		sr.CPUCores = cpu / el
+		if sr.CPUCores > 0 {
+			sr.SubsPerCore = float64(receiving) / sr.CPUCores
+		}
+	}
+	sr.RSSMiB = float64(c.last.rss) / (1 << 20)
+	sr.PeakRSSMiB = float64(c.peakRSS) / (1 << 20)
+	if c.endMet != nil {
+		sr.PodiumMetrics = map[string]float64{}
+		for k, v := range c.endMet {
+			if d := v - c.steadyMetrics[k]; d != 0 {
+				sr.PodiumMetrics[k] = d
+			}
+		}
+	}
+	return sr
+}
+
+// nodeReports breaks a run down per node.
+func nodeReports(all []*classroomStats, nodeOf map[*classroomStats]int, nodes []Node, costs []*serverCost, end, half time.Time) []NodeReport {
+	type acc struct {
+		kbps, loss, lfpm, join []float64
+		delay                  histogram
+	}
+	out := make([]NodeReport, len(nodes))
+	accs := make([]acc, len(nodes))
+	for i, n := range nodes {
+		out[i] = NodeReport{Name: nodeName(i), URL: n.URL, Region: n.Region}
+	}
+	halfDur := end.Sub(half).Seconds()
+	for _, s := range all {
+		i := nodeOf[s]
+		if i < 0 || i >= len(out) {
+			continue
+		}
+		nr, a := &out[i], &accs[i]
+		nr.Classrooms++
+		s.mu.Lock()
+		if !s.joinedAt.IsZero() {
+			nr.Joined++
+		}
+		if s.err != "" {
+			nr.Failed++
+		}
+		s.mu.Unlock()
+		v := &s.video
+		v.mu.Lock()
+		if v.frames > 0 {
+			nr.Receiving++
+			a.join = append(a.join, float64(v.firstFrame.Sub(s.start))/float64(time.Millisecond))
+			a.loss = append(a.loss, v.lossRate()*100)
+			if watched := end.Sub(v.firstFrame).Minutes(); watched > 0 {
+				a.lfpm = append(a.lfpm, float64(v.longFreezes)/watched)
+			}
+			if !half.IsZero() && halfDur > 0 {
+				a.kbps = append(a.kbps, float64(v.bytes-s.halfVideoBytes)*8/halfDur/1000)
+			}
+			a.delay.merge(&v.delay)
+		}
+		v.mu.Unlock()
+	}
+	for i := range out {
+		nr, a := &out[i], &accs[i]
+		nr.VideoKbpsP50 = distOf(a.kbps).P50
+		nr.VideoLossPctMean = distOf(a.loss).Mean
+		nr.LongFreezesPerMinMax = distOf(a.lfpm).Max
+		nr.JoinMsP95 = distOf(a.join).P95
+		d := distOfHist(&a.delay)
+		nr.DelayMsP50, nr.DelayMsP99 = d.P50, d.P99
+		nr.Server = costs[i].report(nr.Receiving)
+		if el := costs[i].lastAt.Sub(costs[i].steadyAt).Seconds(); el > 0 && !costs[i].steadyAt.IsZero() {
+			nr.EgressMbps = nr.Server.PodiumMetrics["podium_media_bytes_out_total"] * 8 / el / 1e6
+		}
+	}
+	return out
+}
+
+// sumServers is the cost of all nodes together.
+func sumServers(nodes []NodeReport, receiving int) ServerReport {
+	sr := ServerReport{PodiumMetrics: map[string]float64{}}
+	var sources, errs []string
+	for _, n := range nodes {
+		s := n.Server
+		sources = append(sources, n.Name+" "+s.Source)
+		if s.Error != "" {
+			errs = append(errs, n.Name+": "+s.Error)
+		}
+		sr.CPUCores += s.CPUCores
+		sr.CPUSeconds += s.CPUSeconds
+		sr.RSSMiB += s.RSSMiB
+		sr.PeakRSSMiB += s.PeakRSSMiB
+		for k, v := range s.PodiumMetrics {
+			sr.PodiumMetrics[k] += v
+		}
+	}
+	sr.Source = fmt.Sprintf("sum of %d nodes: %s", len(nodes), strings.Join(sources, ", "))
+	sr.Error = strings.Join(errs, "; ")
+	if sr.CPUCores > 0 {
+		sr.SubsPerCore = float64(receiving) / sr.CPUCores
+	}
+	if len(sr.PodiumMetrics) == 0 {
+		sr.PodiumMetrics = nil
+	}
+	return sr
+}
+
 // ToolReport says whether the tool itself was the limit.
 type ToolReport struct {
 	Cores    int     `json:"cores"`
@@ -239,14 +380,20 @@ type ToolReport struct {
 var layerNames = []string{"q", "h", "f", "3"}
 
 func reportConfig(c Config) map[string]any {
-	return map[string]any{
+	m := map[string]any{
 		"server": c.Server, "lessons": c.Lessons, "classroomsPerLesson": c.Classrooms,
 		"joinRate": c.JoinRate, "duration": c.Duration.String(), "codec": c.Codec,
 		"link": c.Link.String(), "publish": c.Publish, "subscribe": c.Subscribe, "publishBack": c.PublishBack,
 	}
+	if len(c.Edges) > 0 {
+		m["edges"], m["region"], m["originClassrooms"] = c.Edges, c.Region, c.OriginClassrooms
+	}
+	return m
 }
 
-func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch, cost *serverCost) {
+// fill computes the report. costs follow nodes (the origin first); with
+// several nodes, nodeOf says which node each classroom joined.
+func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch, nodes []Node, costs []*serverCost, nodeOf map[*classroomStats]int) {
 	rep.Measured = end.Sub(rep.Started).Round(time.Millisecond).String()
 	rep.Classrooms = len(all)
 	rep.SettledLayer = map[string]int{}
@@ -359,26 +506,12 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 	rep.FreezesPerMin, rep.LongFreezesPerMin, rep.FreezeTimePct = distOf(fpm), distOf(lfpm), distOf(ftp)
 	rep.DelayMs = distOfHist(&delay)
 
-	sr := ServerReport{Source: cost.source, Error: cost.err}
-	if el := cost.lastAt.Sub(cost.steadyAt).Seconds(); el > 0 && !cost.steadyAt.IsZero() {
-		cpu := (cost.last.cpu - cost.steady.cpu).Seconds()
-		sr.CPUSeconds = cpu
-		sr.CPUCores = cpu / el
-		if sr.CPUCores > 0 {
-			sr.SubsPerCore = float64(rep.Receiving) / sr.CPUCores
-		}
+	if len(costs) == 1 {
+		rep.Server = costs[0].report(rep.Receiving)
+	} else {
+		rep.Nodes = nodeReports(all, nodeOf, nodes, costs, end, half)
+		rep.Server = sumServers(rep.Nodes, rep.Receiving)
 	}
-	sr.RSSMiB = float64(cost.last.rss) / (1 << 20)
-	sr.PeakRSSMiB = float64(cost.peakRSS) / (1 << 20)
-	if cost.endMet != nil {
-		sr.PodiumMetrics = map[string]float64{}
-		for k, v := range cost.endMet {
-			if d := v - cost.steadyMetrics[k]; d != 0 {
-				sr.PodiumMetrics[k] = d
-			}
-		}
-	}
-	rep.Server = sr
 
 	t := ToolReport{Cores: w.cores, PeakCPU: w.peakUse,
 		LagP99Ms: float64(w.lag.quantile(0.99)) / float64(time.Millisecond),
@@ -446,6 +579,7 @@ func (rep *Report) WriteTable(w io.Writer) {
 	if s.Error != "" {
 		fmt.Fprintf(w, "server cost error: %s\n", s.Error)
 	}
+	rep.writeNodes(w)
 	t := rep.Tool
 	fmt.Fprintf(w, "tool: peak CPU %.0f%% of %d core(s), RSS %.0f MiB, timer lag p99 %.1f ms max %.1f ms", t.PeakCPU*100, t.Cores, t.RSSMiB, t.LagP99Ms, t.LagMaxMs)
 	if t.WriteErrors > 0 {
@@ -458,6 +592,26 @@ func (rep *Report) WriteTable(w io.Writer) {
 	for msg, n := range rep.Errors {
 		fmt.Fprintf(w, "error x%d: %s\n", n, msg)
 	}
+}
+
+// writeNodes prints the per-node table of a run over several nodes.
+func (rep *Report) writeNodes(w io.Writer) {
+	if len(rep.Nodes) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "per node (classrooms it served; its own CPU and memory):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "node\tregion\tclassrooms\treceiving\tfailed\tkbit/s p50\tloss %\tfreezes>1s/min max\tjoin p95 ms\tdelay p50/p99 ms\tegress Mbit/s\tcores\tCPU s\tRSS MiB\treceiving/core\t")
+	for _, n := range rep.Nodes {
+		region := n.Region
+		if region == "" {
+			region = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%.3f\t%.2f\t%.0f\t%.1f/%.1f\t%.1f\t%.2f\t%.1f\t%.0f\t%.0f\t\n",
+			n.Name, region, n.Classrooms, n.Receiving, n.Failed, n.VideoKbpsP50, n.VideoLossPctMean, n.LongFreezesPerMinMax,
+			n.JoinMsP95, n.DelayMsP50, n.DelayMsP99, n.EgressMbps, n.Server.CPUCores, n.Server.CPUSeconds, n.Server.RSSMiB, n.Server.SubsPerCore)
+	}
+	_ = tw.Flush()
 }
 
 // WriteJSONFile writes the report as JSON to path ("-" = w).

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"runtime/debug"
@@ -68,6 +69,17 @@ type Config struct {
 	// MetricsURL is the server's /metrics; "" is <Server>/metrics, "-"
 	// disables scraping.
 	MetricsURL string
+	// Edges are further nodes of a cluster with cascading: classrooms are
+	// spread over Server (the origin, where every teacher joins) and these
+	// (see OriginClassrooms); each node's cost is reported on its own.
+	Edges []Node
+	// Region is the region label the origin's clients (teachers included)
+	// name, so the cluster places the lesson on the origin; "" names none.
+	Region string
+	// OriginClassrooms, with Edges: the first OriginClassrooms classrooms
+	// to join go to the origin and the rest round robin over the edges;
+	// negative spreads all classrooms round robin over origin and edges.
+	OriginClassrooms int
 	// LessonPrefix names the lessons: <prefix>-1, <prefix>-2, ...
 	LessonPrefix string
 	// Progress is the interval of the live progress line (0 = none).
@@ -115,6 +127,14 @@ func (c *Config) validate() error {
 	if !strings.HasPrefix(c.Server, "http://") && !strings.HasPrefix(c.Server, "https://") {
 		errs = append(errs, fmt.Errorf("server must be an http(s):// URL, got %q", c.Server))
 	}
+	for _, e := range c.Edges {
+		if !strings.HasPrefix(e.URL, "http://") && !strings.HasPrefix(e.URL, "https://") {
+			errs = append(errs, fmt.Errorf("edge must be an http(s):// URL, got %q", e.URL))
+		}
+	}
+	if len(c.Edges) > 0 && (c.WHIPURL != "" || c.WHEPURL != "") {
+		errs = append(errs, errors.New("--edge needs the default WHIP/WHEP endpoints (no --whip-url/--whep-url)"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -140,6 +160,9 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.BoolVar(&c.PublishBack, "publish-back", false, "every classroom also publishes a 180p camera")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process id, for CPU and RSS from /proc (default: /metrics process_*)")
 	fs.StringVar(&c.MetricsURL, "metrics-url", "", `server metrics URL (default <server>/metrics; "-" disables)`)
+	fs.Var(edgeFlag{&c.Edges}, "edge", `another node of a cascading cluster, "URL[,region=R][,pid=N][,metrics=URL]" (repeatable): classrooms are spread over --server (the origin) and the edges`)
+	fs.StringVar(&c.Region, "region", "", "region label the origin's clients name (?region=), so the cluster keeps the lesson on --server")
+	fs.IntVar(&c.OriginClassrooms, "origin-classrooms", -1, "with --edge: the first N classrooms join the origin, the rest round robin over the edges (-1: round robin over all nodes)")
 	fs.StringVar(&c.LessonPrefix, "lesson-prefix", "loadtest", "lesson ids are <prefix>-1, <prefix>-2, ...")
 	fs.DurationVar(&c.Progress, "progress", 2*time.Second, "progress line interval (0 disables)")
 	fs.BoolVar(&c.LoopbackOnly, "loopback", true, "gather only 127.0.0.1 ICE candidates")
@@ -214,7 +237,13 @@ func (r *runner) endpoint(override, kind, lesson string) string {
 	if override != "" {
 		return strings.ReplaceAll(override, "{lesson}", lesson)
 	}
-	return strings.TrimSuffix(r.cfg.Server, "/") + "/" + kind + "/" + lesson
+	// The base URL may carry parameters (a cluster node's ?region=).
+	base, query, _ := strings.Cut(r.cfg.Server, "?")
+	u := strings.TrimSuffix(base, "/") + "/" + kind + "/" + lesson
+	if query != "" {
+		u += "?" + query
+	}
+	return u
 }
 
 // Run performs one load test and returns its report. The report is
@@ -267,7 +296,21 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 	defer cancel()
 
 	watch := newSelfWatch()
-	cost := newServerCost(r, ctx)
+	// One runner and one cost per node: a node's runner differs only in
+	// the base URL its sessions use (with the node's ?region=).
+	nodes := c.nodes()
+	nodeRunners := make([]*runner, len(nodes))
+	costs := make([]*serverCost, len(nodes))
+	for i, n := range nodes {
+		base, err := withRegion(n.URL, n.Region)
+		if err != nil {
+			return nil, fmt.Errorf("loadtest: %s: %w", nodeName(i), err)
+		}
+		nr := *r
+		nr.cfg.Server = base
+		nodeRunners[i] = &nr
+		costs[i] = newServerCost(r, ctx, n)
+	}
 
 	// The 10 ms lag probe: how late the tool's own timers fire.
 	var probes sync.WaitGroup
@@ -321,7 +364,7 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 		if err != nil {
 			return rep, err
 		}
-		t := &session{r: r, l: l, name: "teacher " + l.id, token: tok}
+		t := &session{r: nodeRunners[0], l: l, name: "teacher " + l.id, token: tok}
 		teachers = append(teachers, t)
 		switch c.Publish {
 		case "ws":
@@ -358,18 +401,21 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 
 	total := c.Lessons * c.Classrooms
 	stats := make([]*classroomStats, 0, total)
+	nodeOf := make(map[*classroomStats]int, total) // under statsMu
 	var statsMu sync.Mutex
 	var rooms sync.WaitGroup
 	roomCtx, stopRooms := context.WithCancel(ctx)
 	defer stopRooms()
 
-	join := func(l *lesson, idx int) {
+	join := func(l *lesson, idx, node int) {
 		defer rooms.Done()
 		name := fmt.Sprintf("classroom %d", idx+1)
 		st := &classroomStats{lesson: l.id, name: name, start: time.Now()}
 		statsMu.Lock()
 		stats = append(stats, st)
+		nodeOf[st] = node
 		statsMu.Unlock()
+		r := nodeRunners[node]
 		lf := &linkFactory{profile: c.Link}
 		api, err := newAPI(peerOptions{link: lf, loopbackOnly: c.LoopbackOnly})
 		if err != nil {
@@ -435,7 +481,9 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 	prevAt := time.Now()
 	printProgress := func(now time.Time) {
 		watch.sampleCPU(now)
-		cost.sample(ctx)
+		for _, cost := range costs {
+			cost.sample(ctx)
+		}
 		all := snapshot()
 		var bytes uint64
 		receiving, failed := 0, 0
@@ -460,9 +508,14 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 		lagMu.Lock()
 		lag, lagBad := watch.lag.quantile(0.99), watch.lagSaturated()
 		lagMu.Unlock()
+		var cpus, rsss []string
+		for _, cost := range costs {
+			cpus, rsss = append(cpus, cost.cpuNow()), append(rsss, mib(cost.last.rss))
+		}
+		// With several nodes: origin/edge 1/... in that order.
 		line := fmt.Sprintf("[%5.1fs] classrooms %d/%d receiving %d failed %d | in %.1f Mbit/s | server cpu %s rss %s | tool cpu %.0f%% lag p99 %s",
 			now.Sub(rep.Started).Seconds(), len(all), total, receiving, failed, rate/1e6,
-			cost.cpuNow(), mib(cost.last.rss), watch.cpuUse*100, lag.Round(100*time.Microsecond))
+			strings.Join(cpus, "/"), strings.Join(rsss, "/"), watch.cpuUse*100, lag.Round(100*time.Microsecond))
 		if watch.saturated() || lagBad {
 			line += " TOOL SATURATED"
 		}
@@ -490,11 +543,13 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 		}
 		next = next.Add(interval)
 		rooms.Add(1)
-		go join(lessons[i%c.Lessons], i/c.Lessons)
+		go join(lessons[i%c.Lessons], i/c.Lessons, assignNode(i, len(nodes), c.OriginClassrooms))
 	}
 	joinedAll := time.Now()
 	rep.JoinPhase = joinedAll.Sub(rep.Started).Round(time.Millisecond).String()
-	cost.markSteady(ctx)
+	for _, cost := range costs {
+		cost.markSteady(ctx)
+	}
 	end := time.NewTimer(c.Duration)
 	defer end.Stop()
 	half := time.NewTimer(c.Duration / 2)
@@ -517,8 +572,10 @@ measure:
 	}
 	finished := time.Now()
 	watch.sampleCPU(finished)
-	cost.sample(context.Background())
-	cost.finish(context.Background())
+	for _, cost := range costs {
+		cost.sample(context.Background())
+		cost.finish(context.Background())
+	}
 	all := snapshot()
 	for _, s := range all {
 		s.video.finish(finished)
@@ -528,7 +585,10 @@ measure:
 	cancel()
 	probes.Wait()
 	lagMu.Lock()
-	rep.fill(all, finished, halfAt, watch, cost)
+	statsMu.Lock()
+	assigned := maps.Clone(nodeOf)
+	statsMu.Unlock()
+	rep.fill(all, finished, halfAt, watch, nodes, costs, assigned)
 	lagMu.Unlock()
 	return rep, nil
 }

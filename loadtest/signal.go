@@ -57,6 +57,7 @@ type wsSession struct {
 }
 
 // wsURL turns the server's base URL into the websocket URL with a token.
+// Parameters of the base URL (a cluster's ?region=) are kept.
 func wsURL(base, token string) (string, error) {
 	u, err := url.Parse(base)
 	if err != nil {
@@ -71,7 +72,10 @@ func wsURL(base, token string) (string, error) {
 		return "", fmt.Errorf("server url %q: want http(s)://", base)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/ws"
-	u.RawQuery = url.Values{"token": {token}}.Encode()
+	// Keep the base URL's own parameters (?region= of a cluster node).
+	q := u.Query()
+	q.Set("token", token)
+	u.RawQuery = q.Encode()
 	return u.String(), nil
 }
 

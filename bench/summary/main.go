@@ -42,11 +42,20 @@ func main() {
 		if r.Tool.Saturated {
 			tool = fmt.Sprintf("saturated (CPU peak %.0f%%, lag p99 %.0f ms)", r.Tool.PeakCPU*100, r.Tool.LagP99Ms)
 		}
-		fmt.Printf("| %s | %d / %d | %.0f / %.0f | %.0f (%s) | %.3f / %.3f | %.2f | %.1f / %.1f | %.2f | %.0f | %.0f | %s |\n",
+		// Over several nodes (--edge): the sum, then each node's share.
+		cores := fmt.Sprintf("%.2f", r.Server.CPUCores)
+		if len(r.Nodes) > 0 {
+			var per []string
+			for _, n := range r.Nodes {
+				per = append(per, fmt.Sprintf("%s %.2f", n.Name, n.Server.CPUCores))
+			}
+			cores += " (" + strings.Join(per, ", ") + ")"
+		}
+		fmt.Printf("| %s | %d / %d | %.0f / %.0f | %.0f (%s) | %.3f / %.3f | %.2f | %.1f / %.1f | %s | %.0f | %.0f | %s |\n",
 			strings.TrimSuffix(filepath.Base(path), ".json"), r.Receiving, r.Classrooms,
 			r.JoinToFirstFrameMs.P50, r.JoinToFirstFrameMs.P95,
 			r.VideoKbps.P50, strings.Join(layers, " "),
 			r.VideoLossPct.Mean, r.VideoLossPct.Max, r.LongFreezesPerMin.Max,
-			r.DelayMs.P50, r.DelayMs.P99, r.Server.CPUCores, r.Server.SubsPerCore, r.Server.PeakRSSMiB, tool)
+			r.DelayMs.P50, r.DelayMs.P99, cores, r.Server.SubsPerCore, r.Server.PeakRSSMiB, tool)
 	}
 }
