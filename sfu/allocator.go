@@ -23,8 +23,14 @@ type allocItem struct {
 }
 
 // upgradeHeadroom is the margin a layer above the current one must fit
-// with, so that an estimate hovering at a layer's rate does not flap.
-const upgradeHeadroom = 1.15
+// with, and keepMargin the shortfall the current layer is allowed before
+// it is given up: an estimate wandering around a layer's rate (GCC's
+// estimate moves by 10-20 % on a busy link) then does not flap between
+// layers, each flap costing a keyframe.
+const (
+	upgradeHeadroom = 1.15
+	keepMargin      = 0.85
+)
 
 // defaultLayerRates are assumed for a track whose layers have not been
 // measured yet (the first half second after it is published).
@@ -65,8 +71,11 @@ func allocate(budget float64, items []allocItem) []int {
 				continue
 			}
 			cost := r[l] - base
-			if l > it.current {
+			switch {
+			case l > it.current:
 				cost = r[l]*upgradeHeadroom - base
+			case l == it.current:
+				cost = r[l]*keepMargin - base
 			}
 			if cost <= budget {
 				budget -= r[l] - base

@@ -236,6 +236,9 @@ func TestAllocate(t *testing.T) {
 		}, []int{0, 2}},
 		{"upgrade needs headroom", 1.6e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 1}}, []int{1}},
 		{"keep current without headroom", 1.6e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{2}},
+		{"keep current a little short", 1.3e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{2}},
+		{"give up current far short", 1.2e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{1}},
+		{"no discount for a layer not held", 1.3e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 1}}, []int{1}},
 		{"unmeasured uses defaults", 1e6, []allocItem{{priority: priorityStage, rates: []float64{0, 0, 0}, maxLayer: -1, current: -1}}, []int{1}},
 		{"missing layer skipped", 10e6, []allocItem{{priority: priorityStage, rates: []float64{150e3, 500e3, 0}, maxLayer: -1, current: -1}}, []int{1}},
 	}

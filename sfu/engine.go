@@ -85,6 +85,7 @@ type SFU struct {
 	tcpLn    net.Listener
 	tcpMux   ice.TCPMux
 	turn     *turnServer
+	probes   probeBudget // bandwidth probing, shared by all subscribers
 
 	mu           sync.Mutex
 	participants map[*Participant]struct{}
@@ -97,6 +98,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*SFU, error) 
 		log = slog.Default()
 	}
 	s := &SFU{Rooms: NewRooms(log), cfg: cfg, log: log, participants: make(map[*Participant]struct{})}
+	s.probes.max = nodeProbeBudget
 	m, err := newMetrics(reg, s.Rooms)
 	if err != nil {
 		return nil, fmt.Errorf("sfu metrics: %w", err)

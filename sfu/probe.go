@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"math"
+	"sync"
 	"time"
 )
 
@@ -22,9 +23,11 @@ import (
 // switches up and probing stops. If the estimate falls instead, the link
 // is full: probing stops and waits, twice as long each failed time.
 type prober struct {
-	dt         *DownTrack // padded now; nil when not probing
-	bestEst    float64    // highest estimate during this probe
-	progressAt time.Time  // when the estimate last rose by probeProgress
+	budget     *probeBudget // the node's, shared by every subscriber
+	granted    float64      // padding rate held from the budget
+	dt         *DownTrack   // padded now; nil when not probing
+	bestEst    float64      // highest estimate during this probe
+	progressAt time.Time    // when the estimate last rose by probeProgress
 	notBefore  time.Time
 	backoff    time.Duration
 }
@@ -36,10 +39,37 @@ const (
 	probeBackoffMin = 4 * time.Second
 	probeBackoffMax = 64 * time.Second
 	probeMaxBps     = 2_000_000
+	probeMinBps     = 30_000 // less would take too long to tell anything
+	// GCC lets its estimate reach 1.5 times what arrives; aim for the
+	// next layer's rate with a little margin over that.
+	probeReach = 1.4
 )
 
-// step runs once per allocation with the allocator's inputs and choice.
-func (p *prober) step(now time.Time, est, loss float64, items []allocItem, layers []int, dts []*DownTrack) {
+// probeBudget caps the padding a whole node sends at once. Padding costs
+// the server as much per packet as media, so on a busy node many classrooms
+// probing together would slow everyone's media: probes take turns instead.
+type probeBudget struct {
+	mu   sync.Mutex
+	max  float64 // bit/s
+	used float64
+}
+
+// nodeProbeBudget is the default cap: about 3,700 padding packets a second.
+const nodeProbeBudget = 8_000_000
+
+// exchange returns a grant of held bit/s and takes up to want instead.
+func (b *probeBudget) exchange(held, want float64) float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used = max(0, b.used-held)
+	got := max(0, min(want, b.max-b.used))
+	b.used += got
+	return got
+}
+
+// step runs once per allocation with the allocator's inputs and choice;
+// sending is the subscriber's measured send rate (media and padding).
+func (p *prober) step(now time.Time, est, sending, loss float64, items []allocItem, layers []int, dts []*DownTrack) {
 	want := allocate(math.Inf(1), items)
 	held, extra := -1, 0.0
 	for i := range items {
@@ -70,24 +100,45 @@ func (p *prober) step(now time.Time, est, loss float64, items []allocItem, layer
 			p.stop(now, held < 0 && !failed)
 		}
 	}
-	if held < 0 || p.dt != nil || now.Before(p.notBefore) || loss > probeMaxLoss || extra <= 0 {
-		if p.dt != nil && held >= 0 {
-			p.dt.setPadding(min(extra, probeMaxBps))
+	if held < 0 || (p.dt == nil && (now.Before(p.notBefore) || loss > probeMaxLoss)) {
+		return
+	}
+	// Pad so that what arrives lets the estimate reach the current choice
+	// plus the next layer's step: media already sent counts.
+	pad := min((est+extra)/probeReach-sending+p.granted, probeMaxBps)
+	p.granted = p.budget.exchange(p.granted, pad)
+	if p.granted < probeMinBps {
+		if p.dt != nil {
+			p.stop(now, false)
+		} else {
+			p.granted = p.budget.exchange(p.granted, 0)
 		}
 		return
 	}
-	p.dt, p.bestEst, p.progressAt = dts[held], est, now
-	p.dt.setPadding(min(extra, probeMaxBps))
+	if p.dt == nil {
+		p.dt, p.bestEst, p.progressAt = dts[held], est, now
+	}
+	p.dt.setPadding(p.granted)
 }
 
 // stop ends a probe; a probe that did not lift the layer backs off.
 func (p *prober) stop(now time.Time, succeeded bool) {
 	p.dt.setPadding(0)
 	p.dt = nil
+	p.granted = p.budget.exchange(p.granted, 0)
 	if succeeded {
 		p.backoff = 0
 		return
 	}
 	p.backoff = min(max(2*p.backoff, probeBackoffMin), probeBackoffMax)
 	p.notBefore = now.Add(p.backoff)
+}
+
+// release gives the prober's grant back (the subscriber is closing).
+func (p *prober) release() {
+	if p.dt != nil {
+		p.dt.setPadding(0)
+		p.dt = nil
+	}
+	p.granted = p.budget.exchange(p.granted, 0)
 }

@@ -63,6 +63,7 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 		return nil, err
 	}
 	s := &subscriber{p: p, pc: pc, est: est, queue: newSendQueue(subscriberQueueSize), downs: make(map[string]*subscription)}
+	s.probe.budget = &p.sfu.probes
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateConnected {
 			s.connected.Store(true)
@@ -394,7 +395,7 @@ func (s *subscriber) allocate() {
 	}
 	s.probeMu.Lock()
 	defer s.probeMu.Unlock()
-	s.probe.step(time.Now(), est, float64(s.lossQ8.Load())/256, items, layers, dts)
+	s.probe.step(time.Now(), est, float64(s.sendBps.Load()), float64(s.lossQ8.Load())/256, items, layers, dts)
 }
 
 func (s *subscriber) setMaxLayer(trackID string, layer int) error {
@@ -428,6 +429,9 @@ func (s *subscriber) quality() Quality {
 }
 
 func (s *subscriber) close() {
+	s.probeMu.Lock()
+	s.probe.release()
+	s.probeMu.Unlock()
 	s.mu.Lock()
 	downs := s.downs
 	s.downs = make(map[string]*subscription)
