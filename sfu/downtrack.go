@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -68,6 +69,11 @@ type DownTrack struct {
 	padBudget  float64
 	padLast    time.Time
 	padPackets uint64
+
+	// Sender report counters (RFC 3550 6.4.1): packets and payload octets
+	// sent, padding included.
+	sentPackets uint32
+	sentOctets  uint32
 
 	currentLayer atomic.Int32
 }
@@ -375,7 +381,10 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
 		Timestamp:      outTS,
 		SSRC:           d.ssrc,
 	}
-	d.queue.push(d.writer, &hdr, payload, &vp8)
+	if d.queue.push(d.writer, &hdr, payload, &vp8) {
+		d.sentPackets++
+		d.sentOctets += uint32(len(payload))
+	}
 	if pkt.Marker && d.padBps > 0 && d.kind == KindVideo {
 		d.padLocked(now)
 	}
@@ -428,10 +437,33 @@ func (d *DownTrack) padLocked(now time.Time) {
 		d.lastOutSeq++
 		d.seqOffset++
 		hdr := rtp.Header{Version: 2, Padding: true, PayloadType: d.pt, SequenceNumber: d.lastOutSeq, Timestamp: d.lastOutTS, SSRC: d.ssrc}
-		d.queue.push(d.writer, &hdr, payload[:], nil)
+		if d.queue.push(d.writer, &hdr, payload[:], nil) {
+			d.sentPackets++
+			d.sentOctets += padSize
+		}
 	}
 	if n > 0 {
 		d.refSeq = d.lastInSeq + 1
 		d.padPackets += uint64(n)
 	}
+}
+
+// senderReport describes what the down-track has sent, for the sender
+// report a subscriber's client needs for lip sync and round-trip times. ok
+// is false before the first packet.
+func (d *DownTrack) senderReport(now time.Time) (sr rtcp.SenderReport, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.started || !d.bound {
+		return sr, false
+	}
+	// The RTP clock now, extrapolated from the last packet sent.
+	elapsed := uint32(now.Sub(d.lastOutAt).Seconds() * float64(d.clock))
+	return rtcp.SenderReport{
+		SSRC:        d.ssrc,
+		NTPTime:     ntpTime(now),
+		RTPTime:     d.lastOutTS + elapsed,
+		PacketCount: d.sentPackets,
+		OctetCount:  d.sentOctets,
+	}, true
 }

@@ -274,8 +274,14 @@ func (s *SFU) newPeerConnection(withBWE bool, repair *rtxrepair.Factory) (*webrt
 	if err := webrtc.ConfigureNackWithOptions(m, reg, nil, nack.ResponderSize(nackBufferPackets)); err != nil {
 		return nil, nil, fmt.Errorf("nack: %w", err)
 	}
-	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
-		return nil, nil, fmt.Errorf("rtcp reports: %w", err)
+	if !withBWE {
+		// Receiver reports to the publisher. Subscriber connections send
+		// their own sender reports from the down-tracks' counters
+		// (subscriber.sendReports): pion's sender-report interceptor takes
+		// a lock and reads the clock for every packet of every subscriber.
+		if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+			return nil, nil, fmt.Errorf("rtcp reports: %w", err)
+		}
 	}
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
 		return nil, nil, fmt.Errorf("simulcast extensions: %w", err)

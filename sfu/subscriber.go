@@ -54,8 +54,12 @@ type subscription struct {
 // writer (about 0.3 s of a 3 Mbit/s subscriber).
 const subscriberQueueSize = 128
 
-// allocateInterval is how often a subscriber's layers are re-chosen.
-const allocateInterval = 500 * time.Millisecond
+// allocateInterval is how often a subscriber's layers are re-chosen;
+// sender reports go out every reportEvery allocations (1 s, as browsers).
+const (
+	allocateInterval = 500 * time.Millisecond
+	reportEvery      = 2
+)
 
 func newSubscriber(p *Participant) (*subscriber, error) {
 	pc, est, err := p.sfu.newPeerConnection(true, nil)
@@ -286,12 +290,34 @@ func (s *subscriber) receptionReport(rr rtcp.ReceptionReport) {
 	s.rttNs.Store(int64(time.Duration(rtt) * time.Second / 65536))
 }
 
-// ntpMiddle is the middle 32 bits of the NTP time, as RTCP's LSR.
-func ntpMiddle(t time.Time) uint32 {
+// ntpTime is t as a 64-bit NTP timestamp.
+func ntpTime(t time.Time) uint64 {
 	const ntpEpochOffset = 2208988800
 	secs := uint64(t.Unix()) + ntpEpochOffset
 	frac := uint64(t.Nanosecond()) << 32 / 1e9
-	return uint32((secs<<32|frac)>>16) & 0xffffffff
+	return secs<<32 | frac
+}
+
+// ntpMiddle is the middle 32 bits of the NTP time, as RTCP's LSR.
+func ntpMiddle(t time.Time) uint32 { return uint32(ntpTime(t) >> 16) }
+
+// sendReports sends one compound RTCP packet with a sender report for
+// every down-track that has sent something.
+func (s *subscriber) sendReports(now time.Time) {
+	s.mu.Lock()
+	pkts := make([]rtcp.Packet, 0, len(s.downs))
+	for _, sub := range s.downs {
+		if sr, ok := sub.dt.senderReport(now); ok {
+			pkts = append(pkts, &sr)
+		}
+	}
+	s.mu.Unlock()
+	if len(pkts) == 0 {
+		return
+	}
+	if err := s.pc.WriteRTCP(pkts); err != nil {
+		s.p.log.Debug("send sender reports", "err", err)
+	}
 }
 
 // estimate is the bandwidth available towards the subscriber: GCC from
@@ -316,6 +342,7 @@ func (s *subscriber) allocateLoop() {
 	lastPackets := s.queue.packets.Load()
 	lastDrops := s.queue.dropped.Load()
 	last := time.Now()
+	ticks := 0
 	for {
 		select {
 		case <-s.p.ctx.Done():
@@ -336,6 +363,9 @@ func (s *subscriber) allocateLoop() {
 			lastBytes, lastDrops, last = b, d, now
 			s.measure(secs)
 			s.allocate()
+			if ticks++; ticks%reportEvery == 0 {
+				s.sendReports(now)
+			}
 			m.estimate.Observe(float64(s.estBps.Load()))
 		}
 	}
