@@ -24,8 +24,9 @@
 #                     with a cpu cgroup (needs root; cgroup v1 or v2), so
 #                     the tool keeps CPU when nodes and tool share 2 cores
 #   OUT=bench/results directory for the reports
-#   PROFILE=1         record the server with `perf` during the run
-#                     (perf report --stdio -i OUT/<scenario>.perf.data)
+#   PROFILE=1         take a CPU profile of the server in the steady phase from
+#                     its /debug/pprof (OUT/<scenario>.cpu.pprof, top in .pprof.txt;
+#                     PROFILE_DELAY=12 seconds after the start, DURATION/2 long)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -210,21 +211,26 @@ run() {
   echo
   echo "=== $name${NODE_CPU_QUOTA:+ (server capped at $NODE_CPU_QUOTA cores)}: loadtest $* ==="
   start_server "$name"
-  local perf_pid=""
+  local prof_pid=""
   if [[ "${PROFILE:-0}" == 1 ]]; then
-    # Start sampling after the join phase has begun; stop with the run.
-    perf record -F 199 -g -p "$SERVER_PID" -o "$OUT/$name.perf.data" >/dev/null 2>&1 &
-    perf_pid=$!
+    # A CPU profile of the steady phase from the server's own profiler:
+    # start after the joins (the tool's --join-rate), sample half the
+    # measuring time.
+    local token secs
+    token=$("$BIN/podium" token --secret "$SECRET" --room '*' --role admin --name bench)
+    secs=$(( ${DURATION%s} / 2 ))
+    (sleep "${PROFILE_DELAY:-12}" && curl -fsS -H "Authorization: Bearer $token" \
+      -o "$OUT/$name.cpu.pprof" "http://127.0.0.1:$PORT/debug/pprof/profile?seconds=$secs") &
+    prof_pid=$!
   fi
   taskset -c "$TOOL_CPU" "$BIN/loadtest" \
     --server "http://127.0.0.1:$PORT" --secret "$SECRET" --server-pid "$SERVER_PID" \
     --lesson-prefix "$name" --duration "$DURATION" --json "$OUT/$name.json" "$@" \
     | tee "$OUT/$name.txt"
-  if [[ -n "$perf_pid" ]]; then
-    kill -INT "$perf_pid" 2>/dev/null || true
-    wait "$perf_pid" 2>/dev/null || true
-    perf report --stdio --no-children -i "$OUT/$name.perf.data" 2>/dev/null \
-      | grep -v '^#' | grep -v '^$' | head -60 >"$OUT/$name.perf.txt" || true
+  if [[ -n "$prof_pid" ]]; then
+    wait "$prof_pid" 2>/dev/null || true
+    go tool pprof -top -cum -nodecount=60 "$BIN/podium" "$OUT/$name.cpu.pprof" \
+      >"$OUT/$name.pprof.txt" 2>/dev/null || true
   fi
   stop_server
   reports+=("$OUT/$name.json")
