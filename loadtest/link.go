@@ -283,14 +283,15 @@ type heldPacket struct {
 	at    time.Time
 }
 
-// BindRemoteStream puts a queue between the network and the rest of the
-// chain: a pump goroutine reads as fast as packets come, and Read hands them
+// readFunc is the shape of both an RTP and an RTCP reader.
+type readFunc = func([]byte, interceptor.Attributes) (int, interceptor.Attributes, error)
+
+// delayLine puts a queue between the network and the rest of the chain: a
+// pump goroutine reads as fast as packets come and asks admit about each
+// (dropped, or released at a time), and the returned reader hands packets
 // on when their release time has come.
-func (l *linkInterceptor) BindRemoteStream(_ *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
-	if !l.profile.Active() {
-		return reader
-	}
-	q := make(chan heldPacket, 2048)
+func (l *linkInterceptor) delayLine(read readFunc, admit func(now time.Time, n int) (time.Time, bool), queue int) readFunc {
+	q := make(chan heldPacket, queue)
 	errc := make(chan error, 1)
 	l.wg.Add(1)
 	go func() {
@@ -298,24 +299,23 @@ func (l *linkInterceptor) BindRemoteStream(_ *interceptor.StreamInfo, reader int
 		defer close(q)
 		buf := make([]byte, 1500)
 		for {
-			n, attrs, err := reader.Read(buf, nil)
+			n, attrs, err := read(buf, nil)
 			if err != nil {
 				errc <- err
 				return
 			}
-			at, ok := l.admit(time.Now(), n)
+			at, ok := admit(time.Now(), n)
 			if !ok {
 				continue
 			}
-			p := heldPacket{buf: append([]byte(nil), buf[:n]...), attrs: attrs, at: at}
 			select {
-			case q <- p:
+			case q <- heldPacket{buf: append([]byte(nil), buf[:n]...), attrs: attrs, at: at}:
 			default: // the reader stopped reading: drop rather than block the network
 			}
 		}
 	}()
 	var timer *time.Timer
-	return interceptor.RTPReaderFunc(func(b []byte, _ interceptor.Attributes) (int, interceptor.Attributes, error) {
+	return func(b []byte, _ interceptor.Attributes) (int, interceptor.Attributes, error) {
 		p, ok := <-q
 		if !ok {
 			return 0, nil, <-errc
@@ -327,7 +327,15 @@ func (l *linkInterceptor) BindRemoteStream(_ *interceptor.StreamInfo, reader int
 			return 0, nil, errors.New("link: read buffer too small")
 		}
 		return copy(b, p.buf), p.attrs, nil
-	})
+	}
+}
+
+// BindRemoteStream sends the media through the bottleneck.
+func (l *linkInterceptor) BindRemoteStream(_ *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
+	if !l.profile.Active() {
+		return reader
+	}
+	return interceptor.RTPReaderFunc(l.delayLine(reader.Read, l.admit, 2048))
 }
 
 // BindRTCPReader delays (and loses) the server's RTCP like its media, but
@@ -337,47 +345,11 @@ func (l *linkInterceptor) BindRTCPReader(reader interceptor.RTCPReader) intercep
 	if !l.profile.Active() {
 		return reader
 	}
-	q := make(chan heldPacket, 256)
-	errc := make(chan error, 1)
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		defer close(q)
-		buf := make([]byte, 1500)
-		for {
-			n, attrs, err := reader.Read(buf, nil)
-			if err != nil {
-				errc <- err
-				return
-			}
-			at, ok := l.propagate(time.Now())
-			if !ok {
-				continue
-			}
-			select {
-			case q <- heldPacket{buf: append([]byte(nil), buf[:n]...), attrs: attrs, at: at}:
-			default:
-			}
-		}
-	}()
-	var timer *time.Timer
-	return interceptor.RTCPReaderFunc(func(b []byte, _ interceptor.Attributes) (int, interceptor.Attributes, error) {
-		p, ok := <-q
-		if !ok {
-			return 0, nil, <-errc
-		}
-		if err := l.sleepUntil(p.at, &timer); err != nil {
-			return 0, nil, err
-		}
-		if len(b) < len(p.buf) {
-			return 0, nil, errors.New("link: read buffer too small")
-		}
-		return copy(b, p.buf), p.attrs, nil
-	})
+	return interceptor.RTCPReaderFunc(l.delayLine(reader.Read, l.propagate, 256))
 }
 
 // propagate is admit for RTCP: random loss, then delay and jitter.
-func (l *linkInterceptor) propagate(now time.Time) (time.Time, bool) {
+func (l *linkInterceptor) propagate(now time.Time, _ int) (time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.profile.Loss > 0 && l.rng.Float64() < l.profile.Loss {
