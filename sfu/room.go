@@ -318,22 +318,18 @@ func (r *Room) unpublishLocked(trackID string) {
 
 // SetTrackMuted records and announces a track's mute state.
 func (r *Room) SetTrackMuted(trackID string, muted bool) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	t, ok := r.tracks[trackID]
-	if !ok {
-		return ErrNoSuchTrack
-	}
-	t.SetMuted(muted)
-	info := t.Info()
-	r.emit(Event{Type: EventTrackUpdated, Track: &info})
-	return nil
+	return r.setMuted(trackID, muted, "")
 }
 
 // RequestMute is the teacher (by) muting someone else's track: the track
 // is marked muted for everyone (trackUpdated), then its owner is asked to
 // stop sending it (muteRequest).
 func (r *Room) RequestMute(trackID string, muted bool, by string) error {
+	return r.setMuted(trackID, muted, by)
+}
+
+// setMuted marks a track muted or not; a non-empty by also asks its owner.
+func (r *Room) setMuted(trackID string, muted bool, by string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, ok := r.tracks[trackID]
@@ -343,8 +339,10 @@ func (r *Room) RequestMute(trackID string, muted bool, by string) error {
 	t.SetMuted(muted)
 	info := t.Info()
 	r.emit(Event{Type: EventTrackUpdated, Track: &info})
-	req := info
-	r.emit(Event{Type: EventMuteRequest, Track: &req, By: by})
+	if by != "" {
+		req := info
+		r.emit(Event{Type: EventMuteRequest, Track: &req, By: by})
+	}
 	return nil
 }
 
