@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,52 +14,6 @@ import (
 )
 
 const cascadeSecret = "loadtest-cascade-secret-0123456789"
-
-// syncLog collects a process's output for the failure report.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startProcess runs bin with args until the test ends (SIGINT, then kill
-// after 15 s) and returns its pid.
-func startProcess(t *testing.T, name, bin string, args ...string) int {
-	t.Helper()
-	log := &syncLog{}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = t.TempDir()
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("%s log:\n%s", name, log.String())
-		}
-	})
-	return cmd.Process.Pid
-}
 
 // waitFor polls cond until it holds or a generous deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -100,34 +51,26 @@ func TestLoadtestTwoNodeCascade(t *testing.T) {
 		t.Skip("starts redis-server and two podium processes")
 	}
 	testenv.RequireBinary(t, "ffmpeg")
-	redisBin := testenv.RequireBinary(t, "redis-server")
-	redisPort := testenv.FreePort(t)
-	redisDir := t.TempDir()
-	startProcess(t, "redis", redisBin, "--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", redisDir, "--logfile", filepath.Join(redisDir, "redis.log"))
-	redis := "127.0.0.1:" + strconv.Itoa(redisPort)
+	redis := testenv.StartRedis(t)
 
-	bin := testenv.PodiumBinary(t)
 	type node struct {
-		url, region string
-		pid         int
+		*testenv.Podium
+		region string
 	}
 	start := func(id, region string) node {
 		addr := testenv.FreeAddr(t)
-		dir := t.TempDir()
-		n := node{url: "http://" + addr, region: region}
-		n.pid = startProcess(t, "node "+id, bin, "serve", "--http-addr", addr, "--secret", cascadeSecret,
-			"--data-dir", filepath.Join(dir, "data"), "--record=false",
-			"--ice-udp-port", "0", "--ice-tcp-port", "-1", "--bind-ip", "127.0.0.1", "--log-level", "info",
-			"--cluster-redis", redis, "--cluster-node-id", id, "--cluster-advertise-url", n.url,
-			"--cluster-region", region, "--cluster-key", "loadtest-cascade-key", "--cluster-heartbeat", "200ms")
-		waitFor(t, "node "+id+" ready", func() bool { return httpBody(n.url+"/readyz") != "" })
+		n := node{region: region}
+		n.Podium = testenv.StartPodiumWith(t, testenv.PodiumOptions{Addr: addr, Secret: cascadeSecret, Args: []string{
+			"--record=false", "--log-level", "info",
+			"--cluster-redis", redis, "--cluster-node-id", id, "--cluster-advertise-url", "http://" + addr,
+			"--cluster-region", region, "--cluster-key", "loadtest-cascade-key", "--cluster-heartbeat", "200ms",
+		}})
 		return n
 	}
 	origin := start("n1", "north")
 	edge := start("n2", "south")
 	waitFor(t, "both nodes registered", func() bool {
-		return strings.Contains(httpBody(origin.url+"/metrics"), "\npodium_cluster_nodes 2\n")
+		return strings.Contains(httpBody(origin.URL+"/metrics"), "\npodium_cluster_nodes 2\n")
 	})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -135,8 +78,8 @@ func TestLoadtestTwoNodeCascade(t *testing.T) {
 	jsonPath := filepath.Join(t.TempDir(), "report.json")
 	var out bytes.Buffer
 	err := Main(ctx, []string{
-		"--server", origin.url, "--region", origin.region, "--server-pid", strconv.Itoa(origin.pid),
-		"--edge", edge.url + ",region=" + edge.region + ",pid=" + strconv.Itoa(edge.pid),
+		"--server", origin.URL, "--region", origin.region, "--server-pid", strconv.Itoa(origin.PID()),
+		"--edge", edge.URL + ",region=" + edge.region + ",pid=" + strconv.Itoa(edge.PID()),
 		"--secret", cascadeSecret, "--classrooms", "2", "--join-rate", "10", "--duration", "6s",
 		"--progress", "2s", "--json", jsonPath,
 	}, &out)
@@ -154,7 +97,7 @@ func TestLoadtestTwoNodeCascade(t *testing.T) {
 	for i, want := range []struct {
 		name, url string
 		pid       int
-	}{{"origin", origin.url, origin.pid}, {"edge 1", edge.url, edge.pid}} {
+	}{{"origin", origin.URL, origin.PID()}, {"edge 1", edge.URL, edge.PID()}} {
 		n := rep.Nodes[i]
 		if n.Name != want.name || n.URL != want.url || n.Classrooms != 1 || n.Receiving != 1 {
 			t.Errorf("node %d: %+v, want %s at %s with 1 classroom receiving", i, n, want.name, want.url)

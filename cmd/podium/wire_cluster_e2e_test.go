@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,112 +29,15 @@ const (
 	e2eClusterKey = "cluster-e2e-key"
 )
 
-// lockedLog collects a process's output for the failure report.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// podiumNode is one `podium serve` process of the cluster.
-type podiumNode struct {
-	id   string
-	url  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *lockedLog
-}
-
-func (n *podiumNode) kill() {
-	_ = n.cmd.Process.Kill()
-	<-n.done
-}
-
-func startRedisServer(t *testing.T) string {
-	t.Helper()
-	bin := testenv.RequireBinary(t, "redis-server")
-	port := testenv.FreePort(t)
-	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	return "127.0.0.1:" + strconv.Itoa(port)
-}
-
-func buildPodium(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "podium")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "podium/cmd/podium")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build podium: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func startPodiumNode(t *testing.T, bin, redis, id string, extra ...string) *podiumNode {
+// startClusterNode starts one `podium serve` of the cluster, registered
+// as id in redis, with the cluster's shared secret.
+func startClusterNode(t *testing.T, redis, id string, extra ...string) *testenv.Podium {
 	t.Helper()
 	addr := testenv.FreeAddr(t)
-	dir := t.TempDir()
-	n := &podiumNode{id: id, url: "http://" + addr, done: make(chan struct{}), log: &lockedLog{}}
-	args := append([]string{"serve", "--http-addr", addr, "--secret", e2eSecret,
-		"--data-dir", filepath.Join(dir, "data"), "--storage-dir", filepath.Join(dir, "storage"),
-		"--record-spool-dir", filepath.Join(dir, "spool"), "--record=false",
-		"--ice-udp-port", "0", "--ice-tcp-port", "-1", "--bind-ip", "127.0.0.1", "--log-level", "info",
-		"--cluster-redis", redis, "--cluster-node-id", id, "--cluster-advertise-url", n.url,
+	args := append([]string{"--record=false", "--log-level", "info",
+		"--cluster-redis", redis, "--cluster-node-id", id, "--cluster-advertise-url", "http://" + addr,
 		"--cluster-key", e2eClusterKey, "--cluster-heartbeat", "200ms"}, extra...)
-	n.cmd = exec.Command(bin, args...)
-	n.cmd.Dir = dir
-	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = n.cmd.Wait(); close(n.done) }()
-	t.Cleanup(func() {
-		_ = n.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-n.done:
-		case <-time.After(15 * time.Second):
-			n.kill()
-		}
-		if t.Failed() {
-			t.Logf("node %s log:\n%s", id, n.log.String())
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		res, err := http.Get(n.url + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return n
-			}
-		}
-		select {
-		case <-n.done:
-			t.Fatalf("node %s exited:\n%s", id, n.log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s not ready:\n%s", id, n.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return testenv.StartPodiumWith(t, testenv.PodiumOptions{Addr: addr, Secret: e2eSecret, Args: args})
 }
 
 // videoReceiver writes the teacher's camera, as one client receives it,
@@ -292,8 +191,8 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func metricsOf(t *testing.T, n *podiumNode) string {
-	res, err := http.Get(n.url + "/metrics")
+func metricsOf(url string) string {
+	res, err := http.Get(url + "/metrics")
 	if err != nil {
 		return ""
 	}
@@ -318,11 +217,10 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 	}
 	files := testmedia.ForTest(t)
 	testenv.RequireBinary(t, "ffprobe")
-	redis := startRedisServer(t)
-	bin := buildPodium(t)
-	n1 := startPodiumNode(t, bin, redis, "n1", "--cluster-capacity", "1")
-	n2 := startPodiumNode(t, bin, redis, "n2")
-	n3 := startPodiumNode(t, bin, redis, "n3")
+	redis := testenv.StartRedis(t)
+	n1 := startClusterNode(t, redis, "n1", "--cluster-capacity", "1")
+	n2 := startClusterNode(t, redis, "n2")
+	n3 := startClusterNode(t, redis, "n3")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -349,7 +247,7 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 	}
 
 	// The teacher signals through node 2; the lesson is placed on node 1.
-	teacher, err := goclient.Dial(ctx, n2.url, token(sfu.RoleTeacher, "Ms. Zhang"), goclient.Options{})
+	teacher, err := goclient.Dial(ctx, n2.URL, token(sfu.RoleTeacher, "Ms. Zhang"), goclient.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,10 +285,10 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 	})
 
 	// Classrooms on nodes 2 and 3.
-	join := func(node *podiumNode, name string) (*goclient.Client, *videoReceiver, *clientEvents) {
+	join := func(node *testenv.Podium, id, name string) (*goclient.Client, *videoReceiver, *clientEvents) {
 		t.Helper()
-		v := newVideoReceiver(t, name+"-"+node.id)
-		c, err := goclient.Dial(ctx, node.url, token(sfu.RoleClassroom, name), goclient.Options{OnTrack: v.onTrack})
+		v := newVideoReceiver(t, name+"-"+id)
+		c, err := goclient.Dial(ctx, node.URL, token(sfu.RoleClassroom, name), goclient.Options{OnTrack: v.onTrack})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -400,14 +298,14 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 		}
 		return c, v, events
 	}
-	classA, videoA, eventsA := join(n2, "Village A")
+	classA, videoA, eventsA := join(n2, "n2", "Village A")
 	defer func() { classA.Close(); videoA.wg.Wait() }()
-	classB, videoB, eventsB := join(n3, "Village B")
+	classB, videoB, eventsB := join(n3, "n3", "Village B")
 	defer func() { classB.Close(); videoB.wg.Wait() }()
 
-	for _, n := range []*podiumNode{n1, n2, n3} {
-		waitUntil(t, "node "+n.id+" to hold the lesson", func() bool {
-			return strings.Contains(metricsOf(t, n), "\npodium_lessons 1\n")
+	for id, n := range map[string]*testenv.Podium{"n1": n1, "n2": n2, "n3": n3} {
+		waitUntil(t, "node "+id+" to hold the lesson", func() bool {
+			return strings.Contains(metricsOf(n.URL), "\npodium_lessons 1\n")
 		})
 	}
 	waitUntil(t, "two seconds of video at both classrooms", func() bool {
@@ -477,7 +375,7 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 		map[string]any{"track": map[string]any{"id": classCamID, "muted": true}}))
 
 	// Node 3 dies; its classroom reconnects through node 2.
-	n3.kill()
+	n3.Kill()
 	select {
 	case <-classB.Done():
 	case <-time.After(30 * time.Second):
@@ -485,7 +383,7 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 	}
 	classB.Close()
 	videoB.wg.Wait()
-	classB2, videoB2, eventsB2 := join(n2, "Village B")
+	classB2, videoB2, eventsB2 := join(n2, "n2", "Village B")
 	defer func() { classB2.Close(); videoB2.wg.Wait() }()
 	waitUntil(t, "video at classroom B after reconnecting", func() bool { return videoB2.frames.Load() >= 60 })
 	if frames, size := videoB2.decodedFrames(t); frames < 30 || size != "640,360" {

@@ -123,13 +123,7 @@ func (m *MinIO) Stop() {
 	if cmd == nil {
 		return
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
+	terminate(cmd.Process, done, 10*time.Second)
 }
 
 func (m *MinIO) waitReady(exited <-chan struct{}, timeout time.Duration) error {

@@ -85,10 +85,33 @@ func freeUDPPort(t testing.TB) int {
 // with t.Log when the test fails.
 func StartPodium(t testing.TB, extraArgs ...string) *Podium {
 	t.Helper()
+	return StartPodiumWith(t, PodiumOptions{Args: extraArgs})
+}
+
+// PodiumOptions are what a test may choose about a node StartPodiumWith
+// starts; the zero value is StartPodium's node.
+type PodiumOptions struct {
+	// Addr is the "127.0.0.1:port" the node serves HTTP on; empty picks a
+	// free port. A test picks it (with FreeAddr) when it must know the
+	// node's URL before the node starts, as for --cluster-advertise-url.
+	Addr string
+	// Secret signs the node's tokens (at least 16 characters); empty picks
+	// a fresh one. The nodes of one cluster share one, so a token is valid
+	// on every node.
+	Secret string
+	// Args are appended to serve's flags; a flag given here wins over
+	// testenv's own.
+	Args []string
+}
+
+// StartPodiumWith is StartPodium with the node's address and secret chosen
+// by the test.
+func StartPodiumWith(t testing.TB, opts PodiumOptions) *Podium {
+	t.Helper()
 	p := &Podium{
 		t:           t,
 		bin:         PodiumBinary(t),
-		Secret:      "testenv-secret-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+		Secret:      opts.Secret,
 		DataDir:     t.TempDir(),
 		ICEUDPPort:  freeUDPPort(t),
 		ICETCPPort:  FreePort(t),
@@ -96,10 +119,16 @@ func StartPodium(t testing.TB, extraArgs ...string) *Podium {
 		TURNTCPPort: FreePort(t),
 		log:         &syncBuffer{},
 	}
-	httpPort := FreePort(t)
-	p.URL = "http://127.0.0.1:" + strconv.Itoa(httpPort)
+	if p.Secret == "" {
+		p.Secret = "testenv-secret-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	addr := opts.Addr
+	if addr == "" {
+		addr = FreeAddr(t)
+	}
+	p.URL = "http://" + addr
 	p.args = append([]string{"serve",
-		"--http-addr", "127.0.0.1:" + strconv.Itoa(httpPort),
+		"--http-addr", addr,
 		"--data-dir", p.DataDir,
 		"--bind-ip", "127.0.0.1",
 		"--ice-udp-port", strconv.Itoa(p.ICEUDPPort),
@@ -107,7 +136,7 @@ func StartPodium(t testing.TB, extraArgs ...string) *Podium {
 		"--turn-udp-port", strconv.Itoa(p.TURNUDPPort),
 		"--turn-tcp-port", strconv.Itoa(p.TURNTCPPort),
 		"--log-level", "debug",
-	}, extraArgs...)
+	}, opts.Args...)
 	// Other parts' directories default relative to the working directory,
 	// which is the data dir; the secret goes through the environment so it
 	// does not show in process listings.
@@ -115,7 +144,7 @@ func StartPodium(t testing.TB, extraArgs ...string) *Podium {
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
-			t.Logf("podium log:\n%s", p.log.String())
+			t.Logf("podium %s log:\n%s", p.URL, p.log.String())
 		}
 	})
 	p.start()
@@ -231,6 +260,13 @@ func (p *Podium) Restart() {
 		}
 	}
 	p.start()
+}
+
+// PID returns the process id of the node's current process.
+func (p *Podium) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd.Process.Pid
 }
 
 // Log returns what the node has logged so far.

@@ -10,7 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // InCI reports whether the tests run in CI.
@@ -65,4 +67,19 @@ func FreePort(t testing.TB) int {
 // FreeAddr returns "127.0.0.1:<free port>".
 func FreeAddr(t testing.TB) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+}
+
+// terminate sends SIGTERM to a process a helper started and waits until
+// done is closed (the helper's Wait returned), killing the process if it
+// has not exited after grace. It reports whether it had to kill it.
+func terminate(p *os.Process, done <-chan struct{}, grace time.Duration) (killed bool) {
+	_ = p.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+		return false
+	case <-time.After(grace):
+		_ = p.Kill()
+		<-done
+		return true
+	}
 }
