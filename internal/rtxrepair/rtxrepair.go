@@ -127,9 +127,20 @@ type original struct {
 }
 
 type packet struct {
-	buf   []byte
-	attrs interceptor.Attributes
-	err   error
+	buf    []byte
+	pooled *[]byte // buf's backing array, back to buffers once read
+	attrs  interceptor.Attributes
+	err    error
+}
+
+// buffers recycles the original streams' packet buffers: the pump reads
+// every packet of a stream into one.
+var buffers = sync.Pool{New: func() any { b := make([]byte, 1500); return &b }}
+
+func (p packet) release() {
+	if p.pooled != nil {
+		buffers.Put(p.pooled)
+	}
 }
 
 // queueLen bounds the packets waiting for the original stream's reader; a
@@ -165,13 +176,14 @@ func (r *Interceptor) original(ssrc uint32) *original {
 func (r *Interceptor) bindOriginal(o *original, reader interceptor.RTPReader) interceptor.RTPReader {
 	go func() {
 		for {
-			buf := make([]byte, 1500)
-			n, attrs, err := reader.Read(buf, nil)
+			bp := buffers.Get().(*[]byte)
+			n, attrs, err := reader.Read(*bp, nil)
 			if err != nil {
+				buffers.Put(bp)
 				r.deliver(o, packet{err: err})
 				return
 			}
-			r.deliver(o, packet{buf: buf[:n], attrs: attrs})
+			r.deliver(o, packet{buf: (*bp)[:n], pooled: bp, attrs: attrs})
 		}
 	}()
 	return interceptor.RTPReaderFunc(func(b []byte, _ interceptor.Attributes) (int, interceptor.Attributes, error) {
@@ -180,6 +192,7 @@ func (r *Interceptor) bindOriginal(o *original, reader interceptor.RTPReader) in
 			if p.err != nil {
 				return 0, nil, p.err
 			}
+			defer p.release()
 			if len(b) < len(p.buf) {
 				return 0, nil, io.ErrShortBuffer
 			}
@@ -204,6 +217,7 @@ func (r *Interceptor) deliver(o *original, p packet) {
 	select {
 	case o.in <- p:
 	default:
+		p.release()
 	}
 }
 
