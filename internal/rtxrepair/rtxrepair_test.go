@@ -257,3 +257,27 @@ func (d *dropOnce) BindRemoteStream(_ *interceptor.StreamInfo, r interceptor.RTP
 		}
 	})
 }
+
+// Peer input never panics the unwrapper, and what it accepts keeps the
+// original's SSRC, payload type and the OSN as sequence number.
+func FuzzUnwrap(f *testing.F) {
+	rtx := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 97, SequenceNumber: 5, SSRC: 222}, Payload: []byte{0x01, 0x02, 0xaa}}
+	_ = rtx.Header.SetExtension(1, []byte("f"))
+	good, _ := rtx.Marshal()
+	f.Add(good)
+	f.Add([]byte{0x90, 0x61, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0xbe, 0xde, 0xff, 0xff})
+	f.Add([]byte{0xa0, 0x61, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0x00, 0x01, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out, ok := unwrap(b, 111, 96)
+		if !ok {
+			return
+		}
+		var p rtp.Packet
+		if err := p.Unmarshal(out); err != nil {
+			return // the input's own header was already odd
+		}
+		if p.SSRC != 111 || p.PayloadType != 96 || p.Padding {
+			t.Fatalf("unwrapped header %+v", p.Header)
+		}
+	})
+}
