@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"podium/internal/testenv"
 )
 
 // fakeLoad is the LocalNode of a test node: a fixed load and the lessons it
@@ -66,7 +68,7 @@ func startNode(t testing.TB, redisAddr string, info NodeInfo, local LocalNode) *
 		}
 		r.Close()
 	})
-	waitFor(t, info.ID+" registered", func() bool {
+	testenv.WaitFor(t, 20*time.Second, info.ID+" registered", func() bool {
 		_, ok, err := r.node(ctx, info.ID)
 		return err == nil && ok
 	})
@@ -162,7 +164,7 @@ func TestHostedLessonIsClaimedAndReleasedOnLeave(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(runCtx) }()
-	waitFor(t, "math-7 owned by host", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "math-7 owned by host", func() bool {
 		o, ok, err := obs.Owner(ctx, "math-7")
 		return err == nil && ok && o.ID == "host"
 	})
@@ -300,7 +302,7 @@ func TestKilledNodeIsDetectedAndItsLessonPlacedElsewhere(t *testing.T) {
 		}
 		_ = child.Wait()
 	})
-	waitFor(t, "victim to own physics-9", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "victim to own physics-9", func() bool {
 		o, ok, err := survivor.Owner(ctx, "physics-9")
 		return err == nil && ok && o.ID == "victim"
 	})
@@ -368,7 +370,7 @@ func TestEdgePlacementByRegionAndLoad(t *testing.T) {
 	// The owner fills up: classrooms of its own region spill onto the
 	// least utilized node with room.
 	origin.set(100)
-	waitFor(t, "the owner's full load to be published", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the owner's full load to be published", func() bool {
 		n, ok, err := r.node(ctx, "origin")
 		return err == nil && ok && n.Load == 100
 	})
@@ -388,7 +390,7 @@ func TestEdgeClientStaysOnTheNodeItReached(t *testing.T) {
 	idle := startNode(t, addr, NodeInfo{ID: "idle", URL: "http://i"}, &fakeLoad{})
 	busy := startNode(t, addr, NodeInfo{ID: "busy", URL: "http://b", Region: "south"}, &fakeLoad{load: 50})
 	ownerLoad.set(1) // the teacher joined: the owner is full
-	waitFor(t, "the owner's load", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the owner's load", func() bool {
 		n, ok, err := owner.node(ctx, "owner")
 		return err == nil && ok && n.Load == 1
 	})

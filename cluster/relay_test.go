@@ -14,6 +14,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"podium/internal/testenv"
 )
 
 // testNode is one node of the relay test: a real HTTP server on loopback
@@ -105,7 +107,7 @@ func startRelayNode(t *testing.T, redisAddr, id string, load int) *testNode {
 		<-done
 		r.Close()
 	})
-	waitFor(t, id+" registered", func() bool {
+	testenv.WaitFor(t, 20*time.Second, id+" registered", func() bool {
 		_, ok, err := r.node(context.Background(), id)
 		return err == nil && ok
 	})
@@ -259,7 +261,7 @@ func TestRelayToDeadOwnerAnswersJSONThenRecovers(t *testing.T) {
 		}
 		<-beating
 	}()
-	waitFor(t, "ghost registered", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "ghost registered", func() bool {
 		_, ok, err := n1.reg.node(context.Background(), "ghost")
 		return err == nil && ok
 	})
@@ -279,7 +281,7 @@ func TestRelayToDeadOwnerAnswersJSONThenRecovers(t *testing.T) {
 
 	close(crash)
 	<-beating
-	waitFor(t, "art-1 placed on a live node", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "art-1 placed on a live node", func() bool {
 		res, err := http.Post(n2.url+"/whip/art-1", "application/sdp", strings.NewReader("offer"))
 		if err != nil {
 			return false

@@ -15,18 +15,6 @@ import (
 
 const cascadeSecret = "loadtest-cascade-secret-0123456789"
 
-// waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func httpBody(url string) string {
 	res, err := http.Get(url)
 	if err != nil {
@@ -69,7 +57,7 @@ func TestLoadtestTwoNodeCascade(t *testing.T) {
 	}
 	origin := start("n1", "north")
 	edge := start("n2", "south")
-	waitFor(t, "both nodes registered", func() bool {
+	testenv.WaitFor(t, 60*time.Second, "both nodes registered", func() bool {
 		return strings.Contains(httpBody(origin.URL+"/metrics"), "\npodium_cluster_nodes 2\n")
 	})
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"podium/internal/testenv"
 	"podium/internal/testmedia"
 )
 
@@ -25,7 +26,7 @@ func TestConnectivity(t *testing.T) {
 	teacher := joinPeer(t, s, room, "teacher", RoleTeacher, clientAPI(t))
 	publishMedia(t, teacher, files, false)
 	const cam = "teacher-camera"
-	waitFor(t, 20*time.Second, "camera published", func() bool { _, ok := room.Track(cam); return ok })
+	testenv.WaitFor(t, 20*time.Second, "camera published", func() bool { _, ok := room.Track(cam); return ok })
 
 	t.Run("roles", func(t *testing.T) {
 		viewer, err := s.Join(room, ParticipantInfo{ID: "viewer-roles", Role: RoleViewer}, nil, JoinOptions{})
@@ -84,12 +85,12 @@ func TestConnectivity(t *testing.T) {
 		if err := pc.SetRemoteDescription(answer); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, "WHEP frames", func() bool { return tp.stream(cam).stats().frames > 30 })
+		testenv.WaitFor(t, 30*time.Second, "WHEP frames", func() bool { return tp.stream(cam).stats().frames > 30 })
 	})
 
 	t.Run("ICE over TCP only", func(t *testing.T) {
 		c := joinPeer(t, s, room, "class-tcp", RoleClassroom, clientAPIOn(t, []webrtc.NetworkType{webrtc.NetworkTypeTCP4}))
-		waitFor(t, 30*time.Second, "frames over TCP", func() bool { return c.stream(cam).stats().frames > 30 })
+		testenv.WaitFor(t, 30*time.Second, "frames over TCP", func() bool { return c.stream(cam).stats().frames > 30 })
 		pair, err := c.sub.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 		if err == nil && pair != nil && pair.Local.Protocol != webrtc.ICEProtocolTCP {
 			t.Errorf("selected pair uses %s, want tcp", pair.Local.Protocol)
@@ -106,7 +107,7 @@ func TestConnectivity(t *testing.T) {
 		}
 		c := joinPeerWith(t, s, room, "class-turn", RoleClassroom, clientAPIOn(t, []webrtc.NetworkType{webrtc.NetworkTypeUDP4}),
 			webrtc.Configuration{ICEServers: servers, ICETransportPolicy: webrtc.ICETransportPolicyRelay})
-		waitFor(t, 30*time.Second, "frames through TURN", func() bool { return c.stream(cam).stats().frames > 30 })
+		testenv.WaitFor(t, 30*time.Second, "frames through TURN", func() bool { return c.stream(cam).stats().frames > 30 })
 		if s.turn.srv.AllocationCount() == 0 {
 			t.Error("TURN server has no allocation")
 		}
@@ -116,7 +117,7 @@ func TestConnectivity(t *testing.T) {
 		a := joinPeer(t, s, room, "class-a", RoleClassroom, clientAPI(t))
 		b := joinPeer(t, s, room, "class-b", RoleClassroom, clientAPI(t))
 		publishMedia(t, a, files, false)
-		waitFor(t, 30*time.Second, "b gets the teacher", func() bool { return b.stream(cam).stats().frames > 30 })
+		testenv.WaitFor(t, 30*time.Second, "b gets the teacher", func() bool { return b.stream(cam).stats().frames > 30 })
 		if b.p.sub.subscribed("class-a-camera") {
 			t.Fatal("class-b subscribed to class-a before it is on stage")
 		}
@@ -124,16 +125,16 @@ func TestConnectivity(t *testing.T) {
 		if err := b.p.RestartICE(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, "frames after ICE restart", func() bool { return b.stream(cam).stats().frames > before+30 })
+		testenv.WaitFor(t, 30*time.Second, "frames after ICE restart", func() bool { return b.stream(cam).stats().frames > before+30 })
 
 		if err := room.SetStage("class-a"); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, "b sees the stage", func() bool { return b.stream("class-a-camera").stats().frames > 30 })
+		testenv.WaitFor(t, 30*time.Second, "b sees the stage", func() bool { return b.stream("class-a-camera").stats().frames > 30 })
 		if err := room.SetStage(""); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 20*time.Second, "b unsubscribed from the old stage", func() bool { return !b.p.sub.subscribed("class-a-camera") })
+		testenv.WaitFor(t, 20*time.Second, "b unsubscribed from the old stage", func() bool { return !b.p.sub.subscribed("class-a-camera") })
 		if !teacherSees(teacher, "class-a-camera") {
 			t.Error("teacher is not subscribed to the classroom camera")
 		}

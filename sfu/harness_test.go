@@ -428,18 +428,6 @@ func (pub *testPublisher) pliCount() int {
 	return n
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // dropInterceptor drops a fraction of incoming RTP before any other
 // interceptor sees it: a lossy rural link.
 type dropInterceptor struct {

@@ -10,6 +10,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"podium/internal/testenv"
 	"podium/internal/testmedia"
 )
 
@@ -38,14 +39,14 @@ func TestLessonMedia(t *testing.T) {
 
 	const cam, mic = "teacher-camera", "teacher-microphone"
 	if tr, ok := room.Track(cam); !ok {
-		waitFor(t, 20*time.Second, "camera published", func() bool { _, ok := room.Track(cam); return ok })
+		testenv.WaitFor(t, 20*time.Second, "camera published", func() bool { _, ok := room.Track(cam); return ok })
 	} else if got := tr.Info().Layers; len(got) != 3 || got[0] != "q" || got[2] != "f" {
 		t.Fatalf("camera layers = %v, want [q h f]", got)
 	}
 
 	t.Run("classrooms receive decodable media", func(t *testing.T) {
 		for _, c := range all {
-			waitFor(t, 30*time.Second, c.p.ID()+" video and audio", func() bool {
+			testenv.WaitFor(t, 30*time.Second, c.p.ID()+" video and audio", func() bool {
 				return c.stream(cam).stats().frames > 60 && c.stream(mic).stats().packets > 100
 			})
 			if got := c.stream(cam).streamID; got != "teacher" {
@@ -76,7 +77,7 @@ func TestLessonMedia(t *testing.T) {
 
 	t.Run("streams stay continuous across layer switches", func(t *testing.T) {
 		before := c1.stream(cam).stats().frames
-		waitFor(t, 20*time.Second, "more frames", func() bool { return c1.stream(cam).stats().frames > before+30 })
+		testenv.WaitFor(t, 20*time.Second, "more frames", func() bool { return c1.stream(cam).stats().frames > before+30 })
 		for _, c := range []*testPeer{c1, c2} {
 			st := c.stream(cam).stats()
 			if !st.firstKey {
@@ -127,7 +128,7 @@ func TestLessonMedia(t *testing.T) {
 	})
 
 	t.Run("NACKs are answered", func(t *testing.T) {
-		waitFor(t, 20*time.Second, "packets dropped once", func() bool { return len(nacked.dropped()) >= 10 })
+		testenv.WaitFor(t, 20*time.Second, "packets dropped once", func() bool { return len(nacked.dropped()) >= 10 })
 		lost := nacked.dropped()
 		log := c4.stream(cam)
 		recovered := func() int {
@@ -168,7 +169,7 @@ func TestLessonMedia(t *testing.T) {
 				}
 			}
 		}
-		waitFor(t, 20*time.Second, "a keyframe request at the publisher", func() bool { return pub.pliCount() > before })
+		testenv.WaitFor(t, 20*time.Second, "a keyframe request at the publisher", func() bool { return pub.pliCount() > before })
 		time.Sleep(300 * time.Millisecond)
 		got := pub.pliCount() - before
 		// 15 requests for at most 3 layers: the throttle lets at most one
@@ -185,7 +186,7 @@ func TestLessonMedia(t *testing.T) {
 			t.Fatal("class2 still in the room after leaving")
 		}
 		again := joinPeer(t, s, room, "class2", RoleClassroom, clientAPI(t))
-		waitFor(t, 30*time.Second, "media after rejoin", func() bool {
+		testenv.WaitFor(t, 30*time.Second, "media after rejoin", func() bool {
 			return again.stream(cam).stats().frames > 30 && again.stream(mic).stats().packets > 50
 		})
 		if !again.stream(cam).stats().firstKey {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pion/rtp"
 
+	"podium/internal/testenv"
 	"podium/sfu"
 )
 
@@ -53,7 +54,7 @@ func BenchmarkOriginRelayPacket(b *testing.B) {
 	go func() { done <- edge.Pull(ctx, srv.URL, edgeRoom, cam.Info()) }()
 	defer func() { cancel(); <-done }()
 	received := &countSink{}
-	waitFor(b, "the relayed track on the edge", func() bool {
+	testenv.WaitFor(b, 20*time.Second, "the relayed track on the edge", func() bool {
 		t, ok := edgeRoom.Track("cam")
 		if ok {
 			t.AddSink("count", received)
@@ -62,7 +63,7 @@ func BenchmarkOriginRelayPacket(b *testing.B) {
 	})
 	// Wait for the connection: packets written before it are dropped.
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 1, Marker: true}, Payload: make([]byte, 1000)}
-	waitFor(b, "media through the relay", func() bool {
+	testenv.WaitFor(b, 20*time.Second, "media through the relay", func() bool {
 		pkt.SequenceNumber++
 		cam.WriteRTP(0, pkt)
 		return received.pkts.Load() > 0

@@ -90,17 +90,6 @@ type countSink struct{ pkts atomic.Int64 }
 
 func (c *countSink) WriteRTP(int, *rtp.Packet) { c.pkts.Add(1) }
 
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestEdgeMirrorsTeacherTracksDecodably runs an origin and an edge over
 // loopback: the teacher's three-layer VP8 camera and Opus microphone,
 // published on the origin, appear on the edge as tracks whose every layer
@@ -178,7 +167,7 @@ func TestEdgeMirrorsTeacherTracksDecodably(t *testing.T) {
 		<-mirrorDone
 	}()
 
-	waitFor(t, "the edge to publish cam and mic", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the edge to publish cam and mic", func() bool {
 		_, okCam := edgeRoom.Track("cam")
 		_, okMic := edgeRoom.Track("mic")
 		return okCam && okMic
@@ -214,13 +203,13 @@ func TestEdgeMirrorsTeacherTracksDecodably(t *testing.T) {
 
 	// A keyframe request on the edge reaches the teacher's publisher.
 	before := keyframeRequests[1].Load()
-	waitFor(t, "an edge keyframe request on layer h to reach the origin publisher", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "an edge keyframe request on layer h to reach the origin publisher", func() bool {
 		edgeCam.RequestKeyframe(1)
 		return keyframeRequests[1].Load() > before
 	})
 
 	// About three seconds of media: three keyframes at one per second.
-	waitFor(t, "three seconds of every layer on the edge", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "three seconds of every layer on the edge", func() bool {
 		for _, s := range sinks {
 			if s.frames.Load() < 90 {
 				return false
@@ -256,11 +245,11 @@ func TestEdgeMirrorsTeacherTracksDecodably(t *testing.T) {
 
 	// The teacher stops the microphone: the edge unpublishes it.
 	room.Unpublish("mic")
-	waitFor(t, "the edge to unpublish mic", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the edge to unpublish mic", func() bool {
 		_, ok := edgeRoom.Track("mic")
 		return !ok
 	})
-	waitFor(t, "the origin to drop the mic relay", func() bool { return mic.SinkCount() == 0 })
+	testenv.WaitFor(t, 20*time.Second, "the origin to drop the mic relay", func() bool { return mic.SinkCount() == 0 })
 
 	// Stopping the mirror unpublishes everything on the edge and ends the
 	// origin's relays.
@@ -275,7 +264,7 @@ func TestEdgeMirrorsTeacherTracksDecodably(t *testing.T) {
 	if _, ok := edgeRoom.Participant(teacher.ID); ok {
 		t.Error("edge still shows the teacher after the mirror stopped")
 	}
-	waitFor(t, "the origin to drop the cam relay", func() bool { return cam.SinkCount() == 0 })
+	testenv.WaitFor(t, 20*time.Second, "the origin to drop the cam relay", func() bool { return cam.SinkCount() == 0 })
 }
 
 func TestOriginRefusesWithoutKeyAndBadInput(t *testing.T) {
@@ -381,7 +370,7 @@ func TestMirrorEndsWithTheLessonOrWhenIdle(t *testing.T) {
 		edge.Poll = 100 * time.Millisecond
 		done := make(chan error, 1)
 		go func() { done <- edge.Mirror(context.Background(), url, edgeRoom) }()
-		waitFor(t, "the mirrored camera", func() bool { _, ok := edgeRoom.Track("cam"); return ok })
+		testenv.WaitFor(t, 20*time.Second, "the mirrored camera", func() bool { _, ok := edgeRoom.Track("cam"); return ok })
 		room.End("teacher ended the lesson")
 		select {
 		case err := <-done:
@@ -517,30 +506,30 @@ func TestEdgeClassroomFlowsBackAndGoesOnStage(t *testing.T) {
 	}
 
 	// The origin sees edge A's classroom and receives its camera.
-	waitFor(t, "village-a and its camera on the origin", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "village-a and its camera on the origin", func() bool {
 		p, okP := o.room.Participant("village-a")
 		_, okT := o.room.Track("a-cam")
 		return okP && okT && p.Role == sfu.RoleClassroom && p.Name == "Village A"
 	})
 	// Every edge's classrooms show on the origin, camera or not: the
 	// teacher's grid lists them all.
-	waitFor(t, "village-b on the origin", func() bool { _, ok := o.room.Participant("village-b"); return ok })
+	testenv.WaitFor(t, 20*time.Second, "village-b on the origin", func() bool { _, ok := o.room.Participant("village-b"); return ok })
 	originCopy, _ := o.room.Track("a-cam")
 	atOrigin := &countSink{}
 	originCopy.AddSink("count", atOrigin)
-	waitFor(t, "village-a's media on the origin", func() bool { return atOrigin.pkts.Load() >= 30 })
+	testenv.WaitFor(t, 20*time.Second, "village-a's media on the origin", func() bool { return atOrigin.pkts.Load() >= 30 })
 
 	// A raised hand on the edge shows on the origin.
 	if err := a.room.RaiseHand("village-a", true); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "village-a's hand raised on the origin", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "village-a's hand raised on the origin", func() bool {
 		p, ok := o.room.Participant("village-a")
 		return ok && p.HandRaised
 	})
 
 	// Before the stage, edge B shows only the teacher.
-	waitFor(t, "teacher camera on edge B", func() bool { _, ok := b.room.Track("t-cam"); return ok })
+	testenv.WaitFor(t, 20*time.Second, "teacher camera on edge B", func() bool { _, ok := b.room.Track("t-cam"); return ok })
 	if _, ok := b.room.Track("a-cam"); ok {
 		t.Fatal("edge B got village-a's camera before it was on stage")
 	}
@@ -549,18 +538,18 @@ func TestEdgeClassroomFlowsBackAndGoesOnStage(t *testing.T) {
 	if err := o.room.SetStage("village-a"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "village-a's camera on edge B", func() bool { _, ok := b.room.Track("a-cam"); return ok })
+	testenv.WaitFor(t, 20*time.Second, "village-a's camera on edge B", func() bool { _, ok := b.room.Track("a-cam"); return ok })
 	onB, _ := b.room.Track("a-cam")
 	atB := &countSink{}
 	onB.AddSink("count", atB)
-	waitFor(t, "village-a's media on edge B", func() bool { return atB.pkts.Load() >= 30 })
-	waitFor(t, "the stage on both edges", func() bool { return b.room.Stage() == "village-a" && a.room.Stage() == "village-a" })
+	testenv.WaitFor(t, 20*time.Second, "village-a's media on edge B", func() bool { return atB.pkts.Load() >= 30 })
+	testenv.WaitFor(t, 20*time.Second, "the stage on both edges", func() bool { return b.room.Stage() == "village-a" && a.room.Stage() == "village-a" })
 
 	// Off stage: edge B drops it; edge A keeps its own classroom.
 	if err := o.room.SetStage(""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "edge B to drop village-a", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "edge B to drop village-a", func() bool {
 		_, okT := b.room.Track("a-cam")
 		_, okP := b.room.Participant("village-a")
 		return !okT && !okP && b.room.Stage() == ""

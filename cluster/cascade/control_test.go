@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"podium/internal/testenv"
 	"podium/sfu"
 )
 
@@ -131,7 +132,7 @@ func TestControlEventsCrossNodes(t *testing.T) {
 
 	// Both edges show the teacher (no track of its own yet), the origin
 	// both classrooms and village-a's camera.
-	waitFor(t, "the teacher on both edges and the classrooms on the origin", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the teacher on both edges and the classrooms on the origin", func() bool {
 		_, ta := a.room.Participant("teacher")
 		_, tb := b.room.Participant("teacher")
 		_, ca := o.room.Participant("village-a")
@@ -139,7 +140,7 @@ func TestControlEventsCrossNodes(t *testing.T) {
 		_, cam := o.room.Track("a-cam")
 		return ta && tb && ca && cb && cam
 	})
-	waitFor(t, "both event streams up", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "both event streams up", func() bool {
 		return testutil.ToFloat64(a.metrics.streams.WithLabelValues("origin")) == 1 &&
 			testutil.ToFloat64(b.metrics.streams.WithLabelValues("origin")) == 1 &&
 			testutil.ToFloat64(o.metrics.streams.WithLabelValues("edge")) == 2
@@ -149,14 +150,14 @@ func TestControlEventsCrossNodes(t *testing.T) {
 	if err := o.room.Chat("teacher", "good morning"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the teacher's chat on both edges", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the teacher's chat on both edges", func() bool {
 		return logs["edge A"].hasChat("good morning")() && logs["edge B"].hasChat("good morning")()
 	})
 	// An edge classroom's chat reaches the origin and the other edge.
 	if err := a.room.Chat("village-a", "we can hear you"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "village-a's chat on the origin and edge B", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "village-a's chat on the origin and edge B", func() bool {
 		return logs["origin"].hasChat("we can hear you")() && logs["edge B"].hasChat("we can hear you")()
 	})
 	sent, _ := logs["edge A"].chat("we can hear you")
@@ -168,7 +169,7 @@ func TestControlEventsCrossNodes(t *testing.T) {
 	if err := a.room.RaiseHand("village-a", true); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "village-a's hand on the origin", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "village-a's hand on the origin", func() bool {
 		p, ok := o.room.Participant("village-a")
 		return ok && p.HandRaised
 	})
@@ -177,7 +178,7 @@ func TestControlEventsCrossNodes(t *testing.T) {
 	if err := o.room.SetStage("village-a"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the stage on both edges", func() bool { return a.room.Stage() == "village-a" && b.room.Stage() == "village-a" })
+	testenv.WaitFor(t, 20*time.Second, "the stage on both edges", func() bool { return a.room.Stage() == "village-a" && b.room.Stage() == "village-a" })
 
 	// The teacher mutes village-a's camera: edge A marks it muted and asks
 	// its classroom; edge B shows it muted (it is on stage) but is asked
@@ -185,18 +186,18 @@ func TestControlEventsCrossNodes(t *testing.T) {
 	if err := o.room.RequestMute("a-cam", true, "teacher"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the mute request on edge A", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the mute request on edge A", func() bool {
 		tr, ok := a.room.Track("a-cam")
 		return ok && tr.Info().Muted && logs["edge A"].count(isMuteRequest("a-cam")) == 1
 	})
-	waitFor(t, "village-a's camera muted on edge B", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "village-a's camera muted on edge B", func() bool {
 		tr, ok := b.room.Track("a-cam")
 		return ok && tr.Info().Muted
 	})
 
 	// The teacher speaks: the edges show it.
 	o.room.SetSpeaking("teacher", true)
-	waitFor(t, "the teacher speaking on both edges", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the teacher speaking on both edges", func() bool {
 		return slices.Contains(a.room.Speakers(), "teacher") && slices.Contains(b.room.Speakers(), "teacher")
 	})
 
@@ -209,7 +210,7 @@ func TestControlEventsCrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, l := range logs {
-		waitFor(t, "the last chat on "+name, func() bool { return l.hasChat("that is all")() && l.hasChat("thank you")() })
+		testenv.WaitFor(t, 20*time.Second, "the last chat on "+name, func() bool { return l.hasChat("that is all")() && l.hasChat("thank you")() })
 	}
 	want := []string{"teacher: good morning", "village-a: we can hear you"}
 	for name, l := range logs {
@@ -337,30 +338,30 @@ func TestEventStreamResumesAfterBreak(t *testing.T) {
 	proxy := startCutProxy(t, strings.TrimPrefix(o.url, "http://"))
 	startMirror(t, e, proxy.url())
 	streams := e.metrics.streams.WithLabelValues("origin")
-	waitFor(t, "the event stream up", func() bool { return testutil.ToFloat64(streams) == 1 })
+	testenv.WaitFor(t, 20*time.Second, "the event stream up", func() bool { return testutil.ToFloat64(streams) == 1 })
 
 	if err := o.room.Chat("teacher", "one"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the first chat", edgeLog.hasChat("one"))
+	testenv.WaitFor(t, 20*time.Second, "the first chat", edgeLog.hasChat("one"))
 
 	proxy.cut()
-	waitFor(t, "the edge to notice the break", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the edge to notice the break", func() bool {
 		return testutil.ToFloat64(streams) == 0 && testutil.ToFloat64(e.metrics.reconnects.WithLabelValues("origin")) >= 1
 	})
 	if err := o.room.Chat("teacher", "two"); err != nil {
 		t.Fatal(err)
 	}
 	// Still cut: retries fail and are counted.
-	waitFor(t, "a failed retry", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "a failed retry", func() bool {
 		return testutil.ToFloat64(e.metrics.reconnects.WithLabelValues("origin")) >= 2
 	})
 	proxy.restore()
-	waitFor(t, "the event stream back", func() bool { return testutil.ToFloat64(streams) == 1 })
+	testenv.WaitFor(t, 20*time.Second, "the event stream back", func() bool { return testutil.ToFloat64(streams) == 1 })
 	if err := o.room.Chat("teacher", "three"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the last chat", edgeLog.hasChat("three"))
+	testenv.WaitFor(t, 20*time.Second, "the last chat", edgeLog.hasChat("three"))
 	if got, want := edgeLog.chats(), []string{"teacher: one", "teacher: two", "teacher: three"}; !slices.Equal(got, want) {
 		t.Fatalf("edge shows chat %q, want %q", got, want)
 	}
@@ -456,7 +457,7 @@ func TestEventStreamRefusesBadInput(t *testing.T) {
 	go func() { defer close(done); _ = e.edge.Mirror(ctx, srv.URL, e.room) }()
 	t.Cleanup(func() { cancel(); <-done; srv.CloseClientConnections() })
 
-	waitFor(t, "the peer's one good event", l.hasChat("the only real message"))
+	testenv.WaitFor(t, 20*time.Second, "the peer's one good event", l.hasChat("the only real message"))
 	if got := l.chats(); !slices.Equal(got, []string{"teacher: the only real message"}) {
 		t.Errorf("edge shows chat %q, want only the good one", got)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/transport/v5/vnet"
 
+	"podium/internal/testenv"
 	"podium/internal/testmedia"
 	"podium/sfu"
 )
@@ -135,17 +136,17 @@ func TestNACKRecoversLossBetweenNodes(t *testing.T) {
 	})
 
 	received := &seqSink{seen: map[uint16]bool{}}
-	waitFor(t, "the relayed track on the edge", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the relayed track on the edge", func() bool {
 		tr, ok := edgeRoom.Track("cam")
 		if ok {
 			tr.AddSink("seq", received)
 		}
 		return ok
 	})
-	waitFor(t, "media through the relay", func() bool { return received.count() > 20 })
+	testenv.WaitFor(t, 20*time.Second, "media through the relay", func() bool { return received.count() > 20 })
 
 	lossy.Store(true)
-	waitFor(t, "300 packets sent through the lossy link", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "300 packets sent through the lossy link", func() bool {
 		sentMu.Lock()
 		defer sentMu.Unlock()
 		return len(sent) >= 300

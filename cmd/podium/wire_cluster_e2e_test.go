@@ -180,17 +180,6 @@ func (l *clientEvents) has(typ string, want map[string]any) func() bool {
 	return func() bool { return l.count(typ, want) > 0 }
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func metricsOf(url string) string {
 	res, err := http.Get(url + "/metrics")
 	if err != nil {
@@ -229,7 +218,7 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer observer.Close()
-	waitUntil(t, "three nodes registered", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "three nodes registered", func() bool {
 		nodes, err := observer.Nodes(ctx)
 		return err == nil && len(nodes) == 3
 	})
@@ -271,7 +260,7 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 	playing.Go(func() { _ = testmedia.PlayIVF(playCtx, files.VP8[1], cam, true) })
 	defer func() { stopPlay(); playing.Wait() }()
 
-	waitUntil(t, "node 1 to publish its teacher's load", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "node 1 to publish its teacher's load", func() bool {
 		nodes, err := observer.Nodes(ctx)
 		if err != nil {
 			return false
@@ -304,11 +293,11 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 	defer func() { classB.Close(); videoB.wg.Wait() }()
 
 	for id, n := range map[string]*testenv.Podium{"n1": n1, "n2": n2, "n3": n3} {
-		waitUntil(t, "node "+id+" to hold the lesson", func() bool {
+		testenv.WaitFor(t, 30*time.Second, "node "+id+" to hold the lesson", func() bool {
 			return strings.Contains(metricsOf(n.URL), "\npodium_lessons 1\n")
 		})
 	}
-	waitUntil(t, "two seconds of video at both classrooms", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "two seconds of video at both classrooms", func() bool {
 		return videoA.frames.Load() >= 60 && videoB.frames.Load() >= 60
 	})
 	for name, v := range map[string]*videoReceiver{"classroom A on node 2": videoA, "classroom B on node 3": videoB} {
@@ -322,26 +311,26 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 	// classrooms; the classrooms see the teacher's chat; the teacher sees
 	// classroom A's raised hand and chat.
 	for _, c := range []*goclient.Client{classA, classB} {
-		waitUntil(t, "the teacher to see "+c.Self().Name, teacherEvents.has("participantJoined",
+		testenv.WaitFor(t, 30*time.Second, "the teacher to see "+c.Self().Name, teacherEvents.has("participantJoined",
 			map[string]any{"participant": map[string]any{"id": c.Self().ID, "role": "classroom"}}))
 	}
 	if err := teacher.Chat(ctx, "Good morning, villages"); err != nil {
 		t.Fatal(err)
 	}
 	teacherChat := map[string]any{"text": "Good morning, villages", "fromName": "Ms. Zhang", "from": teacher.Self().ID}
-	waitUntil(t, "the teacher's chat at classroom A on node 2", eventsA.has("chat", teacherChat))
-	waitUntil(t, "the teacher's chat at classroom B on node 3", eventsB.has("chat", teacherChat))
+	testenv.WaitFor(t, 30*time.Second, "the teacher's chat at classroom A on node 2", eventsA.has("chat", teacherChat))
+	testenv.WaitFor(t, 30*time.Second, "the teacher's chat at classroom B on node 3", eventsB.has("chat", teacherChat))
 	if err := classA.RaiseHand(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the teacher to see classroom A's raised hand", teacherEvents.has("participantUpdated",
+	testenv.WaitFor(t, 30*time.Second, "the teacher to see classroom A's raised hand", teacherEvents.has("participantUpdated",
 		map[string]any{"participant": map[string]any{"id": classA.Self().ID, "handRaised": true}}))
 	if err := classA.Chat(ctx, "We have a question"); err != nil {
 		t.Fatal(err)
 	}
 	classChat := map[string]any{"text": "We have a question", "fromName": "Village A", "from": classA.Self().ID}
-	waitUntil(t, "classroom A's chat at the teacher", teacherEvents.has("chat", classChat))
-	waitUntil(t, "classroom A's chat at classroom B", eventsB.has("chat", classChat))
+	testenv.WaitFor(t, 30*time.Second, "classroom A's chat at the teacher", teacherEvents.has("chat", classChat))
+	testenv.WaitFor(t, 30*time.Second, "classroom A's chat at classroom B", eventsB.has("chat", classChat))
 	// Once classroom B has the later chat, a duplicate of the earlier one
 	// would have arrived too.
 	if n := eventsB.count("chat", teacherChat); n != 1 {
@@ -362,16 +351,16 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 	}
 	playing.Go(func() { _ = testmedia.PlayIVF(playCtx, files.VP8[0], classCam, true) })
 	var classCamID string
-	waitUntil(t, "the teacher to see classroom A's camera", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the teacher to see classroom A's camera", func() bool {
 		classCamID = teacherEvents.trackOf(classA.Self().ID)
 		return classCamID != ""
 	})
 	if err := teacher.Mute(ctx, classCamID, true); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "classroom A to be asked to mute its camera", eventsA.has("muteRequest",
+	testenv.WaitFor(t, 30*time.Second, "classroom A to be asked to mute its camera", eventsA.has("muteRequest",
 		map[string]any{"trackId": classCamID, "muted": true, "by": teacher.Self().ID}))
-	waitUntil(t, "classroom A to see its camera muted", eventsA.has("trackUpdated",
+	testenv.WaitFor(t, 30*time.Second, "classroom A to see its camera muted", eventsA.has("trackUpdated",
 		map[string]any{"track": map[string]any{"id": classCamID, "muted": true}}))
 
 	// Node 3 dies; its classroom reconnects through node 2.
@@ -385,11 +374,11 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 	videoB.wg.Wait()
 	classB2, videoB2, eventsB2 := join(n2, "n2", "Village B")
 	defer func() { classB2.Close(); videoB2.wg.Wait() }()
-	waitUntil(t, "video at classroom B after reconnecting", func() bool { return videoB2.frames.Load() >= 60 })
+	testenv.WaitFor(t, 30*time.Second, "video at classroom B after reconnecting", func() bool { return videoB2.frames.Load() >= 60 })
 	if frames, size := videoB2.decodedFrames(t); frames < 30 || size != "640,360" {
 		t.Errorf("classroom B after reconnecting decoded %d frames of %s", frames, size)
 	}
-	waitUntil(t, "the cluster to forget node 3", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the cluster to forget node 3", func() bool {
 		nodes, err := observer.Nodes(ctx)
 		if err != nil {
 			return false
@@ -412,7 +401,7 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 		client *goclient.Client
 		events *clientEvents
 	}{"classroom A": {classA, eventsA}, "classroom B": {classB2, eventsB2}} {
-		waitUntil(t, "lessonEnded at "+name+" on node 2", c.events.has("lessonEnded", ended))
+		testenv.WaitFor(t, 30*time.Second, "lessonEnded at "+name+" on node 2", c.events.has("lessonEnded", ended))
 		select {
 		case <-c.client.Done():
 		case <-time.After(30 * time.Second):

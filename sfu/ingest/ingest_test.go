@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"podium/internal/rtspcam"
+	"podium/internal/testenv"
 	"podium/sfu"
 )
 
@@ -54,7 +55,7 @@ func waitState(t *testing.T, m *Manager, lesson, id string, want State) SourceIn
 func mustTrack(t *testing.T, m *Manager, lesson, id string, kind sfu.Kind) *sfu.Track {
 	t.Helper()
 	var tr *sfu.Track
-	eventually(t, string(kind)+" track", func() bool {
+	testenv.WaitFor(t, 25*time.Second, string(kind)+" track", func() bool {
 		var ok bool
 		tr, ok = m.Track(lesson, id, kind)
 		return ok
@@ -81,8 +82,8 @@ func TestH264AndAACSourceJoinsLesson(t *testing.T) {
 	as, oggPath := newAudioSink(t)
 	audio.AddSink("test", as)
 
-	eventually(t, "75 video frames", func() bool { f, _, _, _ := vs.snapshot(); return f >= 75 })
-	eventually(t, "150 audio packets", func() bool { return as.count() >= 150 })
+	testenv.WaitFor(t, 25*time.Second, "75 video frames", func() bool { f, _, _, _ := vs.snapshot(); return f >= 75 })
+	testenv.WaitFor(t, 25*time.Second, "150 audio packets", func() bool { return as.count() >= 150 })
 	video.RemoveSink("test")
 	audio.RemoveSink("test")
 	as.close()
@@ -136,7 +137,7 @@ func TestCameraRestartResumes(t *testing.T) {
 	video := mustTrack(t, m, "restart", info.ID, sfu.KindVideo)
 	vs := &videoSink{}
 	video.AddSink("test", vs)
-	eventually(t, "frames before the restart", func() bool { f, _, _, _ := vs.snapshot(); return f >= 25 })
+	testenv.WaitFor(t, 25*time.Second, "frames before the restart", func() bool { f, _, _, _ := vs.snapshot(); return f >= 25 })
 
 	cam.Stop()
 	retrying := waitState(t, m, "restart", info.ID, StateRetrying)
@@ -146,7 +147,7 @@ func TestCameraRestartResumes(t *testing.T) {
 	before, idrsBefore, _, _ := vs.snapshot()
 	cam.Start()
 	waitState(t, m, "restart", info.ID, StateLive)
-	eventually(t, "frames after the restart", func() bool {
+	testenv.WaitFor(t, 25*time.Second, "frames after the restart", func() bool {
 		f, idrs, _, _ := vs.snapshot()
 		return f >= before+50 && idrs > idrsBefore
 	})
@@ -176,7 +177,7 @@ func TestCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "authentication error", func() bool {
+	testenv.WaitFor(t, 25*time.Second, "authentication error", func() bool {
 		info, _ := m.Get("creds", bad.ID)
 		return info.State == StateRetrying && strings.Contains(info.LastError, "authentication failed")
 	})
@@ -214,7 +215,7 @@ func TestTranscodedVideo(t *testing.T) {
 			video := mustTrack(t, m, tc.codec, info.ID, sfu.KindVideo)
 			vs := &videoSink{}
 			video.AddSink("test", vs)
-			eventually(t, "50 transcoded frames", func() bool { f, _, _, _ := vs.snapshot(); return f >= 50 })
+			testenv.WaitFor(t, 25*time.Second, "50 transcoded frames", func() bool { f, _, _, _ := vs.snapshot(); return f >= 50 })
 			video.RemoveSink("test")
 			frames, idrs, annexB, violations := vs.snapshot()
 			if len(violations) > 0 {
@@ -247,17 +248,17 @@ func TestKeyframeRequestAnsweredFromCache(t *testing.T) {
 	time.Sleep(time.Second) // join after the first keyframe has passed
 	vs := &videoSink{}
 	video.AddSink("late-joiner", vs)
-	eventually(t, "pictures before asking", func() bool {
+	testenv.WaitFor(t, 25*time.Second, "pictures before asking", func() bool {
 		vs.mu.Lock()
 		defer vs.mu.Unlock()
 		return vs.havePic
 	})
-	eventually(t, "a keyframe for the late joiner", func() bool {
+	testenv.WaitFor(t, 25*time.Second, "a keyframe for the late joiner", func() bool {
 		video.RequestKeyframe(0)
 		_, idrs, _, _ := vs.snapshot()
 		return idrs >= 1
 	})
-	eventually(t, "frames after the keyframe", func() bool { f, _, _, _ := vs.snapshot(); return f >= 10 })
+	testenv.WaitFor(t, 25*time.Second, "frames after the keyframe", func() bool { f, _, _, _ := vs.snapshot(); return f >= 10 })
 	video.RemoveSink("late-joiner")
 	vs.mu.Lock()
 	gap := vs.firstIDRGap
@@ -331,7 +332,7 @@ podium_ingest_sources{state="live"} 0
 podium_ingest_sources{state="retrying"} 1
 podium_ingest_sources{state="stopped"} 0
 `
-	eventually(t, "metrics to show the retrying source", func() bool {
+	testenv.WaitFor(t, 25*time.Second, "metrics to show the retrying source", func() bool {
 		return testutil.GatherAndCompare(reg, strings.NewReader(want), "podium_ingest_sources") == nil
 	})
 	if n, err := testutil.GatherAndCount(reg, "podium_ingest_source_state"); err != nil || n != 4 {

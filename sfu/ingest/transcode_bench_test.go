@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"podium/internal/rtspcam"
+	"podium/internal/testenv"
 	"podium/sfu"
 )
 
@@ -78,17 +79,6 @@ func selfCPU(tb testing.TB) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func waitFor(tb testing.TB, what string, timeout time.Duration, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // BenchmarkTranscodedSource measures the CPU cost of one transcoded source
 // (a 320x240, 25 fps camera): the ffmpeg transcoder process plus this
 // process (the source's RTP reading/retiming/forwarding and one sink, but
@@ -120,7 +110,7 @@ func benchTranscoded(b *testing.B, codec string) {
 		b.Fatal(err)
 	}
 	var track *sfu.Track
-	waitFor(b, "video track", 25*time.Second, func() bool {
+	testenv.WaitFor(b, 25*time.Second, "video track", func() bool {
 		var ok bool
 		track, ok = m.Track("bench", info.ID, sfu.KindVideo)
 		return ok
@@ -129,7 +119,7 @@ func benchTranscoded(b *testing.B, codec string) {
 	track.AddSink("bench", vs)
 	defer track.RemoveSink("bench")
 	// Warm up: ffmpeg has probed the camera and pictures flow.
-	waitFor(b, "first transcoded pictures", 25*time.Second, func() bool { f, _, _, _ := vs.snapshot(); return f >= fps })
+	testenv.WaitFor(b, 25*time.Second, "first transcoded pictures", func() bool { f, _, _, _ := vs.snapshot(); return f >= fps })
 	pids := transcoderPIDs(b)
 	if len(pids) != 1 {
 		b.Fatalf("want 1 transcoder process, found %v", pids)
@@ -145,7 +135,7 @@ func benchTranscoded(b *testing.B, codec string) {
 	b.ResetTimer()
 
 	want := framesStart + b.N*fps
-	waitFor(b, fmt.Sprintf("%d s of transcoded media", b.N), time.Duration(b.N)*3*time.Second+10*time.Second,
+	testenv.WaitFor(b, time.Duration(b.N)*3*time.Second+10*time.Second, fmt.Sprintf("%d s of transcoded media", b.N),
 		func() bool { f, _, _, _ := vs.snapshot(); return f >= want })
 
 	b.StopTimer()
