@@ -3,6 +3,7 @@ package sfu
 import (
 	"context"
 	"fmt"
+	"github.com/pion/interceptor/pkg/cc"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -335,5 +336,35 @@ func BenchmarkForward(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/packet/subscriber")
 		})
+	}
+}
+
+// statsOnly is a GCC estimator frozen at given figures (only the parts
+// gccEstimate reads).
+type statsOnly struct {
+	cc.BandwidthEstimator
+	target, delayTarget int
+	loss                float64
+}
+
+func (s statsOnly) GetTargetBitrate() int { return s.target }
+func (s statsOnly) GetStats() map[string]any {
+	return map[string]any{"averageLoss": s.loss, "delayTargetBitrate": s.delayTarget, "lossTargetBitrate": s.target}
+}
+
+func TestGCCEstimateTrustsDelayUnderRandomLoss(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		est  statsOnly
+		want float64
+	}{
+		{"no loss", statsOnly{target: 2e6, delayTarget: 2e6, loss: 0}, 2e6},
+		{"3 % random loss holds the loss estimate low", statsOnly{target: 300e3, delayTarget: 900e3, loss: 0.03}, 900e3},
+		{"heavy loss: the loss estimate rules", statsOnly{target: 300e3, delayTarget: 900e3, loss: 0.15}, 300e3},
+		{"congestion: delay estimate is the lower", statsOnly{target: 400e3, delayTarget: 400e3, loss: 0.03}, 400e3},
+	} {
+		if got := gccEstimate(tc.est); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -33,8 +33,8 @@ type prober struct {
 }
 
 const (
-	probeMaxLoss    = 0.02 // GCC does not raise its estimate above 2 % loss
-	probeProgress   = 1.05 // a rise of 5 % counts as progress
+	probeMaxLoss    = randomLossLimit // above it the loss-based estimate rules
+	probeProgress   = 1.05            // a rise of 5 % counts as progress
 	probeStall      = 3 * time.Second
 	probeBackoffMin = 4 * time.Second
 	probeBackoffMax = 64 * time.Second
