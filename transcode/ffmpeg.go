@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"podium/internal/tailbuf"
 )
 
 // errStalled ends an ffmpeg run that stopped reporting progress.
@@ -28,7 +30,7 @@ func runFFmpeg(ctx context.Context, bin string, stall time.Duration, args []stri
 	full := append([]string{"-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats"}, args...)
 	cmd := exec.CommandContext(ctx, bin, full...)
 	cmd.WaitDelay = 5 * time.Second
-	stderr := &tailBuffer{max: 4096}
+	stderr := tailbuf.New(4096)
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -80,32 +82,14 @@ func runFFmpeg(ctx context.Context, bin string, stall time.Duration, args []stri
 		return context.Cause(ctx)
 	}
 	if err != nil {
-		return fmt.Errorf("ffmpeg: %v: %s", err, stderr.String())
+		return fmt.Errorf("ffmpeg: %v: %s", err, oneLine(stderr))
 	}
 	return nil
 }
 
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if len(b.buf) > b.max {
-		b.buf = append(b.buf[:0], b.buf[len(b.buf)-b.max:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := strings.TrimSpace(string(b.buf))
+// oneLine is ffmpeg's last words on one line, for an error message.
+func oneLine(out *tailbuf.Buffer) string {
+	s := out.String()
 	if s == "" {
 		return "(no output)"
 	}

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+
+	"podium/internal/tailbuf"
 )
 
 // transcoder runs one ffmpeg process that pulls the camera's RTSP URL itself
@@ -122,7 +123,7 @@ func (t *transcoder) run(ctx context.Context) error {
 		}
 	}
 
-	stderr := &tailBuffer{max: 4096}
+	stderr := tailbuf.New(4096)
 	cmd := exec.CommandContext(ctx, t.src.m.cfg.FFmpegPath, ffmpegArgs(t.src.cfg.URL, t.src.cfg.Transport, vport, aport)...)
 	cmd.Stderr = stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
@@ -200,7 +201,7 @@ loop:
 	return result
 }
 
-func ffmpegExitError(err error, stderr *tailBuffer, sc scrubber) error {
+func ffmpegExitError(err error, stderr *tailbuf.Buffer, sc scrubber) error {
 	msg := strings.TrimSpace(sc.scrub(stderr.String()))
 	if msg == "" {
 		msg = "no output"
@@ -213,27 +214,4 @@ func ffmpegExitError(err error, stderr *tailBuffer, sc scrubber) error {
 		return fmt.Errorf("ffmpeg exited (%v): %s", err, msg)
 	}
 	return fmt.Errorf("ffmpeg: %w: %s", err, msg)
-}
-
-// tailBuffer keeps the last max bytes written to it (ffmpeg's stderr).
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if len(b.buf) > b.max {
-		b.buf = append([]byte(nil), b.buf[len(b.buf)-b.max:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(bytes.TrimSpace(b.buf))
 }
