@@ -29,13 +29,15 @@ func (*ridTagger) BindLocalStream(info *interceptor.StreamInfo, writer intercept
 		return writer
 	}
 	tag := v.([2]string)
-	var midID, ridID uint8
+	var midID, ridID, rridID uint8
 	for _, e := range info.RTPHeaderExtensions {
 		switch e.URI {
 		case sdp.SDESMidURI:
 			midID = uint8(e.ID)
 		case sdp.SDESRTPStreamIDURI:
 			ridID = uint8(e.ID)
+		case sdp.SDESRepairRTPStreamIDURI:
+			rridID = uint8(e.ID)
 		}
 	}
 	if midID == 0 || ridID == 0 {
@@ -45,6 +47,19 @@ func (*ridTagger) BindLocalStream(info *interceptor.StreamInfo, writer intercept
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 		if err := h.SetExtension(midID, mid); err != nil {
 			return 0, err
+		}
+		// The NACK responder's retransmissions pass here too, on the RTX
+		// SSRC. They carry the repaired RID, never the RID: a receiver that
+		// saw the RID on the RTX SSRC would read the layer from the
+		// retransmission stream from then on, and the layer would stall.
+		if h.SSRC != info.SSRC {
+			_ = h.DelExtension(ridID)
+			if rridID != 0 {
+				if err := h.SetExtension(rridID, rid); err != nil {
+					return 0, err
+				}
+			}
+			return writer.Write(h, payload, a)
 		}
 		if err := h.SetExtension(ridID, rid); err != nil {
 			return 0, err
