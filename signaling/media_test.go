@@ -330,17 +330,10 @@ func TestWHIPPublishWHEPWatch(t *testing.T) {
 	go func() { defer wg.Done(); _ = testmedia.PlayOgg(pctx, files.Opus, mic, true) }()
 
 	// Wait for the tracks to be published, then watch.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.WaitFor(t, 20*time.Second, "the 2 WHIP tracks to be published", func() bool {
 		room, ok := ts.SFU.Rooms.Room("studio")
-		if ok && len(room.Tracks()) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("WHIP tracks never published")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return ok && len(room.Tracks()) == 2
+	})
 	vc := newVideoCapture(t)
 	watch, err := goclient.WHEPWatch(ctx, api, ts.URL, "studio", ts.token(t, "studio", sfu.RoleViewer, "V"), func(tr *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		vc.onTrack(goclient.RemoteTrack{Track: tr, Receiver: r, Info: goclient.TrackInfo{ParticipantID: "whep", Source: "camera"}})

@@ -65,17 +65,6 @@ func (v *h264Capture) close(t *testing.T) string {
 	return v.path
 }
 
-func ingestPoll(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // sourceInfo is the part of the source API's SourceInfo the test reads.
 type sourceInfo struct {
 	ID        string   `json:"id"`
@@ -153,7 +142,7 @@ func TestIngestE2E(t *testing.T) {
 			api("DELETE", sourcePath, "")
 		}
 	})
-	ingestPoll(t, "the source to go live", 20*time.Second, func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the source to go live", func() bool {
 		code, b := api("GET", sourcePath, "")
 		if code != http.StatusOK || json.Unmarshal(b, &src) != nil {
 			return false
@@ -163,7 +152,7 @@ func TestIngestE2E(t *testing.T) {
 	t.Logf("source %s live: video %q tracks %v", src.ID, src.Video, src.Tracks)
 
 	// The source shows in the metrics.
-	ingestPoll(t, "podium_ingest_sources{state=\"live\"} 1 in /metrics", 20*time.Second, func() bool {
+	testenv.WaitFor(t, 20*time.Second, "podium_ingest_sources{state=\"live\"} 1 in /metrics", func() bool {
 		res, err := http.Get(p.URL + "/metrics")
 		if err != nil {
 			return false
@@ -221,9 +210,9 @@ func TestIngestE2E(t *testing.T) {
 		t.Fatalf("subscribe %s: %v", id, err)
 	}
 	// About 3 s of video: at 25 fps that is ~75 pictures, many RTP packets each.
-	ingestPoll(t, "the first video packets", 20*time.Second, func() bool { return capture.packets.Load() > 0 })
+	testenv.WaitFor(t, 20*time.Second, "the first video packets", func() bool { return capture.packets.Load() > 0 })
 	start := time.Now()
-	ingestPoll(t, "3 s of video", 20*time.Second, func() bool { return time.Since(start) >= 3*time.Second })
+	testenv.WaitFor(t, 20*time.Second, "3 s of video", func() bool { return time.Since(start) >= 3*time.Second })
 	path := capture.close(t)
 
 	out, err := exec.Command(ffprobe, "-v", "error", "-f", "h264", "-select_streams", "v:0",
