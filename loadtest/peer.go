@@ -11,6 +11,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
+	"podium/internal/ridtag"
 	"podium/internal/rtxrepair"
 )
 
@@ -69,7 +70,7 @@ func newAPI(o peerOptions) (*peerAPI, error) {
 	repair := rtxrepair.NewFactory()
 	reg.Add(repair)
 	if o.stamps != nil && o.stamps.layers != nil {
-		reg.Add(&simulcastTagger{layers: o.stamps.layers})
+		reg.Add(ridtag.New(o.stamps.layers.tags))
 	}
 	if err := webrtc.ConfigureNack(m, reg); err != nil {
 		return nil, fmt.Errorf("nack: %w", err)

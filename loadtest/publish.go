@@ -64,6 +64,15 @@ func (s *ssrcLayers) get(ssrc uint32) sendLayer {
 	return sendLayer{index: -1}
 }
 
+// tags is the ridtag.Lookup of a publisher's simulcast layers.
+func (s *ssrcLayers) tags(ssrc uint32) (mid, rid string, ok bool) {
+	l := s.get(ssrc)
+	if l.rid == "" || l.mid == nil {
+		return "", "", false
+	}
+	return l.mid(), l.rid, true
+}
+
 // midOf returns a function that reports the MID of the transceiver that
 // owns a sender (cached once known: it never changes).
 func midOf(pc *webrtc.PeerConnection, s *webrtc.RTPSender) func() string {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
-	"github.com/pion/sdp/v3"
 )
 
 // How end-to-end delay is measured: the SFU rewrites sequence numbers,
@@ -111,63 +110,6 @@ func (s *stampInterceptor) BindLocalStream(info *interceptor.StreamInfo, w inter
 	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 		if h.Marker && len(payload) > 0 && h.SSRC == info.SSRC {
 			s.f.book.record(fingerprintOf(payload), s.f.layers.get(h.SSRC).index, time.Now())
-		}
-		return w.Write(h, payload, a)
-	})
-}
-
-// simulcastTagger tags simulcast packets with header extensions as browsers
-// do, which pion's sender does not: MID on every packet, the RID on
-// originals, and the repaired RID (RRID) on retransmissions. It is
-// registered first (nearest the network), so it also sees the NACK
-// responder's RTX packets. An RTX packet must never carry a RID: a receiver
-// would take its SSRC for the layer's new SSRC and read the layer from the
-// retransmission stream (pion does), which stalls that layer for everyone.
-type simulcastTagger struct {
-	layers *ssrcLayers
-}
-
-func (f *simulcastTagger) NewInterceptor(string) (interceptor.Interceptor, error) {
-	return &tagInterceptor{layers: f.layers}, nil
-}
-
-type tagInterceptor struct {
-	interceptor.NoOp
-	layers *ssrcLayers
-}
-
-func (t *tagInterceptor) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
-	var midID, ridID, rridID uint8
-	for _, e := range info.RTPHeaderExtensions {
-		switch e.URI {
-		case sdp.SDESMidURI:
-			midID = uint8(e.ID)
-		case sdp.SDESRTPStreamIDURI:
-			ridID = uint8(e.ID)
-		case sdp.SDESRepairRTPStreamIDURI:
-			rridID = uint8(e.ID)
-		}
-	}
-	if midID == 0 || ridID == 0 || !strings.HasPrefix(strings.ToLower(info.MimeType), "video/") {
-		return w
-	}
-	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-		l := t.layers.get(info.SSRC)
-		if l.rid == "" || l.mid == nil {
-			return w.Write(h, payload, a)
-		}
-		if mid := l.mid(); mid != "" {
-			_ = h.SetExtension(midID, []byte(mid))
-			isRTX := info.PayloadTypeRetransmission != 0 && h.PayloadType == info.PayloadTypeRetransmission
-			switch {
-			case !isRTX:
-				_ = h.SetExtension(ridID, []byte(l.rid))
-			case rridID != 0:
-				_ = h.DelExtension(ridID)
-				_ = h.SetExtension(rridID, []byte(l.rid))
-			default:
-				_ = h.DelExtension(ridID)
-			}
 		}
 		return w.Write(h, payload, a)
 	})

@@ -15,10 +15,10 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
-	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"podium/internal/ridtag"
 	"podium/internal/testmedia"
 )
 
@@ -286,8 +286,8 @@ type testPublisher struct {
 // playing the test files until the test ends.
 func publishMedia(t *testing.T, tp *testPeer, files testmedia.Files, simulcast bool) *testPublisher {
 	t.Helper()
-	tagger := &simulcastTagger{rids: make(map[uint32]string)}
-	pc, err := clientAPI(t, tagger).NewPeerConnection(webrtc.Configuration{})
+	tagger := &simulcastRIDs{rids: make(map[uint32]string)}
+	pc, err := clientAPI(t, ridtag.New(tagger.lookup)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,47 +536,24 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// simulcastTagger adds the mid and rid header extensions a browser puts on
-// simulcast packets (pion's sender leaves that to the application).
-type simulcastTagger struct {
-	interceptor.NoOp
+// simulcastRIDs names the RID of each simulcast layer the test publisher
+// sends, for ridtag (its video is always mid 0).
+type simulcastRIDs struct {
 	mu   sync.Mutex
 	rids map[uint32]string
 }
 
-func (s *simulcastTagger) NewInterceptor(string) (interceptor.Interceptor, error) { return s, nil }
-
-func (s *simulcastTagger) set(ssrc uint32, rid string) {
+func (s *simulcastRIDs) set(ssrc uint32, rid string) {
 	s.mu.Lock()
 	s.rids[ssrc] = rid
 	s.mu.Unlock()
 }
 
-func (s *simulcastTagger) BindLocalStream(info *interceptor.StreamInfo, writer interceptor.RTPWriter) interceptor.RTPWriter {
+func (s *simulcastRIDs) lookup(ssrc uint32) (mid, rid string, ok bool) {
 	s.mu.Lock()
-	rid, ok := s.rids[info.SSRC]
-	s.mu.Unlock()
-	var midID, ridID uint8
-	for _, e := range info.RTPHeaderExtensions {
-		switch e.URI {
-		case sdp.SDESMidURI:
-			midID = uint8(e.ID)
-		case sdp.SDESRTPStreamIDURI:
-			ridID = uint8(e.ID)
-		}
-	}
-	if !ok || midID == 0 || ridID == 0 {
-		return writer
-	}
-	return interceptor.RTPWriterFunc(func(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
-		if err := h.SetExtension(midID, []byte("0")); err != nil {
-			return 0, err
-		}
-		if err := h.SetExtension(ridID, []byte(rid)); err != nil {
-			return 0, err
-		}
-		return writer.Write(h, payload, a)
-	})
+	defer s.mu.Unlock()
+	rid, ok = s.rids[ssrc]
+	return "0", rid, ok
 }
 
 func (d *dropInterceptor) droppedCount() int {

@@ -22,6 +22,8 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
+
+	"podium/internal/ridtag"
 )
 
 // Message is the protocol envelope.
@@ -118,7 +120,7 @@ func NewAPI(loopbackOnly bool) (*webrtc.API, error) {
 		return nil, fmt.Errorf("codecs: %w", err)
 	}
 	ir := &interceptor.Registry{}
-	ir.Add(ridTaggerFactory{})
+	ir.Add(ridtag.New(simulcastTag))
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}

@@ -1,4 +1,4 @@
-package loadtest
+package ridtag
 
 import (
 	"testing"
@@ -11,23 +11,28 @@ import (
 // A browser marks retransmissions with the repaired RID, never the RID: a
 // receiver that saw the RID on the RTX SSRC would read the layer from the
 // retransmission stream from then on (pion does), and the layer stalls.
-func TestSimulcastTaggerMarksRetransmissionsAsRepairs(t *testing.T) {
-	var layers ssrcLayers
-	layers.set(1111, sendLayer{index: 2, rid: "f", mid: func() string { return "0" }})
-	tagger, _ := (&simulcastTagger{layers: &layers}).NewInterceptor("")
+func TestRetransmissionsAreMarkedAsRepairs(t *testing.T) {
+	f := New(func(ssrc uint32) (string, string, bool) {
+		if ssrc == 1111 {
+			return "0", "f", true
+		}
+		return "", "", false
+	})
+	tagger, _ := f.NewInterceptor("")
 
 	var sent []rtp.Header
 	out := interceptor.RTPWriterFunc(func(h *rtp.Header, p []byte, _ interceptor.Attributes) (int, error) {
 		sent = append(sent, h.Clone())
 		return len(p), nil
 	})
-	info := &interceptor.StreamInfo{
-		SSRC: 1111, SSRCRetransmission: 2222, PayloadType: 96, PayloadTypeRetransmission: 97, MimeType: "video/VP8",
-		RTPHeaderExtensions: []interceptor.RTPHeaderExtension{
-			{URI: sdp.SDESMidURI, ID: 1}, {URI: sdp.SDESRTPStreamIDURI, ID: 2}, {URI: sdp.SDESRepairRTPStreamIDURI, ID: 3},
-		},
+	exts := []interceptor.RTPHeaderExtension{
+		{URI: sdp.SDESMidURI, ID: 1}, {URI: sdp.SDESRTPStreamIDURI, ID: 2}, {URI: sdp.SDESRepairRTPStreamIDURI, ID: 3},
 	}
-	w := tagger.BindLocalStream(info, out)
+	w := tagger.BindLocalStream(&interceptor.StreamInfo{
+		SSRC: 1111, SSRCRetransmission: 2222, PayloadType: 96, PayloadTypeRetransmission: 97,
+		MimeType: "video/VP8", RTPHeaderExtensions: exts,
+	}, out)
+	other := tagger.BindLocalStream(&interceptor.StreamInfo{SSRC: 3333, MimeType: "video/VP8", RTPHeaderExtensions: exts}, out)
 
 	original := &rtp.Header{Version: 2, SSRC: 1111, PayloadType: 96, SequenceNumber: 7}
 	// What pion's NACK responder builds: a copy of the original's header,
@@ -38,6 +43,9 @@ func TestSimulcastTaggerMarksRetransmissionsAsRepairs(t *testing.T) {
 		if _, err := w.Write(h, []byte{0x90, 0x80, 0x01}, nil); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if _, err := other.Write(&rtp.Header{Version: 2, SSRC: 3333}, []byte{1}, nil); err != nil {
+		t.Fatal(err)
 	}
 
 	if got := string(sent[0].GetExtension(1)); got != "0" {
@@ -54,5 +62,8 @@ func TestSimulcastTaggerMarksRetransmissionsAsRepairs(t *testing.T) {
 	}
 	if got := string(sent[1].GetExtension(1)); got != "0" {
 		t.Errorf("retransmission MID %q, want 0", got)
+	}
+	if sent[2].Extension {
+		t.Errorf("a stream that is no simulcast layer was tagged: %+v", sent[2])
 	}
 }
