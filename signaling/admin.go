@@ -8,6 +8,9 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/gorilla/websocket"
+
+	"podium/internal/audit"
 	"podium/internal/httpx"
 	"podium/sfu"
 	"podium/signaling/auth"
@@ -26,45 +29,42 @@ type TokenRequest struct {
 	Room string `json:"room"`
 	Role string `json:"role"`
 	Name string `json:"name"`
-	// TTL is a Go duration ("2h", "90m"); default 2h, at most 7 days.
+	// TTL is a Go duration ("2h", "90m"); default 2h, at most the role's
+	// maximum (--token-max-ttl).
 	TTL string `json:"ttl,omitempty"`
+	// Lessons, Courses and AllLessons are what a student token replays.
+	Lessons    []string `json:"lessons,omitempty"`
+	Courses    []string `json:"courses,omitempty"`
+	AllLessons bool     `json:"allLessons,omitempty"`
 }
 
 // TokenResponse is the reply of POST /api/tokens.
 type TokenResponse struct {
 	Token     string    `json:"token"`
+	ID        string    `json:"id"`
 	ExpiresAt time.Time `json:"expiresAt"`
 	Room      string    `json:"room"`
 	Role      string    `json:"role"`
 	Name      string    `json:"name"`
+	Replay    *auth.Grant `json:"replay,omitempty"`
 }
 
-const maxTokenTTL = 7 * 24 * time.Hour
-
-func (s *Server) mountAdmin(mux *http.ServeMux) {
-	admin := func(h http.HandlerFunc) http.Handler { return s.Require(h, sfu.RoleAdmin) }
-	mux.Handle("POST /api/lessons", admin(s.createLesson))
-	mux.Handle("GET /api/lessons", admin(s.listLessons))
-	mux.Handle("GET /api/lessons/{id}", admin(s.getLesson))
-	mux.Handle("DELETE /api/lessons/{id}", admin(s.deleteLesson))
-	mux.Handle("POST /api/tokens", admin(s.createToken))
+func (s *Server) mountAdmin(rt *auth.Router) {
+	// Creating and listing take any admin token; the handlers keep a
+	// lesson's admin to its lesson.
+	anyAdmin := auth.AnyToken(sfu.RoleAdmin)
+	rt.HandleFunc("POST /api/lessons", anyAdmin, s.createLesson)
+	rt.HandleFunc("GET /api/lessons", anyAdmin, s.listLessons)
+	rt.HandleFunc("GET /api/lessons/{id}", auth.OfLesson("id", sfu.RoleAdmin), s.getLesson)
+	rt.HandleFunc("DELETE /api/lessons/{id}", auth.OfLesson("id", sfu.RoleAdmin), s.deleteLesson)
+	rt.HandleFunc("POST /api/tokens", anyAdmin, s.createToken)
+	rt.HandleFunc("POST /api/tokens/revoke", anyAdmin, s.revokeToken)
 	// Go's profiler, for an operator chasing CPU or memory on a live node
 	// (docs/BENCHMARKS.md shows how). Profiles reveal every lesson's
 	// internals, so only a server-wide admin token may read them.
-	mux.Handle("GET /debug/pprof/", admin(serverAdminOnly(pprof.Index)))
-	mux.Handle("GET /debug/pprof/profile", admin(serverAdminOnly(pprof.Profile)))
-	mux.Handle("GET /debug/pprof/trace", admin(serverAdminOnly(pprof.Trace)))
-}
-
-// serverAdminOnly refuses admins whose token is scoped to one lesson.
-func serverAdminOnly(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if claimsOf(r).Room != auth.AnyRoom {
-			httpx.WriteError(w, http.StatusForbidden, "forbidden", "profiles need a server-wide admin token (room \"*\")")
-			return
-		}
-		h(w, r)
-	}
+	rt.HandleFunc("GET /debug/pprof/", auth.ServerAdminScope(), pprof.Index)
+	rt.HandleFunc("GET /debug/pprof/profile", auth.ServerAdminScope(), pprof.Profile)
+	rt.HandleFunc("GET /debug/pprof/trace", auth.ServerAdminScope(), pprof.Trace)
 }
 
 func lessonView(r *sfu.Room) LessonView {
@@ -182,23 +182,130 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &body) {
 		return
 	}
+	role := sfu.Role(body.Role)
 	ttl := 2 * time.Hour
 	if body.TTL != "" {
 		d, err := time.ParseDuration(body.TTL)
-		if err != nil || d <= 0 || d > maxTokenTTL {
-			httpx.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("ttl %q must be a duration between 1s and %s", body.TTL, maxTokenTTL))
+		if err != nil || d <= 0 {
+			httpx.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("ttl %q must be a positive duration such as 2h", body.TTL))
 			return
 		}
 		ttl = d
 	}
-	if !claimsOf(r).AllowsRoom(body.Room) {
+	caller := claimsOf(r)
+	req := auth.Request{Room: body.Room, Role: role, Name: body.Name, TTL: ttl}
+	if role == auth.RoleStudent {
+		req.Replay = &auth.Grant{Lessons: body.Lessons, Courses: body.Courses, All: body.AllLessons}
+		// A lesson's admin may let students replay that lesson; courses and
+		// the whole catalog are the server admin's to give.
+		if !caller.ServerAdmin() && (req.Replay.All || len(req.Replay.Courses) > 0 || !allAllowed(caller, req.Replay.Lessons)) {
+			httpx.WriteError(w, http.StatusForbidden, "forbidden", "only a server admin grants courses or all lessons; a lesson admin grants only its lesson")
+			return
+		}
+	} else if !caller.AllowsRoom(body.Room) {
 		httpx.WriteError(w, http.StatusForbidden, "forbidden", "token is not for lesson "+body.Room)
 		return
 	}
-	tok, exp, err := s.issuer.Issue(auth.Request{Room: body.Room, Role: sfu.Role(body.Role), Name: body.Name, TTL: ttl})
+	tok, c, err := s.issuer.Issue(req)
 	if err != nil {
 		httpx.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	httpx.WriteJSON(w, http.StatusCreated, TokenResponse{Token: tok, ExpiresAt: exp, Room: body.Room, Role: body.Role, Name: body.Name})
+	s.cfg.Audit.Record(r.Context(), audit.Entry{At: time.Now(), Actor: caller.Subject, Role: string(caller.Role),
+		Action: audit.TokenIssue, Lesson: body.Room, Object: c.ID, Detail: fmt.Sprintf("%s %q %s", role, body.Name, req.Replay.String()), RemoteAddr: r.RemoteAddr})
+	httpx.WriteJSON(w, http.StatusCreated, TokenResponse{Token: tok, ID: c.ID, ExpiresAt: c.ExpiresAt.Time, Room: body.Room,
+		Role: body.Role, Name: body.Name, Replay: c.Replay})
+}
+
+func allAllowed(c *auth.Claims, lessons []string) bool {
+	for _, l := range lessons {
+		if !c.AllowsRoom(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// RevokeRequest is the body of POST /api/tokens/revoke: the token itself,
+// or (server admins) its id and expiry.
+type RevokeRequest struct {
+	Token     string    `json:"token,omitempty"`
+	ID        string    `json:"id,omitempty"`
+	ExpiresAt time.Time `json:"expiresAt,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+}
+
+// revokeToken answers POST /api/tokens/revoke. An admin revokes the tokens
+// of lessons it administers; a server admin any token, by id too.
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Revocations == nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "unavailable", "token revocation needs the replay database")
+		return
+	}
+	var body RevokeRequest
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	caller := claimsOf(r)
+	rev := auth.Revocation{ID: body.ID, ExpiresAt: body.ExpiresAt, By: caller.Subject, Reason: body.Reason}
+	lesson := ""
+	switch {
+	case body.Token != "":
+		c, err := s.issuer.ParseForRevocation(body.Token)
+		if err != nil {
+			httpx.WriteError(w, http.StatusBadRequest, "bad_request", "not a token of this server: "+err.Error())
+			return
+		}
+		if !caller.ServerAdmin() && (c.Role == auth.RoleStudent || !caller.AllowsRoom(c.Room) || c.Room == auth.AnyRoom) {
+			httpx.WriteError(w, http.StatusForbidden, "forbidden", "that token is not of a lesson you administer")
+			return
+		}
+		rev.ID, rev.ExpiresAt, lesson = c.ID, c.ExpiresAt.Time, c.Room
+	case body.ID != "" && !body.ExpiresAt.IsZero():
+		if !caller.ServerAdmin() {
+			httpx.WriteError(w, http.StatusForbidden, "forbidden", "revoking by id needs a server-wide admin token; send the token itself")
+			return
+		}
+	default:
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", `body must be {"token": "..."} or {"id": "...", "expiresAt": "..."}`)
+		return
+	}
+	if len(rev.Reason) > 200 {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "reason is longer than 200 characters")
+		return
+	}
+	if err := s.cfg.Revocations.Revoke(r.Context(), rev); err != nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "database", err.Error())
+		return
+	}
+	s.cfg.Audit.Record(r.Context(), audit.Entry{At: time.Now(), Actor: caller.Subject, Role: string(caller.Role),
+		Action: audit.TokenRevoke, Lesson: lesson, Object: rev.ID, Detail: rev.Reason, RemoteAddr: r.RemoteAddr})
+	// Sessions already open with the token end now, not at their next request.
+	s.closeSessionsOf(rev.ID, "token revoked")
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"revoked": rev.ID, "expiresAt": rev.ExpiresAt})
+}
+
+// closeSessionsOf ends every websocket and WHIP/WHEP session opened with
+// the token id.
+func (s *Server) closeSessionsOf(jti, reason string) {
+	s.mu.Lock()
+	var conns []*session
+	for c := range s.conns {
+		if c.claims.ID == jti {
+			conns = append(conns, c)
+		}
+	}
+	var res []*httpSession
+	for _, hs := range s.resources {
+		if hs.tokenID == jti {
+			res = append(res, hs)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.sendFinal(encode("error", "", ErrorData{Code: CodeForbidden, Message: reason}), websocket.ClosePolicyViolation, reason)
+	}
+	for _, hs := range res {
+		s.endResource(hs, reason)
+	}
 }

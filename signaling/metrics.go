@@ -34,5 +34,5 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// AuthFailure counts a refused request (used by the Require middleware).
+// AuthFailure counts a refused request (the router hears every refusal).
 func (s *Server) AuthFailure(reason string) { s.metrics.authFailures.WithLabelValues(reason).Inc() }

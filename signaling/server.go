@@ -23,6 +23,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"podium/internal/audit"
 	"podium/internal/httpx"
 	"podium/sfu"
 	"podium/signaling/auth"
@@ -42,6 +43,21 @@ type Config struct {
 	PingInterval time.Duration
 	// ReconnectAfter is what `shutdown` tells clients to wait (default 2 s).
 	ReconnectAfter time.Duration
+	// MaxSessions caps the concurrent sessions (websocket and WHIP/WHEP)
+	// one token may hold, per role (DefaultMaxSessions when nil).
+	MaxSessions map[sfu.Role]int
+	// Revocations stores and applies token revocations (nil: the revoke
+	// API answers 503).
+	Revocations *auth.Revocations
+	// Audit hears token issues and revocations (nil: not recorded).
+	Audit audit.Recorder
+}
+
+// DefaultMaxSessions lets a classroom or viewer open a few sessions (a
+// reload, a second screen), a teacher a few more (console, WHIP encoder),
+// and nobody thousands.
+func DefaultMaxSessions() map[sfu.Role]int {
+	return map[sfu.Role]int{sfu.RoleTeacher: 6, sfu.RoleClassroom: 4, sfu.RoleViewer: 4, sfu.RoleAdmin: 16}
 }
 
 // Server serves signaling, the admin API and WHIP/WHEP for one node.
@@ -62,6 +78,7 @@ type Server struct {
 	conns     map[*session]struct{}
 	joined    map[string]map[string]*session // room -> participant id -> session
 	resources map[string]*httpSession        // WHIP/WHEP resource id -> session
+	perToken  map[string]int                 // token id -> open sessions
 }
 
 // New builds a signaling server.
@@ -81,6 +98,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ReconnectAfter <= 0 {
 		cfg.ReconnectAfter = 2 * time.Second
 	}
+	if cfg.MaxSessions == nil {
+		cfg.MaxSessions = DefaultMaxSessions()
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = audit.Discard{}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, sfu: cfg.SFU, issuer: cfg.Issuer, log: cfg.Log.With("part", "signaling"),
@@ -95,20 +118,17 @@ func New(cfg Config) (*Server, error) {
 		conns:     map[*session]struct{}{},
 		joined:    map[string]map[string]*session{},
 		resources: map[string]*httpSession{},
+		perToken:  map[string]int{},
 	}
 	return s, nil
 }
 
-// Mount adds every signaling route to mux.
-func (s *Server) Mount(mux *http.ServeMux) {
-	mux.HandleFunc("GET /ws", s.serveWS)
-	s.mountAdmin(mux)
-	s.mountWHIP(mux)
-}
-
-// Require is auth middleware that counts refusals in the signaling metrics.
-func (s *Server) Require(h http.Handler, roles ...sfu.Role) http.Handler {
-	return s.issuer.Require(s.AuthFailure, roles...)(h)
+// Mount adds every signaling route to rt, each with its scope.
+func (s *Server) Mount(rt *auth.Router) {
+	// The token names its lesson; the page's websocket cannot send a header.
+	rt.HandleFunc("GET /ws", auth.AnyToken(sfu.RoleTeacher, sfu.RoleClassroom, sfu.RoleViewer).WithQueryToken(), s.serveWS)
+	s.mountAdmin(rt)
+	s.mountWHIP(rt)
 }
 
 // Draining reports whether Shutdown has begun.
@@ -249,4 +269,31 @@ func httpStatusFor(code string) int {
 func writeProtocolError(w http.ResponseWriter, err error) {
 	pe := errorFor(err)
 	httpx.WriteError(w, httpStatusFor(pe.code), pe.code, pe.msg)
+}
+
+// admitSession counts one more session of the token, or refuses it (429)
+// when the token holds its role's cap already. The returned release must
+// be called once when the session ends.
+func (s *Server) admitSession(w http.ResponseWriter, c *auth.Claims) (release func(), ok bool) {
+	limit := s.cfg.MaxSessions[c.Role]
+	s.mu.Lock()
+	if limit > 0 && s.perToken[c.ID] >= limit {
+		s.mu.Unlock()
+		s.AuthFailure("too_many_sessions")
+		httpx.WriteError(w, http.StatusTooManyRequests, "too_many_sessions",
+			fmt.Sprintf("this token already holds %d sessions, the most a %s may; close one or use another token", limit, c.Role))
+		return nil, false
+	}
+	s.perToken[c.ID]++
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.perToken[c.ID]--; s.perToken[c.ID] <= 0 {
+				delete(s.perToken, c.ID)
+			}
+			s.mu.Unlock()
+		})
+	}, true
 }

@@ -64,18 +64,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusServiceUnavailable, "draining", "server is shutting down; reconnect to another node")
 		return
 	}
-	c, reason := s.issuer.Authenticate(w, r)
-	if c == nil {
-		s.AuthFailure(reason)
-		return
-	}
-	switch c.Role {
-	case sfu.RoleTeacher, sfu.RoleClassroom, sfu.RoleViewer:
-	default:
-		s.AuthFailure("wrong_role")
-		httpx.WriteError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("role %q cannot join a lesson", c.Role))
-		return
-	}
+	c := claimsOf(r) // the router admitted teacher, classroom and viewer tokens
 	if !sfu.ValidRoomID(c.Room) {
 		httpx.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("invalid lesson id %q", c.Room))
 		return
@@ -88,6 +77,17 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		// The pages' diagnosis of a refused socket: the token is good and
+		// the lesson is live.
+		httpx.WriteError(w, http.StatusBadRequest, "not_websocket", "token accepted; connect with a websocket")
+		return
+	}
+	release, ok := s.admitSession(w, c)
+	if !ok {
+		return
+	}
+	defer release()
 	conn, err := s.up.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered

@@ -18,6 +18,7 @@ import (
 
 	"podium/internal/httpx"
 	"podium/sfu"
+	"podium/signaling/auth"
 )
 
 // httpSession is one WHIP publisher or WHEP player.
@@ -29,25 +30,27 @@ type httpSession struct {
 	// ufrag is the client's ICE username fragment from its offer; a PATCH
 	// with another one asks for an ICE restart.
 	ufrag string
+	// tokenID is the id of the token that opened the session (revocation
+	// ends it); release returns its slot of that token's cap.
+	tokenID string
+	release func()
 }
 
 const maxSDPSize = 256 << 10
 
-func (s *Server) mountWHIP(mux *http.ServeMux) {
+func (s *Server) mountWHIP(rt *auth.Router) {
 	for _, kind := range []string{"whip", "whep"} {
-		roles := []sfu.Role{sfu.RoleTeacher}
-		if kind == "whep" {
-			roles = []sfu.Role{sfu.RoleTeacher, sfu.RoleClassroom, sfu.RoleViewer, sfu.RoleAdmin}
-		}
+		scope := auth.OfLesson("room", sfu.RoleTeacher)
 		post := s.postWHIP
 		if kind == "whep" {
+			scope = auth.OfLesson("room", sfu.RoleTeacher, sfu.RoleClassroom, sfu.RoleViewer, sfu.RoleAdmin)
 			post = s.postWHEP
 		}
-		mux.Handle("POST /"+kind+"/{room}", cors(s.Require(http.HandlerFunc(post), roles...)))
-		mux.Handle("DELETE /"+kind+"/{room}/{id}", cors(s.Require(s.resourceHandler(kind, s.deleteResource), roles...)))
-		mux.Handle("PATCH /"+kind+"/{room}/{id}", cors(s.Require(s.resourceHandler(kind, s.patchResource), roles...)))
-		mux.Handle("OPTIONS /"+kind+"/{room}", cors(http.HandlerFunc(preflight)))
-		mux.Handle("OPTIONS /"+kind+"/{room}/{id}", cors(http.HandlerFunc(preflight)))
+		rt.Handle("POST /"+kind+"/{room}", scope, cors(http.HandlerFunc(post)))
+		rt.Handle("DELETE /"+kind+"/{room}/{id}", scope, cors(s.resourceHandler(kind, s.deleteResource)))
+		rt.Handle("PATCH /"+kind+"/{room}/{id}", scope, cors(s.resourceHandler(kind, s.patchResource)))
+		rt.Handle("OPTIONS /"+kind+"/{room}", auth.PublicScope(), cors(http.HandlerFunc(preflight)))
+		rt.Handle("OPTIONS /"+kind+"/{room}/{id}", auth.PublicScope(), cors(http.HandlerFunc(preflight)))
 	}
 }
 
@@ -148,25 +151,40 @@ func (s *Server) postWHIP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := claimsOf(r)
-	room, _, err := s.sfu.Rooms.GetOrCreateRoom(r.PathValue("room"))
+	release, ok := s.admitSession(w, c)
+	if !ok {
+		return
+	}
+	room, created, err := s.sfu.Rooms.GetOrCreateRoom(r.PathValue("room"))
 	if err != nil {
+		release()
 		httpx.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
+	}
+	// A publish that fails leaves no lesson behind (and so no recording).
+	fail := func(p *sfu.Participant, err error) {
+		if p != nil {
+			p.Close("publish failed")
+		}
+		if created {
+			room.End("the publisher's offer was refused")
+		}
+		release()
+		writeProtocolError(w, err)
 	}
 	id := newResourceID()
 	info := sfu.ParticipantInfo{ID: "whip-" + id[:10], Name: c.Name, Role: sfu.RoleTeacher}
 	p, err := s.sfu.Join(room, info, nil, sfu.JoinOptions{})
 	if err != nil {
-		writeProtocolError(w, err)
+		fail(nil, err)
 		return
 	}
 	answer, err := p.Publish(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}, offeredTracks(offer))
 	if err != nil {
-		p.Close("publish failed")
-		writeProtocolError(w, err)
+		fail(p, err)
 		return
 	}
-	s.answerResource(w, &httpSession{id: id, kind: "whip", room: room.ID(), p: p, ufrag: offerUfrag(offer)}, answer)
+	s.answerResource(w, &httpSession{id: id, kind: "whip", room: room.ID(), p: p, ufrag: offerUfrag(offer), tokenID: c.ID, release: release}, answer)
 }
 
 func (s *Server) postWHEP(w http.ResponseWriter, r *http.Request) {
@@ -198,20 +216,26 @@ func (s *Server) postWHEP(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusNotFound, "not_found", "the teacher is not sending a camera or microphone yet")
 		return
 	}
+	release, ok := s.admitSession(w, c)
+	if !ok {
+		return
+	}
 	id := newResourceID()
 	info := sfu.ParticipantInfo{ID: "whep-" + id[:10], Name: c.Name, Role: sfu.RoleViewer}
 	p, err := s.sfu.Join(room, info, nil, sfu.JoinOptions{})
 	if err != nil {
+		release()
 		writeProtocolError(w, err)
 		return
 	}
 	answer, err := p.Watch(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}, ids)
 	if err != nil {
 		p.Close("watch failed")
+		release()
 		writeProtocolError(w, err)
 		return
 	}
-	s.answerResource(w, &httpSession{id: id, kind: "whep", room: room.ID(), p: p, ufrag: offerUfrag(offer)}, answer)
+	s.answerResource(w, &httpSession{id: id, kind: "whep", room: room.ID(), p: p, ufrag: offerUfrag(offer), tokenID: c.ID, release: release}, answer)
 }
 
 // answerResource registers the session, watches for its end, and writes
@@ -221,6 +245,7 @@ func (s *Server) answerResource(w http.ResponseWriter, hs *httpSession, answer w
 	if s.draining {
 		s.mu.Unlock()
 		hs.p.Close("server shutting down")
+		hs.release()
 		httpx.WriteError(w, http.StatusServiceUnavailable, "draining", "server is shutting down")
 		return
 	}
@@ -266,6 +291,7 @@ func (s *Server) endResource(hs *httpSession, reason string) {
 	}
 	s.metrics.httpSessions.WithLabelValues(hs.kind).Dec()
 	hs.p.Close(reason)
+	hs.release()
 }
 
 func (s *Server) resourceHandler(kind string, fn func(http.ResponseWriter, *http.Request, *httpSession)) http.Handler {

@@ -5,11 +5,12 @@ import (
 	"net/http"
 
 	"podium/internal/httpx"
-	"podium/vod"
+	"podium/sfu"
+	"podium/signaling/auth"
 )
 
 // Handlers are the job API: status, cancel and an explicit (re)transcode.
-// Routes and roles are chosen by the caller (cmd/podium).
+// Mount registers them with their scopes.
 type Handlers struct{ Q *Queue }
 
 // List answers GET /api/vod/jobs: every job, newest first.
@@ -56,15 +57,17 @@ func (h Handlers) Transcode(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Register mounts the job API on mux (auth as in vod.Register):
+// Mount registers the job API on rt. Jobs name every lesson, so listing
+// and cancelling them is a server admin's; a lesson's admin may ask for its
+// lesson to be transcoded again.
 //
-//	GET  /api/vod/jobs                       teacher, admin
-//	GET  /api/vod/jobs/{job}                 teacher, admin
-//	POST /api/vod/jobs/{job}/cancel          teacher, admin
-//	POST /api/vod/lessons/{lesson}/transcode admin
-func (h Handlers) Register(mux *http.ServeMux, auth vod.AuthFunc) {
-	mux.Handle("GET /api/vod/jobs", auth(http.HandlerFunc(h.List), vod.Staff...))
-	mux.Handle("GET /api/vod/jobs/{job}", auth(http.HandlerFunc(h.Get), vod.Staff...))
-	mux.Handle("POST /api/vod/jobs/{job}/cancel", auth(http.HandlerFunc(h.Cancel), vod.Staff...))
-	mux.Handle("POST /api/vod/lessons/{lesson}/transcode", auth(http.HandlerFunc(h.Transcode), vod.RoleAdmin))
+//	GET  /api/vod/jobs                       server admin
+//	GET  /api/vod/jobs/{job}                 server admin
+//	POST /api/vod/jobs/{job}/cancel          server admin
+//	POST /api/vod/lessons/{lesson}/transcode admin of the lesson
+func (h Handlers) Mount(rt *auth.Router) {
+	rt.HandleFunc("GET /api/vod/jobs", auth.ServerAdminScope(), h.List)
+	rt.HandleFunc("GET /api/vod/jobs/{job}", auth.ServerAdminScope(), h.Get)
+	rt.HandleFunc("POST /api/vod/jobs/{job}/cancel", auth.ServerAdminScope(), h.Cancel)
+	rt.HandleFunc("POST /api/vod/lessons/{lesson}/transcode", auth.OfLesson("lesson", sfu.RoleAdmin), h.Transcode)
 }

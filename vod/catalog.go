@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/url"
 	"sort"
 	"strings"
 	"time"
 
+	"podium/signaling/auth"
 	"podium/storage"
 )
 
@@ -230,9 +230,9 @@ func (e *lessonEntry) title() string {
 	return e.id
 }
 
-// view turns an entry into its API form; full adds chapters, renditions
-// and clips.
-func (s *Service) view(ctx context.Context, ix *index, e *lessonEntry, full bool) Lesson {
+// view turns an entry into its API form, its URLs signed for g; full adds
+// chapters, renditions and clips.
+func (s *Service) view(ctx context.Context, ix *index, e *lessonEntry, full bool, g urlGrant) Lesson {
 	m := e.manifest
 	l := Lesson{ID: e.id, Course: e.course(ix), Title: e.title(), Teacher: m.Teacher, Date: m.StartedAt,
 		Duration: math.Round(m.Duration().Seconds()*1000) / 1000}
@@ -244,7 +244,7 @@ func (s *Service) view(ctx context.Context, ix *index, e *lessonEntry, full bool
 	default:
 		l.Status = StatusRecording
 	}
-	q := s.sign(e.id, s.now().Add(s.cfg.URLTTL))
+	q := g
 	if a := e.assets; a != nil {
 		l.Duration = a.Duration
 		l.Poster = s.directURL(ctx, e.id, a.Poster, q)
@@ -274,7 +274,7 @@ func (s *Service) view(ctx context.Context, ix *index, e *lessonEntry, full bool
 	return l
 }
 
-func (s *Service) clipView(ctx context.Context, lesson, id string, a *Assets, q url.Values) Clip {
+func (s *Service) clipView(ctx context.Context, lesson, id string, a *Assets, q urlGrant) Clip {
 	rel := "clips/" + id + "/"
 	return Clip{ID: id, Lesson: lesson, Title: a.Title, Start: a.ClipStart, End: a.ClipEnd, Duration: a.Duration,
 		Poster: s.directURL(ctx, lesson, rel+a.Poster, q), Thumbnails: s.mediaURL(lesson, rel+a.Thumbnails, q),
@@ -323,4 +323,26 @@ func matches(l *Lesson, q string) bool {
 		}
 	}
 	return true
+}
+
+// visible reports whether the caller may see the lesson in lists.
+func visible(c *auth.Claims, ix *index, e *lessonEntry) bool {
+	return c != nil && (c.SeesAll() || c.MayReplay(e.id, e.course(ix)))
+}
+
+// CourseOf is the course of a recorded lesson ("" when unknown or none),
+// for the router's check of course-wide student grants.
+func (s *Service) CourseOf(ctx context.Context, lesson string) string {
+	ix, err := s.load(ctx)
+	if err != nil {
+		return ""
+	}
+	e := ix.lessons[lesson]
+	if e == nil {
+		return ""
+	}
+	if c := e.course(ix); c != UnsortedCourse {
+		return c
+	}
+	return ""
 }

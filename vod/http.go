@@ -3,37 +3,55 @@ package vod
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"math"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
+	"podium/internal/audit"
 	"podium/internal/httpx"
 	"podium/storage"
 )
 
-// Handlers of the catalog API. Routes and the roles allowed on each are
-// chosen by the caller (cmd/podium): reads for every role, edits for
-// teachers and admins.
+// Handlers of the catalog API. Routes and their scopes are declared where
+// they are registered (cmd/podium, through package signaling/auth's
+// router); lists and lessons show only what the caller may see.
 
-// ListCourses answers GET /api/vod/courses.
+// record writes an audit line of the caller's action.
+func (s *Service) record(r *http.Request, action, lesson, object, detail string) {
+	e := audit.Entry{At: s.now(), Action: action, Lesson: lesson, Object: object, Detail: detail, RemoteAddr: r.RemoteAddr, Actor: "unknown"}
+	if c := s.caller(r); c != nil {
+		e.Actor, e.Role = c.Actor(), c.RoleName()
+	}
+	s.cfg.Audit.Record(r.Context(), e)
+}
+
+// ListCourses answers GET /api/vod/courses: the courses holding lessons the
+// caller may see (every course for a server admin).
 func (s *Service) ListCourses(w http.ResponseWriter, r *http.Request) {
 	ix, err := s.load(r.Context())
 	if err != nil {
 		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
 		return
 	}
+	caller := s.caller(r)
 	counts := map[string]int{}
 	for _, e := range ix.lessons {
-		counts[e.course(ix)]++
+		if visible(caller, ix, e) {
+			counts[e.course(ix)]++
+		}
 	}
 	out := []Course{}
 	for id, c := range ix.courses {
-		if id == UnsortedCourse && counts[id] == 0 {
+		if counts[id] == 0 && (id == UnsortedCourse || caller == nil || !caller.ServerAdmin()) {
 			continue
 		}
 		out = append(out, Course{CourseRecord: c, LessonCount: counts[id]})
@@ -59,6 +77,7 @@ func (s *Service) PutCourse(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
 		return
 	}
+	s.record(r, audit.CourseUpdate, "", id, c.Title)
 	httpx.WriteJSON(w, http.StatusOK, c)
 }
 
@@ -75,6 +94,7 @@ func (s *Service) DeleteCourse(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.invalidate()
+	s.record(r, audit.CourseDelete, "", id, "")
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -102,12 +122,13 @@ func (s *Service) listLessons(w http.ResponseWriter, r *http.Request, course str
 		}
 	}
 	q := r.URL.Query().Get("q")
+	c, g := s.caller(r), s.grantFor(r, s.cfg.URLTTL)
 	out := []Lesson{}
 	for _, e := range ix.lessons {
-		if course != "" && e.course(ix) != course {
+		if (course != "" && e.course(ix) != course) || !visible(c, ix, e) {
 			continue
 		}
-		l := s.view(r.Context(), ix, e, false)
+		l := s.view(r.Context(), ix, e, false, g)
 		if matches(&l, q) {
 			out = append(out, l)
 		}
@@ -127,7 +148,7 @@ func (s *Service) GetLesson(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, s.view(r.Context(), ix, e, true))
+	httpx.WriteJSON(w, http.StatusOK, s.view(r.Context(), ix, e, true, s.grantFor(r, s.cfg.URLTTL)))
 }
 
 // PatchLesson answers PATCH /api/vod/lessons/{lesson} {"title", "course"}.
@@ -153,7 +174,7 @@ func (s *Service) PatchLesson(w http.ResponseWriter, r *http.Request) {
 		meta.Title = strings.TrimSpace(*p.Title)
 	}
 	if p.Course != nil {
-		if _, ok := ix.courses[*p.Course]; !ok {
+		if _, ok := ix.courses[*p.Course]; !ok && *p.Course != "" {
 			httpx.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("no course %q", *p.Course))
 			return
 		}
@@ -163,12 +184,13 @@ func (s *Service) PatchLesson(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
 		return
 	}
+	s.record(r, audit.LessonRename, e.id, "", fmt.Sprintf("title %q, course %q", meta.Title, meta.Course))
 	ix, err := s.load(r.Context())
 	if err != nil || ix.lessons[e.id] == nil {
 		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", "catalog reload failed")
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, s.view(r.Context(), ix, ix.lessons[e.id], true))
+	httpx.WriteJSON(w, http.StatusOK, s.view(r.Context(), ix, ix.lessons[e.id], true, s.grantFor(r, s.cfg.URLTTL)))
 }
 
 // DeleteLesson answers DELETE /api/vod/lessons/{lesson}: the recording, its
@@ -178,12 +200,11 @@ func (s *Service) DeleteLesson(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	// The manifest goes first: from then on the lesson is out of the
-	// catalog even if deleting the rest is interrupted.
-	if err := s.deletePrefix(r, "lessons/"+e.id+"/manifest.json", lessonMetaKey(e.id), "lessons/"+e.id+"/"); err != nil {
+	if err := s.deleteLesson(r.Context(), e.id); err != nil {
 		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
 		return
 	}
+	s.record(r, audit.LessonDelete, e.id, "", e.title())
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -220,6 +241,7 @@ func (s *Service) CreateClip(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusConflict, "clip_rejected", err.Error())
 		return
 	}
+	s.record(r, audit.ClipCreate, e.id, c.ID, fmt.Sprintf("%q %.1f-%.1f s", c.Title, c.Start, c.End))
 	httpx.WriteJSON(w, http.StatusAccepted, map[string]any{"clip": c, "job": job})
 }
 
@@ -252,10 +274,11 @@ func (s *Service) DeleteClip(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	base := ClipBase(e.id, id)
-	if err := s.deletePrefix(r, base+AssetsFile, base); err != nil {
+	if err := s.deletePrefix(r.Context(), base+AssetsFile, base); err != nil {
 		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
 		return
 	}
+	s.record(r, audit.ClipDelete, e.id, id, "")
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -279,11 +302,17 @@ func (s *Service) lesson(w http.ResponseWriter, r *http.Request) (*index, *lesso
 	return ix, e, true
 }
 
+// deleteLesson removes a lesson's recording, VOD assets, clips and catalog
+// record. The manifest goes first: from then on the lesson is out of the
+// catalog even if deleting the rest is interrupted.
+func (s *Service) deleteLesson(ctx context.Context, id string) error {
+	return s.deletePrefix(ctx, "lessons/"+id+"/manifest.json", lessonMetaKey(id), "lessons/"+id+"/")
+}
+
 // deletePrefix deletes the given keys first, then every object under the
 // last one (a prefix).
-func (s *Service) deletePrefix(r *http.Request, keysThenPrefix ...string) error {
+func (s *Service) deletePrefix(ctx context.Context, keysThenPrefix ...string) error {
 	defer s.invalidate()
-	ctx := r.Context()
 	n := len(keysThenPrefix)
 	for _, k := range keysThenPrefix[:n-1] {
 		if err := s.store.Delete(ctx, k); err != nil {
@@ -321,20 +350,21 @@ func readBody(r *http.Request, v any) error {
 }
 
 // Media serves GET /api/vod/media/{lesson}/{path...}: objects under the
-// lesson's VOD base. A request with a valid signature (exp, sig) is served
-// as is; any other goes through auth (the caller's requireRole), so a
-// bearer token works too. Playlists and the thumbnails track are rewritten
-// so that every URI in them is signed as well.
-func (s *Service) Media(auth func(http.Handler) http.Handler) http.Handler {
-	serve := http.HandlerFunc(s.serveMedia)
-	authed := auth(serve)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.verify(r.PathValue("lesson"), r.URL.Query()) {
-			serve(w, r)
-			return
-		}
-		authed.ServeHTTP(w, r)
-	})
+// lesson's VOD base. A request carrying a valid signature of that very
+// object (exp, by, sig) is served as is (ValidSignature, asked by the
+// router); any other needs a token that may replay the lesson. Playlists
+// and the thumbnails track are rewritten so that every URI in them is
+// signed as well.
+func (s *Service) Media() http.Handler { return mediaHandler{s} }
+
+type mediaHandler struct{ s *Service }
+
+func (m mediaHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.s.serveMedia(w, r) }
+
+// ValidSignature reports whether the request is signed for its object.
+func (m mediaHandler) ValidSignature(r *http.Request) bool {
+	_, ok := m.s.verify(r.PathValue("lesson"), r.PathValue("path"), r.URL.Query())
+	return ok
 }
 
 func (s *Service) serveMedia(w http.ResponseWriter, r *http.Request) {
@@ -344,6 +374,9 @@ func (s *Service) serveMedia(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := LessonBase(lesson) + rel
+	if rng := r.Header.Get("Range"); path.Base(rel) == "download.mp4" && (rng == "" || strings.HasPrefix(rng, "bytes=0-")) {
+		s.recordDownload(r, lesson, rel)
+	}
 	rc, info, err := s.store.Get(r.Context(), key)
 	if errors.Is(err, storage.ErrNotFound) {
 		httpx.WriteError(w, http.StatusNotFound, "not_found", "no such media")
@@ -384,9 +417,27 @@ func (s *Service) serveMedia(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(w, rc)
 }
 
+// recordDownload writes the audit line of a download's first byte range.
+func (s *Service) recordDownload(r *http.Request, lesson, rel string) {
+	if by, ok := s.verify(lesson, rel, r.URL.Query()); ok && s.caller(r) == nil {
+		s.cfg.Audit.Record(r.Context(), audit.Entry{At: s.now(), Actor: by, Action: audit.LessonDownload,
+			Lesson: lesson, Object: rel, Detail: "signed URL", RemoteAddr: r.RemoteAddr})
+		return
+	}
+	s.record(r, audit.LessonDownload, lesson, rel, "")
+}
+
 // rewrite signs every URI of a playlist (or thumbnails track) found at rel.
+// The URIs live as long as the playlist plays, plus URLTTL, so a player
+// can finish a lesson it started.
 func (s *Service) rewrite(r *http.Request, lesson, rel string, b []byte) []byte {
-	q := s.sign(lesson, s.now().Add(s.cfg.URLTTL))
+	by := "signed"
+	if v, ok := s.verify(lesson, rel, r.URL.Query()); ok {
+		by = v
+	} else if c := s.caller(r); c != nil {
+		by = c.Actor()
+	}
+	q := urlGrant{exp: s.now().Add(s.cfg.URLTTL + playSpan(b)), by: by}
 	dir := path.Dir(rel)
 	resolve := func(uri string) string {
 		if uri == "" || strings.Contains(uri, "://") || strings.HasPrefix(uri, "/") {
@@ -430,4 +481,42 @@ func (s *Service) rewrite(r *http.Request, lesson, rel string, b []byte) []byte 
 		out.WriteByte('\n')
 	}
 	return out.Bytes()
+}
+
+// playSpan is how long a playlist plays (the sum of its #EXTINF), or the
+// end of a WebVTT track's last cue.
+func playSpan(b []byte) time.Duration {
+	var total, last float64
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "#EXTINF:"); ok {
+			v, _, _ = strings.Cut(v, ",")
+			if d, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && d > 0 && d < 3600 {
+				total += d
+			}
+		} else if _, end, ok := strings.Cut(line, "-->"); ok {
+			if d, ok := vttSeconds(strings.Fields(end)); ok && d > last {
+				last = d
+			}
+		}
+	}
+	return time.Duration(math.Min(math.Max(total, last), 24*3600) * float64(time.Second))
+}
+
+// vttSeconds reads a WebVTT timestamp ([hh:]mm:ss.ttt), the first field.
+func vttSeconds(fields []string) (float64, bool) {
+	if len(fields) == 0 {
+		return 0, false
+	}
+	var secs float64
+	for _, p := range strings.Split(fields[0], ":") {
+		v, err := strconv.ParseFloat(p, 64)
+		if err != nil {
+			return 0, false
+		}
+		secs = secs*60 + v
+	}
+	return secs, true
 }

@@ -1,49 +1,40 @@
 package vod
 
-import "net/http"
-
-// Role names as carried in tokens (strings, so vod need not import the sfu).
-const (
-	RoleViewer    = "viewer"
-	RoleClassroom = "classroom"
-	RoleTeacher   = "teacher"
-	RoleAdmin     = "admin"
+import (
+	"podium/sfu"
+	"podium/signaling/auth"
 )
 
-// Everyone may read the catalog and watch; Staff may edit it.
-var (
-	Everyone = []string{RoleViewer, RoleClassroom, RoleTeacher, RoleAdmin}
-	Staff    = []string{RoleTeacher, RoleAdmin}
-)
-
-// AuthFunc wraps a handler so only a valid token with one of the roles
-// reaches it (401/403 otherwise).
-type AuthFunc func(h http.Handler, roles ...string) http.Handler
-
-// Register mounts the catalog and playback API on mux:
+// Mount registers the catalog and playback API on rt, each route with its
+// scope:
 //
-//	GET    /api/vod/courses                          everyone
-//	PUT    /api/vod/courses/{course}                 teacher, admin
-//	DELETE /api/vod/courses/{course}                 admin
-//	GET    /api/vod/courses/{course}/lessons         everyone
-//	GET    /api/vod/lessons?q=&course=               everyone (search by title/teacher)
-//	GET    /api/vod/lessons/{lesson}                 everyone
-//	PATCH  /api/vod/lessons/{lesson}                 teacher, admin
-//	DELETE /api/vod/lessons/{lesson}                 teacher, admin
-//	POST   /api/vod/lessons/{lesson}/clips           teacher, admin
-//	DELETE /api/vod/lessons/{lesson}/clips/{clip}    teacher, admin
-//	GET    /api/vod/media/{lesson}/{path...}         signed URL, or everyone's token
-func (s *Service) Register(mux *http.ServeMux, auth AuthFunc) {
-	h := func(f http.HandlerFunc, roles ...string) http.Handler { return auth(f, roles...) }
-	mux.Handle("GET /api/vod/courses", h(s.ListCourses, Everyone...))
-	mux.Handle("PUT /api/vod/courses/{course}", h(s.PutCourse, Staff...))
-	mux.Handle("DELETE /api/vod/courses/{course}", h(s.DeleteCourse, RoleAdmin))
-	mux.Handle("GET /api/vod/courses/{course}/lessons", h(s.CourseLessons, Everyone...))
-	mux.Handle("GET /api/vod/lessons", h(s.ListLessons, Everyone...))
-	mux.Handle("GET /api/vod/lessons/{lesson}", h(s.GetLesson, Everyone...))
-	mux.Handle("PATCH /api/vod/lessons/{lesson}", h(s.PatchLesson, Staff...))
-	mux.Handle("DELETE /api/vod/lessons/{lesson}", h(s.DeleteLesson, Staff...))
-	mux.Handle("POST /api/vod/lessons/{lesson}/clips", h(s.CreateClip, Staff...))
-	mux.Handle("DELETE /api/vod/lessons/{lesson}/clips/{clip}", h(s.DeleteClip, Staff...))
-	mux.Handle("GET /api/vod/media/{lesson}/{path...}", s.Media(func(next http.Handler) http.Handler { return auth(next, Everyone...) }))
+//	GET    /api/vod/courses                          any token (courses of the lessons it sees)
+//	PUT    /api/vod/courses/{course}                 server admin
+//	DELETE /api/vod/courses/{course}                 server admin
+//	GET    /api/vod/courses/{course}/lessons         any token (the lessons it sees)
+//	GET    /api/vod/lessons?q=&course=               any token (the lessons it sees)
+//	GET    /api/vod/lessons/{lesson}                 replay of the lesson
+//	PATCH  /api/vod/lessons/{lesson}                 teacher or admin of the lesson
+//	DELETE /api/vod/lessons/{lesson}                 teacher or admin of the lesson
+//	POST   /api/vod/lessons/{lesson}/clips           teacher or admin of the lesson
+//	DELETE /api/vod/lessons/{lesson}/clips/{clip}    teacher or admin of the lesson
+//	GET    /api/vod/media/{lesson}/{path...}         a signature of that object, or replay of the lesson
+//
+// It also tells the router each lesson's course, for course-wide student
+// tokens.
+func (s *Service) Mount(rt *auth.Router) {
+	rt.SetCourseOf(s.CourseOf)
+	anyToken := auth.AnyToken(sfu.RoleViewer, sfu.RoleClassroom, sfu.RoleTeacher, sfu.RoleAdmin, auth.RoleStudent)
+	manage := auth.OfLesson("lesson", sfu.RoleTeacher, sfu.RoleAdmin)
+	rt.HandleFunc("GET /api/vod/courses", anyToken, s.ListCourses)
+	rt.HandleFunc("PUT /api/vod/courses/{course}", auth.ServerAdminScope(), s.PutCourse)
+	rt.HandleFunc("DELETE /api/vod/courses/{course}", auth.ServerAdminScope(), s.DeleteCourse)
+	rt.HandleFunc("GET /api/vod/courses/{course}/lessons", anyToken, s.CourseLessons)
+	rt.HandleFunc("GET /api/vod/lessons", anyToken, s.ListLessons)
+	rt.HandleFunc("GET /api/vod/lessons/{lesson}", auth.ReplayOf("lesson"), s.GetLesson)
+	rt.HandleFunc("PATCH /api/vod/lessons/{lesson}", manage, s.PatchLesson)
+	rt.HandleFunc("DELETE /api/vod/lessons/{lesson}", manage, s.DeleteLesson)
+	rt.HandleFunc("POST /api/vod/lessons/{lesson}/clips", manage, s.CreateClip)
+	rt.HandleFunc("DELETE /api/vod/lessons/{lesson}/clips/{clip}", manage, s.DeleteClip)
+	rt.Handle("GET /api/vod/media/{lesson}/{path...}", auth.SignedOrReplayOf("lesson"), s.Media())
 }

@@ -17,11 +17,14 @@ import (
 	"encoding/base64"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
 	"time"
 
+	"podium/internal/audit"
+	"podium/signaling/auth"
 	"podium/storage"
 )
 
@@ -35,6 +38,13 @@ const (
 	PlaybackSigned = "signed"
 )
 
+// caller is the token the router admitted for the request (nil for a
+// request admitted by its URL signature).
+func (s *Service) caller(r *http.Request) *auth.Claims {
+	c, _ := auth.FromContext(r.Context())
+	return c
+}
+
 // ClipSubmitter starts the cutting of a clip (package transcode's queue).
 type ClipSubmitter interface {
 	SubmitClip(ctx context.Context, lesson string, c ClipRequest) (jobID string, err error)
@@ -45,8 +55,14 @@ type Config struct {
 	// URLSecret signs media URLs; empty picks a random one (URLs then die
 	// with the process; set it when several nodes serve one catalog).
 	URLSecret string
-	// URLTTL is how long a signed URL works.
+	// URLTTL is how long a signed URL works (default 10 minutes); URLs in
+	// a media playlist live URLTTL plus the playlist's length, so a player
+	// can finish what it started.
 	URLTTL time.Duration
+	// Audit hears renames, deletions, clips and downloads.
+	Audit audit.Recorder
+	// Retention deletes lessons older than this (0: keep them).
+	Retention time.Duration
 	// Playback is PlaybackPodium or PlaybackSigned (needs a store that
 	// can presign; falls back to podium otherwise).
 	Playback string
@@ -78,7 +94,10 @@ type cached struct {
 // New makes the service. clips may be nil (clip creation then answers 503).
 func New(store storage.Store, clips ClipSubmitter, cfg Config, log *slog.Logger) (*Service, error) {
 	if cfg.URLTTL <= 0 {
-		cfg.URLTTL = time.Hour
+		cfg.URLTTL = 10 * time.Minute
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = audit.Discard{}
 	}
 	if cfg.CacheTTL <= 0 {
 		// Each rebuild lists lessons/ (every segment key): keep it rare.
@@ -112,49 +131,63 @@ func New(store storage.Store, clips ClipSubmitter, cfg Config, log *slog.Logger)
 	return s, nil
 }
 
-// sign returns the query that grants read access to every object of one
-// lesson's VOD assets until exp.
-func (s *Service) sign(lesson string, exp time.Time) url.Values {
-	e := strconv.FormatInt(exp.Unix(), 10)
-	return url.Values{"exp": {e}, "sig": {s.mac(lesson, e)}}
+// urlGrant is what a signed media URL carries: until when it works, and
+// whom it was handed to (the audit log names them when a download is read).
+type urlGrant struct {
+	exp time.Time
+	by  string
 }
 
-func (s *Service) mac(lesson, exp string) string {
+// grantFor is the grant of URLs handed to the caller now, living ttl.
+func (s *Service) grantFor(r *http.Request, ttl time.Duration) urlGrant {
+	g := urlGrant{exp: s.now().Add(ttl), by: "signed"}
+	if c := s.caller(r); c != nil {
+		g.by = c.Actor()
+	}
+	return g
+}
+
+// mac signs one object: the signature covers the exact object (lesson and
+// path), the expiry and the holder, so a poster's URL never opens the video.
+func (s *Service) mac(lesson, rel, exp, by string) string {
 	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(lesson + "\n" + exp))
+	m.Write([]byte("podium-media-v2\n" + lesson + "\n" + rel + "\n" + exp + "\n" + by))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// verify reports whether q carries a valid, unexpired signature for lesson.
-func (s *Service) verify(lesson string, q url.Values) bool {
-	e, sig := q.Get("exp"), q.Get("sig")
+// verify reports whether q carries a valid, unexpired signature for the
+// object, and whom it was handed to.
+func (s *Service) verify(lesson, rel string, q url.Values) (by string, ok bool) {
+	e, sig, by := q.Get("exp"), q.Get("sig"), q.Get("by")
 	if e == "" || sig == "" {
-		return false
+		return "", false
 	}
 	exp, err := strconv.ParseInt(e, 10, 64)
 	if err != nil || s.now().Unix() > exp {
-		return false
+		return "", false
 	}
-	return hmac.Equal([]byte(sig), []byte(s.mac(lesson, e)))
+	return by, hmac.Equal([]byte(sig), []byte(s.mac(lesson, rel, e, by)))
 }
 
 // mediaURL is the Podium URL of an object under a lesson's VOD base (rel
-// is relative to that base), signed.
-func (s *Service) mediaURL(lesson, rel string, q url.Values) string {
+// is relative to that base), signed for that object alone.
+func (s *Service) mediaURL(lesson, rel string, g urlGrant) string {
+	e := strconv.FormatInt(g.exp.Unix(), 10)
+	q := url.Values{"exp": {e}, "by": {g.by}, "sig": {s.mac(lesson, rel, e, g.by)}}
 	return "/api/vod/media/" + lesson + "/" + escapePath(rel) + "?" + q.Encode()
 }
 
 // directURL is where a browser fetches a non-playlist object: a presigned
 // storage URL in signed mode, else the signed Podium URL.
-func (s *Service) directURL(ctx context.Context, lesson, rel string, q url.Values) string {
+func (s *Service) directURL(ctx context.Context, lesson, rel string, g urlGrant) string {
 	if s.signer != nil {
-		u, err := s.signer.SignedURL(ctx, LessonBase(lesson)+rel, s.cfg.URLTTL)
+		u, err := s.signer.SignedURL(ctx, LessonBase(lesson)+rel, g.exp.Sub(s.now()))
 		if err == nil {
 			return u
 		}
 		s.log.Warn("vod: presign failed; serving through podium", "key", LessonBase(lesson)+rel, "err", err)
 	}
-	return s.mediaURL(lesson, rel, q)
+	return s.mediaURL(lesson, rel, g)
 }
 
 func escapePath(p string) string {

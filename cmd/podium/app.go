@@ -4,7 +4,8 @@ package main
 // (wireStorage, wireRecorder, wireIngest, wireVOD, each in its own file and
 // owned by that part). A wire function reads its own config (a package-level
 // var filled by its register*Flags), builds its part, adds its routes to
-// a.mux, and appends a closer; closers run in reverse order on shutdown.
+// a.routes (each with its scope), and appends a closer; closers run in
+// reverse order on shutdown.
 
 import (
 	"context"
@@ -13,7 +14,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"podium/internal/audit"
+	"podium/replaydb"
 	"podium/sfu"
+	"podium/signaling/auth"
 	"podium/storage"
 )
 
@@ -24,10 +28,15 @@ type app struct {
 	sfu *sfu.SFU
 	// store is set by wireStorage before any other part is wired.
 	store storage.Store
-	// requireRole wraps a handler so that only a valid bearer token with one
-	// of the roles reaches it (401/403 JSON errors otherwise); set by serve
-	// from package signaling before the parts are wired.
-	requireRole func(h http.Handler, roles ...sfu.Role) http.Handler
+	// routes is where every part registers its HTTP routes with their
+	// scopes (who may call them); it serves on mux.
+	routes *auth.Router
+	issuer *auth.Issuer
+	// db is the replay database, set by wireDB first; revocations and
+	// audit live in it.
+	db          *replaydb.DB
+	revocations *auth.Revocations
+	audit       audit.Recorder
 	closers     []func(context.Context) error
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -25,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"podium/clients"
+	"podium/internal/connlimit"
 	"podium/internal/httpx"
 	"podium/sfu"
 	"podium/signaling"
@@ -42,6 +45,11 @@ type serveConfig struct {
 	drainTimeout time.Duration
 	tlsCert      string
 	tlsKey       string
+
+	tokenMaxTTL     auth.MaxTTL
+	metricsToken    string
+	maxConnsPerIP   int
+	connLimitExempt listFlag
 
 	iceUDPPort  int
 	iceTCPPort  int
@@ -68,6 +76,12 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long to drain clients and stop the parts")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (serve HTTPS; needs --tls-key)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
+	c.tokenMaxTTL = auth.DefaultMaxTTL()
+	fs.Var(&c.tokenMaxTTL, "token-max-ttl", "longest token lifetime accepted per role, as role=duration,... (tokens living longer are refused)")
+	fs.StringVar(&c.metricsToken, "metrics-token", "", "bearer token Prometheus must send to read /metrics (empty: /metrics is open)")
+	fs.IntVar(&c.maxConnsPerIP, "http-max-conns-per-ip", 256, "most TCP connections one client address may hold open (0: no cap)")
+	c.connLimitExempt = listFlag{"127.0.0.0/8", "::1/128"}
+	fs.Var(&c.connLimitExempt, "http-conn-limit-exempt", "addresses (CIDR) the per-address cap does not apply to: a reverse proxy in front of podium (default loopback)")
 
 	fs.IntVar(&c.iceUDPPort, "ice-udp-port", 7882, "UDP port shared by every WebRTC connection (0: any free port)")
 	fs.IntVar(&c.iceTCPPort, "ice-tcp-port", 7881, "TCP port for ICE over TCP (0: any free port, -1: off)")
@@ -78,6 +92,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.turnTCPPort, "turn-tcp-port", 3478, "TURN TCP port (0: any free port)")
 	fs.StringVar(&c.turnRealm, "turn-realm", "podium", "TURN realm")
 
+	registerDBFlags(fs)
 	registerStorageFlags(fs)
 	registerRecorderFlags(fs)
 	registerIngestFlags(fs)
@@ -138,6 +153,17 @@ func (c *serveConfig) validate() error {
 	}
 	if c.bindIP != "" && net.ParseIP(c.bindIP) == nil {
 		errs = append(errs, fmt.Errorf("--bind-ip: %q is not an IP address", c.bindIP))
+	}
+	if c.metricsToken != "" && len(c.metricsToken) < 16 {
+		errs = append(errs, errors.New("--metrics-token must be at least 16 characters"))
+	}
+	if c.maxConnsPerIP < 0 {
+		errs = append(errs, fmt.Errorf("--http-max-conns-per-ip must not be negative, got %d", c.maxConnsPerIP))
+	}
+	for _, p := range c.connLimitExempt {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			errs = append(errs, fmt.Errorf("--http-conn-limit-exempt: %q is not a CIDR prefix", p))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -228,21 +254,20 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	issuer.SetMaxTTL(c.tokenMaxTTL)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a := &app{log: log, reg: reg, mux: http.NewServeMux()}
+	a := &app{log: log, reg: reg, mux: http.NewServeMux(), issuer: issuer}
 	var ready, draining atomic.Bool
-	// requireRole is set before any part is wired; it counts refusals in the
-	// signaling metrics once signaling exists.
+	// The router is made before any part is wired; it counts refusals in
+	// the signaling metrics once signaling exists.
 	var sig *signaling.Server
-	a.requireRole = func(h http.Handler, roles ...sfu.Role) http.Handler {
-		return issuer.Require(func(reason string) {
-			if sig != nil {
-				sig.AuthFailure(reason)
-			}
-		}, roles...)(h)
-	}
+	a.routes = auth.NewRouter(a.mux, issuer, func(reason string) {
+		if sig != nil {
+			sig.AuthFailure(reason)
+		}
+	})
 	// Closers run even when wiring fails half-way.
 	defer func() {
 		if !ready.Load() {
@@ -250,6 +275,9 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 		}
 	}()
 
+	if err := wireDB(a, c.dataDir); err != nil {
+		return fmt.Errorf("replay database: %w", err)
+	}
 	if err := wireStorage(a); err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
@@ -280,16 +308,17 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 			return fmt.Errorf("%s: %w", w.name, err)
 		}
 	}
-	sig, err = signaling.New(signaling.Config{SFU: s, Issuer: issuer, Log: log, Registerer: reg})
+	sig, err = signaling.New(signaling.Config{SFU: s, Issuer: issuer, Log: log, Registerer: reg,
+		Revocations: a.revocations, Audit: a.audit})
 	if err != nil {
 		return err
 	}
-	sig.Mount(a.mux)
-	a.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	sig.Mount(a.routes)
+	a.routes.Handle("GET /metrics", auth.PublicScope(), metricsHandler(reg, c.metricsToken))
+	a.routes.HandleFunc("GET /healthz", auth.PublicScope(), func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "alive"})
 	})
-	a.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	a.routes.HandleFunc("GET /readyz", auth.PublicScope(), func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case draining.Load():
 			httpx.WriteError(w, http.StatusServiceUnavailable, "draining", "server is shutting down")
@@ -299,13 +328,18 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 			httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		}
 	})
-	a.mux.Handle("/", clients.Handler())
+	a.routes.Handle("/", auth.PublicScope(), clients.Handler())
 
-	ln, err := net.Listen("tcp", c.httpAddr)
+	ln, err := listenHTTP(c, reg)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", c.httpAddr, err)
+		return err
 	}
-	srv := &http.Server{Handler: clusterFront(a.mux), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: clusterFront(a.mux), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// A client that trickles its headers or body, or idles on a
+		// keep-alive connection, does not keep a descriptor for long.
+		// Websockets are hijacked (gorilla clears the deadlines) and
+		// downloads have no write timeout.
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() {
 		if c.tlsCert != "" {
@@ -384,4 +418,47 @@ func runClosers(ctx context.Context, a *app, log *slog.Logger) {
 		}
 	}
 	a.closers = nil
+}
+
+// metricsHandler serves Prometheus metrics, behind a bearer token when one
+// is configured (compared in constant time).
+func metricsHandler(reg *prometheus.Registry, token string) http.Handler {
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	if token == "" {
+		return h
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			httpx.WriteError(w, http.StatusUnauthorized, "unauthorized", "/metrics needs the --metrics-token as a bearer token")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// listenHTTP opens the HTTP listener with the per-address connection cap.
+func listenHTTP(c *serveConfig, reg prometheus.Registerer) (net.Listener, error) {
+	ln, err := net.Listen("tcp", c.httpAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", c.httpAddr, err)
+	}
+	var exempt []netip.Prefix
+	for _, p := range c.connLimitExempt {
+		exempt = append(exempt, netip.MustParsePrefix(p)) // validated
+	}
+	refused := prometheus.NewCounter(prometheus.CounterOpts{Name: "podium_http_connections_refused_total",
+		Help: "TCP connections closed at accept because their address held --http-max-conns-per-ip already."})
+	reg.MustRegister(refused)
+	plain := c.tlsCert == ""
+	return connlimit.New(ln, connlimit.Config{MaxPerIP: c.maxConnsPerIP, Exempt: exempt, OnRefuse: refused.Inc,
+		Refuse: func(conn net.Conn) {
+			if !plain {
+				return // a TLS client cannot read a plain answer
+			}
+			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+			body := `{"error":"too many connections from your address","code":"too_many_connections"}`
+			_, _ = fmt.Fprintf(conn, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+		}}), nil
 }

@@ -160,7 +160,8 @@ func wireCluster(a *app) error {
 		return err
 	}
 	mirrors.setParticipants(edge.IsMirror)
-	a.mux.Handle(cascade.PathPrefix, origin.Handler())
+	// Edges authenticate with the cluster key, which the cascade checks.
+	a.routes.Handle(cascade.PathPrefix, auth.PublicScope(), origin.Handler())
 	a.sfu.Rooms.OnRoomCreated(func(room *sfu.Room) {
 		octx, ocancel := context.WithTimeout(runCtx, 2*time.Second)
 		owner, ok, err := reg.Owner(octx, room.ID())

@@ -62,23 +62,15 @@ func wireRecorder(a *app) error {
 		rec.Attach(a.sfu.Rooms, recorderFlags.auto)
 	}
 	a.onClose(rec.Close)
-	routes := map[string]http.HandlerFunc{
-		"GET /api/recordings":                    func(w http.ResponseWriter, r *http.Request) { httpx.WriteJSON(w, http.StatusOK, rec.Lessons()) },
-		"GET /api/lessons/{id}/recording":        recordingHandler(rec, "status"),
-		"POST /api/lessons/{id}/recording/start": recordingHandler(rec, "start"),
-		"POST /api/lessons/{id}/recording/stop":  recordingHandler(rec, "stop"),
-	}
-	for pattern, h := range routes {
-		var handler http.Handler = h
-		if a.requireRole != nil {
-			handler = a.requireRole(handler, sfu.RoleAdmin)
-		} else {
-			handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-				httpx.WriteError(w, http.StatusServiceUnavailable, "auth_unavailable", "recording API needs the admin role check, which is not configured")
-			})
-		}
-		a.mux.Handle(pattern, handler)
-	}
+	// Every lesson's recording state is the server admin's; one lesson's
+	// is its admin's.
+	a.routes.HandleFunc("GET /api/recordings", auth.ServerAdminScope(), func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteJSON(w, http.StatusOK, rec.Lessons())
+	})
+	lessonAdmin := auth.OfLesson("id", sfu.RoleAdmin)
+	a.routes.HandleFunc("GET /api/lessons/{id}/recording", lessonAdmin, recordingHandler(rec, "status"))
+	a.routes.HandleFunc("POST /api/lessons/{id}/recording/start", lessonAdmin, recordingHandler(rec, "start"))
+	a.routes.HandleFunc("POST /api/lessons/{id}/recording/stop", lessonAdmin, recordingHandler(rec, "stop"))
 	return nil
 }
 

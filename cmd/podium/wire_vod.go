@@ -46,7 +46,7 @@ func registerVodFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&f.stall, "vod-stall-timeout", 2*time.Minute, "kill an ffmpeg that reports no progress for this long")
 	fs.StringVar(&f.playback, "vod-playback", vod.PlaybackPodium, "media delivery: podium (all bytes through podium) or signed (segments and downloads from presigned storage URLs)")
 	fs.StringVar(&f.urlSecret, "vod-url-secret", "", "HMAC secret of signed media URLs (default: random per process; set it when several nodes serve one catalog)")
-	fs.DurationVar(&f.urlTTL, "vod-url-ttl", time.Hour, "lifetime of signed media URLs")
+	fs.DurationVar(&f.urlTTL, "vod-url-ttl", 10*time.Minute, "lifetime of signed media URLs (URLs in a playlist also live as long as it plays)")
 }
 
 func parseLadder(s string) ([]transcode.Rung, error) {
@@ -70,15 +70,6 @@ func wireVod(a *app) error {
 		a.log.Warn("vod: no storage configured; replay catalog disabled")
 		return nil
 	}
-	// vod names roles as strings so that it need not import the sfu.
-	auth := func(h http.Handler, roles ...string) http.Handler {
-		rs := make([]sfu.Role, len(roles))
-		for i, r := range roles {
-			rs[i] = sfu.Role(r)
-		}
-		return a.requireRole(h, rs...)
-	}
-
 	var q *transcode.Queue
 	if f.transcode {
 		ladder, err := parseLadder(f.ladder)
@@ -98,16 +89,17 @@ func wireVod(a *app) error {
 	if q != nil {
 		clips = q
 	}
-	svc, err := vod.New(a.store, clips, vod.Config{URLSecret: f.urlSecret, URLTTL: f.urlTTL, Playback: f.playback}, a.log)
+	svc, err := vod.New(a.store, clips, vod.Config{URLSecret: f.urlSecret, URLTTL: f.urlTTL, Playback: f.playback,
+		Audit: a.audit}, a.log)
 	if err != nil {
 		return err
 	}
 
-	svc.Register(a.mux, auth)
+	svc.Mount(a.routes)
 	if q == nil {
 		return nil
 	}
-	transcode.Handlers{Q: q}.Register(a.mux, auth)
+	transcode.Handlers{Q: q}.Mount(a.routes)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

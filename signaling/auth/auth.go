@@ -1,14 +1,18 @@
-// Package auth owns Podium's access tokens: issuing and verifying the
-// HS256 JWTs that name a lesson (room), a role and a display name, and the
-// HTTP middleware that lets only the right roles through.
+// Package auth owns who may do what: issuing and verifying the HS256 JWTs
+// that name a lesson (room) or a replay grant, a role and a display name;
+// the per-role lifetime limits and revocation of tokens; and the Router, the
+// one place every HTTP route is registered with its declared Scope and
+// checked before its handler runs.
 //
-// It knows nothing of WebRTC, websockets or lessons beyond their ids: the
-// room check ("is this token for this lesson?") is a pure function of the
-// claims.
+// It knows nothing of WebRTC, websockets or storage, and of lessons only
+// their ids: whether a token reaches a lesson is a pure function of the
+// claims (and, for course grants, of the lesson's course, asked of a
+// CourseOf function).
 package auth
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -39,13 +43,26 @@ var (
 	ErrMalformed    = errors.New("token is malformed")
 	ErrWrongAlg     = errors.New("token uses an unexpected signing algorithm")
 	ErrBadClaims    = errors.New("token claims are invalid")
+	ErrTooLong      = errors.New("token lives longer than its role allows")
+	ErrRevoked      = errors.New("token has been revoked")
 )
+
+// RoleStudent replays recorded lessons (Claims.Replay says which) and joins
+// nothing live. It is a token role only: students never enter a room.
+const RoleStudent sfu.Role = "student"
+
+// Leeway is the clock skew tolerated on exp, nbf and iat.
+const Leeway = 2 * time.Second
 
 // Claims are what a Podium token says.
 type Claims struct {
-	Room string   `json:"room"`
+	// Room is the lesson of a live token ("*": every lesson, admins only);
+	// empty for a student token.
+	Room string   `json:"room,omitempty"`
 	Role sfu.Role `json:"role"`
 	Name string   `json:"name"`
+	// Replay is what a student token may replay.
+	Replay *Grant `json:"replay,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -53,16 +70,45 @@ type Claims struct {
 // client that reconnects with the same identity replaces its old session.
 func (c *Claims) Identity() string { return c.Subject }
 
-// AllowsRoom reports whether the token is valid for the lesson.
+// ServerAdmin reports whether the token is an admin token for every lesson.
+func (c *Claims) ServerAdmin() bool { return c.Role == sfu.RoleAdmin && c.Room == AnyRoom }
+
+// AllowsRoom reports whether the token is a live token valid for the lesson.
 func (c *Claims) AllowsRoom(room string) bool {
-	return c.Room == room || (c.Role == sfu.RoleAdmin && c.Room == AnyRoom)
+	return c.Role != RoleStudent && (c.Room == room || c.ServerAdmin())
 }
+
+// MayManage reports whether the token may change the lesson's replay
+// (rename, clip, delete): its teacher or an admin of it.
+func (c *Claims) MayManage(lesson string) bool {
+	return (c.Role == sfu.RoleTeacher || c.Role == sfu.RoleAdmin) && c.AllowsRoom(lesson)
+}
+
+// MayReplay reports whether the token may watch the lesson's recording;
+// course is the lesson's course ("" when it has none or is unknown).
+func (c *Claims) MayReplay(lesson, course string) bool {
+	if c.Role == RoleStudent {
+		return c.Replay.covers(lesson, course)
+	}
+	return c.AllowsRoom(lesson)
+}
+
+// SeesAll reports whether every lesson's replay is visible to the token.
+func (c *Claims) SeesAll() bool {
+	return c.ServerAdmin() || (c.Role == RoleStudent && c.Replay != nil && c.Replay.All)
+}
+
+// Actor and RoleName describe the holder for audit lines.
+func (c *Claims) Actor() string    { return c.Subject }
+func (c *Claims) RoleName() string { return string(c.Role) }
 
 // Request is what a token is issued for.
 type Request struct {
 	Room string
 	Role sfu.Role
 	Name string
+	// Replay is the grant of a student token (nil for live roles).
+	Replay *Grant
 	// Subject is the stable identity; empty derives one from role, room and name.
 	Subject string
 	TTL     time.Duration
@@ -78,28 +124,62 @@ func DefaultSubject(role sfu.Role, room, name string) string {
 
 // Issuer signs and verifies tokens with one shared secret.
 type Issuer struct {
-	secret []byte
-	now    func() time.Time
+	secret  []byte
+	now     func() time.Time
+	maxTTL  MaxTTL
+	revoked Revoked
+}
+
+// Revoked reports whether a token id has been revoked (see Revocations).
+type Revoked interface {
+	Revoked(jti string) bool
 }
 
 // NewIssuer makes an issuer; the secret must be at least MinSecretLen bytes.
+// Tokens live at most DefaultMaxTTL for their role until SetMaxTTL.
 func NewIssuer(secret string) (*Issuer, error) {
 	if len(secret) < MinSecretLen {
 		return nil, fmt.Errorf("secret must be at least %d characters, got %d", MinSecretLen, len(secret))
 	}
-	return &Issuer{secret: []byte(secret), now: time.Now}, nil
+	return &Issuer{secret: []byte(secret), now: time.Now, maxTTL: DefaultMaxTTL()}, nil
+}
+
+// SetMaxTTL sets the longest lifetime accepted (and issued) per role.
+// Call it before the issuer is shared.
+func (i *Issuer) SetMaxTTL(m MaxTTL) { i.maxTTL = m }
+
+// MaxTTLFor is the longest lifetime of a token of the role.
+func (i *Issuer) MaxTTLFor(role sfu.Role) time.Duration { return i.maxTTL.For(role) }
+
+// SetRevoked makes Verify refuse the token ids r reports. Call it before
+// the issuer is shared.
+func (i *Issuer) SetRevoked(r Revoked) { i.revoked = r }
+
+// validRole reports whether a token may carry the role.
+func validRole(r sfu.Role) bool {
+	return r == RoleStudent || (r.Valid() && r != sfu.RoleSource)
 }
 
 // ValidateRequest checks a token request without issuing anything.
 func ValidateRequest(r Request) error {
-	if !r.Role.Valid() || r.Role == sfu.RoleSource {
-		return fmt.Errorf("role must be teacher, classroom, viewer or admin, got %q", r.Role)
+	if !validRole(r.Role) {
+		return fmt.Errorf("role must be teacher, classroom, viewer, admin or student, got %q", r.Role)
 	}
-	if r.Room == AnyRoom {
+	switch {
+	case r.Role == RoleStudent:
+		if r.Room != "" {
+			return errors.New("a student token names lessons or courses to replay, not a room")
+		}
+		if err := r.Replay.validate(); err != nil {
+			return err
+		}
+	case r.Replay != nil:
+		return fmt.Errorf("only student tokens carry replay grants")
+	case r.Room == AnyRoom:
 		if r.Role != sfu.RoleAdmin {
 			return fmt.Errorf("room %q is only allowed for admin tokens", AnyRoom)
 		}
-	} else if !sfu.ValidRoomID(r.Room) {
+	case !sfu.ValidRoomID(r.Room):
 		return fmt.Errorf("invalid room %q: 1 to 64 letters, digits, '-', '_' or '.'", r.Room)
 	}
 	if strings.TrimSpace(r.Name) == "" || len(r.Name) > 128 {
@@ -111,50 +191,87 @@ func ValidateRequest(r Request) error {
 	return nil
 }
 
-// Issue signs a token for the request.
-func (i *Issuer) Issue(r Request) (token string, expires time.Time, err error) {
+// Issue signs a token for the request; it refuses a TTL longer than the
+// role's maximum.
+func (i *Issuer) Issue(r Request) (token string, c *Claims, err error) {
 	if err := ValidateRequest(r); err != nil {
-		return "", time.Time{}, err
+		return "", nil, err
+	}
+	if max := i.maxTTL.For(r.Role); r.TTL > max {
+		return "", nil, fmt.Errorf("ttl %s is longer than the %s allowed for %s tokens", r.TTL, max, r.Role)
 	}
 	sub := r.Subject
 	if sub == "" {
-		sub = DefaultSubject(r.Role, r.Room, r.Name)
+		room := r.Room
+		if r.Role == RoleStudent {
+			room = r.Replay.String()
+		}
+		sub = DefaultSubject(r.Role, room, r.Name)
 	}
 	now := i.now().Truncate(time.Second)
-	expires = now.Add(r.TTL)
-	c := Claims{
-		Room: r.Room, Role: r.Role, Name: r.Name,
+	c = &Claims{
+		Room: r.Room, Role: r.Role, Name: r.Name, Replay: r.Replay,
 		RegisteredClaims: jwt.RegisteredClaims{
+			ID:        newTokenID(),
 			Subject:   sub,
 			IssuedAt:  jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(expires),
+			ExpiresAt: jwt.NewNumericDate(now.Add(r.TTL)),
 		},
 	}
 	token, err = jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(i.secret)
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
+		return "", nil, fmt.Errorf("sign token: %w", err)
 	}
-	return token, expires, nil
+	return token, c, nil
 }
 
-// Verify checks a token's signature, algorithm, times and claims.
+func newTokenID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Verify checks a token's signature, algorithm, times, lifetime, claims and
+// revocation.
 func (i *Issuer) Verify(token string) (*Claims, error) {
+	c, err := i.parse(token, true)
+	if err != nil {
+		return nil, err
+	}
+	if i.revoked != nil && i.revoked.Revoked(c.ID) {
+		return nil, ErrRevoked
+	}
+	return c, nil
+}
+
+// ParseForRevocation checks a token's signature and claims but not its
+// times, so that an operator can revoke any token this server signed.
+func (i *Issuer) ParseForRevocation(token string) (*Claims, error) {
+	return i.parse(token, false)
+}
+
+func (i *Issuer) parse(token string, checkTimes bool) (*Claims, error) {
 	if token == "" {
 		return nil, ErrNoToken
 	}
 	var c Claims
+	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(), jwt.WithTimeFunc(i.now), jwt.WithLeeway(Leeway)}
+	if !checkTimes {
+		opts = append(opts, jwt.WithoutClaimsValidation())
+	}
 	_, err := jwt.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
 		if t.Method != jwt.SigningMethodHS256 {
 			return nil, fmt.Errorf("%w: %v", ErrWrongAlg, t.Header["alg"])
 		}
 		return i.secret, nil
-	}, jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithTimeFunc(i.now), jwt.WithLeeway(5*time.Second))
+	}, opts...)
 	switch {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, ErrExpired
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return nil, ErrNotYetValid
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		if strings.Contains(err.Error(), "signing method") {
@@ -168,23 +285,39 @@ func (i *Issuer) Verify(token string) (*Claims, error) {
 	default:
 		return nil, fmt.Errorf("%w: %v", ErrBadClaims, err)
 	}
-	if c.Subject == "" || !c.Role.Valid() || c.Room == "" || (c.Room == AnyRoom && c.Role != sfu.RoleAdmin) {
-		return nil, fmt.Errorf("%w: subject, a known role and a room are required", ErrBadClaims)
+	if c.Subject == "" || c.ID == "" || c.IssuedAt == nil || c.ExpiresAt == nil || !validRole(c.Role) {
+		return nil, fmt.Errorf("%w: subject, token id, iat, exp and a known role are required", ErrBadClaims)
+	}
+	switch {
+	case c.Role == RoleStudent:
+		if c.Room != "" || c.Replay.validate() != nil {
+			return nil, fmt.Errorf("%w: a student token needs a replay grant and no room", ErrBadClaims)
+		}
+	case c.Replay != nil || c.Room == "" || (c.Room == AnyRoom && c.Role != sfu.RoleAdmin):
+		return nil, fmt.Errorf("%w: a live token needs a room and no replay grant", ErrBadClaims)
+	}
+	if life := c.ExpiresAt.Sub(c.IssuedAt.Time); life > i.maxTTL.For(c.Role)+Leeway {
+		return nil, fmt.Errorf("%w: %s for a %s token (at most %s)", ErrTooLong, life, c.Role, i.maxTTL.For(c.Role))
 	}
 	return &c, nil
 }
 
-// TokenFromRequest returns the bearer token of an HTTP request: the
-// Authorization header, or the token query parameter (browsers cannot set
-// headers on a websocket).
-func TokenFromRequest(r *http.Request) string {
+// TokenFromRequest returns the bearer token of an HTTP request's
+// Authorization header; when allowQuery is set and there is no header, the
+// token query parameter (browsers cannot set headers on a websocket or an
+// <img>/<video> request). Tokens in URLs end up in logs and histories, so
+// only routes that need it allow them (Scope.QueryToken).
+func TokenFromRequest(r *http.Request, allowQuery bool) string {
 	if h := r.Header.Get("Authorization"); h != "" {
 		if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
 			return strings.TrimSpace(h[7:])
 		}
 		return ""
 	}
-	return r.URL.Query().Get("token")
+	if allowQuery {
+		return r.URL.Query().Get("token")
+	}
+	return ""
 }
 
 type claimsKey struct{}
@@ -194,7 +327,7 @@ func WithClaims(ctx context.Context, c *Claims) context.Context {
 	return context.WithValue(ctx, claimsKey{}, c)
 }
 
-// FromContext returns the claims Require put in the request context.
+// FromContext returns the claims the router put in the request context.
 func FromContext(ctx context.Context) (*Claims, bool) {
 	c, ok := ctx.Value(claimsKey{}).(*Claims)
 	return c, ok
@@ -205,8 +338,8 @@ type FailureFunc func(reason string)
 
 // Authenticate verifies the request's token and writes a 401 JSON error when
 // it is missing or bad. reason is a short machine label of the failure.
-func (i *Issuer) Authenticate(w http.ResponseWriter, r *http.Request) (c *Claims, reason string) {
-	c, err := i.Verify(TokenFromRequest(r))
+func (i *Issuer) Authenticate(w http.ResponseWriter, r *http.Request, allowQuery bool) (c *Claims, reason string) {
+	c, err := i.Verify(TokenFromRequest(r, allowQuery))
 	if err == nil {
 		return c, ""
 	}
@@ -231,41 +364,12 @@ func FailureReason(err error) string {
 		return "wrong_alg"
 	case errors.Is(err, ErrMalformed):
 		return "malformed"
+	case errors.Is(err, ErrTooLong):
+		return "too_long"
+	case errors.Is(err, ErrRevoked):
+		return "revoked"
 	default:
 		return "bad_claims"
-	}
-}
-
-// Require returns middleware letting through only requests with a valid
-// token of one of the roles (401 for a missing or bad token, 403 for another
-// role). The claims are in the request context (FromContext). When the route
-// has a {room} path value, the token must also be for that room (403).
-func (i *Issuer) Require(onFail FailureFunc, roles ...sfu.Role) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, reason := i.Authenticate(w, r)
-			if c == nil {
-				if onFail != nil {
-					onFail(reason)
-				}
-				return
-			}
-			if !HasRole(c, roles...) {
-				if onFail != nil {
-					onFail("wrong_role")
-				}
-				httpx.WriteError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("role %q may not do this", c.Role))
-				return
-			}
-			if room := r.PathValue("room"); room != "" && !c.AllowsRoom(room) {
-				if onFail != nil {
-					onFail("wrong_room")
-				}
-				httpx.WriteError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("token is not for lesson %q", room))
-				return
-			}
-			next.ServeHTTP(w, r.WithContext(WithClaims(r.Context(), c)))
-		})
 	}
 }
 

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"podium/internal/audit"
+	"podium/replaydb"
+	"podium/signaling/auth"
+)
+
+// dbFlags is the replay database's configuration.
+var dbFlags struct {
+	dsn string
+}
+
+// registerDBFlags adds the replay database's flags.
+func registerDBFlags(fs *flag.FlagSet) {
+	fs.StringVar(&dbFlags.dsn, "db", "", "replay database: postgres://user:pass@host/db when nodes share one (default: SQLite in <data-dir>/podium.db)")
+}
+
+// dbDSN is the database a data dir implies when --db is empty.
+func dbDSN(dsn, dataDir string) string {
+	if dsn != "" {
+		return dsn
+	}
+	return "sqlite:" + filepath.Join(dataDir, "podium.db")
+}
+
+// wireDB opens the replay database (running its migrations), loads the
+// revoked tokens into the issuer, and keeps the audit log there. It runs
+// first: nothing that checks a token may start without the revocations.
+func wireDB(a *app, dataDir string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := replaydb.Open(ctx, dbDSN(dbFlags.dsn, dataDir))
+	if err != nil {
+		return err
+	}
+	a.db = db
+	a.onClose(func(context.Context) error { return db.Close() })
+	a.audit = dbAudit{db: db, log: a.log}
+
+	revs, err := auth.NewRevocations(ctx, revocationStore{db}, a.log)
+	if err != nil {
+		return err
+	}
+	a.issuer.SetRevoked(revs)
+	a.revocations = revs
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Another node's revocation reaches this one within 5 s.
+		revs.Run(runCtx, 5*time.Second)
+	}()
+	a.onClose(func(context.Context) error {
+		stop()
+		<-done
+		return nil
+	})
+	a.log.Info("replay database open", "backend", db.Backend())
+	return nil
+}
+
+// revocationStore adapts the replay database to auth.RevocationStore.
+type revocationStore struct{ db *replaydb.DB }
+
+func (s revocationStore) RevokedIDs(ctx context.Context, now time.Time) ([]string, error) {
+	revs, err := s.db.ListRevocations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(revs))
+	for _, r := range revs {
+		if r.ExpiresAt.After(now.Add(-auth.Leeway)) {
+			ids = append(ids, r.JTI)
+		}
+	}
+	return ids, nil
+}
+
+func (s revocationStore) Revoke(ctx context.Context, r auth.Revocation) error {
+	return s.db.RevokeToken(ctx, replaydb.Revocation{JTI: r.ID, ExpiresAt: r.ExpiresAt, RevokedAt: time.Now(),
+		RevokedBy: r.By, Reason: r.Reason})
+}
+
+// dbAudit keeps audit lines in the replay database. A line that cannot be
+// written is logged in full, so it is not lost silently.
+type dbAudit struct {
+	db  *replaydb.DB
+	log *slog.Logger
+}
+
+func (d dbAudit) Record(ctx context.Context, e audit.Entry) {
+	err := d.db.AppendAudit(context.WithoutCancel(ctx), replaydb.AuditEntry{At: e.At, Actor: e.Actor, Role: e.Role,
+		Action: e.Action, Lesson: e.Lesson, Object: e.Object, Detail: e.Detail, RemoteAddr: e.RemoteAddr})
+	if err != nil {
+		d.log.Error("audit line not stored", "err", fmt.Errorf("replay database: %w", err),
+			"actor", e.Actor, "action", e.Action, "lesson", e.Lesson, "object", e.Object, "detail", e.Detail)
+	}
+}
