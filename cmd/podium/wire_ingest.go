@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"podium/internal/httpx"
@@ -19,6 +20,37 @@ var ingestFlags struct {
 	retryMax   time.Duration
 	timeout    time.Duration
 	maxSources int
+	allowCIDR  cidrListFlag
+}
+
+// cidrListFlag is --ingest-allow-cidr: repeatable, comma lists accepted,
+// each entry checked when set; the first value given replaces the default.
+type cidrListFlag struct {
+	list []string
+	set  bool
+}
+
+func (f *cidrListFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return strings.Join(f.list, ",")
+}
+
+func (f *cidrListFlag) Set(v string) error {
+	if !f.set {
+		f.list, f.set = nil, true
+	}
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if _, err := ingest.ParseAllowList([]string{p}); err != nil {
+			return err
+		}
+		f.list = append(f.list, p)
+	}
+	return nil
 }
 
 // registerIngestFlags adds the ingest part's flags.
@@ -28,11 +60,17 @@ func registerIngestFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&ingestFlags.retryMax, "ingest-retry-max", 30*time.Second, "longest wait between reconnects to an RTSP source")
 	fs.DurationVar(&ingestFlags.timeout, "ingest-timeout", 10*time.Second, "how long an RTSP source may stay silent before it is reconnected")
 	fs.IntVar(&ingestFlags.maxSources, "ingest-max-sources", 256, "most RTSP sources registered on this node")
+	ingestFlags.allowCIDR = cidrListFlag{list: append([]string(nil), ingest.DefaultAllowCIDRs...)}
+	fs.Var(&ingestFlags.allowCIDR, "ingest-allow-cidr", "networks RTSP sources may connect to (CIDR or address; repeatable or comma-separated; replaces the default private ranges and loopback). Link-local (169.254/16, fe80::/10: cloud metadata), unspecified, multicast and broadcast addresses are refused whatever this says")
 }
 
 // wireIngest builds the RTSP ingest manager: the admin source API under
 // /api/lessons/{id}/sources, its metrics, and its shutdown.
 func wireIngest(a *app) error {
+	allow, err := ingest.ParseAllowList(ingestFlags.allowCIDR.list)
+	if err != nil {
+		return fmt.Errorf("--ingest-allow-cidr: %w", err)
+	}
 	m, err := ingest.New(ingest.Config{
 		Rooms:       a.sfu.Rooms,
 		Log:         a.log,
@@ -40,6 +78,7 @@ func wireIngest(a *app) error {
 		Backoff:     ingest.Backoff{Min: ingestFlags.retryMin, Max: ingestFlags.retryMax},
 		ReadTimeout: ingestFlags.timeout,
 		MaxSources:  ingestFlags.maxSources,
+		Allow:       allow,
 	})
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)

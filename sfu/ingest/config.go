@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,6 +90,15 @@ func (c *SourceConfig) normalize() (*url.URL, error) {
 	}
 	if u.Hostname() == "" {
 		return nil, fmt.Errorf("%w: url has no host", errInvalid)
+	}
+	if p := u.Port(); p != "" {
+		// url.Parse accepts any digits: 0 and 99999 included.
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("%w: url port must be 1-65535", errInvalid)
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return nil, fmt.Errorf("%w: url port must be 1-65535", errInvalid)
 	}
 	if c.Name == "" {
 		c.Name = u.Hostname()

@@ -30,6 +30,7 @@ import (
 // not drop packets in practice, and only packets from 127.0.0.1 are read.
 type transcoder struct {
 	src     *Source
+	input   string // the camera URL, host replaced by its checked address
 	video   bool
 	audio   bool
 	onVideo func(*rtp.Packet)
@@ -124,7 +125,7 @@ func (t *transcoder) run(ctx context.Context) error {
 	}
 
 	stderr := tailbuf.New(4096)
-	cmd := exec.CommandContext(ctx, t.src.m.cfg.FFmpegPath, ffmpegArgs(t.src.cfg.URL, t.src.cfg.Transport, vport, aport)...)
+	cmd := exec.CommandContext(ctx, t.src.m.cfg.FFmpegPath, ffmpegArgs(t.input, t.src.cfg.Transport, vport, aport)...)
 	cmd.Stderr = stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 3 * time.Second

@@ -33,6 +33,11 @@ type Config struct {
 	ReadTimeout time.Duration
 	// MaxSources caps the registered sources on this node; default 256.
 	MaxSources int
+	// Allow is where sources may connect (the registered host, each
+	// address it resolves to when dialed, and ffmpeg's input); nil means
+	// DefaultAllowCIDRs. Link-local, metadata, unspecified, multicast and
+	// broadcast addresses are refused whatever it says.
+	Allow *AllowList
 }
 
 // Manager owns every registered source of this node.
@@ -66,6 +71,13 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.MaxSources <= 0 {
 		cfg.MaxSources = 256
 	}
+	if cfg.Allow == nil {
+		a, err := ParseAllowList(DefaultAllowCIDRs)
+		if err != nil {
+			return nil, fmt.Errorf("ingest: default allow list: %w", err)
+		}
+		cfg.Allow = a
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, log: cfg.Log.With("part", "ingest"), ctx: ctx, cancel: cancel, sources: make(map[string]*Source)}, nil
 }
@@ -86,6 +98,9 @@ func (m *Manager) Add(lessonID string, c SourceConfig) (SourceInfo, error) {
 	}
 	if !sfu.ValidRoomID(lessonID) {
 		return SourceInfo{}, fmt.Errorf("%w: invalid lesson id", errInvalid)
+	}
+	if err := m.cfg.Allow.checkHost(u.Hostname()); err != nil {
+		return SourceInfo{}, fmt.Errorf("%w: url host: %v", errInvalid, err)
 	}
 	m.mu.Lock()
 	if m.closed {

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
 	"github.com/bluenviron/gortsplib/v4/pkg/base"
 	"github.com/bluenviron/gortsplib/v4/pkg/description"
 	"github.com/bluenviron/gortsplib/v4/pkg/format"
+	"github.com/bluenviron/gortsplib/v4/pkg/headers"
 	"github.com/pion/rtp"
 )
 
@@ -95,6 +99,12 @@ func (s *Source) runSession(ctx context.Context) error {
 	if err != nil {
 		return errors.New("invalid RTSP URL")
 	}
+	// Every connection, redirects and the TCP fallback included, goes
+	// through the allow list after name resolution; the address last
+	// connected to is what ffmpeg is given, so it cannot resolve the name
+	// to somewhere else.
+	var dialMu sync.Mutex
+	var dialed netip.AddrPort
 	c := &gortsplib.Client{
 		Scheme:        u.Scheme,
 		Host:          u.Host,
@@ -104,6 +114,18 @@ func (s *Source) runSession(ctx context.Context) error {
 		AnyPortEnable: true,
 		UserAgent:     "podium",
 		OnDecodeError: func(err error) { s.reportError(fmt.Errorf("rtp: %w", err)) },
+		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+			conn, err := s.m.cfg.Allow.dialContext(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+				dialMu.Lock()
+				dialed = ta.AddrPort()
+				dialMu.Unlock()
+			}
+			return conn, nil
+		},
 	}
 	if err := c.Start2(); err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -119,6 +141,9 @@ func (s *Source) runSession(ctx context.Context) error {
 	defer stopOnCancel()
 
 	desc, _, err := c.Describe(u)
+	if errors.Is(err, errAddrRefused) {
+		return fmt.Errorf("connect: %w", errAddrRefused)
+	}
 	if err != nil {
 		return describeError(fmt.Errorf("describe: %w", err))
 	}
@@ -154,15 +179,23 @@ func (s *Source) runSession(ctx context.Context) error {
 	sessionErr := make(chan error, 2)
 	if p.directVideo != nil || p.directAudio != nil {
 		if p.directVideo != nil {
-			if _, err := c.Setup(desc.BaseURL, p.directVideo, 0, 0); err != nil {
+			res, err := c.Setup(desc.BaseURL, p.directVideo, 0, 0)
+			if err != nil {
 				return describeError(fmt.Errorf("setup video: %w", err))
+			}
+			if err := s.checkTransportSource(res); err != nil {
+				return err
 			}
 			vp := s.newVideoPipe(video)
 			c.OnPacketRTP(p.directVideo, p.h264, vp.push)
 		}
 		if p.directAudio != nil {
-			if _, err := c.Setup(desc.BaseURL, p.directAudio, 0, 0); err != nil {
+			res, err := c.Setup(desc.BaseURL, p.directAudio, 0, 0)
+			if err != nil {
 				return describeError(fmt.Errorf("setup audio: %w", err))
+			}
+			if err := s.checkTransportSource(res); err != nil {
+				return err
 			}
 			ap := s.newAudioPipe(audio)
 			c.OnPacketRTP(p.directAudio, p.opus, ap.push)
@@ -182,7 +215,18 @@ func (s *Source) runSession(ctx context.Context) error {
 	defer tcancel()
 	tdone := make(chan struct{})
 	if p.ffmpegVideo || p.ffmpegAudio {
-		tr := &transcoder{src: s, video: p.ffmpegVideo, audio: p.ffmpegAudio}
+		if c.Host != u.Host || c.Scheme != u.Scheme {
+			// ffmpeg would follow the redirect by itself, unchecked.
+			return errors.New("the camera redirected to another address; register the address it redirects to")
+		}
+		dialMu.Lock()
+		addr := dialed
+		dialMu.Unlock()
+		input, err := s.ffmpegInput(addr)
+		if err != nil {
+			return err
+		}
+		tr := &transcoder{src: s, input: input, video: p.ffmpegVideo, audio: p.ffmpegAudio}
 		if p.ffmpegVideo {
 			tr.onVideo = s.newVideoPipe(video).push
 		}
@@ -212,6 +256,38 @@ func (s *Source) runSession(ctx context.Context) error {
 		return describeError(result)
 	}
 	return nil
+}
+
+// checkTransportSource refuses a SETUP answer whose Transport header names
+// a source address (where UDP packets are sent) the policy refuses.
+func (s *Source) checkTransportSource(res *base.Response) error {
+	if res == nil {
+		return nil
+	}
+	var th headers.Transport
+	if th.Unmarshal(res.Header["Transport"]) != nil || th.Source == nil {
+		return nil
+	}
+	ip, ok := netip.AddrFromSlice(*th.Source)
+	if !ok || s.m.cfg.Allow.Check(ip) != nil {
+		return fmt.Errorf("setup: %w", errAddrRefused)
+	}
+	return nil
+}
+
+// ffmpegInput is the URL ffmpeg opens: the registered URL with its host
+// replaced by the address the checked RTSP session connected to, checked
+// again, so ffmpeg does no name resolution of its own.
+func (s *Source) ffmpegInput(addr netip.AddrPort) (string, error) {
+	if !addr.IsValid() {
+		return "", errors.New("transcoder: no checked camera address to give ffmpeg")
+	}
+	if s.m.cfg.Allow.Check(addr.Addr()) != nil {
+		return "", fmt.Errorf("transcoder: %w", errAddrRefused)
+	}
+	cp := *s.u
+	cp.Host = netip.AddrPortFrom(addr.Addr().WithZone("").Unmap(), addr.Port()).String()
+	return cp.String(), nil
 }
 
 // videoPipe is one session's path for H.264: depacketize, rewrite time,
