@@ -40,12 +40,12 @@ type TokenRequest struct {
 
 // TokenResponse is the reply of POST /api/tokens.
 type TokenResponse struct {
-	Token     string    `json:"token"`
-	ID        string    `json:"id"`
-	ExpiresAt time.Time `json:"expiresAt"`
-	Room      string    `json:"room"`
-	Role      string    `json:"role"`
-	Name      string    `json:"name"`
+	Token     string      `json:"token"`
+	ID        string      `json:"id"`
+	ExpiresAt time.Time   `json:"expiresAt"`
+	Room      string      `json:"room"`
+	Role      string      `json:"role"`
+	Name      string      `json:"name"`
 	Replay    *auth.Grant `json:"replay,omitempty"`
 }
 

@@ -43,7 +43,7 @@ func newTestServer(t *testing.T) *testServer {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	sig.Mount(mux)
+	sig.Mount(auth.NewRouter(mux, iss, sig.AuthFailure))
 	hs := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

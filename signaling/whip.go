@@ -46,11 +46,11 @@ func (s *Server) mountWHIP(rt *auth.Router) {
 			scope = auth.OfLesson("room", sfu.RoleTeacher, sfu.RoleClassroom, sfu.RoleViewer, sfu.RoleAdmin)
 			post = s.postWHEP
 		}
-		rt.Handle("POST /"+kind+"/{room}", scope, cors(http.HandlerFunc(post)))
-		rt.Handle("DELETE /"+kind+"/{room}/{id}", scope, cors(s.resourceHandler(kind, s.deleteResource)))
-		rt.Handle("PATCH /"+kind+"/{room}/{id}", scope, cors(s.resourceHandler(kind, s.patchResource)))
-		rt.Handle("OPTIONS /"+kind+"/{room}", auth.PublicScope(), cors(http.HandlerFunc(preflight)))
-		rt.Handle("OPTIONS /"+kind+"/{room}/{id}", auth.PublicScope(), cors(http.HandlerFunc(preflight)))
+		rt.Handle("POST /"+kind+"/{room}", scope, http.HandlerFunc(post), cors)
+		rt.Handle("DELETE /"+kind+"/{room}/{id}", scope, s.resourceHandler(kind, s.deleteResource), cors)
+		rt.Handle("PATCH /"+kind+"/{room}/{id}", scope, s.resourceHandler(kind, s.patchResource), cors)
+		rt.Handle("OPTIONS /"+kind+"/{room}", auth.PublicScope(), http.HandlerFunc(preflight), cors)
+		rt.Handle("OPTIONS /"+kind+"/{room}/{id}", auth.PublicScope(), http.HandlerFunc(preflight), cors)
 	}
 }
 

@@ -20,27 +20,46 @@ func TestSignatures(t *testing.T) {
 	s := newTestService(t)
 	now := time.Unix(1_800_000_000, 0)
 	s.now = func() time.Time { return now }
-	q := s.sign("math-101", now.Add(time.Minute))
-	if !s.verify("math-101", q) {
-		t.Fatal("fresh signature refused")
+	u, _ := url.Parse(s.mediaURL("math-101", "poster.jpg", urlGrant{exp: now.Add(time.Minute), by: "viewer-1"}))
+	q := u.Query()
+	if by, ok := s.verify("math-101", "poster.jpg", q); !ok || by != "viewer-1" {
+		t.Fatalf("fresh signature refused (%q, %v)", by, ok)
 	}
-	if s.verify("math-102", q) {
+	if _, ok := s.verify("math-102", "poster.jpg", q); ok {
 		t.Error("signature accepted for another lesson")
 	}
-	bad := url.Values{"exp": {q.Get("exp")}, "sig": {q.Get("sig") + "A"}}
-	if s.verify("math-101", bad) {
+	if _, ok := s.verify("math-101", "download.mp4", q); ok {
+		t.Error("the poster's signature opened the download")
+	}
+	bad := url.Values{"exp": {q.Get("exp")}, "by": {"viewer-1"}, "sig": {q.Get("sig") + "A"}}
+	if _, ok := s.verify("math-101", "poster.jpg", bad); ok {
 		t.Error("tampered signature accepted")
 	}
-	later := url.Values{"exp": {"1900000000"}, "sig": {q.Get("sig")}}
-	if s.verify("math-101", later) {
+	later := url.Values{"exp": {"1900000000"}, "by": {"viewer-1"}, "sig": {q.Get("sig")}}
+	if _, ok := s.verify("math-101", "poster.jpg", later); ok {
 		t.Error("signature accepted with a moved expiry")
 	}
+	other := url.Values{"exp": {q.Get("exp")}, "by": {"admin"}, "sig": {q.Get("sig")}}
+	if _, ok := s.verify("math-101", "poster.jpg", other); ok {
+		t.Error("signature accepted for another holder")
+	}
 	now = now.Add(2 * time.Minute)
-	if s.verify("math-101", q) {
+	if _, ok := s.verify("math-101", "poster.jpg", q); ok {
 		t.Error("expired signature accepted")
 	}
-	if s.verify("math-101", url.Values{}) {
+	if _, ok := s.verify("math-101", "poster.jpg", url.Values{}); ok {
 		t.Error("no signature accepted")
+	}
+}
+
+func TestPlaySpan(t *testing.T) {
+	pl := "#EXTM3U\n#EXTINF:4.000,\na.m4s\n#EXTINF:4.5,\nb.m4s\n#EXT-X-ENDLIST\n"
+	if got := playSpan([]byte(pl)); got != 8500*time.Millisecond {
+		t.Errorf("playlist span %v, want 8.5s", got)
+	}
+	vtt := "WEBVTT\n\n00:00.000 --> 00:05.000\nsprite.jpg#xywh=0,0,160,90\n\n01:02:03.500 --> 01:02:08.000\nsprite.jpg#xywh=160,0,160,90\n"
+	if got := playSpan([]byte(vtt)); got != (3600+120+8)*time.Second {
+		t.Errorf("vtt span %v", got)
 	}
 }
 
@@ -96,18 +115,18 @@ func TestRewriteSignsEveryURI(t *testing.T) {
 	r := httptest.NewRequest("GET", "/", nil)
 	master := "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n720p/index.m3u8\n"
 	out := string(s.rewrite(r, "l1", "hls/master.m3u8", []byte(master)))
-	if !strings.Contains(out, "\n/api/vod/media/l1/hls/720p/index.m3u8?exp=") {
+	if !strings.Contains(out, "\n/api/vod/media/l1/hls/720p/index.m3u8?by=") {
 		t.Errorf("master:\n%s", out)
 	}
 	media := "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:4.0,\nseg_00000.m4s\n#EXT-X-ENDLIST\n"
 	out = string(s.rewrite(r, "l1", "hls/720p/index.m3u8", []byte(media)))
-	if !strings.Contains(out, `#EXT-X-MAP:URI="/api/vod/media/l1/hls/720p/init.mp4?exp=`) ||
-		!strings.Contains(out, "\n/api/vod/media/l1/hls/720p/seg_00000.m4s?exp=") {
+	if !strings.Contains(out, `#EXT-X-MAP:URI="/api/vod/media/l1/hls/720p/init.mp4?by=`) ||
+		!strings.Contains(out, "\n/api/vod/media/l1/hls/720p/seg_00000.m4s?by=") {
 		t.Errorf("media:\n%s", out)
 	}
 	vtt := "WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nsprite_001.jpg#xywh=0,0,160,90\n"
 	out = string(s.rewrite(r, "l1", "thumbs.vtt", []byte(vtt)))
-	if !strings.Contains(out, "/api/vod/media/l1/sprite_001.jpg?exp=") || !strings.HasSuffix(strings.TrimSpace(out), "#xywh=0,0,160,90") {
+	if !strings.Contains(out, "/api/vod/media/l1/sprite_001.jpg?by=") || !strings.HasSuffix(strings.TrimSpace(out), "#xywh=0,0,160,90") {
 		t.Errorf("vtt:\n%s", out)
 	}
 	escape := "#EXTM3U\n../../../manifest.json\n"

@@ -51,15 +51,9 @@ func startServer(t *testing.T, store storage.Store, playback string) *server {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	authz := func(h http.Handler, roles ...string) http.Handler {
-		rs := make([]sfu.Role, len(roles))
-		for i, r := range roles {
-			rs[i] = sfu.Role(r)
-		}
-		return issuer.Require(nil, rs...)(h)
-	}
-	svc.Register(mux, authz)
-	transcode.Handlers{Q: q}.Register(mux, authz)
+	rt := auth.NewRouter(mux, issuer, nil)
+	svc.Mount(rt)
+	transcode.Handlers{Q: q}.Mount(rt)
 	// The replay page, as package clients serves it (/replay -> replay.html).
 	web := http.FileServer(http.Dir("../clients/web"))
 	mux.Handle("GET /", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -81,13 +75,20 @@ func startServer(t *testing.T, store storage.Store, playback string) *server {
 	return &server{Server: srv, q: q, issuer: issuer}
 }
 
+// token is a live token of lesson math-101 (admins: of every lesson).
 func (s *server) token(t *testing.T, role sfu.Role) string {
 	t.Helper()
 	room := "math-101"
 	if role == sfu.RoleAdmin {
 		room = auth.AnyRoom
 	}
-	tok, _, err := s.issuer.Issue(auth.Request{Room: room, Role: role, Name: string(role) + " user", TTL: time.Hour})
+	return s.tokenFor(t, auth.Request{Room: room, Role: role})
+}
+
+func (s *server) tokenFor(t *testing.T, r auth.Request) string {
+	t.Helper()
+	r.Name, r.TTL = string(r.Role)+" user", time.Hour
+	tok, _, err := s.issuer.Issue(r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +169,8 @@ func TestCatalogAndSignedPlayback(t *testing.T) {
 	transcodetest.WriteRecording(t, store, "math-101", 8, true)
 	transcodetest.WriteRecording(t, store, "live-one", 4, false) // still recording
 	student, teacher, admin := s.token(t, sfu.RoleViewer), s.token(t, sfu.RoleTeacher), s.token(t, sfu.RoleAdmin)
+	everyLesson := s.tokenFor(t, auth.Request{Role: auth.RoleStudent, Replay: &auth.Grant{All: true}})
+	otherTeacher := s.tokenFor(t, auth.Request{Room: "live-one", Role: sfu.RoleTeacher})
 
 	l := s.waitReady(t, "math-101", student)
 	if l.Title != "Fractions math-101" || l.Teacher != "Ms. Okafor" || l.Duration < 7 || l.Duration > 9 || l.Course != vod.UnsortedCourse {
@@ -245,9 +248,28 @@ func TestCatalogAndSignedPlayback(t *testing.T) {
 	if code := s.do(t, "GET", "/api/vod/jobs", student, nil, nil); code != http.StatusForbidden {
 		t.Errorf("student jobs: %d, want 403", code)
 	}
+	// A token of one lesson reaches nothing of another.
+	if code := s.do(t, "GET", "/api/vod/lessons/live-one", student, nil, nil); code != http.StatusForbidden {
+		t.Errorf("viewer of math-101 reading live-one: %d, want 403", code)
+	}
+	for _, m := range []string{"PATCH", "DELETE"} {
+		if code := s.do(t, m, "/api/vod/lessons/math-101", otherTeacher, map[string]string{"title": "x"}, nil); code != http.StatusForbidden {
+			t.Errorf("%s by another lesson's teacher: %d, want 403", m, code)
+		}
+	}
+	// A signature covers one object: the poster's does not open the video.
+	poster, _ := url.Parse(l.Poster)
+	if poster.Host == "" {
+		if code, _ := s.get(t, "/api/vod/media/math-101/download.mp4?"+poster.RawQuery); code != http.StatusUnauthorized {
+			t.Errorf("poster signature on the download: %d, want 401", code)
+		}
+	}
 
 	// Catalog: courses, search, the recording-in-progress lesson.
-	if code := s.do(t, "PUT", "/api/vod/courses/maths-7", teacher, vod.CourseRecord{Title: "Maths, year 7"}, nil); code != http.StatusOK {
+	if code := s.do(t, "PUT", "/api/vod/courses/maths-7", teacher, vod.CourseRecord{Title: "Maths, year 7"}, nil); code != http.StatusForbidden {
+		t.Fatalf("a teacher put a course: %d, want 403 (courses are the server admin's)", code)
+	}
+	if code := s.do(t, "PUT", "/api/vod/courses/maths-7", admin, vod.CourseRecord{Title: "Maths, year 7"}, nil); code != http.StatusOK {
 		t.Fatalf("put course: %d", code)
 	}
 	var patched vod.Lesson
@@ -258,7 +280,7 @@ func TestCatalogAndSignedPlayback(t *testing.T) {
 		t.Errorf("patch to a missing course: %d", code)
 	}
 	var courses struct{ Courses []vod.Course }
-	s.do(t, "GET", "/api/vod/courses", student, nil, &courses)
+	s.do(t, "GET", "/api/vod/courses", everyLesson, nil, &courses)
 	got := map[string]int{}
 	for _, c := range courses.Courses {
 		got[c.ID] = c.LessonCount
@@ -266,9 +288,22 @@ func TestCatalogAndSignedPlayback(t *testing.T) {
 	if got["maths-7"] != 1 || got[vod.UnsortedCourse] != 1 {
 		t.Errorf("courses: %+v", courses.Courses)
 	}
+	// A student of the course sees that course's lessons and nothing else.
+	courseStudent := s.tokenFor(t, auth.Request{Role: auth.RoleStudent, Replay: &auth.Grant{Courses: []string{"maths-7"}}})
+	var mine struct{ Lessons []vod.Lesson }
+	s.do(t, "GET", "/api/vod/lessons", courseStudent, nil, &mine)
+	if len(mine.Lessons) != 1 || mine.Lessons[0].ID != "math-101" {
+		t.Errorf("course student's catalog: %+v", mine.Lessons)
+	}
+	if code := s.do(t, "GET", "/api/vod/lessons/math-101", courseStudent, nil, nil); code != http.StatusOK {
+		t.Errorf("course student opening its lesson: %d", code)
+	}
+	if code := s.do(t, "GET", "/api/vod/lessons/live-one", courseStudent, nil, nil); code != http.StatusForbidden {
+		t.Errorf("course student opening another lesson: %d, want 403", code)
+	}
 	for q, want := range map[string]string{"okafor": "live-one,math-101", "fractions MATH-101": "math-101", "biology": ""} {
 		var res struct{ Lessons []vod.Lesson }
-		s.do(t, "GET", "/api/vod/lessons?q="+url.QueryEscape(q), student, nil, &res)
+		s.do(t, "GET", "/api/vod/lessons?q="+url.QueryEscape(q), everyLesson, nil, &res)
 		var ids []string
 		for _, l := range res.Lessons {
 			ids = append(ids, l.ID)
@@ -278,7 +313,7 @@ func TestCatalogAndSignedPlayback(t *testing.T) {
 		}
 	}
 	var live vod.Lesson
-	s.do(t, "GET", "/api/vod/lessons/live-one", student, nil, &live)
+	s.do(t, "GET", "/api/vod/lessons/live-one", everyLesson, nil, &live)
 	if live.Status != vod.StatusRecording || live.HLS != "" {
 		t.Errorf("lesson still recording: %+v", live)
 	}
@@ -297,7 +332,7 @@ func TestCatalogAndSignedPlayback(t *testing.T) {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		var j transcode.Job
-		s.do(t, "GET", "/api/vod/jobs/"+created.Job, teacher, nil, &j)
+		s.do(t, "GET", "/api/vod/jobs/"+created.Job, admin, nil, &j)
 		if j.State == transcode.StateDone {
 			break
 		}

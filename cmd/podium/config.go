@@ -169,7 +169,12 @@ type listFlag []string
 
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
 
+// Set appends; "none" empties the list (to drop a default).
 func (l *listFlag) Set(v string) error {
+	if strings.TrimSpace(v) == "none" {
+		*l = listFlag{}
+		return nil
+	}
 	for _, p := range strings.Split(v, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			*l = append(*l, p)

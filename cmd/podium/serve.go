@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -233,16 +234,27 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	return 0
 }
 
-// serve builds the app, serves until ctx ends, then drains.
-func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
-	if err := os.MkdirAll(c.dataDir, 0o755); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+// built is a wired node before it listens: its parts, its HTTP handler and
+// its router (whose routes the access tests walk).
+type built struct {
+	app          *app
+	sig          *signaling.Server
+	closeSFU     func()
+	secretSource string
+	ready        *atomic.Bool
+	draining     *atomic.Bool
+}
+
+// build wires every part of a node. On error, what was built is closed.
+func build(c *serveConfig, log *slog.Logger) (_ *built, err error) {
+	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	secretSource := "--secret"
 	if c.secret == "" {
 		s, created, err := loadOrCreateSecret(c.dataDir)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c.secret = s
 		secretSource = secretFile(c.dataDir)
@@ -252,34 +264,36 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 	}
 	issuer, err := auth.NewIssuer(c.secret)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	issuer.SetMaxTTL(c.tokenMaxTTL)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a := &app{log: log, reg: reg, mux: http.NewServeMux(), issuer: issuer}
-	var ready, draining atomic.Bool
+	b := &built{app: a, secretSource: secretSource, ready: new(atomic.Bool), draining: new(atomic.Bool)}
 	// The router is made before any part is wired; it counts refusals in
 	// the signaling metrics once signaling exists.
-	var sig *signaling.Server
 	a.routes = auth.NewRouter(a.mux, issuer, func(reason string) {
-		if sig != nil {
-			sig.AuthFailure(reason)
+		if b.sig != nil {
+			b.sig.AuthFailure(reason)
 		}
 	})
 	// Closers run even when wiring fails half-way.
 	defer func() {
-		if !ready.Load() {
+		if err != nil {
+			if b.closeSFU != nil {
+				b.closeSFU()
+			}
 			runClosers(context.Background(), a, log)
 		}
 	}()
 
 	if err := wireDB(a, c.dataDir); err != nil {
-		return fmt.Errorf("replay database: %w", err)
+		return nil, fmt.Errorf("replay database: %w", err)
 	}
 	if err := wireStorage(a); err != nil {
-		return fmt.Errorf("storage: %w", err)
+		return nil, fmt.Errorf("storage: %w", err)
 	}
 	s, err := sfu.New(sfu.Config{
 		ICEUDPPort: c.iceUDPPort, ICETCPPort: c.iceTCPPort, PublicIPs: c.publicIPs, BindIP: c.bindIP,
@@ -287,54 +301,80 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 			Realm: c.turnRealm, Secret: derive(c.secret, "turn")},
 	}, log.With("part", "sfu"), reg)
 	if err != nil {
-		return fmt.Errorf("sfu: %w", err)
+		return nil, fmt.Errorf("sfu: %w", err)
 	}
 	a.sfu = s
-	sfuClosed := false
-	closeSFU := func() {
-		if !sfuClosed {
-			sfuClosed = true
+	var once sync.Once
+	b.closeSFU = func() {
+		once.Do(func() {
 			if err := s.Close(); err != nil {
 				log.Warn("sfu close", "err", err)
 			}
-		}
+		})
 	}
-	defer closeSFU()
 	for _, w := range []struct {
 		name string
 		fn   func(*app) error
 	}{{"recorder", wireRecorder}, {"ingest", wireIngest}, {"vod", wireVod}, {"cluster", wireCluster}} {
 		if err := w.fn(a); err != nil {
-			return fmt.Errorf("%s: %w", w.name, err)
+			return nil, fmt.Errorf("%s: %w", w.name, err)
 		}
 	}
-	sig, err = signaling.New(signaling.Config{SFU: s, Issuer: issuer, Log: log, Registerer: reg,
+	b.sig, err = signaling.New(signaling.Config{SFU: s, Issuer: issuer, Log: log, Registerer: reg,
 		Revocations: a.revocations, Audit: a.audit})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	sig.Mount(a.routes)
+	b.sig.Mount(a.routes)
 	a.routes.Handle("GET /metrics", auth.PublicScope(), metricsHandler(reg, c.metricsToken))
 	a.routes.HandleFunc("GET /healthz", auth.PublicScope(), func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "alive"})
 	})
 	a.routes.HandleFunc("GET /readyz", auth.PublicScope(), func(w http.ResponseWriter, r *http.Request) {
 		switch {
-		case draining.Load():
+		case b.draining.Load():
 			httpx.WriteError(w, http.StatusServiceUnavailable, "draining", "server is shutting down")
-		case !ready.Load():
+		case !b.ready.Load():
 			httpx.WriteError(w, http.StatusServiceUnavailable, "starting", "server is starting")
 		default:
 			httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		}
 	})
 	a.routes.Handle("/", auth.PublicScope(), clients.Handler())
+	return b, nil
+}
+
+// handler is the node's whole HTTP handler.
+func (b *built) handler() http.Handler { return clusterFront(b.app.mux) }
+
+// close stops what build started (for a node that never served).
+func (b *built) close(ctx context.Context) {
+	if err := b.sig.Shutdown(ctx); err != nil {
+		b.app.log.Warn("signaling drain incomplete", "err", err)
+	}
+	b.closeSFU()
+	runClosers(ctx, b.app, b.app.log)
+}
+
+// serve builds the app, serves until ctx ends, then drains.
+func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
+	b, err := build(c, log)
+	if err != nil {
+		return err
+	}
+	a, sig, ready, draining, secretSource, reg := b.app, b.sig, b.ready, b.draining, b.secretSource, b.app.reg
+	started := false
+	defer func() {
+		if !started {
+			b.close(context.Background())
+		}
+	}()
 
 	ln, err := listenHTTP(c, reg)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: clusterFront(a.mux), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	srv := &http.Server{Handler: b.handler(), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		// A client that trickles its headers or body, or idles on a
 		// keep-alive connection, does not keep a descriptor for long.
 		// Websockets are hijacked (gorilla clears the deadlines) and
@@ -349,6 +389,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 		}
 	}()
 	ready.Store(true)
+	started = true
 	base := c.publicURL
 	if base == "" {
 		scheme := "http"
@@ -387,7 +428,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 			log.Warn("http shutdown incomplete", "err", err)
 			_ = srv.Close()
 		}
-		closeSFU()
+		b.closeSFU()
 		runClosers(dctx, a, log)
 	}()
 	// The drain is bounded whatever a part does: an operator's SIGTERM must

@@ -149,13 +149,18 @@ func (rt *Router) OnFail(reason string) { rt.onFail(reason) }
 func (rt *Router) Issuer() *Issuer { return rt.issuer }
 
 // Handle registers h for pattern behind scope. A route without a valid
-// scope is a programming error and panics at start.
-func (rt *Router) Handle(pattern string, scope Scope, h http.Handler) {
+// scope is a programming error and panics at start. outer middleware runs
+// before the scope check (CORS headers that refusals need too).
+func (rt *Router) Handle(pattern string, scope Scope, h http.Handler, outer ...func(http.Handler) http.Handler) {
 	if err := scope.validate(pattern); err != nil {
 		panic(err)
 	}
 	rt.routes = append(rt.routes, Route{Pattern: pattern, Scope: scope})
-	rt.mux.Handle(pattern, rt.guard(scope, h))
+	g := rt.guard(scope, h)
+	for _, o := range outer {
+		g = o(g)
+	}
+	rt.mux.Handle(pattern, g)
 }
 
 // HandleFunc is Handle for a function.
