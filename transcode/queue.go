@@ -121,7 +121,7 @@ func NewQueue(store storage.Store, cfg QueueConfig, log *slog.Logger, m *Metrics
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Queue{
+	q := &Queue{
 		cfg: cfg, store: store, log: log, m: m,
 		pipe:    &pipeline{cfg: cfg.Config, store: store},
 		jobs:    map[string]*Job{},
@@ -129,6 +129,10 @@ func NewQueue(store storage.Store, cfg QueueConfig, log *slog.Logger, m *Metrics
 		wake:    make(chan struct{}, 1),
 		seen:    map[string]time.Time{},
 	}
+	if m != nil {
+		m.queue.Store(q)
+	}
+	return q
 }
 
 // Run loads the stored jobs (a job that was running when the process died
@@ -235,8 +239,9 @@ func (q *Queue) enqueue(ctx context.Context, j *Job) (Job, error) {
 	now := time.Now().UTC()
 	q.mu.Lock()
 	if old, ok := q.jobs[j.ID]; ok && !old.Finished() {
+		active := *old // copied under the lock: a worker updates it
 		q.mu.Unlock()
-		return *old, ErrJobActive
+		return active, ErrJobActive
 	}
 	old := q.jobs[j.ID]
 	j.State, j.MaxAttempts, j.CreatedAt, j.UpdatedAt = StateQueued, q.cfg.MaxAttempts, now, now
@@ -424,9 +429,6 @@ func (q *Queue) runJob(queueCtx context.Context, id string, jobCtx context.Conte
 		}
 		j.Phase, j.Progress, j.UpdatedAt = phase, f, time.Now().UTC()
 		q.mu.Unlock()
-		if q.m != nil {
-			q.m.progress.WithLabelValues(id).Set(f)
-		}
 		if time.Since(lastSave) > 2*time.Second {
 			lastSave = time.Now()
 			q.save(queueCtx, id)
@@ -447,9 +449,6 @@ func (q *Queue) runJob(queueCtx context.Context, id string, jobCtx context.Conte
 		err = permanent(fmt.Errorf("unknown job kind %q", snap.Kind))
 	}
 	elapsed := time.Since(began)
-	if q.m != nil {
-		q.m.progress.DeleteLabelValues(id)
-	}
 
 	now := time.Now().UTC()
 	q.mu.Lock()

@@ -18,6 +18,7 @@ import (
 	"podium/cluster"
 	"podium/cluster/cascade"
 	"podium/sfu"
+	"podium/signaling/auth"
 )
 
 // clusterConfig is the cluster part's configuration (flags cluster-*).

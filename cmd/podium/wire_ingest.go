@@ -4,12 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
-	"podium/internal/httpx"
 	"podium/sfu"
+	"podium/signaling/auth"
 	"podium/sfu/ingest"
 )
 
@@ -86,17 +85,10 @@ func wireIngest(a *app) error {
 	if err := a.reg.Register(m.Collector()); err != nil {
 		return fmt.Errorf("ingest metrics: %w", err)
 	}
-	var h http.Handler = m.Handler()
-	if a.requireRole != nil {
-		h = a.requireRole(h, sfu.RoleAdmin)
-	} else {
-		// Never serve the source API (camera credentials) without auth.
-		h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			httpx.WriteError(w, http.StatusServiceUnavailable, "auth_unavailable", "source API needs the admin role check, which is not configured")
-		})
-	}
+	// Sources hold camera credentials: a lesson's admin manages its own.
+	h := m.Handler()
 	for _, pattern := range ingest.Routes {
-		a.mux.Handle(pattern, h)
+		a.routes.Handle(pattern, auth.OfLesson("id", sfu.RoleAdmin), h)
 	}
 	a.onClose(func(context.Context) error {
 		m.Close()

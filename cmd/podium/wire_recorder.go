@@ -10,6 +10,7 @@ import (
 	"podium/internal/httpx"
 	"podium/recorder"
 	"podium/sfu"
+	"podium/signaling/auth"
 )
 
 // recorderFlags is the recorder part's configuration, filled by registerRecorderFlags.

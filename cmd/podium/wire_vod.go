@@ -5,13 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
 	"time"
 
-	"podium/sfu"
 	"podium/transcode"
 	"podium/vod"
 )
