@@ -345,6 +345,50 @@ func TestWHIPPublishWHEPWatch(t *testing.T) {
 	if n := vc.decodedFrames("whep/camera"); n < 5 {
 		t.Fatalf("WHEP player decoded %d frames", n)
 	}
+
+	// One viewer token holds at most its cap of sessions: the next is
+	// refused with 429, and closing one frees a slot.
+	viewer := ts.token(t, "studio", sfu.RoleViewer, "V2")
+	var extra []*goclient.HTTPSession
+	for range DefaultMaxSessions()[sfu.RoleViewer] {
+		w, err := goclient.WHEPWatch(ctx, api, ts.URL, "studio", viewer, nil)
+		if err != nil {
+			t.Fatalf("WHEP session %d of the cap: %v", len(extra)+1, err)
+		}
+		extra = append(extra, w)
+	}
+	_, err = goclient.WHEPWatch(ctx, api, ts.URL, "studio", viewer, nil)
+	if !errors.As(err, &he) || he.Status != 429 || he.Code != "too_many_sessions" {
+		t.Fatalf("WHEP over the token's cap = %v, want 429 too_many_sessions", err)
+	}
+	if err := extra[0].Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again, err := goclient.WHEPWatch(ctx, api, ts.URL, "studio", viewer, nil)
+	if err != nil {
+		t.Fatalf("WHEP after closing one: %v", err)
+	}
+	for _, w := range append(extra[1:], again) {
+		_ = w.Close(ctx)
+	}
+
+	// A player that offers no codec the lesson carries gets a 4xx saying
+	// so, not a 500.
+	h264Only := &webrtc.MediaEngine{}
+	if err := h264Only.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"},
+		PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
+		t.Fatal(err)
+	}
+	if err := h264Only.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111}, webrtc.RTPCodecTypeAudio); err != nil {
+		t.Fatal(err)
+	}
+	_, err = goclient.WHEPWatch(ctx, webrtc.NewAPI(webrtc.WithMediaEngine(h264Only)), ts.URL, "studio", ts.token(t, "studio", sfu.RoleViewer, "V3"), nil)
+	if !errors.As(err, &he) || he.Status < 400 || he.Status >= 500 {
+		t.Fatalf("WHEP offering only H.264 to a VP8 lesson = %v, want a 4xx", err)
+	}
+
 	if err := watch.Close(ctx); err != nil {
 		t.Fatalf("WHEP DELETE: %v", err)
 	}

@@ -36,6 +36,7 @@ const (
 	CodeForbidden          = "forbidden"
 	CodeNotFound           = "not_found"
 	CodeBadSDP             = "bad_sdp"
+	CodeCodecMismatch      = "codec_mismatch"
 	CodeLessonEnded        = "lesson_ended"
 	CodeRateLimited        = "rate_limited"
 	CodeInternal           = "internal"

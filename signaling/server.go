@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"podium/internal/audit"
@@ -237,6 +238,8 @@ func errorFor(err error) *protocolError {
 		return pe
 	case errors.Is(err, sfu.ErrBadSDP):
 		return perr(CodeBadSDP, "%v", err)
+	case errors.Is(err, webrtc.ErrUnsupportedCodec):
+		return perr(CodeCodecMismatch, "the offer has no codec this lesson carries: %v", err)
 	case errors.Is(err, sfu.ErrNotAllowed), errors.Is(err, sfu.ErrNotStageCandidate):
 		return perr(CodeForbidden, "%v", err)
 	case errors.Is(err, sfu.ErrRoomEnded):
@@ -257,6 +260,8 @@ func httpStatusFor(code string) int {
 	switch code {
 	case CodeBadSDP, CodeBadRequest, CodeBadJSON:
 		return http.StatusBadRequest
+	case CodeCodecMismatch:
+		return http.StatusUnprocessableEntity
 	case CodeForbidden:
 		return http.StatusForbidden
 	case CodeNotFound, CodeLessonEnded:

@@ -369,7 +369,7 @@ func (m mediaHandler) ValidSignature(r *http.Request) bool {
 
 func (s *Service) serveMedia(w http.ResponseWriter, r *http.Request) {
 	lesson, rel := r.PathValue("lesson"), r.PathValue("path")
-	if !ValidID(lesson) || rel == "" || path.Clean("/"+rel) != "/"+rel || strings.Contains(rel, "\\") {
+	if !ValidID(lesson) || !validMediaPath(rel) {
 		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "invalid media path")
 		return
 	}
@@ -519,4 +519,24 @@ func vttSeconds(fields []string) (float64, bool) {
 		secs = secs*60 + v
 	}
 	return secs, true
+}
+
+// validMediaPath accepts the object names transcode writes (hls/720p/
+// seg_00001.m4s, clips/<id>/poster.jpg): short, clean, slash-separated
+// names of letters, digits, '.', '_' and '-' that do not start with a dot.
+func validMediaPath(rel string) bool {
+	if rel == "" || len(rel) > 256 || path.Clean("/"+rel) != "/"+rel {
+		return false
+	}
+	for _, part := range strings.Split(rel, "/") {
+		if part == "" || part[0] == '.' {
+			return false
+		}
+		for _, r := range part {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

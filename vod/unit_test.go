@@ -148,3 +148,15 @@ func FuzzRewrite(f *testing.F) {
 		}
 	})
 }
+
+func TestValidMediaPath(t *testing.T) {
+	for rel, want := range map[string]bool{
+		"hls/720p/seg_00001.m4s": true, "download.mp4": true, "clips/halves-1-5/poster.jpg": true,
+		"": false, "../manifest.json": false, "hls/../../x": false, "hls//a": false, ".hidden": false,
+		"a\\b": false, "a%00b": false, "a\x00b": false, "hls/a b.m4s": false, strings.Repeat("a", 300): false,
+	} {
+		if got := validMediaPath(rel); got != want {
+			t.Errorf("validMediaPath(%q) = %v, want %v", rel, got, want)
+		}
+	}
+}
