@@ -1,11 +1,18 @@
 package vod
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"podium/internal/audit"
+	"podium/storage/local"
 )
 
 func newTestService(t testing.TB) *Service {
@@ -158,5 +165,60 @@ func TestValidMediaPath(t *testing.T) {
 		if got := validMediaPath(rel); got != want {
 			t.Errorf("validMediaPath(%q) = %v, want %v", rel, got, want)
 		}
+	}
+}
+
+// auditLines keeps what is recorded.
+type auditLines struct {
+	mu    sync.Mutex
+	lines []audit.Entry
+}
+
+func (a *auditLines) Record(_ context.Context, e audit.Entry) {
+	a.mu.Lock()
+	a.lines = append(a.lines, e)
+	a.mu.Unlock()
+}
+
+func TestRetentionDeletesOnlyOldFinishedLessons(t *testing.T) {
+	store, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := &auditLines{}
+	s, err := New(store, nil, Config{URLSecret: "unit-test-secret", Retention: 30 * 24 * time.Hour, Audit: lines}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.Now()
+	put := func(key string, v any) {
+		b, _ := json.Marshal(v)
+		if err := store.Put(ctx, key, bytes.NewReader(b), int64(len(b)), "application/json"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, m := range map[string]Manifest{
+		"old-done":      {Version: 1, Lesson: "old-done", StartedAt: now.Add(-40 * 24 * time.Hour), Complete: true},
+		"old-recording": {Version: 1, Lesson: "old-recording", StartedAt: now.Add(-40 * 24 * time.Hour)},
+		"recent":        {Version: 1, Lesson: "recent", StartedAt: now.Add(-2 * 24 * time.Hour), Complete: true},
+	} {
+		put("lessons/"+id+"/manifest.json", m)
+		put("lessons/"+id+"/vod/clips/c1/assets.json", map[string]any{"title": "clip"})
+	}
+	deleted, err := s.Retention(ctx)
+	if err != nil || len(deleted) != 1 || deleted[0] != "old-done" {
+		t.Fatalf("Retention = %v, %v; want [old-done]", deleted, err)
+	}
+	if left, _ := store.List(ctx, "lessons/old-done/"); len(left) != 0 {
+		t.Errorf("%d objects of the old lesson left, e.g. %s", len(left), left[0].Key)
+	}
+	for _, id := range []string{"old-recording", "recent"} {
+		if left, _ := store.List(ctx, "lessons/"+id+"/"); len(left) != 2 {
+			t.Errorf("lesson %s lost objects: %d left", id, len(left))
+		}
+	}
+	if len(lines.lines) != 1 || lines.lines[0].Action != audit.RetentionDelete || lines.lines[0].Lesson != "old-done" {
+		t.Errorf("audit lines: %+v", lines.lines)
 	}
 }

@@ -96,6 +96,7 @@ var accessTable = map[string]accessRow{
 	"GET /healthz":                                  {public: true},
 	"GET /readyz":                                   {public: true},
 	"/":                                             {public: true},
+	"GET /api/audit":                                {admit: anyAdmin, query: "?lesson=lesson-a"},
 	"GET /api/recordings":                           {admit: server},
 	"GET /api/lessons/{id}/recording":               {admit: adminA},
 	"POST /api/lessons/{id}/recording/start":        {admit: adminA},

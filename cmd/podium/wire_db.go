@@ -5,11 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"podium/internal/audit"
+	"podium/internal/httpx"
 	"podium/replaydb"
+	"podium/sfu"
 	"podium/signaling/auth"
 )
 
@@ -63,8 +67,51 @@ func wireDB(a *app, dataDir string) error {
 		<-done
 		return nil
 	})
+	a.routes.HandleFunc("GET /api/audit", auth.AnyToken(sfu.RoleAdmin), auditHandler(db))
 	a.log.Info("replay database open", "backend", db.Backend())
 	return nil
+}
+
+// auditHandler answers GET /api/audit?lesson=&since=&limit=: the audit log,
+// newest first. A lesson's admin reads its lesson's lines; a server admin
+// every line.
+func auditHandler(db *replaydb.DB) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, _ := auth.FromContext(r.Context())
+		q := r.URL.Query()
+		f := replaydb.AuditFilter{Lesson: q.Get("lesson"), Limit: 200}
+		if !c.ServerAdmin() && !(f.Lesson != "" && c.AllowsRoom(f.Lesson)) {
+			httpx.WriteError(w, http.StatusForbidden, "forbidden", "a lesson admin reads the audit log of its lesson: add ?lesson=<id>")
+			return
+		}
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				httpx.WriteError(w, http.StatusBadRequest, "bad_request", "limit must be 1 to 1000")
+				return
+			}
+			f.Limit = n
+		}
+		if v := q.Get("since"); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				httpx.WriteError(w, http.StatusBadRequest, "bad_request", "since must be an RFC 3339 time")
+				return
+			}
+			f.Since = t
+		}
+		lines, err := db.ListAudit(r.Context(), f)
+		if err != nil {
+			httpx.WriteError(w, http.StatusServiceUnavailable, "database", err.Error())
+			return
+		}
+		out := make([]audit.Entry, 0, len(lines))
+		for _, l := range lines {
+			out = append(out, audit.Entry{At: l.At, Actor: l.Actor, Role: l.Role, Action: l.Action, Lesson: l.Lesson,
+				Object: l.Object, Detail: l.Detail, RemoteAddr: l.RemoteAddr})
+		}
+		httpx.WriteJSON(w, http.StatusOK, map[string]any{"entries": out})
+	}
 }
 
 // revocationStore adapts the replay database to auth.RevocationStore.

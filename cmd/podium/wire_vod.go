@@ -28,6 +28,7 @@ var vodFlags struct {
 	playback    string
 	urlSecret   string
 	urlTTL      time.Duration
+	retention   daysFlag
 }
 
 // registerVodFlags adds the vod part's flags.
@@ -44,6 +45,7 @@ func registerVodFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&f.stall, "vod-stall-timeout", 2*time.Minute, "kill an ffmpeg that reports no progress for this long")
 	fs.StringVar(&f.playback, "vod-playback", vod.PlaybackPodium, "media delivery: podium (all bytes through podium) or signed (segments and downloads from presigned storage URLs)")
 	fs.StringVar(&f.urlSecret, "vod-url-secret", "", "HMAC secret of signed media URLs (default: random per process; set it when several nodes serve one catalog)")
+	fs.Var(&f.retention, "vod-retention", "delete recorded lessons (with their replays and clips) this long after they started, e.g. 365d; 0 keeps them (each deletion is audited)")
 	fs.DurationVar(&f.urlTTL, "vod-url-ttl", 10*time.Minute, "lifetime of signed media URLs (URLs in a playlist also live as long as it plays)")
 }
 
@@ -88,12 +90,25 @@ func wireVod(a *app) error {
 		clips = q
 	}
 	svc, err := vod.New(a.store, clips, vod.Config{URLSecret: f.urlSecret, URLTTL: f.urlTTL, Playback: f.playback,
-		Audit: a.audit}, a.log)
+		Audit: a.audit, Retention: time.Duration(f.retention)}, a.log)
 	if err != nil {
 		return err
 	}
 
 	svc.Mount(a.routes)
+	if f.retention > 0 {
+		rctx, stop := context.WithCancel(context.Background())
+		rdone := make(chan struct{})
+		go func() {
+			defer close(rdone)
+			svc.RunRetention(rctx, time.Hour)
+		}()
+		a.onClose(func(context.Context) error {
+			stop()
+			<-rdone
+			return nil
+		})
+	}
 	if q == nil {
 		return nil
 	}
@@ -111,5 +126,33 @@ func wireVod(a *app) error {
 			return errors.Join(errors.New("vod: transcode workers did not stop in time"), closeCtx.Err())
 		}
 	})
+	return nil
+}
+
+// daysFlag is a duration that also takes whole days ("365d"), for
+// retention periods.
+type daysFlag time.Duration
+
+func (d *daysFlag) String() string {
+	if *d > 0 && time.Duration(*d)%(24*time.Hour) == 0 {
+		return strconv.Itoa(int(time.Duration(*d)/(24*time.Hour))) + "d"
+	}
+	return time.Duration(*d).String()
+}
+
+func (d *daysFlag) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return fmt.Errorf("%q is not a number of days such as 365d", s)
+		}
+		*d = daysFlag(time.Duration(days) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("%q is not a duration such as 365d or 720h", s)
+	}
+	*d = daysFlag(v)
 	return nil
 }
