@@ -28,13 +28,32 @@ type spool struct {
 
 const stateFile = "state.json" // full manifest, pending segments included
 
+// Spooled segments are recordings of children: readable by this server's
+// user only.
+const (
+	spoolDirMode  fs.FileMode = 0o700
+	spoolFileMode fs.FileMode = 0o600
+)
+
 func openSpool(dir string, max int64) (*spool, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, spoolDirMode); err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
+	}
+	// Walk the real directory, not a symlink to it.
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
 	}
 	s := &spool{dir: dir, max: max}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil {
+			return nil
+		}
+		// What an older version (0644 files, 0755 directories) or another
+		// tool left is made private too.
+		if err := makePrivate(p, d); err != nil {
+			return err
+		}
+		if d.IsDir() {
 			return nil
 		}
 		if filepath.Ext(p) == ".tmp" {
@@ -52,6 +71,27 @@ func openSpool(dir string, max int64) (*spool, error) {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
 	return s, nil
+}
+
+// makePrivate takes every permission of group and others away from an
+// existing file or directory (symlinks are left alone: chmod would follow
+// them).
+func makePrivate(p string, d fs.DirEntry) error {
+	if d.Type()&fs.ModeSymlink != 0 {
+		return nil
+	}
+	info, err := d.Info()
+	if err != nil {
+		return nil // removed meanwhile
+	}
+	perm := info.Mode().Perm()
+	if perm&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chmod(p, perm&^0o077); err != nil {
+		return fmt.Errorf("make private: %w", err)
+	}
+	return nil
 }
 
 func (s *spool) path(key string) (string, error) {
@@ -84,11 +124,11 @@ func (s *spool) write(key string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), spoolDirMode); err != nil {
 		return fmt.Errorf("spool %s: %w", key, err)
 	}
 	tmp := p + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, spoolFileMode)
 	if err != nil {
 		return fmt.Errorf("spool %s: %w", key, err)
 	}

@@ -36,18 +36,56 @@ func New(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local storage %s: %w", dir, err)
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
+	if err := os.MkdirAll(abs, dirMode); err != nil {
 		return nil, fmt.Errorf("local storage %s: %w", dir, err)
 	}
+	// Walk the real directory, not a symlink to it.
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
 	s := &Store{root: abs}
-	// A crash mid-Put leaves a temporary file behind; it was never visible.
-	_ = filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), tmpPrefix) {
-			_ = os.Remove(p)
+	err = filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
 		}
-		return nil
+		// A crash mid-Put leaves a temporary file behind; it was never visible.
+		if !d.IsDir() && strings.HasPrefix(d.Name(), tmpPrefix) {
+			_ = os.Remove(p)
+			return nil
+		}
+		// What an older version (0755 directories) or another tool left is
+		// made private too.
+		return makePrivate(p, d)
 	})
+	if err != nil {
+		return nil, fmt.Errorf("local storage %s: %w", dir, err)
+	}
 	return s, nil
+}
+
+// Objects are recordings of children: readable by this server's user only.
+// Files get 0600 from os.CreateTemp.
+const dirMode fs.FileMode = 0o700
+
+// makePrivate takes every permission of group and others away from an
+// existing file or directory (symlinks are left alone: chmod would follow
+// them).
+func makePrivate(p string, d fs.DirEntry) error {
+	if d.Type()&fs.ModeSymlink != 0 {
+		return nil
+	}
+	info, err := d.Info()
+	if err != nil {
+		return nil // removed meanwhile
+	}
+	perm := info.Mode().Perm()
+	if perm&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chmod(p, perm&^0o077); err != nil {
+		return fmt.Errorf("make private: %w", err)
+	}
+	return nil
 }
 
 // Root returns the directory objects are stored under.
@@ -74,7 +112,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, co
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), dirMode); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	f, err := os.CreateTemp(filepath.Dir(p), tmpPrefix+"*")
