@@ -250,6 +250,11 @@ func build(c *serveConfig, log *slog.Logger) (_ *built, err error) {
 	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	// Recordings of children, the secret and the database live here: only
+	// podium's user may read them, also in a directory made by someone else.
+	if err := os.Chmod(c.dataDir, 0o700); err != nil {
+		log.Warn("cannot make the data dir private", "dir", c.dataDir, "err", err)
+	}
 	secretSource := "--secret"
 	if c.secret == "" {
 		s, created, err := loadOrCreateSecret(c.dataDir)
