@@ -9,6 +9,7 @@ import (
 
 	"podium/internal/testenv"
 	"podium/sfu"
+	"podium/signaling/auth"
 	"podium/transcode/transcodetest"
 	"podium/vod"
 )
@@ -39,15 +40,25 @@ const readPage = `(() => {
 })()`
 
 // TestReplayPagePlaysLesson: a real headless Chromium opens the replay page
-// with a student token, finds the lesson in the course list, plays it
-// through hls.js with media served by Podium, and decodes video frames;
-// switching to the 360p rendition and to 2x speed keeps it playing.
+// with a student token for one course, finds that course's lesson (and no
+// other lesson) in the list, plays it through hls.js with media served by
+// Podium, and decodes video frames; switching to the 360p rendition and to
+// 2x speed keeps it playing.
 func TestReplayPagePlaysLesson(t *testing.T) {
 	store := localStore(t)
 	s := startServer(t, store, vod.PlaybackPodium)
 	transcodetest.WriteRecording(t, store, "math-101", 8, true)
-	student := s.token(t, sfu.RoleViewer)
-	s.waitReady(t, "math-101", student)
+	transcodetest.WriteRecording(t, store, "bio-202", 4, true)
+	admin := s.token(t, sfu.RoleAdmin)
+	s.waitReady(t, "math-101", admin)
+	s.waitReady(t, "bio-202", admin)
+	if code := s.do(t, "PUT", "/api/vod/courses/maths-7", admin, vod.CourseRecord{Title: "Maths, year 7"}, nil); code != 200 {
+		t.Fatalf("put course: %d", code)
+	}
+	if code := s.do(t, "PATCH", "/api/vod/lessons/math-101", admin, map[string]string{"course": "maths-7"}, nil); code != 200 {
+		t.Fatalf("put the lesson in the course: %d", code)
+	}
+	student := s.tokenFor(t, auth.Request{Role: auth.RoleStudent, Replay: &auth.Grant{Courses: []string{"maths-7"}}})
 
 	browser := testenv.StartChromium(t)
 	ctx, cancel := chromedp.NewContext(browser)
@@ -68,6 +79,10 @@ func TestReplayPagePlaysLesson(t *testing.T) {
 	}
 	if cards != 1 {
 		t.Errorf("lesson card has no poster image")
+	}
+	others, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('li.card')].map(c => c.dataset.lesson)`))
+	if err != nil || len(others) != 1 {
+		t.Errorf("the course student's page lists %v (%v), want only math-101", others, err)
 	}
 
 	if err := chromedp.Do(ctx,
