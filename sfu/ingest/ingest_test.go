@@ -335,9 +335,7 @@ podium_ingest_sources{state="stopped"} 0
 	testenv.WaitFor(t, 25*time.Second, "metrics to show the retrying source", func() bool {
 		return testutil.GatherAndCompare(reg, strings.NewReader(want), "podium_ingest_sources") == nil
 	})
-	if n, err := testutil.GatherAndCount(reg, "podium_ingest_source_state"); err != nil || n != 4 {
-		t.Fatalf("state series = %d, %v", n, err)
-	}
+	assertNoIDLabels(t, reg, "bio-2", id)
 
 	get := func(path string) (int, string) {
 		resp, err := http.Get(srv.URL + path)

@@ -51,6 +51,7 @@ type Manager struct {
 	mu      sync.Mutex
 	sources map[string]*Source
 	closed  bool
+	retired retired // counters of removed sources; changed under mu
 }
 
 // New makes a manager. Lessons are looked up, or created, in cfg.Rooms.
@@ -211,10 +212,17 @@ func (m *Manager) Remove(lessonID, id string) error {
 	if !ok {
 		return ErrNoSuchSource
 	}
-	m.mu.Lock()
-	delete(m.sources, id)
-	m.mu.Unlock()
+	// Stopped first, so its counters are final when they move to the
+	// node's retired totals; both under mu, so a scrape counts them once.
 	s.stop("source removed")
+	m.mu.Lock()
+	if m.sources[id] != s {
+		m.mu.Unlock()
+		return ErrNoSuchSource // removed meanwhile by another call
+	}
+	delete(m.sources, id)
+	m.retired.add(s.counts())
+	m.mu.Unlock()
 	s.log.Info("source removed")
 	return nil
 }
@@ -240,12 +248,14 @@ func (m *Manager) Close() {
 	}
 }
 
-func (m *Manager) all() []*Source {
+// snapshot returns the registered sources and the counters of removed ones,
+// taken together.
+func (m *Manager) snapshot() ([]*Source, counts) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]*Source, 0, len(m.sources))
 	for _, s := range m.sources {
 		out = append(out, s)
 	}
-	return out
+	return out, m.retired.load()
 }

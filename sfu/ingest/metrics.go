@@ -1,13 +1,18 @@
 package ingest
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
 
-// collector reports every source's state and counters at scrape time, so
-// series of removed sources simply disappear.
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// collector reports the node's sources at scrape time, aggregated: /metrics
+// is open, and lesson or source ids as label values would both tell anyone
+// which lessons run and grow without bound. Per-source figures are in the
+// admin API (SourceInfo).
 type collector struct {
 	m          *Manager
 	sources    *prometheus.Desc
-	state      *prometheus.Desc
 	reconnects *prometheus.Desc
 	errors     *prometheus.Desc
 	frames     *prometheus.Desc
@@ -15,56 +20,86 @@ type collector struct {
 	resends    *prometheus.Desc
 }
 
+// retired holds the final counts of removed sources, so the node's totals
+// never go down when a source goes away.
+type retired struct {
+	reconnects, errors, frames, packets, resends atomic.Uint64
+}
+
+// counts is one source's (or the node's) counters.
+type counts struct {
+	reconnects, errors, frames, packets, resends uint64
+}
+
+func (c *counts) add(o counts) {
+	c.reconnects += o.reconnects
+	c.errors += o.errors
+	c.frames += o.frames
+	c.packets += o.packets
+	c.resends += o.resends
+}
+
+func (r *retired) load() counts {
+	return counts{r.reconnects.Load(), r.errors.Load(), r.frames.Load(), r.packets.Load(), r.resends.Load()}
+}
+
+func (r *retired) add(c counts) {
+	r.reconnects.Add(c.reconnects)
+	r.errors.Add(c.errors)
+	r.frames.Add(c.frames)
+	r.packets.Add(c.packets)
+	r.resends.Add(c.resends)
+}
+
+// counts returns the source's counters now.
+func (s *Source) counts() counts {
+	c := counts{reconnects: s.reconnects.Load(), errors: s.errorsTotal.Load()}
+	s.mu.Lock()
+	v, a := s.video, s.audio
+	s.mu.Unlock()
+	if v != nil {
+		c.frames, c.resends = v.frames.Load(), v.keyframeResends.Load()
+	}
+	if a != nil {
+		c.packets = a.packets.Load()
+	}
+	return c
+}
+
 // Collector returns the manager's Prometheus collector.
 func (m *Manager) Collector() prometheus.Collector {
-	l := []string{"lesson", "source"}
 	return &collector{
 		m:          m,
 		sources:    prometheus.NewDesc("podium_ingest_sources", "Registered RTSP sources by state.", []string{"state"}, nil),
-		state:      prometheus.NewDesc("podium_ingest_source_state", "1 for the state an RTSP source is in (connecting, live, retrying, stopped), 0 for the others.", []string{"lesson", "source", "kind", "state"}, nil),
-		reconnects: prometheus.NewDesc("podium_ingest_source_reconnects_total", "Reconnect attempts of an RTSP source.", l, nil),
-		errors:     prometheus.NewDesc("podium_ingest_source_errors_total", "Media errors of an RTSP source (bad packets, pictures without parameter sets).", l, nil),
-		frames:     prometheus.NewDesc("podium_ingest_source_video_frames_total", "Video pictures forwarded from an RTSP source.", l, nil),
-		audio:      prometheus.NewDesc("podium_ingest_source_audio_packets_total", "Audio packets forwarded from an RTSP source.", l, nil),
-		resends:    prometheus.NewDesc("podium_ingest_source_keyframe_resends_total", "Keyframe requests answered from an RTSP source's cached keyframe.", l, nil),
+		reconnects: prometheus.NewDesc("podium_ingest_reconnects_total", "Reconnect attempts of RTSP sources.", nil, nil),
+		errors:     prometheus.NewDesc("podium_ingest_errors_total", "Media errors of RTSP sources (bad packets, pictures without parameter sets).", nil, nil),
+		frames:     prometheus.NewDesc("podium_ingest_video_frames_total", "Video pictures forwarded from RTSP sources.", nil, nil),
+		audio:      prometheus.NewDesc("podium_ingest_audio_packets_total", "Audio packets forwarded from RTSP sources.", nil, nil),
+		resends:    prometheus.NewDesc("podium_ingest_keyframe_resends_total", "Keyframe requests answered from RTSP sources' cached keyframes.", nil, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.sources, c.state, c.reconnects, c.errors, c.frames, c.audio, c.resends} {
+	for _, d := range []*prometheus.Desc{c.sources, c.reconnects, c.errors, c.frames, c.audio, c.resends} {
 		ch <- d
 	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	counts := map[State]int{}
-	for _, s := range c.m.all() {
-		info := s.Info()
-		counts[info.State]++
-		for _, st := range allStates {
-			v := 0.0
-			if st == info.State {
-				v = 1
-			}
-			ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, v, info.Lesson, info.ID, string(info.Kind), string(st))
-		}
-		ch <- prometheus.MustNewConstMetric(c.reconnects, prometheus.CounterValue, float64(info.Reconnects), info.Lesson, info.ID)
-		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(s.errorsTotal.Load()), info.Lesson, info.ID)
+	list, total := c.m.snapshot()
+	states := map[State]int{}
+	for _, s := range list {
 		s.mu.Lock()
-		v, a := s.video, s.audio
+		states[s.state]++
 		s.mu.Unlock()
-		var frames, resends, packets uint64
-		if v != nil {
-			frames, resends = v.frames.Load(), v.keyframeResends.Load()
-		}
-		if a != nil {
-			packets = a.packets.Load()
-		}
-		ch <- prometheus.MustNewConstMetric(c.frames, prometheus.CounterValue, float64(frames), info.Lesson, info.ID)
-		ch <- prometheus.MustNewConstMetric(c.audio, prometheus.CounterValue, float64(packets), info.Lesson, info.ID)
-		ch <- prometheus.MustNewConstMetric(c.resends, prometheus.CounterValue, float64(resends), info.Lesson, info.ID)
+		total.add(s.counts())
 	}
 	for _, st := range allStates {
-		ch <- prometheus.MustNewConstMetric(c.sources, prometheus.GaugeValue, float64(counts[st]), string(st))
+		ch <- prometheus.MustNewConstMetric(c.sources, prometheus.GaugeValue, float64(states[st]), string(st))
 	}
+	ch <- prometheus.MustNewConstMetric(c.reconnects, prometheus.CounterValue, float64(total.reconnects))
+	ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(total.errors))
+	ch <- prometheus.MustNewConstMetric(c.frames, prometheus.CounterValue, float64(total.frames))
+	ch <- prometheus.MustNewConstMetric(c.audio, prometheus.CounterValue, float64(total.packets))
+	ch <- prometheus.MustNewConstMetric(c.resends, prometheus.CounterValue, float64(total.resends))
 }
