@@ -7,6 +7,8 @@ import (
 	"podium/internal/httpx"
 	"podium/sfu"
 	"podium/signaling/auth"
+	"podium/storage"
+	"podium/vod"
 )
 
 // Handlers are the job API: status, cancel and an explicit (re)transcode.
@@ -42,9 +44,24 @@ func (h Handlers) Cancel(w http.ResponseWriter, r *http.Request) {
 }
 
 // Transcode answers POST /api/vod/lessons/{lesson}/transcode: queue (again)
-// the lesson's transcode.
+// the lesson's transcode. A lesson without a recording is 404: there is
+// nothing to transcode, and a job for it would only fail.
 func (h Handlers) Transcode(w http.ResponseWriter, r *http.Request) {
-	j, err := h.Q.EnqueueLesson(r.Context(), r.PathValue("lesson"))
+	lesson := r.PathValue("lesson")
+	if !vod.ValidID(lesson) {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "invalid lesson id")
+		return
+	}
+	if _, err := h.Q.store.Stat(r.Context(), vod.ManifestKey(lesson)); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			httpx.WriteError(w, http.StatusNotFound, "no_recording", "the lesson has no recording to transcode")
+			return
+		}
+		h.Q.log.Error("transcode: looking for the recording", "lesson", lesson, "err", err)
+		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", "storage is not answering; try again")
+		return
+	}
+	j, err := h.Q.EnqueueLesson(r.Context(), lesson)
 	switch {
 	case errors.Is(err, ErrInvalid):
 		httpx.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())

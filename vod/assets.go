@@ -6,7 +6,9 @@ package vod
 // presence means the asset is complete and playable.
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"time"
 )
@@ -86,19 +88,43 @@ type ClipRequest struct {
 }
 
 // Validate checks the request against the lesson's duration (seconds; 0 =
-// unknown).
+// unknown: the end is then bounded by a week, longer than any lesson).
+// Start and end must be finite, 0 <= start < end, at least 1 s apart, and
+// within the lesson (the end may pass its duration by half a second: a
+// player's idea of the duration can differ from the recording's by a frame
+// or a rounding).
 func (c ClipRequest) Validate(lessonDuration float64) error {
+	const (
+		maxLessonSeconds = 7 * 24 * 3600
+		clipEndSlack     = 0.5
+	)
+	limit := float64(maxLessonSeconds)
+	if lessonDuration > 0 && !math.IsInf(lessonDuration, 0) && !math.IsNaN(lessonDuration) {
+		limit = lessonDuration
+	}
+	// The range first: an id derived from an absurd range is itself
+	// absurd, and the range is what the caller got wrong.
 	switch {
+	case math.IsNaN(c.Start) || math.IsInf(c.Start, 0) || math.IsNaN(c.End) || math.IsInf(c.End, 0):
+		return errors.New("clip start and end must be finite numbers of seconds")
+	case c.Start < 0 || c.End <= c.Start:
+		return fmt.Errorf("clip range must satisfy 0 <= start < end, got %g..%g", c.Start, c.End)
+	case c.End-c.Start < 1:
+		return fmt.Errorf("clip must be at least 1 s long")
+	case c.Start >= limit:
+		if lessonDuration > 0 {
+			return fmt.Errorf("clip starts at %g s, after the lesson's end (%.3f s)", c.Start, lessonDuration)
+		}
+		return fmt.Errorf("clip starts at %g s, past the longest lesson (%d s)", c.Start, maxLessonSeconds)
+	case c.End > limit+clipEndSlack:
+		if lessonDuration > 0 {
+			return fmt.Errorf("clip ends at %g s, after the lesson's end (%.3f s)", c.End, lessonDuration)
+		}
+		return fmt.Errorf("clip ends at %g s, past the longest lesson (%d s)", c.End, maxLessonSeconds)
 	case !ValidID(c.ID):
 		return fmt.Errorf("invalid clip id %q", c.ID)
 	case len(c.Title) > 200:
 		return fmt.Errorf("title is longer than 200 characters")
-	case c.Start < 0 || c.End <= c.Start:
-		return fmt.Errorf("clip range must satisfy 0 <= start < end, got %.3f..%.3f", c.Start, c.End)
-	case c.End-c.Start < 1:
-		return fmt.Errorf("clip must be at least 1 s long")
-	case lessonDuration > 0 && c.Start >= lessonDuration:
-		return fmt.Errorf("clip starts at %.3f s, after the lesson's end (%.3f s)", c.Start, lessonDuration)
 	}
 	return nil
 }
