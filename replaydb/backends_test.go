@@ -59,8 +59,9 @@ func TestSQLite(t *testing.T) { runSuite(t, sqliteBackend()) }
 func TestPostgres(t *testing.T) { runSuite(t, postgresBackend(t)) }
 
 // The SQLite file, its WAL and its shared-memory file are readable by
-// their owner only, in a directory Open created 0700.
-func TestSQLiteFileModes(t *testing.T) {
+// their owner only, in a directory Open created 0700; every connection has
+// the settings Open asks for.
+func TestSQLiteFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data", "db")
 	path := filepath.Join(dir, "podium.db")
 	db := mustOpen(t, "sqlite:"+path)
@@ -80,9 +81,12 @@ func TestSQLiteFileModes(t *testing.T) {
 			t.Errorf("%s mode = %v, want 0600", filepath.Base(p), st.Mode().Perm())
 		}
 	}
-	var mode string
-	if err := db.db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
-		t.Fatalf("journal_mode = %q, %v", mode, err)
+	for pragma, want := range map[string]string{"journal_mode": "wal", "foreign_keys": "1",
+		"busy_timeout": "10000", "mmap_size": "268435456"} {
+		var got string
+		if err := db.db.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil || got != want {
+			t.Errorf("PRAGMA %s = %q, %v; want %s", pragma, got, err, want)
+		}
 	}
 	db.Close()
 

@@ -58,9 +58,6 @@ func (d *DB) DeleteCourse(ctx context.Context, id string) error {
 	return nil
 }
 
-const courseColumns = `c.id, c.title, c.description, c.updated_at,
-	(SELECT COUNT(*) FROM lessons l WHERE l.course_id = c.id)`
-
 func scanCourse(row interface{ Scan(...any) error }) (Course, error) {
 	var c Course
 	var updated int64
@@ -71,7 +68,9 @@ func scanCourse(row interface{ Scan(...any) error }) (Course, error) {
 
 // GetCourse returns one course with its lesson count.
 func (d *DB) GetCourse(ctx context.Context, id string) (Course, error) {
-	c, err := scanCourse(d.db.QueryRowContext(ctx, "SELECT "+courseColumns+" FROM courses c WHERE c.id = $1", id))
+	c, err := scanCourse(d.db.QueryRowContext(ctx, `SELECT c.id, c.title, c.description, c.updated_at,
+	(SELECT COUNT(*) FROM lessons l WHERE l.course_id = c.id)
+FROM courses c WHERE c.id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		err = ErrNotFound
 	}
@@ -83,7 +82,12 @@ func (d *DB) GetCourse(ctx context.Context, id string) (Course, error) {
 
 // ListCourses lists every course with its lesson count, by title.
 func (d *DB) ListCourses(ctx context.Context) ([]Course, error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT "+courseColumns+" FROM courses c ORDER BY c.title, c.id")
+	// One pass over the lessons' course index, not one count per course.
+	rows, err := d.db.QueryContext(ctx, `SELECT c.id, c.title, c.description, c.updated_at, COALESCE(n.lessons, 0)
+FROM courses c
+LEFT JOIN (SELECT course_id, COUNT(*) AS lessons FROM lessons WHERE course_id IS NOT NULL GROUP BY course_id) n
+	ON n.course_id = c.id
+ORDER BY c.title, c.id`)
 	if err != nil {
 		return nil, fmt.Errorf("replaydb: list courses: %w", err)
 	}

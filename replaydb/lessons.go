@@ -68,11 +68,20 @@ type LessonFilter struct {
 // parameter; SQLite takes 32766).
 const maxFilterIDs = 10000
 
+// maxSearchText bounds a lesson's search text, which is in an index:
+// PostgreSQL refuses index entries above about 2.7 kB.
+const maxSearchText = 1024
+
 // searchText is what a lesson's words are looked up in: lower-cased (in
-// Go, so non-ASCII letters fold the same on both backends) shown title and
-// teacher, one per line so that no query word spans both.
+// Go, so non-ASCII letters fold the same on both backends) teacher and
+// shown title, one per line so that no query word spans both, cut to
+// maxSearchText bytes (the end of a very long title is not searched).
 func searchText(title, teacher string) string {
-	return strings.ToLower(title + "\n" + teacher)
+	s := strings.ToLower(teacher + "\n" + title)
+	if len(s) > maxSearchText {
+		s = strings.ToValidUTF8(s[:maxSearchText], "")
+	}
+	return s
 }
 
 // likeWord is a LIKE pattern matching s anywhere (with ESCAPE '\').

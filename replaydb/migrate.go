@@ -72,7 +72,9 @@ CREATE TABLE lessons (
 	search     TEXT NOT NULL DEFAULT '', -- lower-cased shown title and teacher
 	updated_at BIGINT NOT NULL
 );
-CREATE INDEX lessons_started ON lessons (started_at DESC, id);
+-- Newest first, and search: the search text in the index lets a search
+-- walk it in order, checking each lesson's words without reading the row.
+CREATE INDEX lessons_started ON lessons (started_at DESC, id, search);
 CREATE INDEX lessons_course_started ON lessons (course_id, started_at DESC, id);
 
 CREATE TABLE clips (

@@ -649,6 +649,17 @@ func testListAndSearch(t *testing.T, b backend) {
 			t.Errorf("%s: CountLessons = %d, %v; want %d", tc.name, n, err, len(all))
 		}
 	}
+	// A very long title is kept whole; its start is searchable.
+	long := "Épique " + strings.Repeat("très long titre ", 1000)
+	if err := db.UpsertLesson(ctx, LessonRecord{ID: "long", Title: long, Teacher: "Ms. Lan", StartedAt: day, Status: StatusReady}); err != nil {
+		t.Fatalf("lesson with a %d-byte title: %v", len(long), err)
+	}
+	if l, err := db.GetLesson(ctx, "long"); err != nil || l.Title != long {
+		t.Fatalf("long title not kept whole: %d bytes, %v", len(l.Title), err)
+	}
+	if got, err := db.ListLessons(ctx, LessonFilter{Query: "épique lan"}); err != nil || ids(got) != "long" {
+		t.Fatalf("search in a long title = %q, %v", ids(got), err)
+	}
 	if _, err := db.ListLessons(ctx, LessonFilter{Lessons: make([]string, maxFilterIDs+1)}); err == nil {
 		t.Fatal("a filter with too many lessons was accepted")
 	}
