@@ -163,6 +163,9 @@ func benchCatalogQueries(b *testing.B, db *DB, data benchData) {
 		{"list/grant-200-lessons", func(r *rand.Rand) LessonFilter {
 			return LessonFilter{Lessons: pick(r, data.lessons, 200), Limit: 50}
 		}},
+		{"list/grant-10000-lessons", func(r *rand.Rand) LessonFilter {
+			return LessonFilter{Lessons: pick(r, data.lessons, 10000), Limit: 50}
+		}},
 		{"search/common-word", func(r *rand.Rand) LessonFilter {
 			return LessonFilter{Query: words[r.IntN(len(words))], Limit: 50}
 		}},

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -249,6 +250,35 @@ func fromNullMS(v sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return fromMS(v.Int64)
+}
+
+// anonymous rewrites "$1 ... $n", each used once and in that order, to
+// "?" on SQLite. SQLite takes "$n" as a named parameter and looks names up
+// in a list, so binding n of them costs n²: 10,000 lesson ids in a filter
+// took half a second. Other SQL is returned unchanged.
+func (d *DB) anonymous(q string) string {
+	if d.backend != SQLite {
+		return q
+	}
+	var b strings.Builder
+	next := 1
+	for i := 0; i < len(q); i++ {
+		if q[i] != '$' {
+			b.WriteByte(q[i])
+			continue
+		}
+		j := i + 1
+		for j < len(q) && q[j] >= '0' && q[j] <= '9' {
+			j++
+		}
+		if n, err := strconv.Atoi(q[i+1 : j]); err != nil || n != next {
+			return q
+		}
+		next++
+		b.WriteByte('?')
+		i = j - 1
+	}
+	return b.String()
 }
 
 // placeholders returns "$from, $from+1, ..." for n values.

@@ -293,7 +293,7 @@ func (d *DB) ListLessons(ctx context.Context, f LessonFilter) ([]LessonRecord, e
 		args = append(args, f.Offset)
 		q += fmt.Sprintf(" OFFSET $%d", len(args))
 	}
-	return d.queryLessons(ctx, "list lessons", q, args...)
+	return d.queryLessons(ctx, "list lessons", d.anonymous(q), args...)
 }
 
 // CountLessons counts the lessons a filter selects, ignoring its Limit
@@ -304,7 +304,7 @@ func (d *DB) CountLessons(ctx context.Context, f LessonFilter) (int, error) {
 		return 0, fmt.Errorf("replaydb: count lessons: %w", err)
 	}
 	var n int
-	if err := d.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM lessons"+where, args...).Scan(&n); err != nil {
+	if err := d.db.QueryRowContext(ctx, d.anonymous("SELECT COUNT(*) FROM lessons"+where), args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("replaydb: count lessons: %w", err)
 	}
 	return n, nil

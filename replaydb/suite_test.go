@@ -660,6 +660,15 @@ func testListAndSearch(t *testing.T, b backend) {
 	if got, err := db.ListLessons(ctx, LessonFilter{Query: "épique lan"}); err != nil || ids(got) != "long" {
 		t.Fatalf("search in a long title = %q, %v", ids(got), err)
 	}
+	// A grant of as many lessons as a filter takes.
+	big := make([]string, maxFilterIDs)
+	for i := range big {
+		big[i] = fmt.Sprint("missing-", i)
+	}
+	big[17], big[maxFilterIDs-1] = "a1", "b2"
+	if got, err := db.ListLessons(ctx, LessonFilter{Lessons: big, Query: "l", Limit: 10}); err != nil || ids(got) != "b2 a1" {
+		t.Fatalf("grant of %d lessons = %q, %v; want b2 a1", len(big), ids(got), err)
+	}
 	if _, err := db.ListLessons(ctx, LessonFilter{Lessons: make([]string, maxFilterIDs+1)}); err == nil {
 		t.Fatal("a filter with too many lessons was accepted")
 	}
