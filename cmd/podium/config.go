@@ -169,14 +169,13 @@ type listFlag []string
 
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
 
-// Set appends; "none" empties the list (to drop a default).
+// Set appends; an element "none" empties the list first (to drop a
+// default: "none,10.1.2.3/32").
 func (l *listFlag) Set(v string) error {
-	if strings.TrimSpace(v) == "none" {
-		*l = listFlag{}
-		return nil
-	}
 	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
+		if p = strings.TrimSpace(p); p == "none" {
+			*l = listFlag{}
+		} else if p != "" {
 			*l = append(*l, p)
 		}
 	}

@@ -81,8 +81,11 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.Var(&c.tokenMaxTTL, "token-max-ttl", "longest token lifetime accepted per role, as role=duration,... (tokens living longer are refused)")
 	fs.StringVar(&c.metricsToken, "metrics-token", "", "bearer token Prometheus must send to read /metrics (empty: /metrics is open)")
 	fs.IntVar(&c.maxConnsPerIP, "http-max-conns-per-ip", 256, "most TCP connections one client address may hold open (0: no cap)")
-	c.connLimitExempt = listFlag{"127.0.0.0/8", "::1/128"}
-	fs.Var(&c.connLimitExempt, "http-conn-limit-exempt", "addresses (CIDR) the per-address cap does not apply to: a reverse proxy in front of podium (default loopback)")
+	// A reverse proxy or ingress in front of the node (on loopback or a
+	// private network) carries every client's connections from one address:
+	// the cap is for clients reaching the node directly.
+	c.connLimitExempt = listFlag{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}
+	fs.Var(&c.connLimitExempt, "http-conn-limit-exempt", "addresses (CIDR) the per-address cap does not apply to, added to the default loopback and private ranges where proxies live (\"none\" first clears the list)")
 
 	fs.IntVar(&c.iceUDPPort, "ice-udp-port", 7882, "UDP port shared by every WebRTC connection (0: any free port)")
 	fs.IntVar(&c.iceTCPPort, "ice-tcp-port", 7881, "TCP port for ICE over TCP (0: any free port, -1: off)")
