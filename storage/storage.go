@@ -48,6 +48,10 @@ type Store interface {
 	Stat(ctx context.Context, key string) (ObjectInfo, error)
 	// List returns every object whose key starts with prefix, ordered by key.
 	List(ctx context.Context, prefix string) ([]ObjectInfo, error)
+	// ListDirs returns the names one level below prefix (which ends in
+	// "/", e.g. "lessons/" lists lesson ids), ordered, without listing
+	// what is inside them: its cost grows with the names, not the objects.
+	ListDirs(ctx context.Context, prefix string) ([]string, error)
 	// Delete removes an object; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 }

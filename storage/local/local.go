@@ -243,6 +243,30 @@ func (s *Store) List(ctx context.Context, prefix string) ([]storage.ObjectInfo, 
 	return out, nil
 }
 
+// ListDirs returns the directory names directly under prefix.
+func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
+	if err := storage.ValidatePrefix(prefix); err != nil {
+		return nil, err
+	}
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		return nil, fmt.Errorf("list dirs %q: %w: the prefix must end in /", prefix, storage.ErrInvalidKey)
+	}
+	entries, err := os.ReadDir(filepath.Join(s.root, filepath.FromSlash(prefix)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list dirs %s: %w", prefix, err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), tmpPrefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
 // Delete removes an object and the directories it leaves empty.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	p, err := s.path(key)

@@ -297,6 +297,28 @@ func (s *Store) List(ctx context.Context, prefix string) ([]storage.ObjectInfo, 
 	return out, nil
 }
 
+// ListDirs returns the common prefixes one level below prefix (a
+// delimiter listing: the objects inside are not listed).
+func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
+	if err := storage.ValidatePrefix(prefix); err != nil {
+		return nil, err
+	}
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		return nil, fmt.Errorf("list dirs %q: %w: the prefix must end in /", prefix, storage.ErrInvalidKey)
+	}
+	var out []string
+	for obj := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: false}) {
+		if obj.Err != nil {
+			return nil, fmt.Errorf("list dirs %s: %w", prefix, wrap(obj.Err))
+		}
+		if name, ok := strings.CutSuffix(strings.TrimPrefix(obj.Key, prefix), "/"); ok && name != "" {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 // Delete removes an object; S3 does not report a missing key.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := storage.ValidateKey(key); err != nil {

@@ -44,6 +44,19 @@ func Run(t *testing.T, s storage.Store) {
 	put("lessons/a/rec/cam/000000.m4s", "seg0")
 	put("lessons/a/rec/cam/000001.m4s", "seg1")
 	put("lessons/ab/manifest.json", "{}")
+	dirs, err := s.ListDirs(ctx, "lessons/")
+	if err != nil || strings.Join(dirs, ",") != "a,ab" {
+		t.Fatalf(`ListDirs("lessons/") = %v, %v; want [a ab]`, dirs, err)
+	}
+	if dirs, err := s.ListDirs(ctx, "lessons/a/rec/"); err != nil || strings.Join(dirs, ",") != "cam" {
+		t.Fatalf(`ListDirs("lessons/a/rec/") = %v, %v; want [cam]`, dirs, err)
+	}
+	if dirs, err := s.ListDirs(ctx, "nothing/"); err != nil || len(dirs) != 0 {
+		t.Fatalf(`ListDirs("nothing/") = %v, %v; want none`, dirs, err)
+	}
+	if _, err := s.ListDirs(ctx, "lessons"); !errors.Is(err, storage.ErrInvalidKey) {
+		t.Fatalf(`ListDirs without a trailing slash = %v, want ErrInvalidKey`, err)
+	}
 	if got := get("lessons/a/rec/cam/000001.m4s"); got != "seg1" {
 		t.Fatalf("got %q, want seg1", got)
 	}
