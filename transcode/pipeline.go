@@ -427,7 +427,7 @@ func (p *pipeline) encodeAndPackage(ctx context.Context, inputs []string, filter
 	if err := runFFmpeg(ctx, c.FFmpeg, c.StallTimeout, []string{"-ss", fmt.Sprintf("%.3f", posterAt), "-i", filepath.Join(out, "download.mp4"), "-frames:v", "1", "-q:v", "3", filepath.Join(out, "poster.jpg")}, nil); err != nil {
 		return fmt.Errorf("poster: %w", err)
 	}
-	a.Poster = "poster.jpg"
+	a.Poster = vod.PosterFile
 	if err := p.sprites(ctx, low, out, a); err != nil {
 		return err
 	}

@@ -16,6 +16,10 @@ import (
 // AssetsVersion is bumped on incompatible changes.
 const AssetsVersion = 1
 
+// PosterFile is the name of a lesson's (or clip's) poster image under its
+// VOD base; transcode writes it, lists link it without reading assets.json.
+const PosterFile = "poster.jpg"
+
 // Assets describes one playable VOD asset (a whole lesson or a clip). Every
 // path in it is relative to the asset's base key.
 type Assets struct {

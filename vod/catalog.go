@@ -7,17 +7,15 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"podium/replaydb"
 	"podium/signaling/auth"
 	"podium/storage"
 )
-
-// Catalog record keys (owned by vod).
-func courseKey(id string) string     { return "catalog/courses/" + id + ".json" }
-func lessonMetaKey(id string) string { return "catalog/lessons/" + id + ".json" }
 
 // UnsortedCourse holds every lesson not put in a course.
 const UnsortedCourse = "unsorted"
@@ -27,12 +25,6 @@ type CourseRecord struct {
 	ID          string `json:"id"`
 	Title       string `json:"title"`
 	Description string `json:"description,omitempty"`
-}
-
-// LessonMeta is what teachers edit about a lesson (stored).
-type LessonMeta struct {
-	Course string `json:"course,omitempty"`
-	Title  string `json:"title,omitempty"`
 }
 
 // Course is a course in API answers.
@@ -88,162 +80,205 @@ type Clip struct {
 	Renditions []Rendition `json:"renditions,omitempty"`
 }
 
-// index is the catalog as read from storage at one moment.
-type index struct {
-	built   time.Time
-	courses map[string]CourseRecord
-	lessons map[string]*lessonEntry
-}
-
+// lessonEntry is one lesson as storage holds it (the recorder's manifest,
+// transcode's assets) joined with its catalog row (title, course).
 type lessonEntry struct {
 	id       string
 	manifest *Manifest
-	meta     LessonMeta
 	assets   *Assets
 	clips    map[string]*Assets
+	record   replaydb.LessonRecord
 }
 
-// load returns the catalog, rebuilding it when older than CacheTTL. Only
-// objects that changed since the last build are read again.
-func (s *Service) load(ctx context.Context) (*index, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.index != nil && s.now().Sub(s.index.built) < s.cfg.CacheTTL {
-		return s.index, nil
+func (e *lessonEntry) course() string {
+	if e.record.Course == "" {
+		return UnsortedCourse
 	}
-	ix := &index{built: s.now(), courses: map[string]CourseRecord{}, lessons: map[string]*lessonEntry{}}
-	ix.courses[UnsortedCourse] = CourseRecord{ID: UnsortedCourse, Title: "Unsorted lessons"}
-	objs, err := s.store.List(ctx, "catalog/")
-	if err != nil {
-		return nil, fmt.Errorf("list catalog: %w", err)
-	}
-	lessonObjs, err := s.store.List(ctx, "lessons/")
-	if err != nil {
-		return nil, fmt.Errorf("list lessons: %w", err)
-	}
-	objs = append(objs, lessonObjs...)
-	live := map[string]bool{}
-	entry := func(id string) *lessonEntry {
-		e := ix.lessons[id]
-		if e == nil {
-			e = &lessonEntry{id: id, clips: map[string]*Assets{}}
-			ix.lessons[id] = e
-		}
-		return e
-	}
-	metas := map[string]LessonMeta{}
-	for _, o := range objs {
-		parts := strings.Split(o.Key, "/")
-		switch {
-		case len(parts) == 3 && parts[0] == "catalog" && parts[1] == "courses":
-			var c CourseRecord
-			if s.decode(ctx, o, &c, live) && ValidID(c.ID) {
-				ix.courses[c.ID] = c
-			}
-		case len(parts) == 3 && parts[0] == "catalog" && parts[1] == "lessons":
-			var m LessonMeta
-			if s.decode(ctx, o, &m, live) {
-				metas[strings.TrimSuffix(parts[2], ".json")] = m
-			}
-		case len(parts) == 3 && parts[0] == "lessons" && parts[2] == "manifest.json" && ValidID(parts[1]):
-			var m Manifest
-			if s.decode(ctx, o, &m, live) {
-				entry(parts[1]).manifest = &m
-			}
-		case len(parts) == 4 && parts[0] == "lessons" && parts[2] == "vod" && parts[3] == AssetsFile:
-			var a Assets
-			if s.decode(ctx, o, &a, live) {
-				entry(parts[1]).assets = &a
-			}
-		case len(parts) == 6 && parts[0] == "lessons" && parts[2] == "vod" && parts[3] == "clips" && parts[5] == AssetsFile:
-			var a Assets
-			if s.decode(ctx, o, &a, live) {
-				entry(parts[1]).clips[parts[4]] = &a
-			}
-		}
-	}
-	for id, e := range ix.lessons {
-		if e.manifest == nil { // VOD left behind by a deleted recording
-			delete(ix.lessons, id)
-			continue
-		}
-		e.meta = metas[id]
-	}
-	for k := range s.cache {
-		if !live[k] {
-			delete(s.cache, k)
-		}
-	}
-	s.index = ix
-	return ix, nil
-}
-
-// decode reads a JSON record through the cache; a record that cannot be
-// read is skipped (and logged) rather than failing the whole catalog.
-func (s *Service) decode(ctx context.Context, o storage.ObjectInfo, v any, live map[string]bool) bool {
-	live[o.Key] = true
-	if c, ok := s.cache[o.Key]; ok && c.mod.Equal(o.LastModified) && c.size == o.Size {
-		return json.Unmarshal(c.raw, v) == nil
-	}
-	rc, _, err := s.store.Get(ctx, o.Key)
-	if err != nil {
-		if !errors.Is(err, storage.ErrNotFound) {
-			s.log.Warn("vod: catalog record unreadable", "key", o.Key, "err", err)
-		}
-		return false
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 16<<20))
-	if err != nil {
-		s.log.Warn("vod: catalog record unreadable", "key", o.Key, "err", err)
-		return false
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		s.log.Warn("vod: catalog record corrupt", "key", o.Key, "err", err)
-		return false
-	}
-	s.cache[o.Key] = cached{mod: o.LastModified, size: o.Size, raw: b}
-	return true
-}
-
-// invalidate makes the next request rebuild the catalog.
-func (s *Service) invalidate() {
-	s.mu.Lock()
-	s.index = nil
-	s.mu.Unlock()
-}
-
-func (e *lessonEntry) course(ix *index) string {
-	if _, ok := ix.courses[e.meta.Course]; ok && e.meta.Course != "" {
-		return e.meta.Course
-	}
-	return UnsortedCourse
+	return e.record.Course
 }
 
 func (e *lessonEntry) title() string {
-	switch {
-	case e.meta.Title != "":
-		return e.meta.Title
-	case e.manifest.Title != "":
-		return e.manifest.Title
+	if e.record.Title != "" {
+		return e.record.Title
 	}
 	return e.id
 }
 
-// view turns an entry into its API form, its URLs signed for g; full adds
-// chapters, renditions and clips.
-func (s *Service) view(ctx context.Context, ix *index, e *lessonEntry, full bool, g urlGrant) Lesson {
-	m := e.manifest
-	l := Lesson{ID: e.id, Course: e.course(ix), Title: e.title(), Teacher: m.Teacher, Date: m.StartedAt,
-		Duration: math.Round(m.Duration().Seconds()*1000) / 1000}
+// status is the lesson's state as storage says.
+func (e *lessonEntry) status() string {
 	switch {
 	case e.assets != nil:
-		l.Status = StatusReady
-	case m.Complete:
-		l.Status = StatusProcessing
+		return StatusReady
+	case e.manifest.Complete:
+		return StatusProcessing
 	default:
-		l.Status = StatusRecording
+		return StatusRecording
 	}
+}
+
+// readLesson reads a lesson from storage (ErrNotFound without a manifest)
+// and indexes what it read in the catalog, so the catalog follows what the
+// recorder and transcode wrote.
+func (s *Service) readLesson(ctx context.Context, id string) (*lessonEntry, error) {
+	e := &lessonEntry{id: id, clips: map[string]*Assets{}}
+	var m Manifest
+	if err := s.getJSON(ctx, "lessons/"+id+"/manifest.json", &m); err != nil {
+		return nil, err
+	}
+	e.manifest = &m
+	var a Assets
+	switch err := s.getJSON(ctx, LessonBase(id)+AssetsFile, &a); {
+	case err == nil:
+		e.assets = &a
+	case !errors.Is(err, storage.ErrNotFound):
+		return nil, err
+	}
+	clipIDs, err := s.store.ListDirs(ctx, LessonBase(id)+"clips/")
+	if err != nil {
+		return nil, fmt.Errorf("list clips of %s: %w", id, err)
+	}
+	for _, c := range clipIDs {
+		var ca Assets
+		if err := s.getJSON(ctx, ClipBase(id, c)+AssetsFile, &ca); err == nil {
+			e.clips[c] = &ca
+		}
+	}
+	rec := replaydb.LessonRecord{ID: id, Title: m.Title, Teacher: m.Teacher, StartedAt: m.StartedAt, EndedAt: m.EndedAt,
+		Duration: math.Round(m.Duration().Seconds()*1000) / 1000, Status: e.status()}
+	if e.assets != nil {
+		rec.Duration = e.assets.Duration
+	}
+	if err := s.db.UpsertLesson(ctx, rec); err != nil {
+		return nil, fmt.Errorf("index lesson %s: %w", id, err)
+	}
+	if e.record, err = s.db.GetLesson(ctx, id); err != nil {
+		return nil, fmt.Errorf("index lesson %s: %w", id, err)
+	}
+	return e, nil
+}
+
+// getJSON reads a small JSON object.
+func (s *Service) getJSON(ctx context.Context, key string, v any) error {
+	rc, _, err := s.store.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 16<<20))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s is corrupt: %w", key, err)
+	}
+	return nil
+}
+
+// Sync brings the catalog up to what storage holds: lessons it does not
+// know yet (recorded by another node, or by an older version) are imported
+// when importAll is set, and lessons still recording or processing are read
+// again. It lists lesson names, never their segments.
+func (s *Service) Sync(ctx context.Context, importAll bool) error {
+	var ids []string
+	if importAll {
+		onDisk, err := s.store.ListDirs(ctx, "lessons/")
+		if err != nil {
+			return fmt.Errorf("catalog sync: %w", err)
+		}
+		known, err := s.db.LessonIDs(ctx)
+		if err != nil {
+			return fmt.Errorf("catalog sync: %w", err)
+		}
+		for _, id := range onDisk {
+			if !known[id] && ValidID(id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	active, err := s.db.LessonsInProgress(ctx)
+	if err != nil {
+		return fmt.Errorf("catalog sync: %w", err)
+	}
+	for _, l := range active {
+		ids = append(ids, l.ID)
+	}
+	expected := s.takeExpected()
+	ids = append(ids, expected...)
+	var errs []error
+	for _, id := range ids {
+		_, err := s.readLesson(ctx, id)
+		switch {
+		case errors.Is(err, storage.ErrNotFound) && slices.Contains(expected, id):
+			s.Expect(id) // its recorder has not written the manifest yet
+		case errors.Is(err, storage.ErrNotFound):
+			// A lesson dir without a manifest (being deleted, or VOD left
+			// behind): not in the catalog.
+			if derr := s.db.DeleteLesson(ctx, id); derr != nil && !errors.Is(derr, replaydb.ErrNotFound) {
+				errs = append(errs, derr)
+			}
+		case err != nil:
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// expectFor is how long an expected lesson is looked for.
+const expectFor = 2 * time.Minute
+
+// Expect tells the catalog that a lesson is starting on this node, so that
+// it appears within one sync interval rather than at the next import.
+func (s *Service) Expect(lesson string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.expected[lesson]; !ok {
+		s.expected[lesson] = s.now().Add(expectFor)
+	}
+}
+
+// takeExpected returns the expected lessons still worth looking for and
+// forgets them (Sync puts back those not found yet).
+func (s *Service) takeExpected() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	now := s.now()
+	for id, until := range s.expected {
+		if now.Before(until) {
+			out = append(out, id)
+		}
+		delete(s.expected, id)
+	}
+	return out
+}
+
+// RunSync keeps the catalog in step with storage until ctx ends: lessons in
+// progress every interval, a full import every importEvery.
+func (s *Service) RunSync(ctx context.Context, interval, importEvery time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var lastImport time.Time
+	for {
+		full := time.Since(lastImport) >= importEvery
+		if err := s.Sync(ctx, full); err != nil && ctx.Err() == nil {
+			s.log.Warn("vod: catalog sync incomplete", "err", err)
+		} else if full {
+			lastImport = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// view turns an entry into its API form, its URLs signed for g; full adds
+// chapters, renditions and clips.
+func (s *Service) view(ctx context.Context, e *lessonEntry, full bool, g urlGrant) Lesson {
+	m := e.manifest
+	l := Lesson{ID: e.id, Course: e.course(), Title: e.title(), Teacher: m.Teacher, Date: m.StartedAt,
+		Duration: math.Round(m.Duration().Seconds()*1000) / 1000, Status: e.status()}
 	q := g
 	if a := e.assets; a != nil {
 		l.Duration = a.Duration
@@ -325,24 +360,49 @@ func matches(l *Lesson, q string) bool {
 	return true
 }
 
-// visible reports whether the caller may see the lesson in lists.
-func visible(c *auth.Claims, ix *index, e *lessonEntry) bool {
-	return c != nil && (c.SeesAll() || c.MayReplay(e.id, e.course(ix)))
+// summary is a lesson in lists, from its catalog row alone (no storage
+// read): a ready lesson's poster is transcode's PosterFile.
+func (s *Service) summary(ctx context.Context, r replaydb.LessonRecord, g urlGrant) Lesson {
+	l := Lesson{ID: r.ID, Course: r.Course, Title: r.Title, Teacher: r.Teacher, Date: r.StartedAt, Duration: r.Duration, Status: r.Status}
+	if l.Course == "" {
+		l.Course = UnsortedCourse
+	}
+	if l.Title == "" {
+		l.Title = r.ID
+	}
+	if l.Status == StatusReady {
+		l.Poster = s.directURL(ctx, r.ID, PosterFile, g)
+	}
+	return l
+}
+
+// filterFor is what the caller may list.
+func filterFor(c *auth.Claims) replaydb.LessonFilter {
+	switch {
+	case c == nil:
+		return replaydb.LessonFilter{Lessons: []string{}} // nothing
+	case c.SeesAll():
+		return replaydb.LessonFilter{All: true}
+	case c.Role == auth.RoleStudent && c.Replay != nil:
+		return replaydb.LessonFilter{Lessons: nonNil(c.Replay.Lessons), Courses: nonNil(c.Replay.Courses)}
+	default:
+		return replaydb.LessonFilter{Lessons: []string{c.Room}}
+	}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // CourseOf is the course of a recorded lesson ("" when unknown or none),
 // for the router's check of course-wide student grants.
 func (s *Service) CourseOf(ctx context.Context, lesson string) string {
-	ix, err := s.load(ctx)
+	r, err := s.db.GetLesson(ctx, lesson)
 	if err != nil {
 		return ""
 	}
-	e := ix.lessons[lesson]
-	if e == nil {
-		return ""
-	}
-	if c := e.course(ix); c != UnsortedCourse {
-		return c
-	}
-	return ""
+	return r.Course
 }

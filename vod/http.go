@@ -18,6 +18,7 @@ import (
 
 	"podium/internal/audit"
 	"podium/internal/httpx"
+	"podium/replaydb"
 	"podium/storage"
 )
 
@@ -37,24 +38,48 @@ func (s *Service) record(r *http.Request, action, lesson, object, detail string)
 // ListCourses answers GET /api/vod/courses: the courses holding lessons the
 // caller may see (every course for a server admin).
 func (s *Service) ListCourses(w http.ResponseWriter, r *http.Request) {
-	ix, err := s.load(r.Context())
+	caller := s.caller(r)
+	courses, err := s.db.ListCourses(r.Context())
 	if err != nil {
-		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
+		httpx.WriteError(w, http.StatusServiceUnavailable, "database", err.Error())
 		return
 	}
-	caller := s.caller(r)
-	counts := map[string]int{}
-	for _, e := range ix.lessons {
-		if visible(caller, ix, e) {
-			counts[e.course(ix)]++
+	out := []Course{}
+	seesAll := filterFor(caller).All
+	add := func(c CourseRecord, course string, total int) bool {
+		n := total // the database counted every lesson of the course
+		if !seesAll {
+			f := filterFor(caller)
+			f.Course = course
+			var err error
+			if n, err = s.db.CountLessons(r.Context(), f); err != nil {
+				httpx.WriteError(w, http.StatusServiceUnavailable, "database", err.Error())
+				return false
+			}
+		}
+		if n > 0 || (caller != nil && caller.ServerAdmin()) {
+			out = append(out, Course{CourseRecord: c, LessonCount: n})
+		}
+		return true
+	}
+	for _, c := range courses {
+		if !add(CourseRecord{ID: c.ID, Title: c.Title, Description: c.Description}, c.ID, c.LessonCount) {
+			return
 		}
 	}
-	out := []Course{}
-	for id, c := range ix.courses {
-		if counts[id] == 0 && (id == UnsortedCourse || caller == nil || !caller.ServerAdmin()) {
-			continue
-		}
-		out = append(out, Course{CourseRecord: c, LessonCount: counts[id]})
+	// Lessons in no course: the filter's Course "" means any, so count them
+	// as all minus the filed ones.
+	f := filterFor(caller)
+	all, err := s.db.CountLessons(r.Context(), f)
+	if err != nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "database", err.Error())
+		return
+	}
+	for _, c := range out {
+		all -= c.LessonCount
+	}
+	if all > 0 {
+		out = append(out, Course{CourseRecord: CourseRecord{ID: UnsortedCourse, Title: "Unsorted lessons"}, LessonCount: all})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Title < out[j].Title })
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"courses": out})
@@ -73,8 +98,8 @@ func (s *Service) PutCourse(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.ID = id
-	if err := s.putJSON(r, courseKey(id), c); err != nil {
-		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
+	if err := s.db.PutCourse(r.Context(), replaydb.Course{ID: id, Title: c.Title, Description: c.Description}); err != nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "database", err.Error())
 		return
 	}
 	s.record(r, audit.CourseUpdate, "", id, c.Title)
@@ -89,17 +114,16 @@ func (s *Service) DeleteCourse(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "invalid course id")
 		return
 	}
-	if err := s.store.Delete(r.Context(), courseKey(id)); err != nil {
-		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
+	if err := s.db.DeleteCourse(r.Context(), id); err != nil && !errors.Is(err, replaydb.ErrNotFound) {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "database", err.Error())
 		return
 	}
-	s.invalidate()
 	s.record(r, audit.CourseDelete, "", id, "")
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// ListLessons answers GET /api/vod/lessons?q=&course=: search by title and
-// teacher, newest first.
+// ListLessons answers GET /api/vod/lessons?q=&course=&limit=&offset=:
+// search by title and teacher, newest first, among what the caller may see.
 func (s *Service) ListLessons(w http.ResponseWriter, r *http.Request) {
 	s.listLessons(w, r, r.URL.Query().Get("course"))
 }
@@ -109,51 +133,63 @@ func (s *Service) CourseLessons(w http.ResponseWriter, r *http.Request) {
 	s.listLessons(w, r, r.PathValue("course"))
 }
 
+// maxListLimit bounds one page of a lesson list.
+const maxListLimit = 500
+
 func (s *Service) listLessons(w http.ResponseWriter, r *http.Request, course string) {
-	ix, err := s.load(r.Context())
-	if err != nil {
-		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
-		return
+	q := r.URL.Query()
+	f := filterFor(s.caller(r))
+	f.Query, f.Limit = q.Get("q"), maxListLimit
+	for name, dst := range map[string]*int{"limit": &f.Limit, "offset": &f.Offset} {
+		if v := q.Get(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || (name == "limit" && (n < 1 || n > maxListLimit)) {
+				httpx.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("%s must be a number (limit 1 to %d)", name, maxListLimit))
+				return
+			}
+			*dst = n
+		}
 	}
-	if course != "" {
-		if _, ok := ix.courses[course]; !ok {
+	switch course {
+	case "":
+	case UnsortedCourse:
+		f.Course = "" // filtered below: lessons filed nowhere
+	default:
+		if _, err := s.db.GetCourse(r.Context(), course); errors.Is(err, replaydb.ErrNotFound) {
 			httpx.WriteError(w, http.StatusNotFound, "not_found", "no such course")
 			return
 		}
+		f.Course = course
 	}
-	q := r.URL.Query().Get("q")
-	c, g := s.caller(r), s.grantFor(r, s.cfg.URLTTL)
+	recs, err := s.db.ListLessons(r.Context(), f)
+	if err != nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "database", err.Error())
+		return
+	}
+	g := s.grantFor(r, s.cfg.URLTTL)
 	out := []Lesson{}
-	for _, e := range ix.lessons {
-		if (course != "" && e.course(ix) != course) || !visible(c, ix, e) {
+	for _, rec := range recs {
+		if course == UnsortedCourse && rec.Course != "" {
 			continue
 		}
-		l := s.view(r.Context(), ix, e, false, g)
-		if matches(&l, q) {
-			out = append(out, l)
-		}
+		out = append(out, s.summary(r.Context(), rec, g))
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Date.Equal(out[j].Date) {
-			return out[i].Date.After(out[j].Date)
-		}
-		return out[i].ID < out[j].ID
-	})
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"lessons": out})
 }
 
 // GetLesson answers GET /api/vod/lessons/{lesson}.
 func (s *Service) GetLesson(w http.ResponseWriter, r *http.Request) {
-	ix, e, ok := s.lesson(w, r)
+	e, ok := s.lesson(w, r)
 	if !ok {
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, s.view(r.Context(), ix, e, true, s.grantFor(r, s.cfg.URLTTL)))
+	httpx.WriteJSON(w, http.StatusOK, s.view(r.Context(), e, true, s.grantFor(r, s.cfg.URLTTL)))
 }
 
-// PatchLesson answers PATCH /api/vod/lessons/{lesson} {"title", "course"}.
+// PatchLesson answers PATCH /api/vod/lessons/{lesson} {"title", "course"}
+// ("course": "" or "unsorted" takes it out of its course).
 func (s *Service) PatchLesson(w http.ResponseWriter, r *http.Request) {
-	ix, e, ok := s.lesson(w, r)
+	e, ok := s.lesson(w, r)
 	if !ok {
 		return
 	}
@@ -165,38 +201,42 @@ func (s *Service) PatchLesson(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	meta := e.meta
 	if p.Title != nil {
-		if len(*p.Title) > 200 {
+		t := strings.TrimSpace(*p.Title)
+		if len(t) > 200 {
 			httpx.WriteError(w, http.StatusBadRequest, "bad_request", "title is longer than 200 characters")
 			return
 		}
-		meta.Title = strings.TrimSpace(*p.Title)
+		p.Title = &t
 	}
 	if p.Course != nil {
-		if _, ok := ix.courses[*p.Course]; !ok && *p.Course != "" {
-			httpx.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("no course %q", *p.Course))
-			return
+		if *p.Course == UnsortedCourse {
+			*p.Course = ""
 		}
-		meta.Course = *p.Course
+		if *p.Course != "" {
+			if _, err := s.db.GetCourse(r.Context(), *p.Course); err != nil {
+				httpx.WriteError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("no course %q", *p.Course))
+				return
+			}
+		}
 	}
-	if err := s.putJSON(r, lessonMetaKey(e.id), meta); err != nil {
+	if err := s.db.SetLessonMeta(r.Context(), e.id, p.Title, p.Course); err != nil {
+		httpx.WriteError(w, http.StatusServiceUnavailable, "database", err.Error())
+		return
+	}
+	e, err := s.readLesson(r.Context(), e.id)
+	if err != nil {
 		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
 		return
 	}
-	s.record(r, audit.LessonRename, e.id, "", fmt.Sprintf("title %q, course %q", meta.Title, meta.Course))
-	ix, err := s.load(r.Context())
-	if err != nil || ix.lessons[e.id] == nil {
-		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", "catalog reload failed")
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, s.view(r.Context(), ix, ix.lessons[e.id], true, s.grantFor(r, s.cfg.URLTTL)))
+	s.record(r, audit.LessonRename, e.id, "", fmt.Sprintf("title %q, course %q", e.title(), e.course()))
+	httpx.WriteJSON(w, http.StatusOK, s.view(r.Context(), e, true, s.grantFor(r, s.cfg.URLTTL)))
 }
 
 // DeleteLesson answers DELETE /api/vod/lessons/{lesson}: the recording, its
 // VOD assets, clips and catalog record are removed.
 func (s *Service) DeleteLesson(w http.ResponseWriter, r *http.Request) {
-	_, e, ok := s.lesson(w, r)
+	e, ok := s.lesson(w, r)
 	if !ok {
 		return
 	}
@@ -211,7 +251,7 @@ func (s *Service) DeleteLesson(w http.ResponseWriter, r *http.Request) {
 // CreateClip answers POST /api/vod/lessons/{lesson}/clips
 // {"title", "start", "end"[, "id"]} with 202 and the job id.
 func (s *Service) CreateClip(w http.ResponseWriter, r *http.Request) {
-	_, e, ok := s.lesson(w, r)
+	e, ok := s.lesson(w, r)
 	if !ok {
 		return
 	}
@@ -264,7 +304,7 @@ func clipID(c ClipRequest) string {
 
 // DeleteClip answers DELETE /api/vod/lessons/{lesson}/clips/{clip}.
 func (s *Service) DeleteClip(w http.ResponseWriter, r *http.Request) {
-	_, e, ok := s.lesson(w, r)
+	e, ok := s.lesson(w, r)
 	if !ok {
 		return
 	}
@@ -282,37 +322,42 @@ func (s *Service) DeleteClip(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// lesson finds the {lesson} of the request or answers 404.
-func (s *Service) lesson(w http.ResponseWriter, r *http.Request) (*index, *lessonEntry, bool) {
+// lesson reads the {lesson} of the request from storage (indexing it) or
+// answers 404.
+func (s *Service) lesson(w http.ResponseWriter, r *http.Request) (*lessonEntry, bool) {
 	id := r.PathValue("lesson")
 	if !ValidID(id) {
 		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "invalid lesson id")
-		return nil, nil, false
+		return nil, false
 	}
-	ix, err := s.load(r.Context())
+	e, err := s.readLesson(r.Context(), id)
+	if errors.Is(err, storage.ErrNotFound) {
+		httpx.WriteError(w, http.StatusNotFound, "not_found", "no such lesson")
+		return nil, false
+	}
 	if err != nil {
 		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
-		return nil, nil, false
+		return nil, false
 	}
-	e := ix.lessons[id]
-	if e == nil {
-		httpx.WriteError(w, http.StatusNotFound, "not_found", "no such lesson")
-		return nil, nil, false
-	}
-	return ix, e, true
+	return e, true
 }
 
 // deleteLesson removes a lesson's recording, VOD assets, clips and catalog
 // record. The manifest goes first: from then on the lesson is out of the
 // catalog even if deleting the rest is interrupted.
 func (s *Service) deleteLesson(ctx context.Context, id string) error {
-	return s.deletePrefix(ctx, "lessons/"+id+"/manifest.json", lessonMetaKey(id), "lessons/"+id+"/")
+	if err := s.deletePrefix(ctx, "lessons/"+id+"/manifest.json", "lessons/"+id+"/"); err != nil {
+		return err
+	}
+	if err := s.db.DeleteLesson(ctx, id); err != nil && !errors.Is(err, replaydb.ErrNotFound) {
+		return err
+	}
+	return nil
 }
 
 // deletePrefix deletes the given keys first, then every object under the
 // last one (a prefix).
 func (s *Service) deletePrefix(ctx context.Context, keysThenPrefix ...string) error {
-	defer s.invalidate()
 	n := len(keysThenPrefix)
 	for _, k := range keysThenPrefix[:n-1] {
 		if err := s.store.Delete(ctx, k); err != nil {
@@ -329,15 +374,6 @@ func (s *Service) deletePrefix(ctx context.Context, keysThenPrefix ...string) er
 		}
 	}
 	return nil
-}
-
-func (s *Service) putJSON(r *http.Request, key string, v any) error {
-	defer s.invalidate()
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return s.store.Put(r.Context(), key, bytes.NewReader(b), int64(len(b)), "application/json")
 }
 
 func readBody(r *http.Request, v any) error {

@@ -3,14 +3,13 @@ package vod
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	"podium/internal/audit"
 )
 
 // Retention deletes, with their VOD assets and clips, the finished lessons
-// that started more than Config.Retention ago, and writes an audit line for
+// of the catalog that started more than Config.Retention ago, and writes an audit line for
 // each. A lesson still recording is never deleted. It returns the lessons
 // deleted; a lesson that fails to delete is reported and tried again at
 // the next pass.
@@ -18,19 +17,23 @@ func (s *Service) Retention(ctx context.Context) ([]string, error) {
 	if s.cfg.Retention <= 0 {
 		return nil, nil
 	}
-	s.invalidate() // decide on what storage holds now
-	ix, err := s.load(ctx)
+	cutoff := s.now().Add(-s.cfg.Retention)
+	candidates, err := s.db.LessonsStartedBefore(ctx, cutoff)
 	if err != nil {
 		return nil, fmt.Errorf("retention: %w", err)
 	}
-	cutoff := s.now().Add(-s.cfg.Retention)
+	// Storage decides: a lesson is deleted only when its manifest says it
+	// is finished and started before the cutoff.
 	var old []*lessonEntry
-	for _, e := range ix.lessons {
+	for _, c := range candidates {
+		e, err := s.readLesson(ctx, c.ID)
+		if err != nil {
+			continue
+		}
 		if e.manifest.Complete && e.manifest.StartedAt.Before(cutoff) {
 			old = append(old, e)
 		}
 	}
-	sort.Slice(old, func(i, j int) bool { return old[i].id < old[j].id })
 	var deleted []string
 	var errs []error
 	for _, e := range old {

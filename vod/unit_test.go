@@ -6,17 +6,34 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"podium/internal/audit"
+	"podium/replaydb"
 	"podium/storage/local"
 )
 
+// testDB is a fresh embedded replay database.
+func testDB(t testing.TB) *replaydb.DB {
+	t.Helper()
+	db, err := replaydb.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "podium.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 func newTestService(t testing.TB) *Service {
-	s, err := New(nil, nil, Config{URLSecret: "unit-test-secret"}, nil)
+	store, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(store, testDB(t), nil, Config{URLSecret: "unit-test-secret"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +203,7 @@ func TestRetentionDeletesOnlyOldFinishedLessons(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := &auditLines{}
-	s, err := New(store, nil, Config{URLSecret: "unit-test-secret", Retention: 30 * 24 * time.Hour, Audit: lines}, nil)
+	s, err := New(store, testDB(t), nil, Config{URLSecret: "unit-test-secret", Retention: 30 * 24 * time.Hour, Audit: lines}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,6 +222,10 @@ func TestRetentionDeletesOnlyOldFinishedLessons(t *testing.T) {
 	} {
 		put("lessons/"+id+"/manifest.json", m)
 		put("lessons/"+id+"/vod/clips/c1/assets.json", map[string]any{"title": "clip"})
+	}
+	// Recorded by "another node": the catalog imports them first.
+	if err := s.Sync(ctx, true); err != nil {
+		t.Fatal(err)
 	}
 	deleted, err := s.Retention(ctx)
 	if err != nil || len(deleted) != 1 || deleted[0] != "old-done" {

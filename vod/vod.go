@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"podium/internal/audit"
+	"podium/replaydb"
 	"podium/signaling/auth"
 	"podium/storage"
 )
@@ -66,13 +68,12 @@ type Config struct {
 	// Playback is PlaybackPodium or PlaybackSigned (needs a store that
 	// can presign; falls back to podium otherwise).
 	Playback string
-	// CacheTTL bounds how stale the catalog may be.
-	CacheTTL time.Duration
 }
 
 // Service is the catalog and playback API.
 type Service struct {
 	store  storage.Store
+	db     *replaydb.DB
 	signer storage.URLSigner // nil unless signed playback
 	clips  ClipSubmitter
 	cfg    Config
@@ -80,33 +81,26 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]cached // storage key -> decoded record
-	index *index
+	mu       sync.Mutex
+	expected map[string]time.Time // lessons starting here -> look for them until
 }
 
-type cached struct {
-	mod  time.Time
-	size int64
-	raw  []byte
-}
-
-// New makes the service. clips may be nil (clip creation then answers 503).
-func New(store storage.Store, clips ClipSubmitter, cfg Config, log *slog.Logger) (*Service, error) {
+// New makes the service on the media store and the replay database (the
+// catalog). clips may be nil (clip creation then answers 503).
+func New(store storage.Store, db *replaydb.DB, clips ClipSubmitter, cfg Config, log *slog.Logger) (*Service, error) {
+	if store == nil || db == nil {
+		return nil, errors.New("vod: a store and the replay database are required")
+	}
 	if cfg.URLTTL <= 0 {
 		cfg.URLTTL = 10 * time.Minute
 	}
 	if cfg.Audit == nil {
 		cfg.Audit = audit.Discard{}
 	}
-	if cfg.CacheTTL <= 0 {
-		// Each rebuild lists lessons/ (every segment key): keep it rare.
-		cfg.CacheTTL = 5 * time.Second
-	}
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Service{store: store, clips: clips, cfg: cfg, log: log, now: time.Now, cache: map[string]cached{}}
+	s := &Service{store: store, db: db, clips: clips, cfg: cfg, log: log, now: time.Now, expected: map[string]time.Time{}}
 	switch cfg.Playback {
 	case "", PlaybackPodium:
 		s.cfg.Playback = PlaybackPodium

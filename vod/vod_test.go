@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"podium/internal/testenv"
+	"podium/replaydb"
 	"podium/sfu"
 	"podium/signaling/auth"
 	"podium/storage"
@@ -46,7 +48,12 @@ func startServer(t *testing.T, store storage.Store, playback string) *server {
 		},
 		Workers: 1, PollInterval: 200 * time.Millisecond,
 	}, slog.Default(), nil)
-	svc, err := vod.New(store, q, vod.Config{Playback: playback, CacheTTL: 100 * time.Millisecond}, nil)
+	db, err := replaydb.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "podium.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	svc, err := vod.New(store, db, q, vod.Config{Playback: playback}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,11 +73,15 @@ func startServer(t *testing.T, store storage.Store, playback string) *server {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- q.Run(ctx) }()
+	// The catalog follows storage as cmd/podium runs it, faster.
+	synced := make(chan struct{})
+	go func() { defer close(synced); svc.RunSync(ctx, 100*time.Millisecond, 200*time.Millisecond) }()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()
 		<-done
+		<-synced
 	})
 	return &server{Server: srv, q: q, issuer: issuer}
 }

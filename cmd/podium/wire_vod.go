@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"podium/sfu"
 	"podium/transcode"
 	"podium/vod"
 )
@@ -89,11 +90,28 @@ func wireVod(a *app) error {
 	if q != nil {
 		clips = q
 	}
-	svc, err := vod.New(a.store, clips, vod.Config{URLSecret: f.urlSecret, URLTTL: f.urlTTL, Playback: f.playback,
+	svc, err := vod.New(a.store, a.db, clips, vod.Config{URLSecret: f.urlSecret, URLTTL: f.urlTTL, Playback: f.playback,
 		Audit: a.audit, Retention: time.Duration(f.retention)}, a.log)
 	if err != nil {
 		return err
 	}
+	// The catalog follows storage: lessons in progress every few seconds,
+	// lessons recorded elsewhere (another node, an older version) found by
+	// a listing of lesson names every minute.
+	if a.sfu != nil && a.sfu.Rooms != nil {
+		a.sfu.Rooms.OnRoomCreated(func(room *sfu.Room) { svc.Expect(room.ID()) })
+	}
+	sctx, stopSync := context.WithCancel(context.Background())
+	syncDone := make(chan struct{})
+	go func() {
+		defer close(syncDone)
+		svc.RunSync(sctx, 5*time.Second, time.Minute)
+	}()
+	a.onClose(func(context.Context) error {
+		stopSync()
+		<-syncDone
+		return nil
+	})
 
 	svc.Mount(a.routes)
 	if f.retention > 0 {
