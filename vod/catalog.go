@@ -181,6 +181,9 @@ func (s *Service) getJSON(ctx context.Context, key string, v any) error {
 func (s *Service) Sync(ctx context.Context, importAll bool) error {
 	var ids []string
 	if importAll {
+		if err := s.importLegacyCatalog(ctx); err != nil {
+			return fmt.Errorf("catalog sync: %w", err)
+		}
 		onDisk, err := s.store.ListDirs(ctx, "lessons/")
 		if err != nil {
 			return fmt.Errorf("catalog sync: %w", err)
@@ -221,6 +224,67 @@ func (s *Service) Sync(ctx context.Context, importAll bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// importLegacyCatalog moves what versions before the replay database kept
+// in storage (catalog/courses/{id}.json, catalog/lessons/{id}.json: course
+// records, teachers' titles and course choices) into the database, then
+// deletes those objects. What the database holds already wins.
+func (s *Service) importLegacyCatalog(ctx context.Context) error {
+	objs, err := s.store.List(ctx, "catalog/")
+	if err != nil || len(objs) == 0 {
+		return err
+	}
+	// Courses first: lesson records name them.
+	sort.Slice(objs, func(i, j int) bool { return objs[i].Key < objs[j].Key })
+	for _, o := range objs {
+		parts := strings.Split(o.Key, "/")
+		if len(parts) != 3 || !strings.HasSuffix(parts[2], ".json") {
+			continue
+		}
+		id := strings.TrimSuffix(parts[2], ".json")
+		switch parts[1] {
+		case "courses":
+			var c CourseRecord
+			if err := s.getJSON(ctx, o.Key, &c); err != nil || !ValidID(id) {
+				s.log.Warn("vod: legacy course record skipped", "key", o.Key, "err", err)
+				break
+			}
+			if _, err := s.db.GetCourse(ctx, id); errors.Is(err, replaydb.ErrNotFound) {
+				if err := s.db.PutCourse(ctx, replaydb.Course{ID: id, Title: c.Title, Description: c.Description}); err != nil {
+					return err
+				}
+			}
+		case "lessons":
+			var m struct{ Course, Title string }
+			if err := s.getJSON(ctx, o.Key, &m); err != nil || !ValidID(id) {
+				s.log.Warn("vod: legacy lesson record skipped", "key", o.Key, "err", err)
+				break
+			}
+			if _, err := s.readLesson(ctx, id); errors.Is(err, storage.ErrNotFound) {
+				break // its recording is gone
+			} else if err != nil {
+				return err
+			}
+			var title, course *string
+			if m.Title != "" {
+				title = &m.Title
+			}
+			if _, err := s.db.GetCourse(ctx, m.Course); err == nil {
+				course = &m.Course
+			}
+			if err := s.db.SetLessonMeta(ctx, id, title, course); err != nil {
+				return err
+			}
+		default:
+			continue
+		}
+		if err := s.store.Delete(ctx, o.Key); err != nil {
+			return err
+		}
+		s.log.Info("vod: imported a catalog record of an older version", "key", o.Key)
+	}
+	return nil
 }
 
 // expectFor is how long an expected lesson is looked for.

@@ -243,3 +243,48 @@ func TestRetentionDeletesOnlyOldFinishedLessons(t *testing.T) {
 		t.Errorf("audit lines: %+v", lines.lines)
 	}
 }
+
+// TestSyncImportsAnOlderVersionsCatalog: lessons, courses and titles kept
+// in storage by versions before the replay database come into the
+// database, and the old records leave the bucket.
+func TestSyncImportsAnOlderVersionsCatalog(t *testing.T) {
+	s := newTestService(t)
+	ctx := context.Background()
+	put := func(key string, v any) {
+		b, _ := json.Marshal(v)
+		if err := s.store.Put(ctx, key, bytes.NewReader(b), int64(len(b)), "application/json"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	put("lessons/geo-1/manifest.json", Manifest{Version: 1, Lesson: "geo-1", Title: "geo-1", Teacher: "Mr. Diallo", StartedAt: now.Add(-time.Hour), Complete: true})
+	put("lessons/geo-2/manifest.json", Manifest{Version: 1, Lesson: "geo-2", Teacher: "Mr. Diallo", StartedAt: now})
+	put("catalog/courses/geography.json", CourseRecord{ID: "geography", Title: "Geography, year 8"})
+	put("catalog/lessons/geo-1.json", map[string]string{"course": "geography", "title": "Rivers of Africa"})
+	put("catalog/lessons/gone.json", map[string]string{"title": "deleted long ago"})
+
+	if err := s.Sync(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.db.GetLesson(ctx, "geo-1")
+	if err != nil || l.Title != "Rivers of Africa" || l.Course != "geography" || l.Status != StatusProcessing || l.Teacher != "Mr. Diallo" {
+		t.Errorf("geo-1 = %+v, %v", l, err)
+	}
+	if l, err := s.db.GetLesson(ctx, "geo-2"); err != nil || l.Status != StatusRecording {
+		t.Errorf("geo-2 = %+v, %v", l, err)
+	}
+	if c, err := s.db.GetCourse(ctx, "geography"); err != nil || c.Title != "Geography, year 8" {
+		t.Errorf("course = %+v, %v", c, err)
+	}
+	if left, _ := s.store.List(ctx, "catalog/"); len(left) != 0 {
+		t.Errorf("%d old catalog records left, e.g. %s", len(left), left[0].Key)
+	}
+	// A second sync changes nothing, and a finished transcode shows.
+	put("lessons/geo-1/vod/assets.json", Assets{Version: 1, Lesson: "geo-1", Duration: 42, Master: "hls/master.m3u8", Poster: PosterFile})
+	if err := s.Sync(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := s.db.GetLesson(ctx, "geo-1"); l.Status != StatusReady || l.Duration != 42 || l.Title != "Rivers of Africa" {
+		t.Errorf("after transcode: %+v", l)
+	}
+}
