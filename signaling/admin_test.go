@@ -133,6 +133,10 @@ func TestWHIPErrors(t *testing.T) {
 		{"wrong room", "POST", "/whip/other", "application/sdp", teacher, "v=0", 403},
 		{"wrong type", "POST", "/whip/w", "application/json", teacher, "{}", 415},
 		{"bad sdp", "POST", "/whip/w", "application/sdp", teacher, "hello", 400},
+		// Parses, but no ICE credentials or fingerprint: refused by the
+		// publisher's connection after the lesson would have been made.
+		{"sdp without ice", "POST", "/whip/w", "application/sdp", teacher,
+			"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\n", 400},
 		{"whep no lesson", "POST", "/whep/w", "application/sdp", teacher, "v=0", 404},
 		{"delete unknown", "DELETE", "/whip/w/abc", "", teacher, "", 404},
 		{"patch unknown", "PATCH", "/whip/w/abc", "application/trickle-ice-sdpfrag", teacher, "", 404},
@@ -148,7 +152,7 @@ func TestWHIPErrors(t *testing.T) {
 			}
 		})
 	}
-	if len(ts.SFU.Rooms.List()) != 0 {
-		t.Fatal("refused WHIP requests created a lesson")
+	if rooms := ts.SFU.Rooms.List(); len(rooms) != 0 && !rooms[0].Ended() {
+		t.Fatalf("refused WHIP requests left lesson %q live", rooms[0].ID())
 	}
 }
