@@ -230,6 +230,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	level, _ := parseLogLevel(c.logLevel)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log) // parts that log without a logger of their own (replaydb's migrations)
 	if err := serve(ctx, c, log); err != nil {
 		log.Error("podium stopped", "err", err)
 		return 1
