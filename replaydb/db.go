@@ -44,6 +44,7 @@ var ErrNotFound = errors.New("not found")
 type DB struct {
 	db      *sql.DB
 	backend string
+	target  string // what the driver was given: a file path or a URL
 	now     func() time.Time
 	// applied is how many migration steps the Open that made it ran.
 	applied int
@@ -85,7 +86,7 @@ func open(ctx context.Context, dsn string, steps []migration) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replaydb: open %s: %w", backend, err)
 	}
-	d := &DB{db: sdb, backend: backend, now: time.Now}
+	d := &DB{db: sdb, backend: backend, target: target, now: time.Now}
 	if err := sdb.PingContext(ctx); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("replaydb: connect to %s database: %w", backend, err)

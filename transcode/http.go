@@ -3,6 +3,7 @@ package transcode
 import (
 	"errors"
 	"net/http"
+	"strconv"
 
 	"podium/internal/httpx"
 	"podium/sfu"
@@ -15,19 +16,39 @@ import (
 // Mount registers them with their scopes.
 type Handlers struct{ Q *Queue }
 
-// List answers GET /api/vod/jobs: every job, newest first.
+// List answers GET /api/vod/jobs?limit=: the newest jobs (200 unless
+// limit says, at most 1000), newest first.
 func (h Handlers) List(w http.ResponseWriter, r *http.Request) {
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"jobs": h.Q.Jobs()})
+	limit := 200
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			httpx.WriteError(w, http.StatusBadRequest, "bad_request", "limit must be 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	jobs, err := h.Q.Jobs(r.Context(), limit)
+	if err != nil {
+		h.Q.log.Error("transcode: listing jobs", "err", err)
+		httpx.WriteError(w, http.StatusServiceUnavailable, "database", "the job queue is not answering; try again")
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"jobs": jobs})
 }
 
 // Get answers GET /api/vod/jobs/{job}.
 func (h Handlers) Get(w http.ResponseWriter, r *http.Request) {
-	j, ok := h.Q.Job(r.PathValue("job"))
-	if !ok {
+	j, err := h.Q.Job(r.Context(), r.PathValue("job"))
+	switch {
+	case errors.Is(err, ErrJobNotFound):
 		httpx.WriteError(w, http.StatusNotFound, "not_found", "no such job")
-		return
+	case err != nil:
+		h.Q.log.Error("transcode: reading a job", "err", err)
+		httpx.WriteError(w, http.StatusServiceUnavailable, "database", "the job queue is not answering; try again")
+	default:
+		httpx.WriteJSON(w, http.StatusOK, j)
 	}
-	httpx.WriteJSON(w, http.StatusOK, j)
 }
 
 // Cancel answers POST /api/vod/jobs/{job}/cancel.
@@ -37,14 +58,16 @@ func (h Handlers) Cancel(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrJobNotFound):
 		httpx.WriteError(w, http.StatusNotFound, "not_found", "no such job")
 	case err != nil:
-		httpx.WriteError(w, http.StatusInternalServerError, "storage", err.Error())
+		h.Q.log.Error("transcode: canceling a job", "err", err)
+		httpx.WriteError(w, http.StatusServiceUnavailable, "database", "the job queue is not answering; try again")
 	default:
 		httpx.WriteJSON(w, http.StatusOK, j)
 	}
 }
 
-// Transcode answers POST /api/vod/lessons/{lesson}/transcode: queue (again)
-// the lesson's transcode. A lesson without a recording is 404: there is
+// Transcode answers POST /api/vod/lessons/{lesson}/transcode: queue the
+// lesson's transcode, or run its finished job again (409 while it is
+// queued or running). A lesson without a recording is 404: there is
 // nothing to transcode, and a job for it would only fail.
 func (h Handlers) Transcode(w http.ResponseWriter, r *http.Request) {
 	lesson := r.PathValue("lesson")
@@ -68,7 +91,8 @@ func (h Handlers) Transcode(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrJobActive):
 		httpx.WriteError(w, http.StatusConflict, "job_active", "a transcode of this lesson is already queued or running")
 	case err != nil:
-		httpx.WriteError(w, http.StatusInternalServerError, "storage", err.Error())
+		h.Q.log.Error("transcode: queueing a lesson", "lesson", lesson, "err", err)
+		httpx.WriteError(w, http.StatusServiceUnavailable, "database", "the job queue is not answering; try again")
 	default:
 		httpx.WriteJSON(w, http.StatusAccepted, j)
 	}

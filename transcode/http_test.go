@@ -13,7 +13,7 @@ import (
 // queued (202).
 func TestTranscodeRequestNeedsARecording(t *testing.T) {
 	store := localStore(t)
-	q := startQueue(t, store, QueueConfig{Workers: 1, MaxAttempts: 1})
+	q := startQueue(t, store, QueueConfig{Config: small, Workers: 1, MaxAttempts: 1})
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/vod/lessons/{lesson}/transcode", Handlers{Q: q}.Transcode)
 	srv := httptest.NewServer(mux)
@@ -33,7 +33,7 @@ func TestTranscodeRequestNeedsARecording(t *testing.T) {
 	if code, v := post("ghost-lesson"); code != http.StatusNotFound || v["code"] != "no_recording" {
 		t.Fatalf("lesson without a recording: %d %v", code, v)
 	}
-	if _, ok := q.Job(lessonJobID("ghost-lesson")); ok {
+	if _, ok := lessonJob(t, q, "ghost-lesson"); ok {
 		t.Fatal("a job was queued for a lesson without a recording")
 	}
 	if code, v := post("_starts-with-punctuation"); code != http.StatusBadRequest {
@@ -42,10 +42,11 @@ func TestTranscodeRequestNeedsARecording(t *testing.T) {
 
 	writeRecording(t, store, "recorded", 4, true)
 	code, v := post("recorded")
-	if code != http.StatusAccepted || v["id"] != lessonJobID("recorded") {
+	if code != http.StatusAccepted || v["lesson"] != "recorded" || v["state"] != StateQueued {
 		t.Fatalf("recorded lesson: %d %v", code, v)
 	}
-	if j := waitJob(t, q, lessonJobID("recorded"), 120*time.Second); j.State != StateDone {
+	id, _ := v["id"].(string)
+	if j := waitJob(t, q, id, 120*time.Second); j.State != StateDone {
 		t.Fatalf("job = %+v", j)
 	}
 }

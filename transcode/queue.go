@@ -1,23 +1,26 @@
 package transcode
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
-	"sort"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"podium/replaydb"
 	"podium/storage"
 	"podium/vod"
 )
 
-// Job states.
+// Job states as the API shows them.
 const (
 	StateQueued   = "queued"
 	StateRunning  = "running"
@@ -32,8 +35,8 @@ const (
 	KindClip   = "clip"
 )
 
-// Job is one transcode job. Its state lives in storage at jobs/{id}.json so
-// that it survives restarts.
+// Job is one transcode job as the API shows it, read from River's job
+// table. Phase and Progress are known on the node running it.
 type Job struct {
 	ID          string           `json:"id"`
 	Kind        string           `json:"kind"`
@@ -45,12 +48,12 @@ type Job struct {
 	Attempts    int              `json:"attempts"`
 	MaxAttempts int              `json:"maxAttempts"`
 	Error       string           `json:"error,omitempty"`
+	Node        string           `json:"node,omitempty"` // the node of the last attempt
 	CreatedAt   time.Time        `json:"createdAt"`
-	UpdatedAt   time.Time        `json:"updatedAt"`
-	StartedAt   time.Time        `json:"startedAt,omitempty"`
-	FinishedAt  time.Time        `json:"finishedAt,omitempty"`
+	StartedAt   time.Time        `json:"startedAt,omitzero"`
+	FinishedAt  time.Time        `json:"finishedAt,omitzero"`
 	// NotBefore delays a retry (backoff).
-	NotBefore time.Time `json:"notBefore,omitempty"`
+	NotBefore time.Time `json:"notBefore,omitzero"`
 }
 
 // Finished reports whether the job will not run again by itself.
@@ -65,51 +68,81 @@ var (
 	ErrInvalid     = errors.New("invalid request")
 )
 
-// JobKey is where a job's state is stored.
-func JobKey(id string) string { return "jobs/" + id + ".json" }
+// LessonArgs is a lesson transcode job: one per lesson (unique by lesson).
+type LessonArgs struct {
+	Lesson string `json:"lesson" river:"unique"`
+}
 
-func lessonJobID(lesson string) string     { return "lesson-" + lesson }
-func clipJobID(lesson, clip string) string { return "clip-" + lesson + "-" + clip }
+// Kind is the River job kind.
+func (LessonArgs) Kind() string { return "transcode_lesson" }
+
+// ClipArgs is a clip job: one per clip of a lesson.
+type ClipArgs struct {
+	Lesson string          `json:"lesson" river:"unique"`
+	ClipID string          `json:"clipId" river:"unique"`
+	Clip   vod.ClipRequest `json:"clip"`
+}
+
+// Kind is the River job kind.
+func (ClipArgs) Kind() string { return "transcode_clip" }
+
+// riverQueue is the River queue every transcode job is in.
+const riverQueue = "transcode"
 
 // QueueConfig tunes the queue.
 type QueueConfig struct {
 	Config
-	// Workers is how many jobs run at once. Each ffmpeg already uses every
-	// core, so the default is one per four cores (at least one).
+	// Workers is how many jobs this node runs at once; 0 is
+	// DefaultWorkers(), below 0 none: the node only queues jobs (for
+	// worker nodes sharing its database) and serves their state.
 	Workers int
 	// MaxAttempts before a job that keeps failing is given up.
 	MaxAttempts int
 	// RetryBackoff is the wait before the first retry, doubled each time.
 	RetryBackoff time.Duration
 	// PollInterval is how often storage is scanned for completed
-	// recordings without a job (0 = never).
+	// recordings without a job (0 = never). Only working nodes scan.
 	PollInterval time.Duration
+	// JobTimeout ends an attempt that runs longer (a failed attempt). A job
+	// whose node died is taken up again by another this much plus ten
+	// minutes after it started (River's rescuer).
+	JobTimeout time.Duration
+	// NodeID names this node in the job table (default host-pid).
+	NodeID string
 }
 
 // DefaultWorkers suits the machine: ffmpeg is multi-threaded.
 func DefaultWorkers() int { return max(1, runtime.NumCPU()/4) }
 
-// Queue runs transcode jobs whose state lives in storage.
+// Queue runs transcode jobs on River, in the replay database: a job is
+// claimed by exactly one worker of all nodes sharing the database,
+// retried with backoff, cancelable, and its state is River's job row.
 type Queue struct {
 	cfg   QueueConfig
 	store storage.Store
 	pipe  *pipeline
 	log   *slog.Logger
 	m     *Metrics
+	jobs  *jobDB
+	work  bool
 
 	mu      sync.Mutex
-	jobs    map[string]*Job
-	cancels map[string]context.CancelFunc // running jobs
-	wake    chan struct{}
-	seen    map[string]time.Time // manifest key -> last modified already looked at
-
-	saveMu sync.Mutex
+	running map[int64]*runState // this node's running jobs
+	scan    scanState
 }
 
-// NewQueue makes a queue; Run starts it. m may be nil.
-func NewQueue(store storage.Store, cfg QueueConfig, log *slog.Logger, m *Metrics) *Queue {
+// runState is what this node knows of a job it runs.
+type runState struct {
+	kind     string
+	phase    string
+	progress float64
+}
+
+// NewQueue opens the job queue on db (running River's migrations) and
+// makes its workers; Run starts them. m may be nil.
+func NewQueue(ctx context.Context, db *replaydb.DB, store storage.Store, cfg QueueConfig, log *slog.Logger, m *Metrics) (*Queue, error) {
 	cfg.Config.setDefaults()
-	if cfg.Workers <= 0 {
+	if cfg.Workers == 0 {
 		cfg.Workers = DefaultWorkers()
 	}
 	if cfg.MaxAttempts <= 0 {
@@ -118,50 +151,72 @@ func NewQueue(store storage.Store, cfg QueueConfig, log *slog.Logger, m *Metrics
 	if cfg.RetryBackoff <= 0 {
 		cfg.RetryBackoff = 10 * time.Second
 	}
+	if cfg.JobTimeout <= 0 {
+		cfg.JobTimeout = 2 * time.Hour
+	}
+	if cfg.NodeID == "" {
+		host, _ := os.Hostname()
+		cfg.NodeID = host + "-" + strconv.Itoa(os.Getpid())
+	}
 	if log == nil {
 		log = slog.Default()
 	}
 	q := &Queue{
-		cfg: cfg, store: store, log: log, m: m,
+		cfg: cfg, store: store, log: log, m: m, work: cfg.Workers > 0,
 		pipe:    &pipeline{cfg: cfg.Config, store: store},
-		jobs:    map[string]*Job{},
-		cancels: map[string]context.CancelFunc{},
-		wake:    make(chan struct{}, 1),
-		seen:    map[string]time.Time{},
+		running: map[int64]*runState{},
+		scan:    newScanState(),
 	}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &lessonWorker{q: q})
+	river.AddWorker(workers, &clipWorker{q: q})
+	rc := &river.Config{
+		ID:          cfg.NodeID,
+		Logger:      slog.New(quiet{log.Handler()}).With("part", "river"),
+		Workers:     workers,
+		MaxAttempts: cfg.MaxAttempts,
+		RetryPolicy: backoff{first: cfg.RetryBackoff},
+		JobTimeout:  cfg.JobTimeout,
+		// A node that died leaves its job running; another takes it up
+		// once it has run longer than any job may.
+		RescueStuckJobsAfter: cfg.JobTimeout + 10*time.Minute,
+		// Failed and canceled jobs stay, so the scan does not queue their
+		// lessons again; done ones are listed for a month.
+		CompletedJobRetentionPeriod: 30 * 24 * time.Hour,
+		CancelledJobRetentionPeriod: -1,
+		DiscardedJobRetentionPeriod: -1,
+	}
+	if q.work {
+		rc.Queues = map[string]river.QueueConfig{riverQueue: {MaxWorkers: cfg.Workers}}
+	}
+	jobs, err := openJobDB(ctx, db, rc, log)
+	if err != nil {
+		return nil, err
+	}
+	q.jobs = jobs
 	if m != nil {
 		m.queue.Store(q)
 	}
-	return q
+	return q, nil
 }
 
-// Run loads the stored jobs (a job that was running when the process died
-// is queued again, counting as an attempt), then runs workers and the
-// recording poller until ctx ends; it returns after every worker (and its
-// ffmpeg) has stopped.
+// Close closes the queue's database pool; call it after Run returned.
+func (q *Queue) Close() { q.jobs.close() }
+
+// Run works jobs and scans for completed recordings until ctx ends. Then
+// it stops hard: running jobs are canceled (their ffmpeg killed) and go
+// back to the queue without counting as an attempt, for this node after a
+// restart or any other node now. A queue without workers only waits.
 func (q *Queue) Run(ctx context.Context) error {
-	// Storage may be down at start: keep trying rather than run without
-	// the stored jobs (which would start duplicates).
-	for {
-		err := q.load(ctx)
-		if err == nil {
-			break
-		}
-		q.log.Warn("transcode: loading jobs failed; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(5 * time.Second):
-		}
+	if !q.work {
+		<-ctx.Done()
+		return nil
+	}
+	// River's soft stop would wait for every running job: not on shutdown.
+	if err := q.jobs.client.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("transcode: start job queue: %w", err)
 	}
 	var wg sync.WaitGroup
-	for i := 0; i < q.cfg.Workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			q.worker(ctx)
-		}()
-	}
 	if q.cfg.PollInterval > 0 {
 		wg.Add(1)
 		go func() {
@@ -169,58 +224,31 @@ func (q *Queue) Run(ctx context.Context) error {
 			q.poll(ctx)
 		}()
 	}
+	<-ctx.Done()
 	wg.Wait()
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := q.jobs.client.StopAndCancel(stopCtx); err != nil {
+		return fmt.Errorf("transcode: stop job queue: %w", err)
+	}
 	return nil
 }
 
-func (q *Queue) load(ctx context.Context) error {
-	objs, err := q.store.List(ctx, "jobs/")
-	if err != nil {
-		return fmt.Errorf("list jobs: %w", err)
-	}
-	var requeued []string
-	for _, o := range objs {
-		if !strings.HasSuffix(o.Key, ".json") {
-			continue
-		}
-		var j Job
-		if err := getJSON(ctx, q.store, o.Key, &j); err != nil {
-			q.log.Warn("transcode: skipping unreadable job", "key", o.Key, "err", err)
-			continue
-		}
-		if j.State == StateRunning {
-			j.State = StateQueued
-			j.Phase = "interrupted"
-			requeued = append(requeued, j.ID)
-			if j.Attempts >= j.MaxAttempts {
-				j.State, j.Error, j.FinishedAt = StateFailed, "interrupted by restarts too often", time.Now().UTC()
-			}
-		}
-		q.mu.Lock()
-		q.jobs[j.ID] = &j
-		q.mu.Unlock()
-	}
-	for _, id := range requeued {
-		q.save(ctx, id)
-	}
-	q.updateGauges()
-	q.kick()
-	return nil
+// uniqueForever: one job per lesson (or clip) whatever its state, so a
+// recording is queued once; Transcode runs the same job again.
+var uniqueForever = river.UniqueOpts{ByArgs: true, ByState: rivertype.JobStates()}
+
+func (q *Queue) insertOpts() *river.InsertOpts {
+	return &river.InsertOpts{Queue: riverQueue, MaxAttempts: q.cfg.MaxAttempts, UniqueOpts: uniqueForever}
 }
 
-func (q *Queue) kick() {
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
-}
-
-// EnqueueLesson queues (or re-queues) the transcode of a lesson.
+// EnqueueLesson queues the transcode of a lesson, or runs its finished job
+// again; a queued or running one is ErrJobActive (with that job).
 func (q *Queue) EnqueueLesson(ctx context.Context, lesson string) (Job, error) {
 	if !vod.ValidID(lesson) {
 		return Job{}, fmt.Errorf("%w: lesson id %q", ErrInvalid, lesson)
 	}
-	return q.enqueue(ctx, &Job{ID: lessonJobID(lesson), Kind: KindLesson, Lesson: lesson})
+	return q.enqueueOrRerun(ctx, LessonArgs{Lesson: lesson})
 }
 
 // SubmitClip queues a clip job; it implements vod.ClipSubmitter.
@@ -231,255 +259,238 @@ func (q *Queue) SubmitClip(ctx context.Context, lesson string, c vod.ClipRequest
 	if err := c.Validate(0); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	j, err := q.enqueue(ctx, &Job{ID: clipJobID(lesson, c.ID), Kind: KindClip, Lesson: lesson, Clip: &c})
+	j, err := q.enqueueOrRerun(ctx, ClipArgs{Lesson: lesson, ClipID: c.ID, Clip: c})
 	return j.ID, err
 }
 
-func (q *Queue) enqueue(ctx context.Context, j *Job) (Job, error) {
-	now := time.Now().UTC()
-	q.mu.Lock()
-	if old, ok := q.jobs[j.ID]; ok && !old.Finished() {
-		active := *old // copied under the lock: a worker updates it
-		q.mu.Unlock()
-		return active, ErrJobActive
+func (q *Queue) enqueueOrRerun(ctx context.Context, args river.JobArgs) (Job, error) {
+	res, err := q.jobs.client.Insert(ctx, args, q.insertOpts())
+	if err != nil {
+		return Job{}, fmt.Errorf("transcode: queue %s job: %w", args.Kind(), err)
 	}
-	old := q.jobs[j.ID]
-	j.State, j.MaxAttempts, j.CreatedAt, j.UpdatedAt = StateQueued, q.cfg.MaxAttempts, now, now
-	q.jobs[j.ID] = j
-	snap := *j
-	q.mu.Unlock()
-	if err := q.save(ctx, j.ID); err != nil {
-		// Not stored means not queued: a job must not run unrecorded.
-		q.mu.Lock()
-		if q.jobs[j.ID] == j && j.State == StateQueued {
-			if old != nil {
-				q.jobs[j.ID] = old
-			} else {
-				delete(q.jobs, j.ID)
-			}
+	row := res.Job
+	if res.UniqueSkippedAsDuplicate {
+		if !finalState(row.State) {
+			return q.toJob(row), ErrJobActive
 		}
-		q.mu.Unlock()
-		return Job{}, err
+		if row, err = q.jobs.client.JobRetry(ctx, row.ID); err != nil {
+			return Job{}, fmt.Errorf("transcode: run job %d again: %w", res.Job.ID, err)
+		}
 	}
-	q.log.Info("transcode: job queued", "job", j.ID)
-	q.updateGauges()
-	q.kick()
-	return snap, nil
+	q.log.Info("transcode: job queued", "job", row.ID, "kind", row.Kind, "again", res.UniqueSkippedAsDuplicate)
+	return q.toJob(row), nil
 }
 
-// Cancel stops a queued or running job.
+func finalState(s rivertype.JobState) bool {
+	return s == rivertype.JobStateCompleted || s == rivertype.JobStateCancelled || s == rivertype.JobStateDiscarded
+}
+
+// Cancel stops a queued or running job, on whichever node runs it.
 func (q *Queue) Cancel(ctx context.Context, id string) (Job, error) {
-	q.mu.Lock()
-	j, ok := q.jobs[id]
-	if !ok {
-		q.mu.Unlock()
+	n, err := parseJobID(id)
+	if err != nil {
+		return Job{}, err
+	}
+	row, err := q.jobs.client.JobCancel(ctx, n)
+	if errors.Is(err, river.ErrNotFound) {
 		return Job{}, ErrJobNotFound
 	}
-	if j.Finished() {
-		snap := *j
-		q.mu.Unlock()
-		return snap, nil
+	if err != nil {
+		return Job{}, fmt.Errorf("transcode: cancel job %d: %w", n, err)
 	}
-	j.State, j.Error, j.FinishedAt, j.UpdatedAt = StateCanceled, "canceled", time.Now().UTC(), time.Now().UTC()
-	if cancel := q.cancels[id]; cancel != nil {
-		cancel()
-	}
-	snap := *j
-	q.mu.Unlock()
-	q.updateGauges()
-	return snap, q.save(ctx, id)
+	q.log.Info("transcode: job cancel requested", "job", n)
+	return q.toJob(row), nil
 }
 
 // Job returns one job.
-func (q *Queue) Job(id string) (Job, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	j, ok := q.jobs[id]
-	if !ok {
-		return Job{}, false
-	}
-	return *j, true
-}
-
-// Jobs returns every job, newest first.
-func (q *Queue) Jobs() []Job {
-	q.mu.Lock()
-	out := make([]Job, 0, len(q.jobs))
-	for _, j := range q.jobs {
-		out = append(out, *j)
-	}
-	q.mu.Unlock()
-	sort.Slice(out, func(i, k int) bool {
-		if !out[i].CreatedAt.Equal(out[k].CreatedAt) {
-			return out[i].CreatedAt.After(out[k].CreatedAt)
-		}
-		return out[i].ID < out[k].ID
-	})
-	return out
-}
-
-// save writes a job's current state; saves are serialised so the stored
-// state is never older than the last one written.
-func (q *Queue) save(ctx context.Context, id string) error {
-	q.saveMu.Lock()
-	defer q.saveMu.Unlock()
-	q.mu.Lock()
-	j, ok := q.jobs[id]
-	if !ok {
-		q.mu.Unlock()
-		return ErrJobNotFound
-	}
-	snap := *j
-	q.mu.Unlock()
-	body, err := json.MarshalIndent(snap, "", "  ")
+func (q *Queue) Job(ctx context.Context, id string) (Job, error) {
+	n, err := parseJobID(id)
 	if err != nil {
-		return fmt.Errorf("encode job: %w", err)
+		return Job{}, err
 	}
-	// Written even while the queue shuts down: a job's last state matters.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if err := q.store.Put(ctx, JobKey(id), bytes.NewReader(body), int64(len(body)), "application/json"); err != nil {
-		q.log.Warn("transcode: saving job state failed", "job", id, "err", err)
-		return fmt.Errorf("save job %s: %w", id, err)
+	row, err := q.jobs.client.JobGet(ctx, n)
+	if errors.Is(err, river.ErrNotFound) {
+		return Job{}, ErrJobNotFound
 	}
-	return nil
+	if err != nil {
+		return Job{}, fmt.Errorf("transcode: get job %d: %w", n, err)
+	}
+	return q.toJob(row), nil
 }
 
-// next claims the oldest runnable job, or reports when to look again.
-func (q *Queue) next() (*Job, context.Context, time.Duration) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	now := time.Now()
-	var best *Job
-	wait := time.Minute
-	for _, j := range q.jobs {
-		if j.State != StateQueued {
-			continue
-		}
-		if d := j.NotBefore.Sub(now); d > 0 {
-			wait = min(wait, d)
-			continue
-		}
-		if best == nil || j.CreatedAt.Before(best.CreatedAt) || (j.CreatedAt.Equal(best.CreatedAt) && j.ID < best.ID) {
-			best = j
-		}
+// Jobs returns the newest limit jobs, newest first.
+func (q *Queue) Jobs(ctx context.Context, limit int) ([]Job, error) {
+	p := river.NewJobListParams().Kinds(LessonArgs{}.Kind(), ClipArgs{}.Kind()).
+		OrderBy(river.JobListOrderByID, river.SortOrderDesc).First(limit)
+	res, err := q.jobs.client.JobList(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("transcode: list jobs: %w", err)
 	}
-	if best == nil {
-		return nil, nil, wait
+	out := make([]Job, 0, len(res.Jobs))
+	for _, row := range res.Jobs {
+		out = append(out, q.toJob(row))
 	}
-	best.State, best.Phase, best.Progress, best.Error = StateRunning, "starting", 0, ""
-	best.Attempts++
-	best.StartedAt, best.UpdatedAt = now.UTC(), now.UTC()
-	ctx, cancel := context.WithCancel(context.Background())
-	q.cancels[best.ID] = cancel
-	return best, ctx, 0
+	return out, nil
 }
 
-func (q *Queue) worker(ctx context.Context) {
-	for {
-		j, jobCtx, wait := q.next()
-		if j == nil {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-q.wake:
-				t.Stop()
-			case <-t.C:
-			}
-			continue
-		}
-		q.runJob(ctx, j.ID, jobCtx)
-		if ctx.Err() != nil {
-			return
-		}
+// parseJobID reads an API job id (River's job id).
+func parseJobID(id string) (int64, error) {
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, ErrJobNotFound
 	}
+	return n, nil
 }
 
-// runJob runs one claimed job to an end state (or back to queued when the
-// queue shuts down under it).
-func (q *Queue) runJob(queueCtx context.Context, id string, jobCtx context.Context) {
-	q.save(queueCtx, id)
-	q.updateGauges()
-	// The job stops when it is canceled or when the queue shuts down.
-	stop := context.AfterFunc(queueCtx, func() {
+// toJob is a River job row as the API shows it.
+func (q *Queue) toJob(row *rivertype.JobRow) Job {
+	j := Job{ID: strconv.FormatInt(row.ID, 10), Attempts: row.Attempt, MaxAttempts: row.MaxAttempts, CreatedAt: row.CreatedAt}
+	switch row.Kind {
+	case LessonArgs{}.Kind():
+		var a LessonArgs
+		_ = json.Unmarshal(row.EncodedArgs, &a)
+		j.Kind, j.Lesson = KindLesson, a.Lesson
+	case ClipArgs{}.Kind():
+		var a ClipArgs
+		_ = json.Unmarshal(row.EncodedArgs, &a)
+		j.Kind, j.Lesson, j.Clip = KindClip, a.Lesson, &a.Clip
+	default:
+		j.Kind = row.Kind
+	}
+	if row.AttemptedAt != nil {
+		j.StartedAt = *row.AttemptedAt
+	}
+	if row.FinalizedAt != nil {
+		j.FinishedAt = *row.FinalizedAt
+	}
+	if n := len(row.AttemptedBy); n > 0 {
+		j.Node = row.AttemptedBy[n-1]
+	}
+	if n := len(row.Errors); n > 0 {
+		j.Error = row.Errors[n-1].Error
+	}
+	switch row.State {
+	case rivertype.JobStateRunning:
+		j.State = StateRunning
 		q.mu.Lock()
-		if c := q.cancels[id]; c != nil {
-			c()
+		if r := q.running[row.ID]; r != nil {
+			j.Phase, j.Progress = r.phase, r.progress
 		}
 		q.mu.Unlock()
-	})
-	defer stop()
+	case rivertype.JobStateCompleted:
+		j.State, j.Phase, j.Progress = StateDone, "done", 1
+	case rivertype.JobStateDiscarded:
+		j.State = StateFailed
+	case rivertype.JobStateCancelled:
+		// Canceled by someone, or given up at once (a permanent error:
+		// River cancels a job whose worker says it cannot succeed).
+		j.State = StateFailed
+		if canceledByRequest(row) {
+			j.State = StateCanceled
+			if j.Error == "" {
+				j.Error = "canceled"
+			}
+		}
+	case rivertype.JobStateRetryable, rivertype.JobStateScheduled:
+		j.State, j.NotBefore = StateQueued, row.ScheduledAt
+		if row.Attempt > 0 {
+			j.Phase = "retry"
+		}
+	default: // available, pending
+		j.State = StateQueued
+	}
+	return j
+}
 
+// canceledByRequest reports whether a canceled job was canceled through
+// the API (River marks those in the job's metadata).
+func canceledByRequest(row *rivertype.JobRow) bool {
+	var md struct {
+		CancelAttemptedAt any `json:"cancel_attempted_at"`
+	}
+	return json.Unmarshal(row.Metadata, &md) == nil && md.CancelAttemptedAt != nil
+}
+
+// backoff is the retry policy: RetryBackoff, doubled with each failure.
+type backoff struct{ first time.Duration }
+
+func (b backoff) NextRetry(row *rivertype.JobRow) time.Time {
+	n := max(1, len(row.Errors))
+	return time.Now().UTC().Add(b.first << min(n-1, 20))
+}
+
+type lessonWorker struct {
+	river.WorkerDefaults[LessonArgs]
+	q *Queue
+}
+
+func (w *lessonWorker) Work(ctx context.Context, job *river.Job[LessonArgs]) error {
+	return w.q.runJob(ctx, job.JobRow, KindLesson, func(ctx context.Context, progress progressFunc) (*vod.Assets, error) {
+		return w.q.pipe.buildLesson(ctx, job.Args.Lesson, progress)
+	})
+}
+
+type clipWorker struct {
+	river.WorkerDefaults[ClipArgs]
+	q *Queue
+}
+
+func (w *clipWorker) Work(ctx context.Context, job *river.Job[ClipArgs]) error {
+	return w.q.runJob(ctx, job.JobRow, KindClip, func(ctx context.Context, progress progressFunc) (*vod.Assets, error) {
+		return w.q.pipe.buildClip(ctx, job.Args.Lesson, job.Args.Clip, progress)
+	})
+}
+
+// runJob runs one attempt of a job on this node and tells River how it
+// ended: nil (done), a permanent failure (River cancels the job, it is
+// shown failed), or any other error: a failed attempt, retried with
+// backoff until MaxAttempts (a stalled ffmpeg, killed by the watchdog, is
+// one). When the job is canceled or the node stops, ffmpeg is killed with
+// the job's context and River decides by why.
+func (q *Queue) runJob(ctx context.Context, row *rivertype.JobRow, kind string, build func(context.Context, progressFunc) (*vod.Assets, error)) error {
 	q.mu.Lock()
-	snap := *q.jobs[id]
+	q.running[row.ID] = &runState{kind: kind, phase: "starting"}
 	q.mu.Unlock()
-	log := q.log.With("job", id, "attempt", snap.Attempts)
+	defer func() {
+		q.mu.Lock()
+		delete(q.running, row.ID)
+		q.mu.Unlock()
+	}()
+	log := q.log.With("job", row.ID, "kind", kind, "attempt", row.Attempt)
 	log.Info("transcode: job started")
 	began := time.Now()
-
-	var lastSave time.Time
-	progress := func(phase string, f float64) {
+	a, err := build(ctx, func(phase string, f float64) {
 		q.mu.Lock()
-		j := q.jobs[id]
-		if j.State != StateRunning {
-			q.mu.Unlock()
-			return
+		if r := q.running[row.ID]; r != nil {
+			r.phase, r.progress = phase, f
 		}
-		j.Phase, j.Progress, j.UpdatedAt = phase, f, time.Now().UTC()
 		q.mu.Unlock()
-		if time.Since(lastSave) > 2*time.Second {
-			lastSave = time.Now()
-			q.save(queueCtx, id)
-		}
-	}
-	var a *vod.Assets
-	var err error
-	switch snap.Kind {
-	case KindLesson:
-		a, err = q.pipe.buildLesson(jobCtx, snap.Lesson, progress)
-	case KindClip:
-		if snap.Clip == nil {
-			err = permanent(errors.New("clip job without a clip request"))
-		} else {
-			a, err = q.pipe.buildClip(jobCtx, snap.Lesson, *snap.Clip, progress)
-		}
-	default:
-		err = permanent(fmt.Errorf("unknown job kind %q", snap.Kind))
-	}
+	})
 	elapsed := time.Since(began)
-
-	now := time.Now().UTC()
-	q.mu.Lock()
-	if cancel := q.cancels[id]; cancel != nil {
-		cancel()
-	}
-	delete(q.cancels, id)
-	j := q.jobs[id]
 	result := ""
 	switch {
-	case j.State == StateCanceled:
-		result = StateCanceled
 	case err == nil:
-		j.State, j.Phase, j.Progress, j.FinishedAt = StateDone, "done", 1, now
 		result = StateDone
-	case queueCtx.Err() != nil:
-		// Shutting down: the job runs again after the restart.
-		j.State, j.Phase = StateQueued, "interrupted"
-		j.Attempts--
-	case IsPermanent(err) || j.Attempts >= j.MaxAttempts:
-		j.State, j.Error, j.FinishedAt = StateFailed, err.Error(), now
+		log.Info("transcode: job done", "seconds", elapsed.Seconds())
+	case ctx.Err() != nil:
+		// Canceled, timed out, or the node is stopping: whatever the
+		// pipeline made of it, the cause decides.
+		err = fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+		if errors.Is(err, river.ErrJobCancelledRemotely) {
+			result = StateCanceled
+		}
+		log.Info("transcode: job interrupted", "err", err)
+	case IsPermanent(err):
 		result = StateFailed
+		log.Warn("transcode: job failed", "err", err)
+		err = river.JobCancel(err)
+	case row.Attempt >= row.MaxAttempts:
+		result = StateFailed
+		log.Warn("transcode: job failed on its last attempt", "err", err)
 	default:
-		j.State, j.Error = StateQueued, err.Error()
-		j.NotBefore = now.Add(q.cfg.RetryBackoff << (j.Attempts - 1))
 		result = "retry"
+		log.Warn("transcode: job attempt failed; it will be retried", "err", err)
 	}
-	j.UpdatedAt = now
-	q.mu.Unlock()
-	q.save(queueCtx, id)
-	q.updateGauges()
 	if q.m != nil && result != "" {
 		q.m.finished.WithLabelValues(result).Inc()
 		if result == StateDone {
@@ -489,71 +500,5 @@ func (q *Queue) runJob(queueCtx context.Context, id string, jobCtx context.Conte
 			}
 		}
 	}
-	switch {
-	case err == nil:
-		log.Info("transcode: job done", "seconds", elapsed.Seconds())
-	case result == "":
-		log.Info("transcode: job interrupted by shutdown")
-	default:
-		log.Warn("transcode: job ended", "result", result, "err", err)
-	}
-	if result == "retry" {
-		q.kick()
-	}
-}
-
-// poll finds complete recordings that have no job yet.
-func (q *Queue) poll(ctx context.Context) {
-	t := time.NewTicker(q.cfg.PollInterval)
-	defer t.Stop()
-	for {
-		if err := q.ScanRecordings(ctx); err != nil && ctx.Err() == nil {
-			q.log.Warn("transcode: scanning recordings failed", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// ScanRecordings queues a lesson job for every complete recording
-// (lessons/{id}/manifest.json with complete=true) that has none yet.
-func (q *Queue) ScanRecordings(ctx context.Context) error {
-	objs, err := q.store.List(ctx, "lessons/")
-	if err != nil {
-		return fmt.Errorf("list lessons: %w", err)
-	}
-	for _, o := range objs {
-		rest, ok := strings.CutPrefix(o.Key, "lessons/")
-		if !ok {
-			continue
-		}
-		lesson, file, ok := strings.Cut(rest, "/")
-		if !ok || file != "manifest.json" || !vod.ValidID(lesson) {
-			continue
-		}
-		q.mu.Lock()
-		_, hasJob := q.jobs[lessonJobID(lesson)]
-		seen, looked := q.seen[o.Key]
-		q.mu.Unlock()
-		if hasJob || (looked && seen.Equal(o.LastModified)) {
-			continue
-		}
-		var m vod.Manifest
-		if err := getJSON(ctx, q.store, o.Key, &m); err != nil {
-			q.log.Warn("transcode: unreadable manifest", "key", o.Key, "err", err)
-		}
-		q.mu.Lock()
-		q.seen[o.Key] = o.LastModified
-		q.mu.Unlock()
-		if !m.Complete {
-			continue
-		}
-		if _, err := q.EnqueueLesson(ctx, lesson); err != nil && !errors.Is(err, ErrJobActive) {
-			return err
-		}
-	}
-	return nil
+	return err
 }

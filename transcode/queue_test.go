@@ -1,27 +1,33 @@
 package transcode
 
 import (
-	"errors"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	"io"
-	"podium/storage"
-	"sync/atomic"
-
 	"bytes"
 	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"podium/internal/testenv"
+	"podium/storage"
 	"podium/vod"
 )
+
+// small is a one-rung ladder that keeps tests quick.
+var small = Config{Ladder: []Rung{{Name: "360p", Height: 360, VideoKbps: 500}}, Preset: "ultrafast"}
 
 // TestCorruptSegmentFailsJob: a damaged segment ends the job as failed with
 // a reason naming the segment, at once (no retries), and the worker is free
 // for the next job.
 func TestCorruptSegmentFailsJob(t *testing.T) {
 	store := localStore(t)
-	q := startQueue(t, store, QueueConfig{Workers: 1, MaxAttempts: 3, RetryBackoff: time.Hour})
+	n := startNode(t, sqliteDB(t), store, QueueConfig{Config: small, Workers: 1, MaxAttempts: 3, RetryBackoff: time.Hour})
 	m := writeRecording(t, store, "bad", 6, true)
 	seg := m.Tracks[0].Segments[1]
 	garbage := bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, int(seg.Bytes/4))
@@ -38,10 +44,11 @@ func TestCorruptSegmentFailsJob(t *testing.T) {
 	}
 
 	for lesson, want := range map[string]string{"bad": seg.Key, "partial": last.Key} {
-		if _, err := q.EnqueueLesson(context.Background(), lesson); err != nil {
+		queued, err := n.EnqueueLesson(context.Background(), lesson)
+		if err != nil {
 			t.Fatal(err)
 		}
-		j := waitJob(t, q, lessonJobID(lesson), 60*time.Second)
+		j := waitJob(t, n.Queue, queued.ID, 60*time.Second)
 		if j.State != StateFailed || j.Attempts != 1 {
 			t.Fatalf("%s: want failed after 1 attempt, got %+v", lesson, j)
 		}
@@ -53,69 +60,93 @@ func TestCorruptSegmentFailsJob(t *testing.T) {
 			t.Errorf("%s: a failed job published assets", lesson)
 		}
 	}
-	// Metrics are updated just after the state the test waited for.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		jobs := testutil.ToFloat64(q.m.jobs.WithLabelValues(StateFailed))
-		finished := testutil.ToFloat64(q.m.finished.WithLabelValues(StateFailed))
-		if jobs == 2 && finished == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("podium_transcode_jobs{state=failed} = %v, podium_transcode_jobs_finished_total{result=failed} = %v; want 2 and 2", jobs, finished)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if f := testutil.ToFloat64(n.m.finished.WithLabelValues(StateFailed)); f != 2 {
+		t.Errorf("podium_transcode_jobs_finished_total{result=failed} = %v, want 2", f)
 	}
 }
 
-// TestJobsSurviveRestartAndCancel: a job that was running when the process
-// died runs again after a restart; a canceled running job stops its ffmpeg
-// and stays canceled after the next restart.
-func TestJobsSurviveRestartAndCancel(t *testing.T) {
+// TestRestartLosesNoJob: a node stopped hard in the middle of a job (its
+// ffmpeg killed) and its queued jobs: after a restart on the same database
+// every job runs to the end, the interrupted one without counting the
+// interrupted attempt.
+func TestRestartLosesNoJob(t *testing.T) {
+	store := localStore(t)
+	db := sqliteDB(t)
+	for _, l := range []string{"one", "two", "three"} {
+		writeRecording(t, store, l, 6, true)
+	}
+	cfg := QueueConfig{Config: small, Workers: 1, NodeID: "before"}
+	n := startNode(t, db, store, cfg)
+	var ids []string
+	for _, l := range []string{"one", "two", "three"} {
+		j, err := n.EnqueueLesson(context.Background(), l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	testenv.WaitFor(t, 60*time.Second, "the first job to encode", func() bool {
+		j, err := n.Job(context.Background(), ids[0])
+		return err == nil && j.Phase == "encode"
+	})
+	n.stop()
+
+	cfg.NodeID = "after"
+	after := startNode(t, db, store, cfg)
+	for i, id := range ids {
+		j := waitJob(t, after.Queue, id, 90*time.Second)
+		if j.State != StateDone || j.Attempts != 1 || j.Node != "after" {
+			t.Fatalf("job %d after the restart: %+v", i, j)
+		}
+	}
+}
+
+// TestCancel: a canceled running job stops its ffmpeg, publishes nothing
+// and stays canceled; the worker comes free for the next job; a finished
+// lesson's job can be run again, a running one cannot be queued twice.
+func TestCancel(t *testing.T) {
 	store := localStore(t)
 	writeRecording(t, store, "long", 30, true)
-	writeRecording(t, store, "crashed", 6, true)
-	// What a crash leaves behind: a job stuck in "running".
-	putJSON(t, store, JobKey(lessonJobID("crashed")), Job{ID: lessonJobID("crashed"), Kind: KindLesson, Lesson: "crashed",
-		State: StateRunning, Attempts: 1, MaxAttempts: 3, CreatedAt: time.Now().Add(-time.Hour)})
+	writeRecording(t, store, "short", 4, true)
+	n := startNode(t, sqliteDB(t), store, QueueConfig{Config: small, Workers: 1})
 
-	small := QueueConfig{Workers: 1, Config: Config{Ladder: []Rung{{Name: "360p", Height: 360, VideoKbps: 500}}}}
-	q := startQueue(t, store, small)
-	j := waitJob(t, q, lessonJobID("crashed"), 60*time.Second)
-	if j.State != StateDone || j.Attempts != 2 {
-		t.Fatalf("crashed job after restart: %+v", j)
-	}
-
-	if _, err := q.EnqueueLesson(context.Background(), "long"); err != nil {
+	long, err := n.EnqueueLesson(context.Background(), "long")
+	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		j, _ := q.Job(lessonJobID("long"))
-		if j.State == StateRunning && j.Phase == "encode" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("long job never started encoding: %+v", j)
-		}
-		time.Sleep(20 * time.Millisecond)
+	testenv.WaitFor(t, 60*time.Second, "the long job to encode", func() bool {
+		j, err := n.Job(context.Background(), long.ID)
+		return err == nil && j.Phase == "encode"
+	})
+	if again, err := n.EnqueueLesson(context.Background(), "long"); !errors.Is(err, ErrJobActive) || again.ID != long.ID {
+		t.Fatalf("queueing a running lesson again: %+v, %v", again, err)
 	}
-	if _, err := q.Cancel(context.Background(), lessonJobID("long")); err != nil {
+	if _, err := n.Cancel(context.Background(), long.ID); err != nil {
 		t.Fatal(err)
 	}
-	// The worker must come free: a new job runs to the end.
-	if _, err := q.EnqueueLesson(context.Background(), "crashed"); err != nil {
+	short, err := n.EnqueueLesson(context.Background(), "short")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if j := waitJob(t, q, lessonJobID("crashed"), 60*time.Second); j.State != StateDone {
+	if j := waitJob(t, n.Queue, short.ID, 60*time.Second); j.State != StateDone {
 		t.Fatalf("job after cancel: %+v", j)
 	}
-	var stored Job
-	if err := getJSON(context.Background(), store, JobKey(lessonJobID("long")), &stored); err != nil || stored.State != StateCanceled {
-		t.Fatalf("stored canceled job: %+v, %v", stored, err)
+	if j := waitJob(t, n.Queue, long.ID, 10*time.Second); j.State != StateCanceled {
+		t.Fatalf("canceled job: %+v", j)
 	}
 	if _, err := store.Stat(context.Background(), vod.LessonBase("long")+vod.AssetsFile); err == nil {
 		t.Errorf("canceled job published assets")
+	}
+	// Again: the same job runs once more.
+	again, err := n.EnqueueLesson(context.Background(), "short")
+	if err != nil || again.ID != short.ID {
+		t.Fatalf("transcode again: %+v, %v", again, err)
+	}
+	if j := waitJob(t, n.Queue, short.ID, 60*time.Second); j.State != StateDone || j.Attempts != 2 {
+		t.Fatalf("job run again: %+v", j)
+	}
+	if _, err := n.Cancel(context.Background(), "999999"); !errors.Is(err, ErrJobNotFound) {
+		t.Errorf("cancel of no job: %v", err)
 	}
 }
 
@@ -140,19 +171,43 @@ func TestTransientFailureIsRetried(t *testing.T) {
 	writeRecording(t, real, "flaky", 4, true)
 	store := &flakyStore{Store: real}
 	store.failures.Store(1)
-	q := startQueue(t, store, QueueConfig{Workers: 1, RetryBackoff: 300 * time.Millisecond,
-		Config: Config{Ladder: []Rung{{Name: "360p", Height: 360, VideoKbps: 500}}}})
-	if _, err := q.EnqueueLesson(context.Background(), "flaky"); err != nil {
+	n := startNode(t, sqliteDB(t), store, QueueConfig{Config: small, Workers: 1, RetryBackoff: 300 * time.Millisecond})
+	queued, err := n.EnqueueLesson(context.Background(), "flaky")
+	if err != nil {
 		t.Fatal(err)
 	}
-	j := waitJob(t, q, lessonJobID("flaky"), 90*time.Second)
+	j := waitJob(t, n.Queue, queued.ID, 90*time.Second)
 	if j.State != StateDone || j.Attempts != 2 {
 		t.Fatalf("want done on the 2nd attempt, got %+v", j)
 	}
-	if n := testutil.ToFloat64(q.m.finished.WithLabelValues("retry")); n != 1 {
-		t.Errorf("retries counted: %v, want 1", n)
+	if f := testutil.ToFloat64(n.m.finished.WithLabelValues("retry")); f != 1 {
+		t.Errorf("retries counted: %v, want 1", f)
 	}
-	if _, err := q.EnqueueLesson(context.Background(), "../etc"); !errors.Is(err, ErrInvalid) {
+	if _, err := n.EnqueueLesson(context.Background(), "../etc"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("bad lesson id: %v", err)
+	}
+}
+
+// TestStalledFFmpegIsAFailedAttempt: an ffmpeg that stops reporting
+// progress is killed by the watchdog and the attempt counts as failed;
+// with one attempt allowed the job ends failed naming the stall.
+func TestStalledFFmpegIsAFailedAttempt(t *testing.T) {
+	store := localStore(t)
+	writeRecording(t, store, "stuck", 4, true)
+	cfg := testConfig(t, QueueConfig{Config: small, Workers: 1, MaxAttempts: 1})
+	cfg.StallTimeout = time.Second
+	// An "ffmpeg" that never reports progress; ffprobe is the real one.
+	cfg.FFmpeg = filepath.Join(t.TempDir(), "ffmpeg")
+	if err := os.WriteFile(cfg.FFmpeg, []byte("#!/bin/sh\nexec sleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, sqliteDB(t), store, cfg)
+	queued, err := n.EnqueueLesson(context.Background(), "stuck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := waitJob(t, n.Queue, queued.ID, 60*time.Second)
+	if j.State != StateFailed || j.Attempts != 1 || !strings.Contains(j.Error, "stalled") {
+		t.Fatalf("stalled job: %+v", j)
 	}
 }

@@ -5,8 +5,13 @@
 // following the recorded screen-share switches), poster, thumbnail sprites,
 // one MP4 download, and clips cut from a lesson.
 //
-// It runs ffmpeg as a subprocess and keeps job state in storage
-// (jobs/{id}.json) so jobs survive restarts. It reads recordings only
+// It runs ffmpeg as a subprocess. Jobs are River jobs in the replay
+// database (PostgreSQL when nodes share it, the embedded SQLite file
+// otherwise): typed args per kind (lesson, clip), unique per lesson or
+// clip, claimed by exactly one worker of every node sharing the database,
+// retried with backoff, cancelable, surviving restarts. Completed
+// recordings are found by a delimiter listing of lessons/, never by
+// listing their segments. It reads recordings only
 // through the manifest JSON contract (see vod.Manifest) and writes the
 // vod.Assets contract; it knows nothing of WebRTC or of the recorder's
 // internals, and serves no media.

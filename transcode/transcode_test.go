@@ -234,7 +234,7 @@ func TestLessonTranscodeAndClip(t *testing.T) {
 	q := startQueue(t, store, QueueConfig{PollInterval: 200 * time.Millisecond, Workers: 1})
 	writeRecording(t, store, "math-101", 8, true)
 
-	j := waitJob(t, q, lessonJobID("math-101"), 150*time.Second)
+	j := waitLesson(t, q, "math-101", 150*time.Second)
 	if j.State != StateDone {
 		t.Fatalf("lesson job: %+v", j)
 	}

@@ -41,18 +41,21 @@ func startServer(t *testing.T, store storage.Store, playback string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := transcode.NewQueue(store, transcode.QueueConfig{
+	db, err := replaydb.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "podium.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	q, err := transcode.NewQueue(context.Background(), db, store, transcode.QueueConfig{
 		Config: transcode.Config{
 			FFmpeg: testenv.RequireBinary(t, "ffmpeg"), FFprobe: testenv.RequireBinary(t, "ffprobe"), TempDir: t.TempDir(),
 			Ladder: []transcode.Rung{{Name: "720p", Height: 720, VideoKbps: 1500}, {Name: "360p", Height: 360, VideoKbps: 500}},
 		},
 		Workers: 1, PollInterval: 200 * time.Millisecond,
 	}, slog.Default(), nil)
-	db, err := replaydb.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "podium.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
 	svc, err := vod.New(store, db, q, vod.Config{Playback: playback}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +85,7 @@ func startServer(t *testing.T, store storage.Store, playback string) *server {
 		cancel()
 		<-done
 		<-synced
+		q.Close()
 	})
 	return &server{Server: srv, q: q, issuer: issuer}
 }
@@ -159,7 +163,8 @@ func (s *server) waitReady(t *testing.T, lesson, tok string) vod.Lesson {
 			return l
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("lesson %s not ready: %+v jobs=%+v", lesson, l, s.q.Jobs())
+			jobs, err := s.q.Jobs(context.Background(), 100)
+			t.Fatalf("lesson %s not ready: %+v jobs=%+v (%v)", lesson, l, jobs, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -71,25 +69,11 @@ func wireVod(a *app) error {
 		a.log.Warn("vod: no storage configured; replay catalog disabled")
 		return nil
 	}
-	var q *transcode.Queue
-	if f.transcode {
-		ladder, err := parseLadder(f.ladder)
-		if err != nil {
-			return err
-		}
-		if _, err := exec.LookPath(f.ffmpeg); err != nil {
-			a.log.Warn("vod: ffmpeg not found; transcoding disabled", "ffmpeg", f.ffmpeg, "err", err)
-		} else {
-			q = transcode.NewQueue(a.store, transcode.QueueConfig{
-				Config:  transcode.Config{FFmpeg: f.ffmpeg, FFprobe: f.ffprobe, Ladder: ladder, Preset: f.preset, StallTimeout: f.stall},
-				Workers: f.workers, MaxAttempts: f.maxAttempts, PollInterval: f.poll,
-			}, a.log, transcode.NewMetrics(a.reg))
-		}
+	q, err := newTranscodeQueue(a)
+	if err != nil {
+		return err
 	}
-	var clips vod.ClipSubmitter
-	if q != nil {
-		clips = q
-	}
+	var clips vod.ClipSubmitter = q
 	svc, err := vod.New(a.store, a.db, clips, vod.Config{URLSecret: f.urlSecret, URLTTL: f.urlTTL, Playback: f.playback,
 		Audit: a.audit, Retention: time.Duration(f.retention)}, a.log)
 	if err != nil {
@@ -127,23 +111,8 @@ func wireVod(a *app) error {
 			return nil
 		})
 	}
-	if q == nil {
-		return nil
-	}
 	transcode.Handlers{Q: q}.Mount(a.routes)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- q.Run(ctx) }()
-	a.onClose(func(closeCtx context.Context) error {
-		cancel() // running jobs go back to "queued" and resume after restart
-		select {
-		case err := <-done:
-			return err
-		case <-closeCtx.Done():
-			return errors.Join(errors.New("vod: transcode workers did not stop in time"), closeCtx.Err())
-		}
-	})
+	runTranscodeQueue(a, q)
 	return nil
 }
 

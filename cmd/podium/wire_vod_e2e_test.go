@@ -58,9 +58,12 @@ func TestVODServeEndToEnd(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(string(master), "RESOLUTION=640x360") {
 		t.Fatalf("master playlist: %d\n%s", code, master)
 	}
-	if code, b := get("/metrics", ""); code != http.StatusOK || !strings.Contains(string(b), `podium_transcode_jobs{state="done"} 1`) {
-		t.Errorf("metrics lack the done job: %d", code)
-	}
+	// The job row is finished just after the assets are published, and
+	// the job counts are read at most every 5 s.
+	testenv.WaitFor(t, 15*time.Second, "/metrics to count the done job", func() bool {
+		code, b := get("/metrics", "")
+		return code == http.StatusOK && strings.Contains(string(b), `podium_transcode_jobs{state="done"} 1`)
+	})
 	req, _ := http.NewRequest("DELETE", p.URL+"/api/vod/lessons/e2e-lesson", nil)
 	req.Header.Set("Authorization", "Bearer "+student)
 	resp, err := http.DefaultClient.Do(req)

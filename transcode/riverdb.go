@@ -1,0 +1,141 @@
+package transcode
+
+import (
+	"context"
+	"database/sql"
+
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+
+	"podium/replaydb"
+)
+
+// riverClient is what the queue uses of a River client; River's client is
+// generic in its driver's transaction type (pgx.Tx on PostgreSQL, *sql.Tx
+// on SQLite), these methods are not.
+type riverClient interface {
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	JobGet(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
+	JobCancel(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	Start(ctx context.Context) error
+	StopAndCancel(ctx context.Context) error
+}
+
+// jobDB is River on the replay database: its client, a count of jobs by
+// state, and what closes its connection pool.
+type jobDB struct {
+	client riverClient
+	counts func(ctx context.Context) (map[rivertype.JobState]int, error)
+	close  func()
+}
+
+// riverLockKey is the PostgreSQL advisory lock River's migrations run
+// under, so nodes starting together apply each step once ("podriver").
+const riverLockKey = 0x706f647269766572
+
+// openJobDB opens River on db's backend with its own connection pool
+// (pgx on PostgreSQL; one connection on SQLite, as River's SQLite driver
+// asks) and brings River's schema up to date (rivermigrate).
+func openJobDB(ctx context.Context, db *replaydb.DB, cfg *river.Config, log *slog.Logger) (*jobDB, error) {
+	switch db.Backend() {
+	case replaydb.Postgres:
+		pool, err := pgxpool.New(ctx, db.PostgresURL())
+		if err != nil {
+			return nil, fmt.Errorf("transcode: job queue pool: %w", err)
+		}
+		driver := riverpgxv5.New(pool)
+		err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(riverLockKey)); err != nil {
+				return fmt.Errorf("take migration lock: %w", err)
+			}
+			return migrateRiver(ctx, driver, tx, log)
+		})
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		return newJobDB(driver, cfg, pool.Close)
+	case replaydb.SQLite:
+		pool, err := db.OpenSQLitePool(1)
+		if err != nil {
+			return nil, fmt.Errorf("transcode: %w", err)
+		}
+		driver := riversqlite.New(pool)
+		// The pool begins transactions IMMEDIATE: a second process
+		// migrating at the same moment waits for this one.
+		err = func() error {
+			tx, err := pool.BeginTx(ctx, nil)
+			if err != nil {
+				return fmt.Errorf("transcode: begin migration: %w", err)
+			}
+			defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+			if err := migrateRiver(ctx, driver, tx, log); err != nil {
+				return err
+			}
+			if err := tx.Commit(); err != nil {
+				return fmt.Errorf("transcode: commit migration: %w", err)
+			}
+			return nil
+		}()
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		return newJobDB(driver, cfg, func() { _ = pool.Close() })
+	}
+	return nil, fmt.Errorf("transcode: no job queue for database backend %q", db.Backend())
+}
+
+func migrateRiver[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], tx TTx, log *slog.Logger) error {
+	m, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: slog.New(quiet{log.Handler()})})
+	if err != nil {
+		return fmt.Errorf("transcode: job queue migrator: %w", err)
+	}
+	res, err := m.MigrateTx(ctx, tx, rivermigrate.DirectionUp, nil)
+	if err != nil {
+		return fmt.Errorf("transcode: migrate job queue schema: %w", err)
+	}
+	for _, v := range res.Versions {
+		log.Info("transcode: job queue schema step applied", "version", v.Version, "name", v.Name)
+	}
+	return nil
+}
+
+func newJobDB[TTx any](driver riverdriver.Driver[TTx], cfg *river.Config, closePool func()) (*jobDB, error) {
+	c, err := river.NewClient(driver, cfg)
+	if err != nil {
+		closePool()
+		return nil, fmt.Errorf("transcode: job queue client: %w", err)
+	}
+	counts := func(ctx context.Context) (map[rivertype.JobState]int, error) {
+		return driver.GetExecutor().JobCountByAllStates(ctx, &riverdriver.JobCountByAllStatesParams{})
+	}
+	return &jobDB{client: c, counts: counts, close: closePool}, nil
+}
+
+// Make sure both clients fit riverClient.
+var (
+	_ riverClient = (*river.Client[pgx.Tx])(nil)
+	_ riverClient = (*river.Client[*sql.Tx])(nil)
+)
+
+// quiet passes on River's warnings and errors only: its info lines (each
+// producer's job counts every few seconds) would drown the node's log.
+type quiet struct{ slog.Handler }
+
+func (h quiet) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
+func (h quiet) WithAttrs(a []slog.Attr) slog.Handler { return quiet{h.Handler.WithAttrs(a)} }
+func (h quiet) WithGroup(n string) slog.Handler      { return quiet{h.Handler.WithGroup(n)} }
