@@ -143,10 +143,19 @@ func screenIntervals(events []vod.ManifestEvent, start time.Time, duration float
 
 // compositeFilter builds the filtergraph that draws the micro-lecture
 // picture on a w x h canvas and labels its outputs [v] and [a]. camIn,
-// screenIn and audioIn are ffmpeg input indexes (-1 when absent); video
-// inputs are expected to be shifted to their place with -itsoffset, the
-// audio one is delayed here by audioDelay seconds.
-func compositeFilter(w, h, fps int, duration float64, camIn, screenIn, audioIn int, audioDelay float64, screenOn [][2]float64) string {
+// screenIn and audioIn are ffmpeg input indexes (-1 when absent); every
+// input is expected to be shifted to its place with -itsoffset.
+//
+// The audio keeps the recording's timeline: a recorded Opus track has
+// holes (DTX sends one packet per 400 ms in silence, a muted or
+// reconnecting publisher sends nothing) and may overlap itself (packets
+// the network held back arrive in a burst), so its samples do not add up
+// to its timestamps. aresample's async mode puts every sample at its
+// timestamp, filling holes with silence and dropping overlaps, and pads
+// from t=0; anything that re-times audio by counting samples (adelay,
+// asetpts=N/SR/TB) would pull every sound after a hole earlier, and let
+// an overlapping recording run longer than its video.
+func compositeFilter(w, h, fps int, duration float64, camIn, screenIn, audioIn int, screenOn [][2]float64) string {
 	var f []string
 	fit := func(in int, out string) string {
 		return fmt.Sprintf("[%d:v]scale=%d:%d:force_original_aspect_ratio=decrease,pad=%d:%d:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p%s", in, w, h, w, h, out)
@@ -185,10 +194,10 @@ func compositeFilter(w, h, fps int, duration float64, camIn, screenIn, audioIn i
 	}
 	f = append(f, "["+cur+"]null[v]")
 	if audioIn >= 0 {
-		f = append(f, fmt.Sprintf("[%d:a]aresample=48000,aformat=channel_layouts=stereo,adelay=%d:all=1,apad,atrim=0:%.3f[a]",
-			audioIn, int(math.Round(audioDelay*1000)), duration))
+		f = append(f, fmt.Sprintf("[%d:a]aresample=48000:async=1:min_hard_comp=0.02:first_pts=0,aformat=sample_fmts=fltp:channel_layouts=stereo,apad,atrim=end=%.3f[a]",
+			audioIn, duration))
 	} else {
-		f = append(f, fmt.Sprintf("anullsrc=r=48000:cl=stereo,atrim=0:%.3f[a]", duration))
+		f = append(f, fmt.Sprintf("anullsrc=r=48000:cl=stereo,atrim=end=%.3f[a]", duration))
 	}
 	return strings.Join(f, ";")
 }

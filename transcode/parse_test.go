@@ -129,19 +129,19 @@ func TestPickRungs(t *testing.T) {
 }
 
 func TestCompositeFilterFollowsScreenSwitches(t *testing.T) {
-	f := compositeFilter(1280, 720, 30, 60, 0, 1, 2, 0.5, [][2]float64{{10, 20}, {40, 60}})
+	f := compositeFilter(1280, 720, 30, 60, 0, 1, 2, [][2]float64{{10, 20}, {40, 60}})
 	for _, want := range []string{
 		"color=c=black:s=1280x720:r=30:d=60.000",
 		"[base1][scr]overlay=eof_action=pass:enable='between(t,10.000,20.000)+between(t,40.000,60.000)'",
 		"[campip0]scale=320:180",
 		"overlay=W-w-24:H-h-24",
-		"adelay=500:all=1",
+		"[2:a]aresample=48000:async=1:min_hard_comp=0.02:first_pts=0,",
 	} {
 		if !strings.Contains(f, want) {
 			t.Errorf("filter lacks %q:\n%s", want, f)
 		}
 	}
-	camOnly := compositeFilter(640, 360, 30, 5, 0, -1, -1, 0, nil)
+	camOnly := compositeFilter(640, 360, 30, 5, 0, -1, -1, nil)
 	if strings.Contains(camOnly, "campip") || !strings.Contains(camOnly, "anullsrc") {
 		t.Errorf("camera-only filter: %s", camOnly)
 	}

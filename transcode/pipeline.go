@@ -151,7 +151,6 @@ func (p *pipeline) buildLesson(ctx context.Context, lesson string, progress prog
 				return nil, permanent(fmt.Errorf("track %s has no audio stream", pt.track.ID))
 			}
 			audioIn = n
-			args = append(args, "-i", path)
 		default:
 			if pr.Video == "" {
 				return nil, permanent(fmt.Errorf("track %s has no video stream", pt.track.ID))
@@ -162,18 +161,16 @@ func (p *pipeline) buildLesson(ctx context.Context, lesson string, progress prog
 			} else {
 				screenIn = n
 			}
-			args = append(args, "-itsoffset", fmt.Sprintf("%.3f", pt.offset), "-i", path)
 		}
+		// Every input is placed on the lesson's clock by its own
+		// timestamps, shifted to where its first sample was recorded.
+		args = append(args, "-itsoffset", fmt.Sprintf("%.3f", pt.offset), "-i", path)
 		n++
 	}
 	progress("encode", 0.1)
 	rungs := pickRungs(p.cfg.Ladder, maxHeight)
 	w, h := canvas(rungs[0].Height)
-	audioDelay := 0.0
-	if tl.audio != nil {
-		audioDelay = tl.audio.offset
-	}
-	filter := compositeFilter(w, h, p.cfg.FPS, tl.duration, camIn, screenIn, audioIn, audioDelay, tl.screenOn)
+	filter := compositeFilter(w, h, p.cfg.FPS, tl.duration, camIn, screenIn, audioIn, tl.screenOn)
 	layout := "camera"
 	if screenIn >= 0 {
 		layout = "composite"
@@ -431,27 +428,30 @@ func (p *pipeline) encodeAndPackage(ctx context.Context, inputs []string, filter
 	if err := p.sprites(ctx, low, out, a); err != nil {
 		return err
 	}
+	average := map[string]int{}
 	for _, r := range rungs {
 		w, h := canvas(r.Height)
 		_, codecs := h264Level(r.Height)
-		bw, err := peakBandwidth(filepath.Join(out, "hls", r.Name))
+		peak, avg, err := segmentRates(filepath.Join(out, "hls", r.Name))
 		if err != nil {
-			return err
+			return fmt.Errorf("rendition %s: %w", r.Name, err)
 		}
+		average[r.Name] = avg
 		a.Renditions = append(a.Renditions, vod.Rendition{
-			Name: r.Name, Width: w, Height: h, Bandwidth: bw, Codecs: codecs + ",mp4a.40.2",
+			Name: r.Name, Width: w, Height: h, Bandwidth: peak, Codecs: codecs + ",mp4a.40.2",
 			Playlist: "hls/" + r.Name + "/index.m3u8", VideoCodec: "h264", AudioCodec: "aac",
 		})
 	}
-	bw, err := peakBandwidth(filepath.Join(out, "hls", "audio"))
+	peak, avg, err := segmentRates(filepath.Join(out, "hls", "audio"))
 	if err != nil {
-		return err
+		return fmt.Errorf("rendition audio: %w", err)
 	}
+	average["audio"] = avg
 	a.Renditions = append(a.Renditions, vod.Rendition{
-		Name: "audio", Bandwidth: bw, Codecs: "mp4a.40.2", Playlist: "hls/audio/index.m3u8", AudioOnly: true, AudioCodec: "aac",
+		Name: "audio", Bandwidth: peak, Codecs: "mp4a.40.2", Playlist: "hls/audio/index.m3u8", AudioOnly: true, AudioCodec: "aac",
 	})
 	a.Master = "hls/master.m3u8"
-	if err := os.WriteFile(filepath.Join(out, "hls", "master.m3u8"), masterPlaylist(a.Renditions, c.FPS), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(out, "hls", "master.m3u8"), masterPlaylist(a.Renditions, average, fmt.Sprintf("%d.000", c.FPS)), 0o644); err != nil {
 		return fmt.Errorf("master playlist: %w", err)
 	}
 	return nil
@@ -511,49 +511,97 @@ func vttTime(s float64) string {
 	return fmt.Sprintf("%02d:%02d:%02d.%03d", ms/3600000, ms/60000%60, ms/1000%60, ms%1000)
 }
 
-// peakBandwidth is the highest bit rate of any segment of a rendition (what
-// HLS's BANDWIDTH must announce), from its media playlist and segment sizes.
-func peakBandwidth(dir string) (int, error) {
+// segmentRates measures a rendition from its media playlist and the sizes
+// of its segments, as RFC 8216 defines what a master playlist announces:
+// peak is the highest bit rate of any run of consecutive segments lasting
+// 0.5 to 1.5 target durations (BANDWIDTH), average is the whole
+// presentation's bytes over its duration (AVERAGE-BANDWIDTH). Both count
+// the init segment's bytes once, as a player fetches it.
+func segmentRates(dir string) (peak, average int, err error) {
 	b, err := os.ReadFile(filepath.Join(dir, "index.m3u8"))
 	if err != nil {
-		return 0, fmt.Errorf("media playlist: %w", err)
+		return 0, 0, fmt.Errorf("media playlist: %w", err)
 	}
-	peak := 0.0
-	var dur float64
+	type seg struct {
+		dur  float64
+		bits float64
+	}
+	var segs []seg
+	var target, dur, initBits float64
 	for _, line := range strings.Split(string(b), "\n") {
 		line = strings.TrimSpace(line)
 		switch {
+		case strings.HasPrefix(line, "#EXT-X-TARGETDURATION:"):
+			target, _ = strconv.ParseFloat(strings.TrimPrefix(line, "#EXT-X-TARGETDURATION:"), 64)
+		case strings.HasPrefix(line, "#EXT-X-MAP:"):
+			_, uri, ok := strings.Cut(line, `URI="`)
+			if uri, _, _ = strings.Cut(uri, `"`); ok && uri != "" {
+				st, err := os.Stat(filepath.Join(dir, uri))
+				if err != nil {
+					return 0, 0, fmt.Errorf("init segment %s: %w", uri, err)
+				}
+				initBits = float64(st.Size() * 8)
+			}
 		case strings.HasPrefix(line, "#EXTINF:"):
 			v, _, _ := strings.Cut(strings.TrimPrefix(line, "#EXTINF:"), ",")
 			dur, _ = strconv.ParseFloat(v, 64)
 		case line != "" && !strings.HasPrefix(line, "#"):
 			st, err := os.Stat(filepath.Join(dir, line))
 			if err != nil {
-				return 0, fmt.Errorf("segment %s: %w", line, err)
+				return 0, 0, fmt.Errorf("segment %s: %w", line, err)
 			}
-			if dur > 0.5 { // a short tail segment would overstate the rate
-				peak = math.Max(peak, float64(st.Size()*8)/dur)
+			segs = append(segs, seg{dur: dur, bits: float64(st.Size() * 8)})
+		}
+	}
+	var totalDur, totalBits float64
+	for _, s := range segs {
+		totalDur += s.dur
+		totalBits += s.bits
+	}
+	if len(segs) == 0 || totalDur <= 0 {
+		return 0, 0, fmt.Errorf("media playlist %s has no segments", dir)
+	}
+	if target <= 0 {
+		target = totalDur
+	}
+	lo, hi := 0.5*target, 1.5*target
+	peakRate := 0.0
+	for i := range segs {
+		var d, bits float64
+		for j := i; j < len(segs) && d+segs[j].dur <= hi; j++ {
+			d += segs[j].dur
+			bits += segs[j].bits
+			if d >= lo {
+				peakRate = math.Max(peakRate, bits/d)
 			}
 		}
 	}
-	if peak == 0 {
-		peak = 64000
+	avgRate := (totalBits + initBits) / totalDur
+	if peakRate < avgRate {
+		// A presentation shorter than half a target duration has no
+		// window to measure; its average is its peak.
+		peakRate = avgRate
 	}
-	return int(peak * 1.1), nil
+	return int(math.Ceil(peakRate)), int(math.Ceil(avgRate)), nil
 }
 
 // masterPlaylist writes the HLS master playlist: video renditions tallest
-// first, then the audio-only one.
-func masterPlaylist(rs []vod.Rendition, fps int) []byte {
+// first, then the audio-only one. average holds each rendition's
+// AVERAGE-BANDWIDTH by name.
+func masterPlaylist(rs []vod.Rendition, average map[string]int, fps string) []byte {
 	var b bytes.Buffer
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n")
 	for _, r := range rs {
+		avg := ""
+		if v := average[r.Name]; v > 0 {
+			avg = ",AVERAGE-BANDWIDTH=" + strconv.Itoa(v)
+		}
 		if r.AudioOnly {
-			fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,CODECS=\"%s\"\n%s\n", r.Bandwidth, r.Codecs, strings.TrimPrefix(r.Playlist, "hls/"))
+			fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d%s,CODECS=\"%s\"\n%s\n", r.Bandwidth, avg, r.Codecs, strings.TrimPrefix(r.Playlist, "hls/"))
 			continue
 		}
-		fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,RESOLUTION=%dx%d,FRAME-RATE=%d.000,CODECS=\"%s\"\n%s\n",
-			r.Bandwidth, r.Width, r.Height, fps, r.Codecs, strings.TrimPrefix(r.Playlist, "hls/"))
+		fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d%s,RESOLUTION=%dx%d,FRAME-RATE=%s,CODECS=\"%s\"\n%s\n",
+			r.Bandwidth, avg, r.Width, r.Height, fps, r.Codecs, strings.TrimPrefix(r.Playlist, "hls/"))
 	}
 	return b.Bytes()
 }
