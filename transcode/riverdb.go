@@ -6,6 +6,7 @@ import (
 
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -55,13 +56,7 @@ func openJobDB(ctx context.Context, db *replaydb.DB, cfg *river.Config, log *slo
 			return nil, fmt.Errorf("transcode: job queue pool: %w", err)
 		}
 		driver := riverpgxv5.New(pool)
-		err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(riverLockKey)); err != nil {
-				return fmt.Errorf("take migration lock: %w", err)
-			}
-			return migrateRiver(ctx, driver, tx, log)
-		})
-		if err != nil {
+		if err := migratePostgres(ctx, pool, driver, log); err != nil {
 			pool.Close()
 			return nil, err
 		}
@@ -97,6 +92,45 @@ func openJobDB(ctx context.Context, db *replaydb.DB, cfg *river.Config, log *slo
 	return nil, fmt.Errorf("transcode: no job queue for database backend %q", db.Backend())
 }
 
+// migratePostgres runs River's migrations under a session advisory lock,
+// so nodes starting together apply each step once. Each step runs in its
+// own transaction (a step uses an enum value an earlier one added, which
+// PostgreSQL refuses inside the transaction that added it).
+func migratePostgres(ctx context.Context, pool *pgxpool.Pool, driver *riverpgxv5.Driver, log *slog.Logger) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("transcode: job queue connection: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(riverLockKey)); err != nil {
+		return fmt.Errorf("transcode: take migration lock: %w", err)
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", int64(riverLockKey)); err != nil {
+			// Never hand back a connection that may hold the lock.
+			_ = conn.Conn().Close(uctx)
+		}
+	}()
+	m, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: slog.New(quiet{log.Handler()})})
+	if err != nil {
+		return fmt.Errorf("transcode: job queue migrator: %w", err)
+	}
+	res, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+	if err != nil {
+		return fmt.Errorf("transcode: migrate job queue schema: %w", err)
+	}
+	logSteps(log, res)
+	return nil
+}
+
+func logSteps(log *slog.Logger, res *rivermigrate.MigrateResult) {
+	for _, v := range res.Versions {
+		log.Info("transcode: job queue schema step applied", "version", v.Version, "name", v.Name)
+	}
+}
+
 func migrateRiver[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], tx TTx, log *slog.Logger) error {
 	m, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: slog.New(quiet{log.Handler()})})
 	if err != nil {
@@ -106,9 +140,7 @@ func migrateRiver[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], 
 	if err != nil {
 		return fmt.Errorf("transcode: migrate job queue schema: %w", err)
 	}
-	for _, v := range res.Versions {
-		log.Info("transcode: job queue schema step applied", "version", v.Version, "name", v.Name)
-	}
+	logSteps(log, res)
 	return nil
 }
 
