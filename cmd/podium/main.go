@@ -21,6 +21,7 @@ const usage = `podium — live-classroom media server
 
 usage:
   podium serve [flags]     run a node (podium serve -h for flags)
+  podium worker [flags]    run transcode jobs only, no live media (podium worker -h)
   podium token [flags]     print an access token (podium token -h)
   podium loadtest [flags]  synthetic teachers and classrooms against a server (podium loadtest -h)
 `
@@ -36,6 +37,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		return runServe(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "worker":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		return runWorker(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "token":
 		return runToken(args[1:], os.Getenv, stdout, stderr)
 	case "loadtest":
