@@ -31,6 +31,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -114,6 +115,7 @@ type objects struct {
 	secrets      map[string]*corev1.Secret
 	services     []*corev1.Service
 	workloads    []workload
+	autoscalers  []*autoscalingv2.HorizontalPodAutoscaler
 	namespaces   map[string]bool
 	kustomizeRes []string
 }
@@ -242,6 +244,16 @@ func (o *objects) decode(doc []byte) error {
 		}
 		o.workloads = append(o.workloads, workload{"Deployment", d.Name, d.Namespace, d.Spec.Template.Labels, d.Spec.Template.Spec})
 		return meta(d.Name, d.Namespace, true)
+	case "autoscaling/v2 HorizontalPodAutoscaler":
+		var h autoscalingv2.HorizontalPodAutoscaler
+		if err := strict(&h); err != nil {
+			return err
+		}
+		if len(h.Spec.Metrics) == 0 || h.Spec.MaxReplicas < 1 {
+			return fmt.Errorf("autoscaler %s: no metrics or no maxReplicas", h.Name)
+		}
+		o.autoscalers = append(o.autoscalers, &h)
+		return meta(h.Name, h.Namespace, true)
 	case "kustomize.config.k8s.io/v1beta1 Kustomization":
 		var k struct {
 			APIVersion string   `json:"apiVersion"`
@@ -296,6 +308,16 @@ func (o *objects) crossCheck(files []string) []error {
 	}
 	for _, s := range o.services {
 		errs = append(errs, o.checkService(s)...)
+	}
+	for _, h := range o.autoscalers {
+		found := false
+		for _, w := range o.workloads {
+			ref := h.Spec.ScaleTargetRef
+			found = found || (w.kind == ref.Kind && w.name == ref.Name && w.namespace == h.Namespace && ref.APIVersion == "apps/v1")
+		}
+		if !found {
+			errs = append(errs, fmt.Errorf("autoscaler %s: scale target %s %s is not defined", h.Name, h.Spec.ScaleTargetRef.Kind, h.Spec.ScaleTargetRef.Name))
+		}
 	}
 	if o.kustomizeRes != nil {
 		listed := map[string]bool{}
