@@ -132,22 +132,3 @@ func TestParseDSN(t *testing.T) {
 		t.Fatalf("error shows the password: %v", err)
 	}
 }
-
-func TestAnonymous(t *testing.T) {
-	sq, pg := &DB{backend: SQLite}, &DB{backend: Postgres}
-	for _, tc := range []struct{ in, want string }{
-		{"SELECT 1", "SELECT 1"},
-		{"a = $1 AND b IN ($2, $3) LIMIT $4 OFFSET $5", "a = ? AND b IN (?, ?) LIMIT ? OFFSET ?"},
-		{"a = $1 AND b = $1", "a = $1 AND b = $1"}, // used twice: unchanged
-		{"a = $2 AND b = $1", "a = $2 AND b = $1"}, // out of order: unchanged
-		{"a = $1 AND b = $3", "a = $1 AND b = $3"}, // a gap: unchanged
-		{"a = $", "a = $"},
-	} {
-		if got := sq.anonymous(tc.in); got != tc.want {
-			t.Errorf("SQLite anonymous(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-		if got := pg.anonymous(tc.in); got != tc.in {
-			t.Errorf("PostgreSQL anonymous(%q) = %q, want it unchanged", tc.in, got)
-		}
-	}
-}

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -251,45 +250,4 @@ func fromNullMS(v sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return fromMS(v.Int64)
-}
-
-// anonymous rewrites "$1 ... $n", each used once and in that order, to
-// "?" on SQLite. SQLite takes "$n" as a named parameter and looks names up
-// in a list, so binding n of them costs n²: 10,000 lesson ids in a filter
-// took half a second. Other SQL is returned unchanged.
-func (d *DB) anonymous(q string) string {
-	if d.backend != SQLite {
-		return q
-	}
-	var b strings.Builder
-	next := 1
-	for i := 0; i < len(q); i++ {
-		if q[i] != '$' {
-			b.WriteByte(q[i])
-			continue
-		}
-		j := i + 1
-		for j < len(q) && q[j] >= '0' && q[j] <= '9' {
-			j++
-		}
-		if n, err := strconv.Atoi(q[i+1 : j]); err != nil || n != next {
-			return q
-		}
-		next++
-		b.WriteByte('?')
-		i = j - 1
-	}
-	return b.String()
-}
-
-// placeholders returns "$from, $from+1, ..." for n values.
-func placeholders(from, n int) string {
-	var b strings.Builder
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "$%d", from+i)
-	}
-	return b.String()
 }
