@@ -41,6 +41,10 @@ type Config struct {
 	BindIP string
 	// TURN is the embedded TURN server.
 	TURN TURNConfig
+	// EmptyLessonGrace is how long a lesson lives on after its last
+	// teacher, classroom or RTSP source left (0: DefaultEmptyLessonGrace,
+	// < 0: until someone ends it).
+	EmptyLessonGrace time.Duration
 }
 
 // TURNConfig configures the embedded TURN server (pion/turn) that relays
@@ -98,6 +102,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*SFU, error) 
 		log = slog.Default()
 	}
 	s := &SFU{Rooms: NewRooms(log), cfg: cfg, log: log, participants: make(map[*Participant]struct{})}
+	if cfg.EmptyLessonGrace != 0 {
+		s.Rooms.SetEmptyLessonGrace(cfg.EmptyLessonGrace)
+	}
 	s.probes.max = nodeProbeBudget
 	m, err := newMetrics(reg, s.Rooms)
 	if err != nil {

@@ -100,7 +100,8 @@ type Participant struct {
 
 type controlMsg struct {
 	event  *Event
-	failed Target // a connection failed for good
+	failed Target // a connection failed for good, or the client closed it
+	why    string // "failed" or "closed by the client"
 	resync bool   // recompute automatic subscriptions
 }
 
@@ -395,10 +396,17 @@ func (p *Participant) leave(reason string) {
 }
 
 // connectionState runs on pion's goroutine; a failed connection (ICE gave
-// up after its disconnect timeout) ends the participant's session.
+// up after its disconnect timeout) ends the participant's session, and so
+// does one the client closed (a DTLS close_notify: a WHIP encoder that
+// stops without DELETE, a closed tab): the sfu never closes a connection of
+// a participant that stays, so it would be present forever, holding its
+// lesson open.
 func (p *Participant) connectionState(target Target, s webrtc.PeerConnectionState) {
-	if s == webrtc.PeerConnectionStateFailed {
-		p.enqueue(controlMsg{failed: target})
+	switch {
+	case s == webrtc.PeerConnectionStateFailed:
+		p.enqueue(controlMsg{failed: target, why: "failed"})
+	case s == webrtc.PeerConnectionStateClosed && !p.isClosed():
+		p.enqueue(controlMsg{failed: target, why: "closed by the client"})
 	}
 }
 
@@ -453,7 +461,7 @@ func (p *Participant) control() {
 func (p *Participant) handle(m controlMsg) bool {
 	switch {
 	case m.failed != "":
-		p.leave(fmt.Sprintf("%s connection failed", m.failed))
+		p.leave(fmt.Sprintf("%s connection %s", m.failed, m.why))
 		return true
 	case m.resync:
 		p.syncSubscriptions()

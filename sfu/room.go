@@ -114,9 +114,16 @@ type Room struct {
 	events *eventQueue
 	done   chan struct{}
 	onEnd  func(*Room)
+
+	// emptyGrace is how long the lesson lives on once nobody who takes
+	// part in it is left (<= 0: forever); emptyTimer ends it then, and
+	// emptyGen tells a stale timer that someone came back meanwhile.
+	emptyGrace time.Duration
+	emptyTimer *time.Timer
+	emptyGen   uint64
 }
 
-func newRoom(info LessonInfo, onEnd func(*Room)) *Room {
+func newRoom(info LessonInfo, emptyGrace time.Duration, onEnd func(*Room)) *Room {
 	r := &Room{
 		info:         info,
 		participants: make(map[string]*ParticipantInfo),
@@ -124,6 +131,7 @@ func newRoom(info LessonInfo, onEnd func(*Room)) *Room {
 		listeners:    make(map[int]func(Event)),
 		done:         make(chan struct{}),
 		onEnd:        onEnd,
+		emptyGrace:   emptyGrace,
 	}
 	r.events = newEventQueue(r.dispatch)
 	return r
@@ -204,9 +212,56 @@ func (r *Room) AddParticipant(info ParticipantInfo) error {
 	}
 	p := info
 	r.participants[info.ID] = &p
+	if takesPart(p.Role) {
+		r.stopEmptyTimerLocked()
+	}
 	cp := p
 	r.emit(Event{Type: EventParticipantJoined, Participant: &cp})
 	return nil
+}
+
+// takesPart reports whether a participant of the role keeps a lesson
+// going: a teacher (websocket or WHIP), a classroom or an RTSP source. A
+// viewer (a WHEP player) watches what others send; with nobody else left
+// there is nothing to watch.
+func takesPart(r Role) bool {
+	return r == RoleTeacher || r == RoleClassroom || r == RoleSource
+}
+
+// startEmptyTimerLocked arms the end of a lesson nobody takes part in any
+// more. The caller holds r.mu.
+func (r *Room) startEmptyTimerLocked() {
+	if r.emptyGrace <= 0 || r.ended {
+		return
+	}
+	for _, p := range r.participants {
+		if takesPart(p.Role) {
+			return
+		}
+	}
+	r.stopEmptyTimerLocked()
+	gen := r.emptyGen
+	grace := r.emptyGrace
+	r.emptyTimer = time.AfterFunc(grace, func() { r.endIfEmpty(gen, grace) })
+}
+
+// stopEmptyTimerLocked disarms it (someone came back, or the lesson ended).
+func (r *Room) stopEmptyTimerLocked() {
+	r.emptyGen++
+	if r.emptyTimer != nil {
+		r.emptyTimer.Stop()
+		r.emptyTimer = nil
+	}
+}
+
+func (r *Room) endIfEmpty(gen uint64, grace time.Duration) {
+	r.mu.Lock()
+	stale := r.ended || gen != r.emptyGen
+	r.mu.Unlock()
+	if stale {
+		return
+	}
+	r.End(fmt.Sprintf("nobody has been in the lesson for %s", grace))
 }
 
 // RemoveParticipant unpublishes the participant's tracks, takes it off stage
@@ -231,6 +286,9 @@ func (r *Room) RemoveParticipant(id, reason string) {
 	delete(r.participants, id)
 	cp := *p
 	r.emit(Event{Type: EventParticipantLeft, Participant: &cp, Reason: reason})
+	if takesPart(p.Role) {
+		r.startEmptyTimerLocked()
+	}
 }
 
 // Participant returns a participant's description.
@@ -514,6 +572,7 @@ func (r *Room) End(reason string) {
 	for tid := range r.tracks {
 		r.unpublishLocked(tid)
 	}
+	r.stopEmptyTimerLocked()
 	r.ended = true
 	r.emit(Event{Type: EventLessonEnded, Reason: reason})
 	r.mu.Unlock()

@@ -31,21 +31,39 @@ import (
 // ErrRoomExists is returned by CreateRoom for an id already in use.
 var ErrRoomExists = errors.New("lesson already exists")
 
+// DefaultEmptyLessonGrace is how long a lesson lives on after the last
+// teacher, classroom or RTSP source left it, unless configured otherwise.
+const DefaultEmptyLessonGrace = 60 * time.Second
+
 // Rooms is the registry of live lessons on this node.
 type Rooms struct {
 	log *slog.Logger
 
-	mu        sync.Mutex
-	rooms     map[string]*Room
-	onCreated []func(*Room)
+	mu         sync.Mutex
+	rooms      map[string]*Room
+	onCreated  []func(*Room)
+	emptyGrace time.Duration
 }
 
-// NewRooms makes an empty registry.
+// NewRooms makes an empty registry whose lessons end
+// DefaultEmptyLessonGrace after the last participant left.
 func NewRooms(log *slog.Logger) *Rooms {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Rooms{log: log, rooms: make(map[string]*Room)}
+	return &Rooms{log: log, rooms: make(map[string]*Room), emptyGrace: DefaultEmptyLessonGrace}
+}
+
+// SetEmptyLessonGrace sets how long a lesson created later lives on once
+// no teacher, classroom or RTSP source is left in it (a WHIP publisher's
+// DELETE or dead connection, everyone gone): then it ends, and its
+// recording completes. d < 0 keeps such lessons until someone ends them.
+// A lesson nobody has joined yet (created ahead by an administrator) is
+// not ended.
+func (rs *Rooms) SetEmptyLessonGrace(d time.Duration) {
+	rs.mu.Lock()
+	rs.emptyGrace = d
+	rs.mu.Unlock()
 }
 
 // OnRoomCreated registers fn to run for every room created later (the
@@ -117,7 +135,7 @@ func (rs *Rooms) newRoomLocked(info LessonInfo) *Room {
 	if info.CreatedAt.IsZero() {
 		info.CreatedAt = time.Now()
 	}
-	r := newRoom(info, rs.forget)
+	r := newRoom(info, rs.emptyGrace, rs.forget)
 	rs.rooms[info.ID] = r
 	rs.log.Info("lesson started", "lesson", info.ID)
 	return r
