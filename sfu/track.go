@@ -64,7 +64,7 @@ type Sink interface {
 }
 
 // KeyframeRequester asks the publisher of a track for a keyframe on one layer
-// (a PLI to a browser, a cached keyframe group from a camera).
+// (a PLI to a browser; an RTSP camera cannot be asked, and only counts it).
 type KeyframeRequester func(layer int)
 
 // keyframeInterval is the shortest time between two keyframe requests sent to

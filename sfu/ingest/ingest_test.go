@@ -234,47 +234,6 @@ func TestTranscodedVideo(t *testing.T) {
 	}
 }
 
-// A subscriber joining between a camera's keyframes (here 10 s apart) gets
-// one at once from the cache when it asks, not at the camera's next one.
-func TestKeyframeRequestAnsweredFromCache(t *testing.T) {
-	cam := rtspcam.Start(t, rtspcam.Options{GOP: 250})
-	m, _ := newTestManager(t)
-	info, err := m.Add("late", SourceConfig{URL: cam.URL("", ""), Transport: TransportTCP})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitState(t, m, "late", info.ID, StateLive)
-	video := mustTrack(t, m, "late", info.ID, sfu.KindVideo)
-	time.Sleep(time.Second) // join after the first keyframe has passed
-	vs := &videoSink{}
-	video.AddSink("late-joiner", vs)
-	testenv.WaitFor(t, 25*time.Second, "pictures before asking", func() bool {
-		vs.mu.Lock()
-		defer vs.mu.Unlock()
-		return vs.havePic
-	})
-	testenv.WaitFor(t, 25*time.Second, "a keyframe for the late joiner", func() bool {
-		video.RequestKeyframe(0)
-		_, idrs, _, _ := vs.snapshot()
-		return idrs >= 1
-	})
-	testenv.WaitFor(t, 25*time.Second, "frames after the keyframe", func() bool { f, _, _, _ := vs.snapshot(); return f >= 10 })
-	video.RemoveSink("late-joiner")
-	vs.mu.Lock()
-	gap := vs.firstIDRGap
-	vs.mu.Unlock()
-	if gap != 1 {
-		t.Fatalf("first keyframe came %d ticks after the previous picture: not the cached one", gap)
-	}
-	_, _, annexB, violations := vs.snapshot()
-	if len(violations) > 0 {
-		t.Fatalf("output contract violated: %v", violations[:min(5, len(violations))])
-	}
-	if got := decodedFrames(t, annexB); got < 1 {
-		t.Fatal("the cached keyframe did not decode")
-	}
-}
-
 // The admin API registers, shows, lists and removes sources, never showing
 // credentials; /metrics shows each source's state.
 func TestAPIAndMetrics(t *testing.T) {

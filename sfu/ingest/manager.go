@@ -122,7 +122,7 @@ func (m *Manager) Add(lessonID string, c SourceConfig) (SourceInfo, error) {
 	s := &Source{
 		id: id, lesson: lessonID, cfg: c, u: u, scrub: newScrubber(u), room: room, m: m,
 		log:   m.log.With("lesson", lessonID, "source", id, "url", redactURL(u)),
-		epoch: time.Now(), done: make(chan struct{}), kfReq: make(chan struct{}, 1),
+		epoch: time.Now(), done: make(chan struct{}),
 		state: StateConnecting, since: time.Now(),
 	}
 	if err := room.AddParticipant(sfu.ParticipantInfo{ID: id, Name: c.Name, Role: sfu.RoleSource}); err != nil {

@@ -17,18 +17,18 @@ type collector struct {
 	errors     *prometheus.Desc
 	frames     *prometheus.Desc
 	audio      *prometheus.Desc
-	resends    *prometheus.Desc
+	kfRequests *prometheus.Desc
 }
 
 // retired holds the final counts of removed sources, so the node's totals
 // never go down when a source goes away.
 type retired struct {
-	reconnects, errors, frames, packets, resends atomic.Uint64
+	reconnects, errors, frames, packets, kfRequests atomic.Uint64
 }
 
 // counts is one source's (or the node's) counters.
 type counts struct {
-	reconnects, errors, frames, packets, resends uint64
+	reconnects, errors, frames, packets, kfRequests uint64
 }
 
 func (c *counts) add(o counts) {
@@ -36,11 +36,11 @@ func (c *counts) add(o counts) {
 	c.errors += o.errors
 	c.frames += o.frames
 	c.packets += o.packets
-	c.resends += o.resends
+	c.kfRequests += o.kfRequests
 }
 
 func (r *retired) load() counts {
-	return counts{r.reconnects.Load(), r.errors.Load(), r.frames.Load(), r.packets.Load(), r.resends.Load()}
+	return counts{r.reconnects.Load(), r.errors.Load(), r.frames.Load(), r.packets.Load(), r.kfRequests.Load()}
 }
 
 func (r *retired) add(c counts) {
@@ -48,7 +48,7 @@ func (r *retired) add(c counts) {
 	r.errors.Add(c.errors)
 	r.frames.Add(c.frames)
 	r.packets.Add(c.packets)
-	r.resends.Add(c.resends)
+	r.kfRequests.Add(c.kfRequests)
 }
 
 // counts returns the source's counters now.
@@ -58,8 +58,9 @@ func (s *Source) counts() counts {
 	v, a := s.video, s.audio
 	s.mu.Unlock()
 	if v != nil {
-		c.frames, c.resends = v.frames.Load(), v.keyframeResends.Load()
+		c.frames = v.frames.Load()
 	}
+	c.kfRequests = s.keyframeRequests.Load()
 	if a != nil {
 		c.packets = a.packets.Load()
 	}
@@ -75,12 +76,12 @@ func (m *Manager) Collector() prometheus.Collector {
 		errors:     prometheus.NewDesc("podium_ingest_errors_total", "Media errors of RTSP sources (bad packets, pictures without parameter sets).", nil, nil),
 		frames:     prometheus.NewDesc("podium_ingest_video_frames_total", "Video pictures forwarded from RTSP sources.", nil, nil),
 		audio:      prometheus.NewDesc("podium_ingest_audio_packets_total", "Audio packets forwarded from RTSP sources.", nil, nil),
-		resends:    prometheus.NewDesc("podium_ingest_keyframe_resends_total", "Keyframe requests answered from RTSP sources' cached keyframes.", nil, nil),
+		kfRequests: prometheus.NewDesc("podium_ingest_keyframe_kfRequests_total", "Keyframe requests answered from RTSP sources' cached keyframes.", nil, nil),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.sources, c.reconnects, c.errors, c.frames, c.audio, c.resends} {
+	for _, d := range []*prometheus.Desc{c.sources, c.reconnects, c.errors, c.frames, c.audio, c.kfRequests} {
 		ch <- d
 	}
 }
@@ -101,5 +102,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(total.errors))
 	ch <- prometheus.MustNewConstMetric(c.frames, prometheus.CounterValue, float64(total.frames))
 	ch <- prometheus.MustNewConstMetric(c.audio, prometheus.CounterValue, float64(total.packets))
-	ch <- prometheus.MustNewConstMetric(c.resends, prometheus.CounterValue, float64(total.resends))
+	ch <- prometheus.MustNewConstMetric(c.kfRequests, prometheus.CounterValue, float64(total.kfRequests))
 }

@@ -116,18 +116,17 @@ func (p *h264Packetizer) send(nalus [][]byte, ts uint32, emit func(*rtp.Packet))
 type videoOut struct {
 	track *sfu.Track
 
-	mu         sync.Mutex // serializes writes: the session's packets and keyframe answers
+	mu         sync.Mutex // serializes writes: a session's packets, a restart's newSession
 	pz         *h264Packetizer
 	sps, pps   []byte
-	keyGroup   [][]byte // SPS, PPS and the slices of the last IDR picture (copies)
 	scratch    [][]byte
+	group      [][]byte // SPS, PPS, then an IDR picture's slices (reused)
 	lastTS     uint32
 	sentAny    bool
 	waitingIDR bool
 
-	frames          atomic.Uint64
-	dropped         atomic.Uint64
-	keyframeResends atomic.Uint64
+	frames  atomic.Uint64
+	dropped atomic.Uint64
 }
 
 func newVideoOut(track *sfu.Track) *videoOut {
@@ -158,8 +157,9 @@ const (
 )
 
 // writeAU forwards one access unit: parameter sets are remembered and sent
-// right before every IDR, AUDs dropped, and the IDR group cached for
-// keyframe requests.
+// right before every IDR, AUDs dropped. Only what the camera sends now is
+// written into the shared track: never a picture again (every subscriber
+// and the recorder would get it, out of its place in the stream).
 func (v *videoOut) writeAU(au [][]byte, ts uint32) auResult {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -202,13 +202,9 @@ func (v *videoOut) writeAU(au [][]byte, ts uint32) auResult {
 			return auNoParams
 		}
 		v.waitingIDR = false
-		group := make([][]byte, 0, len(out)+2)
-		group = append(group, v.sps, v.pps)
-		for _, n := range out {
-			group = append(group, cloneBytes(n))
-		}
-		v.keyGroup = group
-		v.sendLocked(group, ts)
+		v.group = append(v.group[:0], v.sps, v.pps)
+		v.group = append(v.group, out...)
+		v.sendLocked(v.group, ts)
 	} else {
 		v.sendLocked(out, ts)
 	}
@@ -220,21 +216,6 @@ func (v *videoOut) sendLocked(nalus [][]byte, ts uint32) {
 	v.pz.send(nalus, ts, v.emit)
 	v.lastTS = ts
 	v.sentAny = true
-}
-
-// resendKeyframe answers a subscriber's keyframe request, since an RTSP
-// camera cannot be asked for one: the cached SPS+PPS+IDR go out again with a
-// timestamp just after the last picture, so a late joiner can start
-// decoding at once. It reports whether there was anything to send.
-func (v *videoOut) resendKeyframe() bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.keyGroup == nil || !v.sentAny {
-		return false
-	}
-	v.sendLocked(v.keyGroup, v.lastTS+1)
-	v.keyframeResends.Add(1)
-	return true
 }
 
 // lastTimestamp returns the timestamp of the last picture sent, so the next

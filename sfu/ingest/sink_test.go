@@ -36,11 +36,15 @@ type videoSink struct {
 	lastSeq   uint16
 	lastTS    uint32
 	violation []string
-	// firstIDRGap is the timestamp distance between the first keyframe
-	// and the picture before it (a cached keyframe comes 1 tick after).
-	firstIDRGap uint32
-	prevPicTS   uint32
-	havePic     bool
+	havePic   bool
+	// With checkStale, seen holds every keyframe forwarded so far: one
+	// forwarded twice is a stale picture (a running camera's keyframes all
+	// differ; P-frames of a still scene may repeat byte for byte, and a
+	// restarted test camera starts with the same picture again).
+	checkStale bool
+	seen       map[string]bool
+	// firstTS is the RTP time of the first picture kept (after a keyframe).
+	firstTS uint32
 }
 
 func (s *videoSink) WriteRTP(_ int, pkt *rtp.Packet) {
@@ -90,13 +94,22 @@ func (s *videoSink) WriteRTP(_ int, pkt *rtp.Packet) {
 		if !hasSPS || !hasPPS {
 			s.violation = append(s.violation, "IDR without SPS/PPS before it")
 		}
-		if s.idrs == 0 && s.havePic {
-			s.firstIDRGap = pkt.Timestamp - s.prevPicTS
+		if !s.started {
+			s.firstTS = pkt.Timestamp
 		}
 		s.started = true
 		s.idrs++
 	}
-	s.prevPicTS, s.havePic = pkt.Timestamp, true
+	if hasIDR && s.checkStale {
+		if s.seen == nil {
+			s.seen = map[string]bool{}
+		}
+		if s.seen[string(pic)] {
+			s.violation = append(s.violation, fmt.Sprintf("a keyframe forwarded again at RTP time %d (stale)", pkt.Timestamp))
+		}
+		s.seen[string(pic)] = true
+	}
+	s.havePic = true
 	if s.started {
 		s.annexB.Write(pic)
 		s.frames++

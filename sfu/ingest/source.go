@@ -32,7 +32,9 @@ type Source struct {
 
 	cancel context.CancelCauseFunc
 	done   chan struct{}
-	kfReq  chan struct{}
+	// keyframeRequests counts subscribers' keyframe requests, which a
+	// camera cannot honour: they wait for its next keyframe.
+	keyframeRequests atomic.Uint64
 
 	mu        sync.Mutex // guards the fields below
 	state     State
@@ -116,15 +118,16 @@ func (s *Source) markLive() {
 	}
 }
 
-// requestKeyframe is the sfu.KeyframeRequester of the video track. It runs
-// on a subscriber's goroutine, so it only pokes the source's keyframe
-// goroutine, which writes under the video output's lock.
-func (s *Source) requestKeyframe(int) {
-	select {
-	case s.kfReq <- struct{}{}:
-	default:
-	}
-}
+// requestKeyframe is the sfu.KeyframeRequester of the video track. An RTSP
+// camera cannot be asked for a keyframe, and nothing is sent in its place:
+// a picture sent again (the last keyframe, stamped just after the live
+// picture) would reach every subscriber and the recorder, showing everyone
+// a picture seconds old, then P-frames decoded against it (smeared video)
+// until the camera's next real keyframe, and putting it in the recording
+// out of its place. A subscriber that needs a keyframe (its down-track
+// drops everything until one) waits for the camera's next one; for a camera
+// with long keyframe intervals, transcoding the source shortens the wait.
+func (s *Source) requestKeyframe(int) { s.keyframeRequests.Add(1) }
 
 // ensureVideo publishes the video track on first use; it stays published
 // across camera restarts so subscribers keep it.
@@ -172,29 +175,13 @@ func (s *Source) run(ctx context.Context) {
 	defer close(s.done)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(2)
+	wg.Add(1)
 	go func() { // the lesson ending stops the source
 		defer wg.Done()
 		select {
 		case <-s.room.Done():
 			s.cancel(errLessonEnded)
 		case <-ctx.Done():
-		}
-	}()
-	go func() { // answers keyframe requests from the cache
-		defer wg.Done()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-s.kfReq:
-				s.mu.Lock()
-				v := s.video
-				s.mu.Unlock()
-				if v != nil {
-					v.resendKeyframe()
-				}
-			}
 		}
 	}()
 

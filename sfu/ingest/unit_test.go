@@ -179,7 +179,6 @@ func FuzzVideoPipe(f *testing.F) {
 			}
 			data = data[n:]
 		}
-		vp.out.resendKeyframe()
 	})
 }
 
