@@ -142,7 +142,7 @@ func openDB(t testing.TB, dsn string) *replaydb.DB {
 
 func testThreeNodes(t *testing.T, open func(testing.TB) *replaydb.DB) {
 	src := localStore(t)
-	writeRecording(t, src, "long", 12, true)
+	writeRecording(t, src, "long", 8, true)
 	writeRecording(t, src, "short", 4, true)
 	_, s3 := s3test.Start(t, "podium")
 	store := newCountingStore(s3)
@@ -157,7 +157,7 @@ func testThreeNodes(t *testing.T, open func(testing.TB) *replaydb.DB) {
 		lessons = append(lessons, lesson)
 	}
 
-	cfg := QueueConfig{Config: small, Workers: 1, PollInterval: 200 * time.Millisecond}
+	cfg := QueueConfig{Config: tiny, Workers: 1, PollInterval: 200 * time.Millisecond}
 	cfg.NodeID = "node-0"
 	n0 := startNode(t, open(t), store, cfg)
 	// Node 0 alone scans, queues every lesson and starts the first.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -367,7 +368,8 @@ func (q *Queue) toJob(row *rivertype.JobRow) Job {
 		j.Node = row.AttemptedBy[n-1]
 	}
 	if n := len(row.Errors); n > 0 {
-		j.Error = row.Errors[n-1].Error
+		// A permanent failure is stored as River's cancel of it.
+		j.Error = strings.TrimPrefix(row.Errors[n-1].Error, "JobCancelError: ")
 	}
 	switch row.State {
 	case rivertype.JobStateRunning:

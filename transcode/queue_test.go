@@ -19,15 +19,19 @@ import (
 	"podium/vod"
 )
 
-// small is a one-rung ladder that keeps tests quick.
-var small = Config{Ladder: []Rung{{Name: "360p", Height: 360, VideoKbps: 500}}, Preset: "ultrafast"}
+// small is a one-rung ladder that keeps tests quick; tiny is smaller
+// still, for tests of the queue where the picture does not matter.
+var (
+	small = Config{Ladder: []Rung{{Name: "360p", Height: 360, VideoKbps: 500}}, Preset: "ultrafast"}
+	tiny  = Config{Ladder: []Rung{{Name: "180p", Height: 180, VideoKbps: 200}}, Preset: "ultrafast", FPS: 15}
+)
 
 // TestCorruptSegmentFailsJob: a damaged segment ends the job as failed with
 // a reason naming the segment, at once (no retries), and the worker is free
 // for the next job.
 func TestCorruptSegmentFailsJob(t *testing.T) {
 	store := localStore(t)
-	n := startNode(t, sqliteDB(t), store, QueueConfig{Config: small, Workers: 1, MaxAttempts: 3, RetryBackoff: time.Hour})
+	n := startNode(t, sqliteDB(t), store, QueueConfig{Config: tiny, Workers: 1, MaxAttempts: 3, RetryBackoff: time.Hour})
 	m := writeRecording(t, store, "bad", 6, true)
 	seg := m.Tracks[0].Segments[1]
 	garbage := bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, int(seg.Bytes/4))
@@ -72,8 +76,9 @@ func TestCorruptSegmentFailsJob(t *testing.T) {
 func TestRestartLosesNoJob(t *testing.T) {
 	store := localStore(t)
 	db := sqliteDB(t)
-	for _, l := range []string{"one", "two", "three"} {
-		writeRecording(t, store, l, 6, true)
+	writeRecording(t, store, "one", 6, true)
+	for _, l := range []string{"two", "three"} {
+		cloneRecording(t, store, "one", store, l)
 	}
 	cfg := QueueConfig{Config: small, Workers: 1, NodeID: "before"}
 	n := startNode(t, db, store, cfg)
@@ -171,7 +176,7 @@ func TestTransientFailureIsRetried(t *testing.T) {
 	writeRecording(t, real, "flaky", 4, true)
 	store := &flakyStore{Store: real}
 	store.failures.Store(1)
-	n := startNode(t, sqliteDB(t), store, QueueConfig{Config: small, Workers: 1, RetryBackoff: 300 * time.Millisecond})
+	n := startNode(t, sqliteDB(t), store, QueueConfig{Config: tiny, Workers: 1, RetryBackoff: 300 * time.Millisecond})
 	queued, err := n.EnqueueLesson(context.Background(), "flaky")
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +199,7 @@ func TestTransientFailureIsRetried(t *testing.T) {
 func TestStalledFFmpegIsAFailedAttempt(t *testing.T) {
 	store := localStore(t)
 	writeRecording(t, store, "stuck", 4, true)
-	cfg := testConfig(t, QueueConfig{Config: small, Workers: 1, MaxAttempts: 1})
+	cfg := testConfig(t, QueueConfig{Config: tiny, Workers: 1, MaxAttempts: 1})
 	cfg.StallTimeout = time.Second
 	// An "ffmpeg" that never reports progress; ffprobe is the real one.
 	cfg.FFmpeg = filepath.Join(t.TempDir(), "ffmpeg")

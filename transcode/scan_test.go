@@ -44,14 +44,14 @@ func fakeBucket(t testing.TB, s storage.Store, done, live, fresh, segs int) {
 }
 
 // TestScanCostIsFlatInSegments: finding completed recordings costs the
-// same storage calls whether each lesson has 10 segments or 500, never
+// same storage calls whether each lesson has 10 segments or 200, never
 // lists objects (List), and a poll that finds nothing new costs one
 // delimiter listing plus one Stat per lesson still recording. Each new
 // complete recording gets exactly one job, also when two nodes scan.
 func TestScanCostIsFlatInSegments(t *testing.T) {
-	const done, live, fresh = 20, 5, 5
+	const done, live, fresh = 10, 5, 5
 	var first, steady map[string]int
-	for _, segs := range []int{10, 500} {
+	for _, segs := range []int{10, 200} {
 		store := newCountingStore(localStore(t))
 		fakeBucket(t, store, done, live, fresh, segs)
 		db := sqliteDB(t)
