@@ -78,12 +78,6 @@ func (c *Claims) AllowsRoom(room string) bool {
 	return c.Role != RoleStudent && (c.Room == room || c.ServerAdmin())
 }
 
-// MayManage reports whether the token may change the lesson's replay
-// (rename, clip, delete): its teacher or an admin of it.
-func (c *Claims) MayManage(lesson string) bool {
-	return (c.Role == sfu.RoleTeacher || c.Role == sfu.RoleAdmin) && c.AllowsRoom(lesson)
-}
-
 // MayReplay reports whether the token may watch the lesson's recording;
 // course is the lesson's course ("" when it has none or is unknown).
 func (c *Claims) MayReplay(lesson, course string) bool {
@@ -147,9 +141,6 @@ func NewIssuer(secret string) (*Issuer, error) {
 // SetMaxTTL sets the longest lifetime accepted (and issued) per role.
 // Call it before the issuer is shared.
 func (i *Issuer) SetMaxTTL(m MaxTTL) { i.maxTTL = m }
-
-// MaxTTLFor is the longest lifetime of a token of the role.
-func (i *Issuer) MaxTTLFor(role sfu.Role) time.Duration { return i.maxTTL.For(role) }
 
 // SetRevoked makes Verify refuse the token ids r reports. Call it before
 // the issuer is shared.

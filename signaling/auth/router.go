@@ -142,12 +142,6 @@ func NewRouter(mux *http.ServeMux, issuer *Issuer, onFail FailureFunc) *Router {
 // Call it before serving.
 func (rt *Router) SetCourseOf(f CourseOf) { rt.course = f }
 
-// OnFail reports a refusal decided outside the router (for metrics).
-func (rt *Router) OnFail(reason string) { rt.onFail(reason) }
-
-// Issuer is the router's token issuer.
-func (rt *Router) Issuer() *Issuer { return rt.issuer }
-
 // Handle registers h for pattern behind scope. A route without a valid
 // scope is a programming error and panics at start. outer middleware runs
 // before the scope check (CORS headers that refusals need too).
