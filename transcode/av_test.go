@@ -245,3 +245,51 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+func TestOutputFPSKeepsTheSourceRate(t *testing.T) {
+	for _, tc := range []struct {
+		src   float64
+		limit int
+		want  int
+	}{{25, 30, 25}, {30.01, 30, 30}, {29.97, 30, 30}, {24.6, 30, 25}, {50, 30, 25}, {60, 30, 30}, {15, 30, 15}, {5, 30, 5}, {0, 30, 30}, {120, 30, 30}, {0.4, 30, 1}} {
+		if got := outputFPS(tc.src, tc.limit); got != tc.want {
+			t.Errorf("outputFPS(%v, %d) = %d, want %d", tc.src, tc.limit, got, tc.want)
+		}
+	}
+}
+
+// A lesson from a 25 fps camera (an RTSP camera, a PAL encoder) replays at
+// 25 fps: as many pictures as were recorded, none doubled to make 30.
+func TestReplayKeepsSourceFrameRate(t *testing.T) {
+	ffmpeg, ffprobe := requireFF(t)
+	store := minioStore(t)
+	o := transcodetest.LiveOptions{Seconds: 10, Width: 640, Height: 360, FPS: 25}
+	transcodetest.RecordLive(t, store, "pal", o)
+	cfg := Config{FFmpeg: ffmpeg, FFprobe: ffprobe, TempDir: t.TempDir()}
+	cfg.setDefaults()
+	p := &pipeline{cfg: cfg, store: store}
+	a, err := p.buildLesson(context.Background(), "pal", func(string, float64) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := download(t, store, vod.LessonBase("pal"))
+	pl := filepath.Join(dir, "hls", "360p", "index.m3u8")
+	out, err := exec.Command(ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=r_frame_rate,avg_frame_rate",
+		"-of", "csv=p=0", filepath.Join(dir, a.Download)).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rate := strings.TrimSpace(string(out))
+	flashes, frames := flashTimes(t, ffmpeg, pl)
+	perSecond := float64(frames) / a.Duration
+	t.Logf("replay of %.2f s: %d frames (%.2f per second), stream rates %s, flashes at %v", a.Duration, frames, perSecond, rate, flashes)
+	if !strings.HasPrefix(rate, "25/1") || math.Abs(perSecond-25) > 0.5 {
+		t.Errorf("replay at %s with %.2f frames per second; the camera sent 25", rate, perSecond)
+	}
+	if len(flashes) != 3 {
+		t.Errorf("%d flashes seen, want 3: %v", len(flashes), flashes)
+	}
+	if master := string(readFile(t, filepath.Join(dir, "hls", "master.m3u8"))); !strings.Contains(master, "FRAME-RATE=25.000") {
+		t.Errorf("master playlist does not say 25 fps:\n%s", master)
+	}
+}

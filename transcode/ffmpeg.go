@@ -103,6 +103,9 @@ type probe struct {
 	Height   int
 	Video    string // codec name, "" when there is no video stream
 	Audio    string
+	// FrameRate is the video's frame rate (frames per second), 0 when
+	// ffprobe cannot tell.
+	FrameRate float64
 }
 
 // runFFprobe describes a media file (or playlist).
@@ -110,7 +113,7 @@ func runFFprobe(ctx context.Context, bin, path string) (probe, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "-v", "error", "-show_entries",
-		"format=duration:stream=codec_type,codec_name,width,height", "-of", "json", path)
+		"format=duration:stream=codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate", "-of", "json", path)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -125,6 +128,8 @@ func runFFprobe(ctx context.Context, bin, path string) (probe, error) {
 			Codec  string `json:"codec_name"`
 			Width  int    `json:"width"`
 			Height int    `json:"height"`
+			Avg    string `json:"avg_frame_rate"`
+			Real   string `json:"r_frame_rate"`
 		} `json:"streams"`
 	}
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
@@ -137,6 +142,10 @@ func runFFprobe(ctx context.Context, bin, path string) (probe, error) {
 		case "video":
 			if p.Video == "" {
 				p.Video, p.Width, p.Height = s.Codec, s.Width, s.Height
+				p.FrameRate = parseRate(s.Avg)
+				if p.FrameRate == 0 {
+					p.FrameRate = parseRate(s.Real)
+				}
 			}
 		case "audio":
 			if p.Audio == "" {
@@ -145,4 +154,22 @@ func runFFprobe(ctx context.Context, bin, path string) (probe, error) {
 		}
 	}
 	return p, nil
+}
+
+// parseRate reads ffprobe's "num/den" frame rate; 0 for none or nonsense
+// (a timescale such as 90000/1 is not a frame rate).
+func parseRate(s string) float64 {
+	n, d, ok := strings.Cut(s, "/")
+	if !ok {
+		d = "1"
+	}
+	num, err1 := strconv.ParseFloat(n, 64)
+	den, err2 := strconv.ParseFloat(d, 64)
+	if err1 != nil || err2 != nil || num <= 0 || den <= 0 {
+		return 0
+	}
+	if r := num / den; r <= 240 {
+		return r
+	}
+	return 0
 }

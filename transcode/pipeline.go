@@ -57,7 +57,11 @@ type Config struct {
 	Ladder  []Rung
 	// Preset is the x264 preset; "veryfast" keeps a 2-core node ahead of
 	// real time.
-	Preset         string
+	Preset string
+	// FPS caps the output frame rate (default 30). The output keeps the
+	// source's rate (the teacher's camera, else the screen): a 25 fps
+	// camera replays at 25, not with every fifth frame doubled; a rate
+	// above the cap is halved (50 -> 25, 60 -> 30).
 	FPS            int
 	SegmentSeconds int
 	AudioKbps      int // audio in every video rendition
@@ -132,6 +136,7 @@ func (p *pipeline) buildLesson(ctx context.Context, lesson string, progress prog
 	var args []string
 	camIn, screenIn, audioIn := -1, -1, -1
 	maxHeight := 0
+	camRate, screenRate := 0.0, 0.0
 	n := 0
 	for _, pt := range []*placedTrack{tl.camera, tl.screen, tl.audio} {
 		if pt == nil {
@@ -157,9 +162,9 @@ func (p *pipeline) buildLesson(ctx context.Context, lesson string, progress prog
 			}
 			maxHeight = max(maxHeight, pr.Height)
 			if pt == tl.camera {
-				camIn = n
+				camIn, camRate = n, pr.FrameRate
 			} else {
-				screenIn = n
+				screenIn, screenRate = n, pr.FrameRate
 			}
 		}
 		// Every input is placed on the lesson's clock by its own
@@ -170,7 +175,12 @@ func (p *pipeline) buildLesson(ctx context.Context, lesson string, progress prog
 	progress("encode", 0.1)
 	rungs := pickRungs(p.cfg.Ladder, maxHeight)
 	w, h := canvas(rungs[0].Height)
-	filter := compositeFilter(w, h, p.cfg.FPS, tl.duration, camIn, screenIn, audioIn, tl.screenOn)
+	src := camRate
+	if camIn < 0 {
+		src = screenRate
+	}
+	fps := outputFPS(src, p.cfg.FPS)
+	filter := compositeFilter(w, h, fps, tl.duration, camIn, screenIn, audioIn, tl.screenOn)
 	layout := "camera"
 	if screenIn >= 0 {
 		layout = "composite"
@@ -180,7 +190,7 @@ func (p *pipeline) buildLesson(ctx context.Context, lesson string, progress prog
 		Version: vod.AssetsVersion, Lesson: lesson, Title: m.Title,
 		StartedAt: tl.start, Layout: layout,
 	}
-	if err := p.encodeAndPackage(ctx, args, filter, tl.duration, rungs, out, a, progress); err != nil {
+	if err := p.encodeAndPackage(ctx, args, filter, fps, tl.duration, rungs, out, a, progress); err != nil {
 		return nil, err
 	}
 	if err := p.publish(ctx, out, vod.LessonBase(lesson), a, progress); err != nil {
@@ -231,7 +241,7 @@ func (p *pipeline) buildClip(ctx context.Context, lesson string, c vod.ClipReque
 		StartedAt: src.StartedAt.Add(time.Duration(c.Start * float64(time.Second))),
 		ClipStart: c.Start, ClipEnd: end, Layout: src.Layout,
 	}
-	if err := p.encodeAndPackage(ctx, args, filter, dur, rungs, out, a, progress); err != nil {
+	if err := p.encodeAndPackage(ctx, args, filter, outputFPS(pr.FrameRate, p.cfg.FPS), dur, rungs, out, a, progress); err != nil {
 		return nil, err
 	}
 	if err := p.publish(ctx, out, vod.ClipBase(lesson, c.ID), a, progress); err != nil {
@@ -327,6 +337,23 @@ func pickRungs(ladder []Rung, srcHeight int) []Rung {
 	return out
 }
 
+// outputFPS is the replay's frame rate for a source of src frames per
+// second: the source's own, rounded (WebRTC cameras vary a little around
+// their rate), halved while above limit; limit when the source's is
+// unknown.
+func outputFPS(src float64, limit int) int {
+	if limit <= 0 {
+		limit = 30
+	}
+	if src <= 0 || math.IsNaN(src) || math.IsInf(src, 0) {
+		return limit
+	}
+	for src > float64(limit)+0.5 {
+		src /= 2
+	}
+	return max(1, int(math.Round(src)))
+}
+
 // canvas is the 16:9 picture size for a height.
 func canvas(h int) (int, int) { return even(h*16/9 + 1), even(h) }
 
@@ -345,9 +372,9 @@ func h264Level(h int) (level string, codecs string) {
 // encodeAndPackage runs the ladder encode (one ffmpeg, one decode, every
 // rendition), then derives the MP4 download, poster, thumbnail sprites and
 // the master playlist from its output. a is filled in.
-func (p *pipeline) encodeAndPackage(ctx context.Context, inputs []string, filter string, duration float64, rungs []Rung, out string, a *vod.Assets, progress progressFunc) error {
+func (p *pipeline) encodeAndPackage(ctx context.Context, inputs []string, filter string, fps int, duration float64, rungs []Rung, out string, a *vod.Assets, progress progressFunc) error {
 	c := p.cfg
-	gop := c.FPS * c.SegmentSeconds / 2 // two keyframes per segment, aligned across rungs
+	gop := max(1, fps*c.SegmentSeconds/2) // two keyframes per segment, aligned across rungs
 	var fc strings.Builder
 	fc.WriteString(filter)
 	fmt.Fprintf(&fc, ";[v]split=%d", len(rungs))
@@ -382,7 +409,7 @@ func (p *pipeline) encodeAndPackage(ctx context.Context, inputs []string, filter
 			"-c:v", "libx264", "-preset", c.Preset, "-profile:v", "main", "-level:v", level, "-pix_fmt", "yuv420p",
 			"-b:v", fmt.Sprintf("%dk", r.VideoKbps), "-maxrate", fmt.Sprintf("%dk", r.VideoKbps*11/10),
 			"-bufsize", fmt.Sprintf("%dk", r.VideoKbps*2), "-g", strconv.Itoa(gop), "-keyint_min", strconv.Itoa(gop),
-			"-sc_threshold", "0", "-r", strconv.Itoa(c.FPS),
+			"-sc_threshold", "0", "-r", strconv.Itoa(fps),
 			"-c:a", "aac", "-b:a", fmt.Sprintf("%dk", c.AudioKbps), "-ac", "2", "-ar", "48000")
 		args = append(args, hls(r.Name)...)
 	}
@@ -451,7 +478,7 @@ func (p *pipeline) encodeAndPackage(ctx context.Context, inputs []string, filter
 		Name: "audio", Bandwidth: peak, Codecs: "mp4a.40.2", Playlist: "hls/audio/index.m3u8", AudioOnly: true, AudioCodec: "aac",
 	})
 	a.Master = "hls/master.m3u8"
-	if err := os.WriteFile(filepath.Join(out, "hls", "master.m3u8"), masterPlaylist(a.Renditions, average, fmt.Sprintf("%d.000", c.FPS)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(out, "hls", "master.m3u8"), masterPlaylist(a.Renditions, average, fmt.Sprintf("%d.000", fps)), 0o644); err != nil {
 		return fmt.Errorf("master playlist: %w", err)
 	}
 	return nil
