@@ -117,7 +117,8 @@ func cloneRecording(t testing.TB, from storage.Store, src string, to storage.Sto
 
 // TestThreeNodesPostgres: three nodes (three River clients) sharing one
 // PostgreSQL and one MinIO transcode each of 10 lessons exactly once, with
-// one node stopped hard in the middle of a job, which another finishes.
+// one node stopped hard in the middle of a job, which another finishes;
+// a job canceled through one node stops on the node running it.
 func TestThreeNodesPostgres(t *testing.T) {
 	dsn := testenv.StartPostgres(t)
 	testThreeNodes(t, func(t testing.TB) *replaydb.DB { return openDB(t, dsn) })
@@ -142,7 +143,7 @@ func openDB(t testing.TB, dsn string) *replaydb.DB {
 
 func testThreeNodes(t *testing.T, open func(testing.TB) *replaydb.DB) {
 	src := localStore(t)
-	writeRecording(t, src, "long", 8, true)
+	writeRecording(t, src, "long", 16, true)
 	writeRecording(t, src, "short", 4, true)
 	_, s3 := s3test.Start(t, "podium")
 	store := newCountingStore(s3)
@@ -176,7 +177,7 @@ func testThreeNodes(t *testing.T, open func(testing.TB) *replaydb.DB) {
 	cfg.NodeID = "node-1"
 	n1 := startNode(t, open(t), store, cfg)
 	cfg.NodeID = "node-2"
-	startNode(t, open(t), store, cfg)
+	n2 := startNode(t, open(t), store, cfg)
 	n0.stop() // killed mid-job: its ffmpeg dies, the job goes back
 
 	var jobs []Job
@@ -221,4 +222,26 @@ func testThreeNodes(t *testing.T, open func(testing.TB) *replaydb.DB) {
 		t.Fatalf("the killed node's job: %+v, %v", h, err)
 	}
 	t.Logf("jobs by node: %v; the killed node's job %s (%s) finished on %s", byNode, h.ID, h.Lesson, h.Node)
+
+	// A cancel asked of one node stops the job where it runs.
+	cloneRecording(t, src, "long", store, "to-cancel")
+	var c Job
+	testenv.WaitFor(t, 60*time.Second, "the new recording's job to run", func() bool {
+		var ok bool
+		c, ok = lessonJob(t, n1.Queue, "to-cancel")
+		return ok && c.State == StateRunning
+	})
+	other := n1
+	if c.Node == "node-1" {
+		other = n2
+	}
+	if _, err := other.Cancel(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if c = waitJob(t, other.Queue, c.ID, 30*time.Second); c.State != StateCanceled {
+		t.Fatalf("job canceled from the other node: %+v", c)
+	}
+	if _, published := store.snapshot(); published["to-cancel"] != 0 {
+		t.Errorf("a canceled job published its lesson")
+	}
 }
