@@ -11,7 +11,6 @@
 //	lessons/{lesson}/rec/{track}/init.mp4      fMP4 init segment of one recorded track
 //	lessons/{lesson}/rec/{track}/{seq}.m4s     fMP4 media segments, seq zero-padded to 6 digits
 //	lessons/{lesson}/vod/...                   transcode outputs (HLS ladder, mp4, posters)
-//	jobs/{job}.json                            transcode job state
 //	catalog/...                                vod catalog records
 package storage
 
