@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -110,6 +111,9 @@ type QueueConfig struct {
 	JobTimeout time.Duration
 	// NodeID names this node in the job table (default host-pid).
 	NodeID string
+	// RetentionEvery is how often a retention pass is queued (0: never,
+	// for nodes without --vod-retention); see SetRetainer.
+	RetentionEvery time.Duration
 }
 
 // DefaultWorkers suits the machine: ffmpeg is multi-threaded.
@@ -126,6 +130,8 @@ type Queue struct {
 	m     *Metrics
 	jobs  *jobDB
 	work  bool
+
+	retainer atomic.Pointer[Retainer] // what retention passes run (SetRetainer)
 
 	mu      sync.Mutex
 	running map[int64]*runState // this node's running jobs
@@ -171,6 +177,7 @@ func NewQueue(ctx context.Context, db *replaydb.DB, store storage.Store, cfg Que
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &lessonWorker{q: q})
 	river.AddWorker(workers, &clipWorker{q: q})
+	river.AddWorker(workers, &retentionWorker{q: q})
 	rc := &river.Config{
 		ID:          cfg.NodeID,
 		Logger:      slog.New(quiet{log.Handler()}).With("part", "river"),
@@ -189,6 +196,9 @@ func NewQueue(ctx context.Context, db *replaydb.DB, store storage.Store, cfg Que
 	}
 	if q.work {
 		rc.Queues = map[string]river.QueueConfig{riverQueue: {MaxWorkers: cfg.Workers}}
+		if cfg.RetentionEvery > 0 {
+			rc.PeriodicJobs = []*river.PeriodicJob{retentionJob(cfg.RetentionEvery)}
+		}
 	}
 	jobs, err := openJobDB(ctx, db, rc, log)
 	if err != nil {

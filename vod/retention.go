@@ -51,19 +51,3 @@ func (s *Service) Retention(ctx context.Context) ([]string, error) {
 	}
 	return deleted, nil
 }
-
-// RunRetention runs Retention every interval until ctx ends.
-func (s *Service) RunRetention(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if _, err := s.Retention(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("vod: retention pass incomplete", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}

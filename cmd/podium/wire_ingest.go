@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"podium/sfu"
-	"podium/signaling/auth"
 	"podium/sfu/ingest"
+	"podium/signaling/auth"
 )
 
 // ingestFlags is the ingest part's configuration, filled by registerIngestFlags.

@@ -38,6 +38,7 @@ func newTranscodeQueue(a *app) (*transcode.Queue, error) {
 	q, err := transcode.NewQueue(ctx, a.db, a.store, transcode.QueueConfig{
 		Config:  transcode.Config{FFmpeg: f.ffmpeg, FFprobe: f.ffprobe, Ladder: ladder, Preset: f.preset, StallTimeout: f.stall},
 		Workers: workers, MaxAttempts: f.maxAttempts, PollInterval: f.poll,
+		RetentionEvery: retentionEvery(f.retention),
 	}, a.log.With("part", "transcode"), transcode.NewMetrics(a.reg))
 	if err != nil {
 		return nil, err
@@ -65,4 +66,13 @@ func runTranscodeQueue(a *app, q *transcode.Queue) {
 			return errors.Join(errors.New("vod: transcode workers did not stop in time"), closeCtx.Err())
 		}
 	})
+}
+
+// retentionEvery is how often a retention pass runs: hourly when
+// --vod-retention is set, never otherwise.
+func retentionEvery(retention daysFlag) time.Duration {
+	if retention > 0 {
+		return time.Hour
+	}
+	return 0
 }

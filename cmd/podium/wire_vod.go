@@ -98,19 +98,8 @@ func wireVod(a *app) error {
 	})
 
 	svc.Mount(a.routes)
-	if f.retention > 0 {
-		rctx, stop := context.WithCancel(context.Background())
-		rdone := make(chan struct{})
-		go func() {
-			defer close(rdone)
-			svc.RunRetention(rctx, time.Hour)
-		}()
-		a.onClose(func(context.Context) error {
-			stop()
-			<-rdone
-			return nil
-		})
-	}
+	// Retention passes are jobs of the queue: one node of all runs each.
+	q.SetRetainer(svc)
 	transcode.Handlers{Q: q}.Mount(a.routes)
 	runTranscodeQueue(a, q)
 	return nil

@@ -18,6 +18,7 @@ import (
 
 	"podium/internal/httpx"
 	"podium/replaydb"
+	"podium/vod"
 )
 
 // workerConfig is `podium worker`'s own configuration; the database,
@@ -125,6 +126,14 @@ func work(ctx context.Context, c *workerConfig, log *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("transcode: %w", err)
 	}
+	// A worker may claim a retention pass: it deletes through the catalog
+	// as a serving node would, with the same audit lines.
+	retainer, err := vod.New(a.store, db, nil, vod.Config{Retention: time.Duration(vodFlags.retention),
+		Audit: dbAudit{db: db, log: log}}, log)
+	if err != nil {
+		return err
+	}
+	q.SetRetainer(retainer)
 	runTranscodeQueue(a, q)
 
 	a.mux.Handle("GET /metrics", metricsHandler(reg, c.metricsToken))
