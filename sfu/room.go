@@ -36,6 +36,11 @@ type ParticipantInfo struct {
 	Role       Role      `json:"role"`
 	HandRaised bool      `json:"handRaised"`
 	JoinedAt   time.Time `json:"joinedAt"`
+	// MicMuted is the server's truth about the participant's microphone
+	// (sfu/mute.go): while true its microphone tracks are not forwarded.
+	// MicMutedBy says who muted it: MutedBySelf or MutedByTeacher.
+	MicMuted   bool   `json:"micMuted"`
+	MicMutedBy string `json:"micMutedBy,omitempty"`
 }
 
 // ChatMessage is one chat line in a lesson.
@@ -106,7 +111,8 @@ type Room struct {
 	participants map[string]*ParticipantInfo
 	tracks       map[string]*Track
 	stage        string
-	speakers     []string // participant ids speaking now, most recent first
+	speakers     []string        // participant ids speaking now, most recent first
+	teacherMuted map[string]bool // participant ids the teacher muted (sfu/mute.go)
 	ended        bool
 	listeners    map[int]func(Event)
 	nextListener int
@@ -211,6 +217,7 @@ func (r *Room) AddParticipant(info ParticipantInfo) error {
 		info.JoinedAt = time.Now()
 	}
 	p := info
+	r.applyTeacherMuteLocked(&p)
 	r.participants[info.ID] = &p
 	if takesPart(p.Role) {
 		r.stopEmptyTimerLocked()
@@ -351,6 +358,7 @@ func (r *Room) Publish(t *Track) error {
 		return fmt.Errorf("%w: %s", ErrDuplicateTrack, t.info.ID)
 	}
 	r.tracks[t.info.ID] = t
+	r.applyMicMuteLocked(t)
 	info := t.Info()
 	r.emit(Event{Type: EventTrackPublished, Track: &info})
 	return nil
