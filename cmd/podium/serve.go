@@ -47,6 +47,8 @@ type serveConfig struct {
 	tlsCert      string
 	tlsKey       string
 
+	emptyLessonGrace time.Duration
+
 	tokenMaxTTL     auth.MaxTTL
 	metricsToken    string
 	maxConnsPerIP   int
@@ -77,6 +79,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long to drain clients and stop the parts")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (serve HTTPS; needs --tls-key)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
+	fs.DurationVar(&c.emptyLessonGrace, "lesson-empty-grace", sfu.DefaultEmptyLessonGrace, "a lesson ends (and its recording completes) once no teacher, classroom or camera has been in it this long (a WHIP encoder that stopped; negative: never)")
 	c.tokenMaxTTL = auth.DefaultMaxTTL()
 	fs.Var(&c.tokenMaxTTL, "token-max-ttl", "longest token lifetime accepted per role, as role=duration,... (tokens living longer are refused)")
 	fs.StringVar(&c.metricsToken, "metrics-token", "", "bearer token Prometheus must send to read /metrics (empty: /metrics is open)")
@@ -306,6 +309,7 @@ func build(c *serveConfig, log *slog.Logger) (_ *built, err error) {
 	}
 	s, err := sfu.New(sfu.Config{
 		ICEUDPPort: c.iceUDPPort, ICETCPPort: c.iceTCPPort, PublicIPs: c.publicIPs, BindIP: c.bindIP,
+		EmptyLessonGrace: c.emptyLessonGrace,
 		TURN: sfu.TURNConfig{Enabled: c.turnEnabled, UDPPort: c.turnUDPPort, TCPPort: c.turnTCPPort,
 			Realm: c.turnRealm, Secret: derive(c.secret, "turn")},
 	}, log.With("part", "sfu"), reg)
