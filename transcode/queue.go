@@ -345,6 +345,24 @@ func (q *Queue) Jobs(ctx context.Context, limit int) ([]Job, error) {
 }
 
 // parseJobID reads an API job id (River's job id).
+// LessonFailure reports why a lesson's transcode failed for good (given
+// up after its attempts, or a recording that cannot make a replay), for
+// the catalog; a job canceled by request is not a failure.
+func (q *Queue) LessonFailure(ctx context.Context, lesson string) (reason string, failed bool) {
+	p := river.NewJobListParams().Kinds(LessonArgs{}.Kind()).
+		Where("args->>'lesson' = @lesson", river.NamedArgs{"lesson": lesson}).First(1)
+	res, err := q.jobs.client.JobList(ctx, p)
+	if err != nil {
+		q.log.Warn("transcode: job of a lesson unreadable", "lesson", lesson, "err", err)
+		return "", false
+	}
+	if len(res.Jobs) == 0 {
+		return "", false
+	}
+	j := q.toJob(res.Jobs[0])
+	return j.Error, j.State == StateFailed
+}
+
 func parseJobID(id string) (int64, error) {
 	n, err := strconv.ParseInt(id, 10, 64)
 	if err != nil || n <= 0 {

@@ -78,3 +78,36 @@ func TestRetentionRunsOnceAcrossNodes(t *testing.T) {
 		t.Errorf("the recent lesson lost its manifest")
 	}
 }
+
+// TestLessonWithoutVideoShowsFailed: a lesson whose teacher never went
+// live cannot make a replay; the catalog says "failed" with the reason,
+// not "processing" forever.
+func TestLessonWithoutVideoShowsFailed(t *testing.T) {
+	store, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sqliteDB(t)
+	ctx := context.Background()
+	b, _ := json.Marshal(vod.Manifest{Version: 1, Lesson: "no-show", StartedAt: time.Now().Add(-time.Hour), Complete: true})
+	if err := store.Put(ctx, "lessons/no-show/manifest.json", bytes.NewReader(b), int64(len(b)), "application/json"); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, db, store, QueueConfig{Workers: 1, PollInterval: 100 * time.Millisecond})
+	svc, err := vod.New(store, db, n, vod.Config{TranscodeFailure: n.LessonFailure}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLesson(t, n.Queue, "no-show", 60*time.Second)
+	if err := svc.Sync(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	l, err := db.GetLesson(ctx, "no-show")
+	if err != nil || l.Status != vod.StatusFailed {
+		t.Fatalf("catalog row = %+v, %v; want status failed", l, err)
+	}
+	reason, failed := n.LessonFailure(ctx, "no-show")
+	if !failed || reason == "" {
+		t.Fatalf("LessonFailure = %q, %v", reason, failed)
+	}
+}

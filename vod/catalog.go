@@ -38,6 +38,7 @@ const (
 	StatusRecording  = "recording"  // still being recorded
 	StatusProcessing = "processing" // recorded, VOD not built yet
 	StatusReady      = "ready"      // playable
+	StatusFailed     = "failed"     // recorded, but no replay can be built (Lesson.Error says why)
 )
 
 // Chapter is a marker on a lesson's timeline.
@@ -56,6 +57,7 @@ type Lesson struct {
 	Date       time.Time   `json:"date"`
 	Duration   float64     `json:"duration"` // seconds
 	Status     string      `json:"status"`
+	Error      string      `json:"error,omitempty"` // why a failed lesson has no replay
 	Poster     string      `json:"poster,omitempty"`
 	Thumbnails string      `json:"thumbnails,omitempty"`
 	HLS        string      `json:"hls,omitempty"`
@@ -88,6 +90,7 @@ type lessonEntry struct {
 	assets   *Assets
 	clips    map[string]*Assets
 	record   replaydb.LessonRecord
+	failure  string // why no replay can be built ("" when none is known)
 }
 
 func (e *lessonEntry) course() string {
@@ -109,6 +112,8 @@ func (e *lessonEntry) status() string {
 	switch {
 	case e.assets != nil:
 		return StatusReady
+	case e.manifest.Complete && e.failure != "":
+		return StatusFailed
 	case e.manifest.Complete:
 		return StatusProcessing
 	default:
@@ -132,6 +137,11 @@ func (s *Service) readLesson(ctx context.Context, id string) (*lessonEntry, erro
 		e.assets = &a
 	case !errors.Is(err, storage.ErrNotFound):
 		return nil, err
+	}
+	if e.assets == nil && m.Complete && s.cfg.TranscodeFailure != nil {
+		if reason, failed := s.cfg.TranscodeFailure(ctx, id); failed {
+			e.failure = reason
+		}
 	}
 	clipIDs, err := s.store.ListDirs(ctx, LessonBase(id)+"clips/")
 	if err != nil {
@@ -342,7 +352,7 @@ func (s *Service) RunSync(ctx context.Context, interval, importEvery time.Durati
 func (s *Service) view(ctx context.Context, e *lessonEntry, full bool, g urlGrant) Lesson {
 	m := e.manifest
 	l := Lesson{ID: e.id, Course: e.course(), Title: e.title(), Teacher: m.Teacher, Date: m.StartedAt,
-		Duration: math.Round(m.Duration().Seconds()*1000) / 1000, Status: e.status()}
+		Duration: math.Round(m.Duration().Seconds()*1000) / 1000, Status: e.status(), Error: e.failure}
 	q := g
 	if a := e.assets; a != nil {
 		l.Duration = a.Duration

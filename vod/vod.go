@@ -65,6 +65,9 @@ type Config struct {
 	Audit audit.Recorder
 	// Retention deletes lessons older than this (0: keep them).
 	Retention time.Duration
+	// TranscodeFailure tells why a recorded lesson's replay cannot be
+	// built, when its transcode failed for good (nil: never known).
+	TranscodeFailure func(ctx context.Context, lesson string) (reason string, failed bool)
 	// Playback is PlaybackPodium or PlaybackSigned (needs a store that
 	// can presign; falls back to podium otherwise).
 	Playback string

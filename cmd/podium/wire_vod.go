@@ -75,7 +75,7 @@ func wireVod(a *app) error {
 	}
 	var clips vod.ClipSubmitter = q
 	svc, err := vod.New(a.store, a.db, clips, vod.Config{URLSecret: f.urlSecret, URLTTL: f.urlTTL, Playback: f.playback,
-		Audit: a.audit, Retention: time.Duration(f.retention)}, a.log)
+		Audit: a.audit, Retention: time.Duration(f.retention), TranscodeFailure: q.LessonFailure}, a.log)
 	if err != nil {
 		return err
 	}
