@@ -1,5 +1,5 @@
 // Package testenv finds and starts the real programs Podium's tests run
-// against (ffmpeg, chromium, minio, redis-server). Outside CI a missing
+// against (ffmpeg, chromium, minio, redis-server, postgres). Outside CI a missing
 // program skips the test; in CI (CI=true) it fails it, so a green CI run
 // never hides a test that did not run.
 package testenv
