@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"podium/internal/privfs"
 	"podium/storage"
 )
 
@@ -50,7 +51,7 @@ func openSpool(dir string, max int64) (*spool, error) {
 		}
 		// What an older version (0644 files, 0755 directories) or another
 		// tool left is made private too.
-		if err := makePrivate(p, d); err != nil {
+		if err := privfs.Restrict(p, d); err != nil {
 			return err
 		}
 		if d.IsDir() {
@@ -71,27 +72,6 @@ func openSpool(dir string, max int64) (*spool, error) {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
 	return s, nil
-}
-
-// makePrivate takes every permission of group and others away from an
-// existing file or directory (symlinks are left alone: chmod would follow
-// them).
-func makePrivate(p string, d fs.DirEntry) error {
-	if d.Type()&fs.ModeSymlink != 0 {
-		return nil
-	}
-	info, err := d.Info()
-	if err != nil {
-		return nil // removed meanwhile
-	}
-	perm := info.Mode().Perm()
-	if perm&0o077 == 0 {
-		return nil
-	}
-	if err := os.Chmod(p, perm&^0o077); err != nil {
-		return fmt.Errorf("make private: %w", err)
-	}
-	return nil
 }
 
 func (s *spool) path(key string) (string, error) {

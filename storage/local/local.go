@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	"podium/internal/privfs"
 	"podium/storage"
 )
 
@@ -55,7 +56,7 @@ func New(dir string) (*Store, error) {
 		}
 		// What an older version (0755 directories) or another tool left is
 		// made private too.
-		return makePrivate(p, d)
+		return privfs.Restrict(p, d)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("local storage %s: %w", dir, err)
@@ -66,27 +67,6 @@ func New(dir string) (*Store, error) {
 // Objects are recordings of children: readable by this server's user only.
 // Files get 0600 from os.CreateTemp.
 const dirMode fs.FileMode = 0o700
-
-// makePrivate takes every permission of group and others away from an
-// existing file or directory (symlinks are left alone: chmod would follow
-// them).
-func makePrivate(p string, d fs.DirEntry) error {
-	if d.Type()&fs.ModeSymlink != 0 {
-		return nil
-	}
-	info, err := d.Info()
-	if err != nil {
-		return nil // removed meanwhile
-	}
-	perm := info.Mode().Perm()
-	if perm&0o077 == 0 {
-		return nil
-	}
-	if err := os.Chmod(p, perm&^0o077); err != nil {
-		return fmt.Errorf("make private: %w", err)
-	}
-	return nil
-}
 
 // Root returns the directory objects are stored under.
 func (s *Store) Root() string { return s.root }
