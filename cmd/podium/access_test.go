@@ -189,12 +189,41 @@ func TestAccessMatrix(t *testing.T) {
 	b := buildNode(t)
 	srv := httptest.NewServer(b.handler())
 	defer srv.Close()
-	tokens := matrixTokens(t, b.app.issuer)
 	// Lesson A is live, so that the live routes get past "not started".
 	if _, _, err := b.app.sfu.Rooms.GetOrCreateRoom("lesson-a"); err != nil {
 		t.Fatal(err)
 	}
+	runMatrix(t, srv.URL, matrixTokens(t, b.app.issuer))
+}
 
+// TestAccessMatrixAgainstTheBinary runs the same matrix against a real
+// `podium serve` (with cluster and cascade on, so every route exists), as
+// an attacker would meet it.
+func TestAccessMatrixAgainstTheBinary(t *testing.T) {
+	redis := testenv.StartRedis(t)
+	addr := testenv.FreeAddr(t)
+	p := testenv.StartPodiumWith(t, testenv.PodiumOptions{Addr: addr, Secret: accessSecret, Args: []string{
+		"--cluster-redis", redis, "--cluster-advertise-url", "http://" + addr,
+		"--cluster-key", "cluster-key-0123456789abcdef", "--cluster-node-id", "n1"}})
+	iss, err := auth.NewIssuer(accessSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := matrixTokens(t, iss)
+	req, _ := http.NewRequest("POST", p.URL+"/api/lessons", strings.NewReader(`{"id":"lesson-a"}`))
+	req.Header.Set("Authorization", "Bearer "+tokens[kAdminAll])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create lesson A: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	runMatrix(t, p.URL, tokens)
+}
+
+// runMatrix sends every row of the access table, with every kind of token,
+// to the node at base.
+func runMatrix(t *testing.T, base string, tokens map[tokenKind]string) {
+	t.Helper()
 	patterns := make([]string, 0, len(accessTable))
 	for p := range accessTable {
 		patterns = append(patterns, p)
@@ -213,7 +242,7 @@ func TestAccessMatrix(t *testing.T) {
 			if body == "" {
 				body = "{}"
 			}
-			req, _ := http.NewRequest(method, srv.URL+path+row.query, strings.NewReader(body))
+			req, _ := http.NewRequest(method, base+path+row.query, strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
 			if tok := tokens[kind]; tok != "" {
 				req.Header.Set("Authorization", "Bearer "+tok)
