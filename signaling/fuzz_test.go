@@ -36,7 +36,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatalf("accepted %+v", m)
 		}
 		for _, v := range []any{&JoinData{}, &OfferData{}, &SDPData{}, &TrickleData{}, &TrackIDsData{}, &SetMaxLayerData{},
-			&MuteData{}, &StageData{}, &RaiseHandData{}, &ChatData{}} {
+			&MuteData{}, &MuteAllData{}, &StageData{}, &RaiseHandData{}, &ChatData{}} {
 			_ = decodeData(m, v)
 		}
 		if _, err := json.Marshal(encode("error", m.ID, ErrorData{Code: "x", Message: string(b)})); err != nil {

@@ -39,6 +39,7 @@ const (
 	CodeCodecMismatch      = "codec_mismatch"
 	CodeLessonEnded        = "lesson_ended"
 	CodeRateLimited        = "rate_limited"
+	CodeMutedByTeacher     = "muted_by_teacher"
 	CodeInternal           = "internal"
 )
 
@@ -96,9 +97,18 @@ type SetMaxLayerData struct {
 	Layer   int    `json:"layer"`
 }
 
+// MuteData is `mute`: either a track (a microphone, given by its server
+// id or by the MediaStreamTrack id the client announced, stands for its
+// participant's microphone) or a participant's microphone.
 type MuteData struct {
-	TrackID string `json:"trackId"`
-	Muted   bool   `json:"muted"`
+	TrackID       string `json:"trackId,omitempty"`
+	ParticipantID string `json:"participantId,omitempty"`
+	Muted         bool   `json:"muted"`
+}
+
+// MuteAllData is `muteAll` (teacher only): every classroom's microphone.
+type MuteAllData struct {
+	Muted bool `json:"muted"`
 }
 
 type StageData struct {
@@ -142,9 +152,10 @@ type ChatEventData struct {
 }
 
 type MuteRequestData struct {
-	TrackID string `json:"trackId"`
-	Muted   bool   `json:"muted"`
-	By      string `json:"by"`
+	TrackID       string `json:"trackId"`
+	ParticipantID string `json:"participantId"`
+	Muted         bool   `json:"muted"`
+	By            string `json:"by"`
 }
 
 type QualityData struct {
@@ -167,7 +178,7 @@ type ShutdownData struct {
 // clientTypes are the message types a client may send.
 var clientTypes = map[string]bool{
 	"join": true, "offer": true, "answer": true, "trickle": true,
-	"subscribe": true, "unsubscribe": true, "setMaxLayer": true, "mute": true,
+	"subscribe": true, "unsubscribe": true, "setMaxLayer": true, "mute": true, "muteAll": true,
 	"stage": true, "raiseHand": true, "chat": true, "restartIce": true,
 	"endLesson": true, "leave": true, "ping": true,
 }

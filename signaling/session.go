@@ -54,6 +54,10 @@ type session struct {
 	leftCh   chan struct{} // closed once p has fully left (see leave)
 	room     *sfu.Room
 	unlisten func()
+	// localSources maps the MediaStreamTrack ids this client announced in
+	// its offers to their sources, so a `mute` naming its own local id
+	// (what older pages send) finds its microphone.
+	localSources map[string]sfu.Source
 
 	chatLimit, handLimit bucket
 	watchers             sync.WaitGroup // goroutines watching the participant
@@ -442,6 +446,7 @@ func (s *session) dispatch(m Message) (*Message, error) {
 		if err != nil {
 			return nil, err
 		}
+		s.rememberSources(d.Tracks)
 		r := encode("answer", m.ID, SDPData{SDP: ans.SDP})
 		return &r, nil
 	case "answer":
@@ -507,6 +512,8 @@ func (s *session) dispatch(m Message) (*Message, error) {
 		return ok(m.ID), nil
 	case "mute":
 		return s.mute(m, room)
+	case "muteAll":
+		return s.muteAll(m, room)
 	case "stage":
 		var d StageData
 		if err := decodeData(m, &d); err != nil {
@@ -566,29 +573,114 @@ func (s *session) dispatch(m Message) (*Message, error) {
 	return nil, perr(CodeUnknownType, "unknown message type %q", m.Type)
 }
 
+// mute sets a microphone (the room's participant state, see sfu/mute.go)
+// or, for a camera or screen track, that track alone.
 func (s *session) mute(m Message, room *sfu.Room) (*Message, error) {
 	var d MuteData
 	if err := decodeData(m, &d); err != nil {
 		return nil, err
 	}
-	t, found := room.Track(d.TrackID)
-	if !found {
-		return nil, perr(CodeNotFound, "no track %q in this lesson", truncate(d.TrackID, 64))
+	if (d.TrackID == "") == (d.ParticipantID == "") {
+		return nil, perr(CodeBadRequest, "give data.trackId or data.participantId, not both")
 	}
-	owner := t.Info().ParticipantID
-	if owner != s.pid && s.claims.Role != sfu.RoleTeacher {
-		return nil, perr(CodeForbidden, "only the teacher mutes someone else's track")
+	target := d.ParticipantID
+	if d.TrackID != "" {
+		t, found := room.Track(d.TrackID)
+		switch {
+		case found && isMicrophone(t.Info()):
+			target = t.Info().ParticipantID
+		case found:
+			if err := s.muteTrack(room, t.Info(), d.Muted); err != nil {
+				return nil, err
+			}
+			return ok(m.ID), nil
+		case s.localSource(d.TrackID) == sfu.SourceMicrophone:
+			target = s.pid
+		default:
+			return nil, perr(CodeNotFound, "no track %q in this lesson", truncate(d.TrackID, 64))
+		}
 	}
-	// Someone else's track: the room asks its owner (muteRequest), who may
-	// be on this node or, in a cascaded lesson, on another.
-	set := room.SetTrackMuted
-	if owner != s.pid {
-		set = func(id string, muted bool) error { return room.RequestMute(id, muted, s.pid) }
-	}
-	if err := set(d.TrackID, d.Muted); err != nil {
+	if err := s.muteMicrophone(room, target, d.Muted); err != nil {
 		return nil, err
 	}
 	return ok(m.ID), nil
+}
+
+func isMicrophone(t sfu.TrackInfo) bool {
+	return t.Kind == sfu.KindAudio && t.Source == sfu.SourceMicrophone
+}
+
+// muteMicrophone sets a participant's microphone: its own, or, for the
+// teacher, anyone's.
+func (s *session) muteMicrophone(room *sfu.Room, target string, muted bool) error {
+	by := sfu.MutedBySelf
+	if target != s.pid {
+		if s.claims.Role != sfu.RoleTeacher {
+			return perr(CodeForbidden, "only the teacher mutes someone else")
+		}
+		by = sfu.MutedByTeacher
+	}
+	err := room.SetMicMuted(target, muted, by, s.pid)
+	switch {
+	case errors.Is(err, sfu.ErrMutedByTeacher):
+		return perr(CodeMutedByTeacher, "the teacher muted you; raise your hand to ask to speak")
+	case errors.Is(err, sfu.ErrNoSuchParticipant):
+		return perr(CodeNotFound, "no participant %q in this lesson", truncate(target, 64))
+	case err != nil:
+		return fmt.Errorf("mute %s: %w", target, err)
+	}
+	s.log.Debug("microphone", "target", target, "muted", muted, "by", by)
+	return nil
+}
+
+// muteTrack mutes a camera or screen track: its owner's own, or the
+// teacher's request to its owner (muteRequest), who may be on this node
+// or, in a cascaded lesson, on another.
+func (s *session) muteTrack(room *sfu.Room, t sfu.TrackInfo, muted bool) error {
+	if t.ParticipantID == s.pid {
+		return room.SetTrackMuted(t.ID, muted)
+	}
+	if s.claims.Role != sfu.RoleTeacher {
+		return perr(CodeForbidden, "only the teacher mutes someone else's track")
+	}
+	return room.RequestMute(t.ID, muted, s.pid)
+}
+
+// muteAll is the teacher's mute-all or unmute-all of the classrooms.
+func (s *session) muteAll(m Message, room *sfu.Room) (*Message, error) {
+	var d MuteAllData
+	if err := decodeData(m, &d); err != nil {
+		return nil, err
+	}
+	if s.claims.Role != sfu.RoleTeacher {
+		return nil, perr(CodeForbidden, "only the teacher mutes every classroom")
+	}
+	n, err := room.MuteAllClassrooms(d.Muted, s.pid)
+	if err != nil {
+		return nil, fmt.Errorf("mute all: %w", err)
+	}
+	s.log.Info("mute all", "muted", d.Muted, "classrooms", n)
+	return ok(m.ID), nil
+}
+
+func (s *session) rememberSources(tracks []sfu.PublishTrack) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.localSources == nil {
+		s.localSources = make(map[string]sfu.Source)
+	}
+	for _, t := range tracks {
+		if len(s.localSources) >= 64 {
+			return // a client renegotiating forever does not grow the map
+		}
+		s.localSources[t.TrackID] = t.Source
+	}
+}
+
+func (s *session) localSource(trackID string) sfu.Source {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.localSources[trackID]
 }
 
 func (s *session) join(m Message) (*Message, error) {
@@ -694,7 +786,8 @@ func (s *session) relay(e sfu.Event) {
 		s.send(encode("speaking", "", SpeakingData{ParticipantIDs: ids}))
 	case sfu.EventMuteRequest:
 		if e.Track != nil && e.Track.ParticipantID == s.pid {
-			s.send(encode("muteRequest", "", MuteRequestData{TrackID: e.Track.ID, Muted: e.Track.Muted, By: e.By}))
+			s.send(encode("muteRequest", "", MuteRequestData{TrackID: e.Track.ID, ParticipantID: e.Track.ParticipantID,
+				Muted: e.Track.Muted, By: e.By}))
 		}
 	case sfu.EventLessonEnded:
 		reason := e.Reason

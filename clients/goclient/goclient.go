@@ -40,6 +40,10 @@ type ParticipantInfo struct {
 	Name       string `json:"name"`
 	Role       string `json:"role"`
 	HandRaised bool   `json:"handRaised"`
+	// MicMuted is the server's state of the participant's microphone;
+	// MicMutedBy is "self" or "teacher" while muted.
+	MicMuted   bool   `json:"micMuted"`
+	MicMutedBy string `json:"micMutedBy,omitempty"`
 }
 
 type Codec struct {
@@ -570,6 +574,17 @@ func (c *Client) SetMaxLayer(ctx context.Context, trackID string, layer int) err
 // Mute sets a track's mute state.
 func (c *Client) Mute(ctx context.Context, trackID string, muted bool) error {
 	return c.simple(ctx, "mute", map[string]any{"trackId": trackID, "muted": muted})
+}
+
+// MuteParticipant sets a participant's microphone: the client's own, or,
+// for the teacher, anyone's.
+func (c *Client) MuteParticipant(ctx context.Context, participantID string, muted bool) error {
+	return c.simple(ctx, "mute", map[string]any{"participantId": participantID, "muted": muted})
+}
+
+// MuteAll mutes (or unmutes) every classroom's microphone; teacher only.
+func (c *Client) MuteAll(ctx context.Context, muted bool) error {
+	return c.simple(ctx, "muteAll", map[string]bool{"muted": muted})
 }
 
 // RaiseHand raises or lowers the hand.

@@ -16,13 +16,18 @@ const ui = {
   hand: $('hand'), mic: $('mic'), sound: $('sound'), fullscreen: $('fullscreen'),
   teacherAudio: $('teacher-audio'), stageAudio: $('stage-audio'),
   overlay: $('overlay'), overlayTitle: $('overlay-title'), overlayText: $('overlay-text'),
+  micBanner: $('mic-banner'),
 };
 
 let session = null;
 let local = null; // our camera + microphone
 let canPublish = true;
 let handRaised = false;
+// micMuted is what this room wants for its own microphone (kept across
+// reconnects); the server's state (participant micMuted, micMutedBy) is the
+// truth shown and applied: a teacher's mute wins and cannot be lifted here.
 let micMuted = false;
+let mutedByTeacher = false;
 const meter = new RateMeter();
 let network = { level: '', bitrate: 0, loss: 0, rttMs: 0 };
 
@@ -128,6 +133,7 @@ async function openLocal() {
     return;
   }
   attach(ui.selfVideo, new MediaStream(local.getVideoTracks()));
+  renderMic();
   publishLocal();
 }
 
@@ -141,16 +147,55 @@ function publishLocal() {
   session.publish(items).catch((err) => console.warn('publish', err));
 }
 
-function setMic(muted, tell = true) {
-  micMuted = muted;
-  const a = local && local.getAudioTracks()[0];
-  if (a) {
-    a.enabled = !muted;
-    if (tell && session && session.state === 'live') session.request('mute', { trackId: a.id, muted }).catch(() => {});
+function micTrack() { return local && local.getAudioTracks()[0]; }
+
+// serverMic is the server's state of our microphone: {muted, by}.
+function serverMic() {
+  const me = session && session.self && (session.participants.get(session.self.id) || session.self);
+  return { muted: !!(me && me.micMuted), by: (me && me.micMutedBy) || '' };
+}
+
+// setMic is the room's own mute button: muting is applied at once (the
+// room is not heard a moment longer); the server's answer is the truth.
+async function setMic(muted) {
+  if (mutedByTeacher && !muted) {
+    toast('You are muted by the teacher. Your hand is raised to ask to speak.');
+    if (!handRaised) setHand(true);
+    return;
   }
-  ui.mic.querySelector('span').textContent = muted ? 'Mic off' : 'Mic on';
-  ui.mic.setAttribute('aria-pressed', String(muted));
-  ui.mic.classList.toggle('danger', muted);
+  micMuted = muted;
+  if (muted) { const a = micTrack(); if (a) a.enabled = false; }
+  renderMic();
+  if (!session || session.state !== 'live' || !session.self) return;
+  try {
+    await session.request('mute', { participantId: session.self.id, muted });
+  } catch (err) {
+    if (err.code !== 'muted_by_teacher') toast('Could not change the microphone: ' + err.message);
+  }
+}
+
+// applyServerMic follows the server's state of our microphone.
+function applyServerMic() {
+  const { muted, by } = serverMic();
+  const wasTeacher = mutedByTeacher;
+  mutedByTeacher = muted && by === 'teacher';
+  if (session.state === 'live') micMuted = muted && by === 'self';
+  if (mutedByTeacher && !wasTeacher) toast('The teacher muted this classroom. Raise your hand to ask to speak.', 8000);
+  if (!mutedByTeacher && wasTeacher) toast('The teacher unmuted this classroom — you can be heard.');
+  renderMic();
+}
+
+function renderMic() {
+  const off = micMuted || mutedByTeacher;
+  const a = micTrack();
+  if (a) a.enabled = !off;
+  ui.mic.querySelector('span').textContent = mutedByTeacher ? 'Muted by teacher' : off ? 'Mic off' : 'Mic on';
+  ui.mic.setAttribute('aria-pressed', String(off));
+  ui.mic.classList.toggle('danger', off);
+  ui.mic.classList.toggle('locked', mutedByTeacher);
+  ui.mic.title = mutedByTeacher ? 'The teacher muted this classroom; press to raise your hand and ask to speak'
+    : 'Mute or unmute the classroom microphone (M)';
+  ui.micBanner.classList.toggle('hidden', !mutedByTeacher);
 }
 
 async function setHand(raised) {
@@ -225,6 +270,11 @@ async function main() {
     get session() { return session; },
     get network() { return network; },
     get handRaised() { return handRaised; },
+    // mic is the microphone as this page shows and applies it.
+    get mic() {
+      const a = micTrack();
+      return { muted: micMuted || mutedByTeacher, byTeacher: mutedByTeacher, trackEnabled: a ? a.enabled : null };
+    },
     stats: () => (session ? session.stats() : Promise.resolve(null)),
     raiseHand: (raised = true) => setHand(raised),
     // dropLink cuts the websocket as a failing network would (for tests
@@ -267,14 +317,17 @@ async function main() {
     handRaised = !!(session.self && session.self.handRaised);
     renderHand();
     if (session.reconnects > 0) toast('Reconnected to the lesson.');
-    if (micMuted) setMic(true);
+    const wanted = micMuted;
+    applyServerMic();
+    // Our own mute survives a reconnect: tell the new session.
+    if (wanted && !serverMic().muted) setMic(true);
     renderLayout();
   });
   const resync = () => renderLayout();
   session.addEventListener('tracks', resync);
   session.addEventListener('participants', (e) => {
     const p = e.detail.participant;
-    if (session.self && p.id === session.self.id) { handRaised = !!p.handRaised; renderHand(); }
+    if (session.self && p.id === session.self.id) { handRaised = !!p.handRaised; renderHand(); applyServerMic(); }
     resync();
   });
   session.addEventListener('stage', (e) => {
@@ -287,16 +340,8 @@ async function main() {
   session.addEventListener('remotetrack', renderLayout);
   session.addEventListener('remotetrackended', renderLayout);
   session.addEventListener('chat', (e) => addChat(e.detail));
-  session.addEventListener('muteRequest', (e) => {
-    const a = local && local.getAudioTracks()[0];
-    if (a && e.detail.trackId === a.id) {
-      setMic(!!e.detail.muted, false);
-      toast(e.detail.muted ? 'The teacher muted this classroom.' : 'The teacher unmuted this classroom.');
-    }
-  });
-
   ui.hand.addEventListener('click', () => setHand(!handRaised));
-  ui.mic.addEventListener('click', () => setMic(!micMuted));
+  ui.mic.addEventListener('click', () => setMic(!(micMuted || mutedByTeacher)));
   ui.fullscreen.addEventListener('click', toggleFullscreen);
   ui.sound.addEventListener('click', () => {
     ui.sound.classList.add('hidden');
@@ -306,7 +351,7 @@ async function main() {
     if (e.target.closest('input, textarea, select') || e.repeat) return;
     const k = e.key.toLowerCase();
     if (k === 'h' && canPublish) setHand(!handRaised);
-    else if (k === 'm' && canPublish) setMic(!micMuted);
+    else if (k === 'm' && canPublish) setMic(!(micMuted || mutedByTeacher));
     else if (k === 'f') toggleFullscreen();
   });
   setInterval(() => {

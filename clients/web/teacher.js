@@ -13,6 +13,7 @@ const ui = {
   golive: $('golive'), mic: $('mic'), cam: $('cam'), share: $('share'), screen: $('screen'), screenBox: $('screen-box'),
   grid: $('grid'), empty: $('empty'), chatlog: $('chatlog'), chatform: $('chatform'), chattext: $('chattext'),
   overlay: $('overlay'), overlayTitle: $('overlay-title'), overlayText: $('overlay-text'),
+  muteAll: $('muteall'), unmuteAll: $('unmuteall'),
 };
 
 let session = null;
@@ -23,6 +24,7 @@ let micMuted = false;
 let camOff = false;
 let liveSince = 0;
 const tiles = new Map(); // participant id -> tile elements
+const handsUp = new Set(); // participant ids with a raised hand (said once in the chat)
 const meter = new RateMeter();
 const linkStats = new Map(); // participant id -> {bitrate, loss, rttMs}
 
@@ -48,6 +50,7 @@ function renderState() {
   ui.golive.textContent = onAir ? 'On air' : 'Go live';
   ui.share.disabled = !joined;
   ui.end.disabled = !joined;
+  ui.muteAll.disabled = ui.unmuteAll.disabled = !joined;
   ui.mic.disabled = ui.cam.disabled = !camStream;
   document.title = (s === 'live' ? '● LIVE · ' : '') + 'Podium · Teacher console';
 }
@@ -212,9 +215,9 @@ function toggleMic() {
   if (!camStream) return;
   micMuted = !micMuted;
   const a = camStream.getAudioTracks()[0];
-  if (a) {
-    a.enabled = !micMuted;
-    if (onAir && session.state === 'live') session.request('mute', { trackId: a.id, muted: micMuted }).catch(() => {});
+  if (a) a.enabled = !micMuted;
+  if (session.state === 'live' && session.self) {
+    session.request('mute', { participantId: session.self.id, muted: micMuted }).catch((err) => showBanner('Microphone: ' + err.message));
   }
   ui.mic.textContent = micMuted ? 'Mic off' : 'Mic on';
   ui.mic.classList.toggle('danger', micMuted);
@@ -293,11 +296,14 @@ function renderGrid() {
     t.stageTag.classList.toggle('hidden', !onStage);
     t.stageBtn.textContent = onStage ? 'Take off stage' : 'Put on stage';
     t.root.classList.toggle('speaking', session.speaking.includes(p.id));
-    const mic = [...session.tracks.values()].find((tr) => tr.participantId === p.id && tr.kind === 'audio');
-    const muted = !!(mic && mic.muted);
+    // The server's state of the classroom's microphone (who muted it too).
+    const muted = !!p.micMuted;
     t.mutedTag.classList.toggle('hidden', !muted);
+    t.mutedTag.textContent = 'Muted';
+    t.mutedTag.title = p.micMutedBy === 'teacher' ? 'You muted this classroom' : 'The classroom muted itself';
+    t.root.dataset.mic = muted ? 'muted-by-' + (p.micMutedBy || 'self') : 'on';
     t.muteBtn.textContent = muted ? 'Unmute' : 'Mute';
-    t.muteBtn.disabled = !mic;
+    t.muteBtn.disabled = p.role !== 'classroom';
   }
   for (const [id, t] of tiles) {
     if (!present.has(id)) { t.root.remove(); tiles.delete(id); }
@@ -335,13 +341,24 @@ async function setStage(participantId) {
   }
 }
 
-async function muteClassroom(participantId) {
-  const mic = [...session.tracks.values()].find((tr) => tr.participantId === participantId && tr.kind === 'audio');
-  if (!mic) return;
+// muteClassroom toggles (or sets) a classroom's microphone; the server
+// keeps the state and tells every page.
+async function muteClassroom(participantId, muted) {
+  const p = session.participants.get(participantId);
+  if (!p) return;
+  if (muted === undefined) muted = !p.micMuted;
   try {
-    await session.request('mute', { trackId: mic.id, muted: !mic.muted });
+    await session.request('mute', { participantId, muted });
   } catch (err) {
     showBanner('Could not mute: ' + err.message);
+  }
+}
+
+async function muteAll(muted) {
+  try {
+    await session.request('muteAll', { muted });
+  } catch (err) {
+    showBanner(`Could not ${muted ? 'mute' : 'unmute'} every classroom: ` + err.message);
   }
 }
 
@@ -441,7 +458,7 @@ async function main() {
     screenSource: '',
     stats: () => (session ? session.stats() : Promise.resolve(null)),
     links: () => Object.fromEntries(linkStats),
-    goLive, shareScreen, stopScreen, setStage, muteClassroom,
+    goLive, shareScreen, stopScreen, setStage, muteClassroom, muteAll,
     endLesson: () => endLesson({ confirmed: true }),
     sendChat: (text) => session.request('chat', { text }),
   };
@@ -474,6 +491,10 @@ async function main() {
   session.addEventListener('joined', (e) => {
     ui.title.textContent = (e.detail.lesson && e.detail.lesson.title) || claims.room;
     if (session.reconnects > 0) system('Reconnected.');
+    // Our own mute survives a reconnect: tell the new session.
+    if (micMuted && session.self && !session.self.micMuted) {
+      session.request('mute', { participantId: session.self.id, muted: true }).catch(() => {});
+    }
     renderGrid();
   });
   for (const ev of ['participants', 'tracks', 'stage', 'speaking']) session.addEventListener(ev, renderGrid);
@@ -482,7 +503,8 @@ async function main() {
     if (!isClassroom(p)) return;
     if (change === 'participantJoined') system(`${p.name} joined.`);
     if (change === 'participantLeft') system(`${p.name} left.`);
-    if (change === 'participantUpdated' && p.handRaised) system(`${p.name} raised a hand.`);
+    if (change === 'participantUpdated' && p.handRaised && !handsUp.has(p.id)) system(`${p.name} raised a hand.`);
+    if (p.handRaised && change !== 'participantLeft') handsUp.add(p.id); else handsUp.delete(p.id);
   });
   session.addEventListener('remotetrack', (e) => onRemoteTrack(e.detail));
   session.addEventListener('remotetrackended', (e) => onRemoteTrackEnded(e.detail));
@@ -496,6 +518,8 @@ async function main() {
   ui.share.addEventListener('click', () => shareScreen());
   ui.mic.addEventListener('click', toggleMic);
   ui.cam.addEventListener('click', toggleCam);
+  ui.muteAll.addEventListener('click', () => muteAll(true));
+  ui.unmuteAll.addEventListener('click', () => muteAll(false));
   ui.end.addEventListener('click', () => endLesson());
   ui.camera.addEventListener('change', openCamera);
   ui.microphone.addEventListener('change', openCamera);
