@@ -88,6 +88,32 @@ CREATE TABLE clips (
 );
 `,
 	},
+	{
+		name: "tracks and chapters",
+		sql: `
+CREATE TABLE lesson_tracks (
+	lesson_id   TEXT NOT NULL REFERENCES lessons (id) ON DELETE CASCADE,
+	id          TEXT NOT NULL,
+	participant TEXT NOT NULL DEFAULT '', -- display name
+	role        TEXT NOT NULL DEFAULT '', -- teacher, classroom, source
+	kind        TEXT NOT NULL,            -- audio, video
+	source      TEXT NOT NULL DEFAULT '', -- camera, microphone, screen, ...
+	codec       TEXT NOT NULL DEFAULT '',
+	segments    INTEGER NOT NULL DEFAULT 0,
+	recorded_s  DOUBLE PRECISION NOT NULL DEFAULT 0, -- seconds of media recorded
+	PRIMARY KEY (lesson_id, id)
+);
+
+CREATE TABLE chapters (
+	lesson_id TEXT NOT NULL REFERENCES lessons (id) ON DELETE CASCADE,
+	seq       INTEGER NOT NULL,
+	time_s    DOUBLE PRECISION NOT NULL,
+	type      TEXT NOT NULL,
+	title     TEXT NOT NULL,
+	PRIMARY KEY (lesson_id, seq)
+);
+`,
+	},
 }
 
 // schemaLockKey is the PostgreSQL advisory lock migrations hold (any

@@ -34,6 +34,7 @@ func runSuite(t *testing.T, b backend) {
 		{"Lessons", testLessons},
 		{"ListAndSearch", testListAndSearch},
 		{"Clips", testClips},
+		{"TracksAndChapters", testTracksAndChapters},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, b) })
@@ -753,5 +754,41 @@ func testClips(t *testing.T, b backend) {
 	}
 	if clips, err := db.ListClips(ctx, "L2"); err != nil || len(clips) != 1 {
 		t.Fatalf("other lesson's clips = %+v, %v", clips, err)
+	}
+}
+
+func testTracksAndChapters(t *testing.T, b backend) {
+	ctx := ctxT(t)
+	db := mustOpen(t, b.fresh(t))
+	if err := db.SetLessonDetail(ctx, "nope", nil, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("detail of a missing lesson: %v, want ErrNotFound", err)
+	}
+	if err := db.UpsertLesson(ctx, LessonRecord{ID: "L1", StartedAt: time.Now(), Status: StatusRecording}); err != nil {
+		t.Fatal(err)
+	}
+	set := func(n int) {
+		t.Helper()
+		tracks := []Track{{ID: "cam", Participant: "Ms. Li", Role: "teacher", Kind: "video", Source: "camera", Codec: "h264", Segments: n, Recorded: float64(4 * n)},
+			{ID: "mic", Role: "teacher", Kind: "audio", Source: "microphone", Codec: "opus", Segments: n, Recorded: float64(4 * n)}}
+		chs := []Chapter{{Time: 3, Type: "screenStart", Title: "Screen share"}, {Time: 9.5, Type: "stage", Title: "On stage: Hill School"}}
+		if err := db.SetLessonDetail(ctx, "L1", tracks[:1+n%2], chs[:1+n%2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(3) // two tracks, two chapters
+	set(4) // replaced: one track, one chapter, more segments
+	tracks, err := db.LessonTracks(ctx, "L1")
+	if err != nil || len(tracks) != 1 || tracks[0].Segments != 4 || tracks[0].Recorded != 16 || tracks[0].Participant != "Ms. Li" {
+		t.Fatalf("tracks = %+v, %v", tracks, err)
+	}
+	chs, err := db.LessonChapters(ctx, "L1")
+	if err != nil || len(chs) != 1 || chs[0].Type != "screenStart" || chs[0].Time != 3 {
+		t.Fatalf("chapters = %+v, %v", chs, err)
+	}
+	if err := db.DeleteLesson(ctx, "L1"); err != nil {
+		t.Fatal(err)
+	}
+	if tracks, _ := db.LessonTracks(ctx, "L1"); len(tracks) != 0 {
+		t.Errorf("tracks outlived their lesson: %+v", tracks)
 	}
 }

@@ -158,13 +158,81 @@ func (s *Service) readLesson(ctx context.Context, id string) (*lessonEntry, erro
 	if e.assets != nil {
 		rec.Duration = e.assets.Duration
 	}
-	if err := s.db.UpsertLesson(ctx, rec); err != nil {
+	prev, err := s.db.GetLesson(ctx, id)
+	if err != nil && !errors.Is(err, replaydb.ErrNotFound) {
 		return nil, fmt.Errorf("index lesson %s: %w", id, err)
 	}
-	if e.record, err = s.db.GetLesson(ctx, id); err != nil {
+	// A ready lesson's recording and replay do not change: reading it
+	// (every student's view) writes nothing but clip changes.
+	if err == nil && prev.Status == StatusReady && rec.Status == StatusReady {
+		e.record = prev
+	} else {
+		if err := s.db.UpsertLesson(ctx, rec); err != nil {
+			return nil, fmt.Errorf("index lesson %s: %w", id, err)
+		}
+		if e.record, err = s.db.GetLesson(ctx, id); err != nil {
+			return nil, fmt.Errorf("index lesson %s: %w", id, err)
+		}
+		if err := s.indexDetail(ctx, e, rec.Duration); err != nil {
+			return nil, fmt.Errorf("index lesson %s: %w", id, err)
+		}
+	}
+	if err := s.indexClips(ctx, e); err != nil {
 		return nil, fmt.Errorf("index lesson %s: %w", id, err)
 	}
 	return e, nil
+}
+
+// indexDetail keeps the lesson's tracks (and how much of each is
+// recorded) and chapters in the catalog as its manifest says.
+func (s *Service) indexDetail(ctx context.Context, e *lessonEntry, duration float64) error {
+	tracks := make([]replaydb.Track, 0, len(e.manifest.Tracks))
+	for _, t := range e.manifest.Tracks {
+		var rec time.Duration
+		for _, seg := range t.Segments {
+			rec += seg.Duration
+		}
+		tracks = append(tracks, replaydb.Track{ID: t.ID, Participant: t.Participant, Role: t.Role, Kind: t.Kind,
+			Source: t.Source, Codec: t.Codec, Segments: len(t.Segments), Recorded: math.Round(rec.Seconds()*1000) / 1000})
+	}
+	var chs []replaydb.Chapter
+	for _, c := range chapters(e.manifest.Events, e.timelineStart(), duration) {
+		chs = append(chs, replaydb.Chapter{Time: c.Time, Type: c.Type, Title: c.Title})
+	}
+	return s.db.SetLessonDetail(ctx, e.id, tracks, chs)
+}
+
+// indexClips makes the catalog's clips of a lesson those storage holds,
+// writing only what differs.
+func (s *Service) indexClips(ctx context.Context, e *lessonEntry) error {
+	indexed, err := s.db.ListClips(ctx, e.id)
+	if err != nil {
+		return err
+	}
+	for _, c := range indexed {
+		if e.clips[c.ID] == nil {
+			if err := s.db.DeleteClip(ctx, e.id, c.ID); err != nil && !errors.Is(err, replaydb.ErrNotFound) {
+				return err
+			}
+		}
+	}
+	for id, a := range e.clips {
+		if !(a.ClipEnd > a.ClipStart && a.ClipStart >= 0) || slices.ContainsFunc(indexed, func(c replaydb.Clip) bool { return c.ID == id }) {
+			continue
+		}
+		if err := s.db.PutClip(ctx, replaydb.Clip{Lesson: e.id, ID: id, Title: a.Title, Start: a.ClipStart, End: a.ClipEnd}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// timelineStart is the wall-clock time of the replay's t=0.
+func (e *lessonEntry) timelineStart() time.Time {
+	if e.assets != nil && !e.assets.StartedAt.IsZero() {
+		return e.assets.StartedAt
+	}
+	return e.manifest.StartedAt
 }
 
 // getJSON reads a small JSON object.
@@ -367,11 +435,7 @@ func (s *Service) view(ctx context.Context, e *lessonEntry, full bool, g urlGran
 	if !full {
 		return l
 	}
-	start := m.StartedAt
-	if e.assets != nil && !e.assets.StartedAt.IsZero() {
-		start = e.assets.StartedAt
-	}
-	l.Chapters = chapters(m.Events, start, l.Duration)
+	l.Chapters = chapters(m.Events, e.timelineStart(), l.Duration)
 	ids := make([]string, 0, len(e.clips))
 	for id := range e.clips {
 		ids = append(ids, id)

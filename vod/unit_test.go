@@ -288,3 +288,56 @@ func TestSyncImportsAnOlderVersionsCatalog(t *testing.T) {
 		t.Errorf("after transcode: %+v", l)
 	}
 }
+
+// TestSyncIndexesTracksChaptersAndClips: what the manifest and the clip
+// assets say is queryable in the database, and follows storage.
+func TestSyncIndexesTracksChaptersAndClips(t *testing.T) {
+	s := newTestService(t)
+	ctx := context.Background()
+	put := func(key string, v any) {
+		b, _ := json.Marshal(v)
+		if err := s.store.Put(ctx, key, bytes.NewReader(b), int64(len(b)), "application/json"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	seg := func(n int) []ManifestSegment {
+		var out []ManifestSegment
+		for i := range n {
+			out = append(out, ManifestSegment{Seq: i, Duration: 4 * time.Second})
+		}
+		return out
+	}
+	put("lessons/sci-1/manifest.json", Manifest{Version: 1, Lesson: "sci-1", StartedAt: t0, EndedAt: t0.Add(60 * time.Second), Complete: true,
+		Tracks: []ManifestTrack{
+			{ID: "teacher-cam", Participant: "Ms. Okafor", Role: "teacher", Kind: "video", Source: "camera", Codec: "h264", Segments: seg(15)},
+			{ID: "teacher-mic", Participant: "Ms. Okafor", Role: "teacher", Kind: "audio", Source: "microphone", Codec: "opus", Segments: seg(15)},
+		},
+		Events: []ManifestEvent{{Time: t0.Add(10 * time.Second), Type: "stage", Participant: "Hill School"}}})
+	put("lessons/sci-1/vod/clips/c1/assets.json", Assets{Version: 1, Lesson: "sci-1", Clip: "c1", Title: "Photosynthesis", ClipStart: 5, ClipEnd: 25})
+	if err := s.Sync(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	tracks, err := s.db.LessonTracks(ctx, "sci-1")
+	if err != nil || len(tracks) != 2 || tracks[0].ID != "teacher-cam" || tracks[0].Segments != 15 || tracks[0].Recorded != 60 {
+		t.Errorf("tracks = %+v, %v", tracks, err)
+	}
+	chs, err := s.db.LessonChapters(ctx, "sci-1")
+	if err != nil || len(chs) != 1 || chs[0].Time != 10 || chs[0].Title != "On stage: Hill School" {
+		t.Errorf("chapters = %+v, %v", chs, err)
+	}
+	clips, err := s.db.ListClips(ctx, "sci-1")
+	if err != nil || len(clips) != 1 || clips[0].Title != "Photosynthesis" || clips[0].End != 25 {
+		t.Errorf("clips = %+v, %v", clips, err)
+	}
+	// The clip deleted from storage leaves the catalog at the next read.
+	if err := s.store.Delete(ctx, "lessons/sci-1/vod/clips/c1/assets.json"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.readLesson(ctx, "sci-1"); err != nil {
+		t.Fatal(err)
+	}
+	if clips, _ := s.db.ListClips(ctx, "sci-1"); len(clips) != 0 {
+		t.Errorf("a deleted clip stayed: %+v", clips)
+	}
+}
