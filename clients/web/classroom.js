@@ -38,10 +38,23 @@ function toast(text, ms = 5000) {
   if (ms) toast.timer = setTimeout(() => ui.toast.classList.add('hidden'), ms);
 }
 
+// teacherOnAir: the teacher sends something (a published track). Only
+// then is the lesson LIVE on the big screen; joined before that, it waits.
+function teacherOnAir() {
+  if (!session || session.state !== 'live') return false;
+  const teachers = teacherIds();
+  for (const t of session.tracks.values()) if (teachers.has(t.participantId)) return true;
+  return false;
+}
+
 function renderState() {
   const s = session ? session.state : 'connecting';
-  ui.state.dataset.state = s;
-  ui.state.textContent = { connecting: 'Connecting…', waiting: 'Waiting for the teacher', live: 'LIVE', reconnecting: 'Reconnecting…', ended: 'Ended', idle: 'Connecting…' }[s] || s;
+  const onAir = teacherOnAir();
+  ui.state.dataset.state = s === 'live' && !onAir ? 'ready' : s;
+  ui.state.dataset.onAir = String(onAir);
+  ui.state.textContent = s === 'live' && !onAir
+    ? (teacherIds().size > 0 ? 'Joined · the teacher is not on air yet' : 'Joined · waiting for the teacher')
+    : { connecting: 'Connecting…', waiting: 'Waiting for the teacher', live: 'LIVE', reconnecting: 'Reconnecting…', ended: 'Ended', idle: 'Connecting…' }[s] || s;
   if (s === 'waiting') {
     ui.waitingText.textContent = 'Waiting for the teacher to start the lesson… This screen joins by itself.';
     ui.waiting.classList.remove('hidden');
@@ -267,6 +280,7 @@ async function main() {
   window.podium = {
     page: 'classroom',
     get state() { return session ? session.state : 'connecting'; },
+    get onAir() { return teacherOnAir(); },
     get session() { return session; },
     get network() { return network; },
     get handRaised() { return handRaised; },
@@ -321,9 +335,10 @@ async function main() {
     applyServerMic();
     // Our own mute survives a reconnect: tell the new session.
     if (wanted && !serverMic().muted) setMic(true);
+    renderState();
     renderLayout();
   });
-  const resync = () => renderLayout();
+  const resync = () => { renderState(); renderLayout(); };
   session.addEventListener('tracks', resync);
   session.addEventListener('participants', (e) => {
     const p = e.detail.participant;
