@@ -190,4 +190,3 @@ func TestIssueRefusesBadRequests(t *testing.T) {
 		t.Error("a short secret must be refused")
 	}
 }
-
