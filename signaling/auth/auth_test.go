@@ -85,11 +85,17 @@ func TestVerifyRefusesBadTokens(t *testing.T) {
 	noIat.IssuedAt = nil
 	century := claims
 	century.ExpiresAt = jwt.NewNumericDate(time.Now().Add(876000 * time.Hour))
+	// Exact seconds against a verifier whose clock stands still: JWT times
+	// are whole seconds, so "1 s ago" must not drift to 2.
+	frozen := time.Now().Truncate(time.Second)
+	atFrozen := mustIssuer(t, testSecret)
+	atFrozen.now = func() time.Time { return frozen }
 	justExpired := claims
-	justExpired.IssuedAt = jwt.NewNumericDate(time.Now().Add(-time.Hour))
-	justExpired.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-3 * time.Second))
+	justExpired.IssuedAt = jwt.NewNumericDate(frozen.Add(-time.Hour))
+	justExpired.ExpiresAt = jwt.NewNumericDate(frozen.Add(-3 * time.Second))
 	inLeeway := claims
-	inLeeway.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-1 * time.Second))
+	inLeeway.IssuedAt = jwt.NewNumericDate(frozen.Add(-time.Hour))
+	inLeeway.ExpiresAt = jwt.NewNumericDate(frozen.Add(-1 * time.Second))
 	studentWithRoom := claims
 	studentWithRoom.Role, studentWithRoom.Replay = RoleStudent, &Grant{All: true}
 	studentNoGrant := claims
@@ -152,7 +158,10 @@ func TestVerifyRefusesBadTokens(t *testing.T) {
 			}
 		})
 	}
-	if _, err := i.Verify(sign(inLeeway)); err != nil {
+	if _, err := atFrozen.Verify(sign(justExpired)); !errors.Is(err, ErrExpired) {
+		t.Fatalf("a token expired 3 s ago: %v, want ErrExpired", err)
+	}
+	if _, err := atFrozen.Verify(sign(inLeeway)); err != nil {
 		t.Fatalf("a token expired 1 s ago is within the 2 s leeway: %v", err)
 	}
 }
