@@ -111,22 +111,8 @@ func StartPostgres(t testing.TB) (dsn string) {
 	u := url.URL{Scheme: "postgres", User: url.User("podium"), Host: addr, Path: "/postgres",
 		RawQuery: "sslmode=disable"}
 	dsn = u.String()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		err := postgresPing(dsn)
-		if err == nil {
-			return dsn
-		}
-		select {
-		case <-done:
-			t.Fatalf("postgres on %s exited before it accepted a connection: %v\n%s", addr, err, logTail())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("postgres on %s did not accept a connection within 60 s: %v\n%s", addr, err, logTail())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitServing(t, "postgres on "+addr, "accept a connection", 60*time.Second, done, func() error { return postgresPing(dsn) }, logTail)
+	return dsn
 }
 
 // postgresPing connects once and runs SELECT 1.

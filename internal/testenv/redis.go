@@ -54,22 +54,8 @@ func StartRedis(t testing.TB) (addr string) {
 		}
 	})
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := redisPing(addr)
-		if err == nil {
-			return addr
-		}
-		select {
-		case <-done:
-			t.Fatalf("redis-server on %s exited before it answered PING: %v\n%s", addr, err, logTail())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not answer PING within 30 s: %v\n%s", addr, err, logTail())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitServing(t, "redis-server on "+addr, "answer PING", 30*time.Second, done, func() error { return redisPing(addr) }, logTail)
+	return addr
 }
 
 // redisPing sends one PING over RESP and expects +PONG.

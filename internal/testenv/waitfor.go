@@ -24,3 +24,27 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(waitForPoll)
 	}
 }
+
+// waitServing probes a server process the test started until probe
+// succeeds, failing the test (with the server's log) if the process exits
+// first or timeout passes. name and what make the messages: "redis-server
+// on 127.0.0.1:1234 exited before it could answer PING".
+func waitServing(t testing.TB, name, what string, timeout time.Duration, exited <-chan struct{}, probe func() error, logTail func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := probe()
+		if err == nil {
+			return
+		}
+		select {
+		case <-exited:
+			t.Fatalf("%s exited before it could %s: %v\n%s", name, what, err, logTail())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not %s within %v: %v\n%s", name, what, timeout, err, logTail())
+		}
+		time.Sleep(waitForPoll)
+	}
+}
