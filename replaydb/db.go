@@ -86,7 +86,7 @@ func open(ctx context.Context, dsn string, steps []migration) (*DB, error) {
 		return nil, fmt.Errorf("replaydb: open %s: %w", backend, err)
 	}
 	d := &DB{db: sdb, backend: backend, target: target, now: time.Now}
-	if err := sdb.PingContext(ctx); err != nil {
+	if err := connect(ctx, sdb, backend); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("replaydb: connect to %s database: %w", backend, err)
 	}
@@ -250,4 +250,24 @@ func fromNullMS(v sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return fromMS(v.Int64)
+}
+
+// connect opens the first connection. A new SQLite connection switches the
+// file to WAL, which needs the file to itself for a moment: when another
+// process (or handle) is opening or migrating it just then, SQLite says
+// "database is locked" at once rather than waiting, so this waits and
+// tries again for up to 10 s.
+func connect(ctx context.Context, sdb *sql.DB, backend string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := sdb.PingContext(ctx)
+		if err == nil || backend != SQLite || !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
