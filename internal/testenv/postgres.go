@@ -79,18 +79,7 @@ func StartPostgres(t testing.TB) (dsn string) {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start postgres: %v", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	logTail := func() string {
-		b, _ := os.ReadFile(logPath)
-		return tail(b, 4000)
-	}
+	done, logTail := startServer(t, cmd, "postgres", logPath)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	// Registered after the directory's cleanup, so the server is gone
 	// before its directory is removed.

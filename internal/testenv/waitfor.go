@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"os"
+	"os/exec"
 	"testing"
 	"time"
 )
@@ -46,5 +48,23 @@ func waitServing(t testing.TB, name, what string, timeout time.Duration, exited 
 			t.Fatalf("%s did not %s within %v: %v\n%s", name, what, timeout, err, logTail())
 		}
 		time.Sleep(waitForPoll)
+	}
+}
+
+// startServer starts a server process a test needs and returns a channel
+// closed when it exits, and a function reading the end of its log file.
+func startServer(t testing.TB, cmd *exec.Cmd, name, logPath string) (exited <-chan struct{}, logTail func() string) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	return done, func() string {
+		b, _ := os.ReadFile(logPath)
+		return tail(b, 4000)
 	}
 }
