@@ -355,9 +355,14 @@ func (s *SFU) ICEServers(participantID string) []ICEServer {
 	return []ICEServer{srv}
 }
 
+// EndReasonShutdown is the lessonEnded reason of the rooms a node closes
+// as it shuts down: the room ends there, the lesson does not (its
+// participants reconnect), so the recorder keeps it open.
+const EndReasonShutdown = "server shutting down"
+
 // Close ends every lesson and releases the media ports.
 func (s *SFU) Close() error {
-	s.Rooms.EndAll("server shutting down")
+	s.Rooms.EndAll(EndReasonShutdown)
 	s.mu.Lock()
 	s.closed = true
 	ps := make([]*Participant, 0, len(s.participants))
