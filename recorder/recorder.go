@@ -214,6 +214,8 @@ func (r *Recorder) Start(room *sfu.Room) error {
 	for _, t := range room.Tracks() {
 		l.subscribe(t)
 	}
+	// Every page of the lesson shows that it is being recorded.
+	room.SetRecording(true)
 	r.log.Info("recording started", "lesson", id)
 	return nil
 }
@@ -287,6 +289,7 @@ func (r *Recorder) stop(l *lesson) {
 	}
 	l.mu.Lock()
 	wasRecording := l.recording
+	room := l.room
 	l.recording = false
 	l.room = nil
 	if l.man.EndedAt.IsZero() || wasRecording {
@@ -295,6 +298,9 @@ func (r *Recorder) stop(l *lesson) {
 	l.saveStateLocked()
 	l.mu.Unlock()
 	if wasRecording {
+		if room != nil {
+			room.SetRecording(false) // a no-op once the lesson has ended
+		}
 		r.log.Info("recording stopped", "lesson", l.id)
 	}
 }

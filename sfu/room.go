@@ -41,6 +41,9 @@ type ParticipantInfo struct {
 	// MicMutedBy says who muted it: MutedBySelf or MutedByTeacher.
 	MicMuted   bool   `json:"micMuted"`
 	MicMutedBy string `json:"micMutedBy,omitempty"`
+	// CameraOff: the participant turned its camera off, or its camera
+	// stopped while it stays (sfu/controls.go).
+	CameraOff bool `json:"cameraOff"`
 }
 
 // ChatMessage is one chat line in a lesson.
@@ -68,6 +71,9 @@ const (
 	// EventMuteRequest: the teacher muted someone else's track (Track, muted
 	// already); By names the teacher. Its owner should stop sending it.
 	EventMuteRequest EventType = "muteRequest"
+	// EventLessonUpdated: the lesson's state (Lesson) changed: recording,
+	// chat switched (sfu/controls.go).
+	EventLessonUpdated EventType = "lessonUpdated"
 )
 
 // Event is something that happened in a room. Listeners get events in the
@@ -83,6 +89,7 @@ type Event struct {
 	Reason      string           `json:"reason,omitempty"`
 	Speakers    []string         `json:"speakers,omitempty"` // participant ids, loudest first
 	By          string           `json:"by,omitempty"`       // who asked (muteRequest)
+	Lesson      *LessonInfo      `json:"lesson,omitempty"`   // lessonUpdated
 }
 
 // Errors returned by Room methods.
@@ -100,6 +107,10 @@ type LessonInfo struct {
 	ID        string    `json:"id"`
 	Title     string    `json:"title,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
+	// Recording and ChatEnabled are the room's live state (Room.Info
+	// fills them; sfu/controls.go).
+	Recording   bool `json:"recording"`
+	ChatEnabled bool `json:"chatEnabled"`
 }
 
 // Room is one lesson: who is in it, what they publish, who is on stage. It is
@@ -113,6 +124,9 @@ type Room struct {
 	stage        string
 	speakers     []string        // participant ids speaking now, most recent first
 	teacherMuted map[string]bool // participant ids the teacher muted (sfu/mute.go)
+	cameraOff    map[string]bool // participant ids that turned their camera off (sfu/controls.go)
+	recording    bool            // the recorder records the lesson now
+	chatDisabled bool            // the teacher switched the chat off
 	ended        bool
 	listeners    map[int]func(Event)
 	nextListener int
@@ -146,8 +160,12 @@ func newRoom(info LessonInfo, emptyGrace time.Duration, onEnd func(*Room)) *Room
 // ID returns the lesson id.
 func (r *Room) ID() string { return r.info.ID }
 
-// Info returns the lesson's description.
-func (r *Room) Info() LessonInfo { return r.info }
+// Info returns the lesson's description and state.
+func (r *Room) Info() LessonInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.infoLocked()
+}
 
 // Done is closed when the lesson has ended.
 func (r *Room) Done() <-chan struct{} { return r.done }
@@ -217,7 +235,9 @@ func (r *Room) AddParticipant(info ParticipantInfo) error {
 		info.JoinedAt = time.Now()
 	}
 	p := info
+	p.CameraOff = false
 	r.applyTeacherMuteLocked(&p)
+	r.applyCameraOffLocked(&p)
 	r.participants[info.ID] = &p
 	if takesPart(p.Role) {
 		r.stopEmptyTimerLocked()
@@ -359,8 +379,10 @@ func (r *Room) Publish(t *Track) error {
 	}
 	r.tracks[t.info.ID] = t
 	r.applyMicMuteLocked(t)
+	r.applyCameraMuteLocked(t)
 	info := t.Info()
 	r.emit(Event{Type: EventTrackPublished, Track: &info})
+	r.cameraPublishedLocked(t)
 	return nil
 }
 
@@ -368,7 +390,12 @@ func (r *Room) Publish(t *Track) error {
 func (r *Room) Unpublish(trackID string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	t, ok := r.tracks[trackID]
+	if !ok {
+		return
+	}
 	r.unpublishLocked(trackID)
+	r.cameraUnpublishedLocked(t)
 }
 
 func (r *Room) unpublishLocked(trackID string) {
@@ -552,6 +579,9 @@ func (r *Room) Chat(from, text string) error {
 	p, ok := r.participants[from]
 	if !ok {
 		return ErrNoSuchParticipant
+	}
+	if r.chatDisabled && p.Role != RoleTeacher {
+		return ErrChatDisabled
 	}
 	r.emit(Event{Type: EventChat, Chat: &ChatMessage{From: from, FromName: p.Name, Text: text, Time: time.Now()}})
 	return nil

@@ -40,6 +40,7 @@ const (
 	CodeLessonEnded        = "lesson_ended"
 	CodeRateLimited        = "rate_limited"
 	CodeMutedByTeacher     = "muted_by_teacher"
+	CodeChatDisabled       = "chat_disabled"
 	CodeInternal           = "internal"
 )
 
@@ -111,6 +112,16 @@ type MuteAllData struct {
 	Muted bool `json:"muted"`
 }
 
+// CameraData is `camera`: one's own camera off or on again.
+type CameraData struct {
+	Off bool `json:"off"`
+}
+
+// SetChatData is `setChat` (teacher only): the classroom chat on or off.
+type SetChatData struct {
+	Enabled bool `json:"enabled"`
+}
+
 type StageData struct {
 	ParticipantID string `json:"participantId"`
 }
@@ -142,6 +153,11 @@ type ParticipantEventData struct {
 
 type TrackEventData struct {
 	Track sfu.TrackInfo `json:"track"`
+}
+
+// LessonEventData is `lessonUpdated`: the lesson's whole state.
+type LessonEventData struct {
+	Lesson sfu.LessonInfo `json:"lesson"`
 }
 
 type ChatEventData struct {
@@ -179,6 +195,7 @@ type ShutdownData struct {
 var clientTypes = map[string]bool{
 	"join": true, "offer": true, "answer": true, "trickle": true,
 	"subscribe": true, "unsubscribe": true, "setMaxLayer": true, "mute": true, "muteAll": true,
+	"camera": true, "setChat": true,
 	"stage": true, "raiseHand": true, "chat": true, "restartIce": true,
 	"endLesson": true, "leave": true, "ping": true,
 }

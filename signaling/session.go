@@ -514,6 +514,28 @@ func (s *session) dispatch(m Message) (*Message, error) {
 		return s.mute(m, room)
 	case "muteAll":
 		return s.muteAll(m, room)
+	case "camera":
+		var d CameraData
+		if err := decodeData(m, &d); err != nil {
+			return nil, err
+		}
+		if err := room.SetCameraOff(s.pid, d.Off); err != nil {
+			return nil, fmt.Errorf("camera: %w", err)
+		}
+		return ok(m.ID), nil
+	case "setChat":
+		var d SetChatData
+		if err := decodeData(m, &d); err != nil {
+			return nil, err
+		}
+		if s.claims.Role != sfu.RoleTeacher {
+			return nil, perr(CodeForbidden, "only the teacher switches the chat")
+		}
+		if err := room.SetChatEnabled(d.Enabled); err != nil {
+			return nil, fmt.Errorf("switch chat: %w", err)
+		}
+		s.log.Info("chat switched", "enabled", d.Enabled)
+		return ok(m.ID), nil
 	case "stage":
 		var d StageData
 		if err := decodeData(m, &d); err != nil {
@@ -550,6 +572,9 @@ func (s *session) dispatch(m Message) (*Message, error) {
 			return nil, perr(CodeRateLimited, "too many chat messages; wait a moment")
 		}
 		if err := room.Chat(s.pid, d.Text); err != nil {
+			if errors.Is(err, sfu.ErrChatDisabled) {
+				return nil, perr(CodeChatDisabled, "the teacher has switched the chat off")
+			}
 			return nil, err
 		}
 		return ok(m.ID), nil
@@ -589,6 +614,8 @@ func (s *session) mute(m Message, room *sfu.Room) (*Message, error) {
 		switch {
 		case found && isMicrophone(t.Info()):
 			target = t.Info().ParticipantID
+		case found && isOwnCamera(t.Info(), s.pid):
+			return s.cameraByMute(m, room, d.Muted)
 		case found:
 			if err := s.muteTrack(room, t.Info(), d.Muted); err != nil {
 				return nil, err
@@ -596,6 +623,8 @@ func (s *session) mute(m Message, room *sfu.Room) (*Message, error) {
 			return ok(m.ID), nil
 		case s.localSource(d.TrackID) == sfu.SourceMicrophone:
 			target = s.pid
+		case s.localSource(d.TrackID) == sfu.SourceCamera:
+			return s.cameraByMute(m, room, d.Muted)
 		default:
 			return nil, perr(CodeNotFound, "no track %q in this lesson", truncate(d.TrackID, 64))
 		}
@@ -608,6 +637,19 @@ func (s *session) mute(m Message, room *sfu.Room) (*Message, error) {
 
 func isMicrophone(t sfu.TrackInfo) bool {
 	return t.Kind == sfu.KindAudio && t.Source == sfu.SourceMicrophone
+}
+
+func isOwnCamera(t sfu.TrackInfo, pid string) bool {
+	return t.ParticipantID == pid && t.Kind == sfu.KindVideo && t.Source == sfu.SourceCamera
+}
+
+// cameraByMute is `mute` naming one's own camera track: it stands for the
+// participant's camera, as `camera` does.
+func (s *session) cameraByMute(m Message, room *sfu.Room, off bool) (*Message, error) {
+	if err := room.SetCameraOff(s.pid, off); err != nil {
+		return nil, fmt.Errorf("camera: %w", err)
+	}
+	return ok(m.ID), nil
 }
 
 // muteMicrophone sets a participant's microphone: its own, or, for the
@@ -773,6 +815,10 @@ func (s *session) relay(e sfu.Event) {
 		}
 	case sfu.EventStage:
 		s.send(encode("stage", "", StageData{ParticipantID: e.Stage}))
+	case sfu.EventLessonUpdated:
+		if e.Lesson != nil {
+			s.send(encode("lessonUpdated", "", LessonEventData{Lesson: *e.Lesson}))
+		}
 	case sfu.EventChat:
 		if e.Chat != nil {
 			s.send(encode("chat", "", ChatEventData{From: e.Chat.From, FromName: e.Chat.FromName, Text: e.Chat.Text,
