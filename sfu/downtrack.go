@@ -76,6 +76,9 @@ type DownTrack struct {
 	sentOctets  uint32
 
 	currentLayer atomic.Int32
+	// framesSent counts video frames forwarded (packets with the marker
+	// bit), for the frame rate a subscriber's dashboard row shows.
+	framesSent atomic.Uint64
 }
 
 // vp8Rewrite carries the VP8 id rewrite a queued copy of a packet needs.
@@ -384,6 +387,9 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
 	if d.queue.push(d.writer, &hdr, payload, &vp8) {
 		d.sentPackets++
 		d.sentOctets += uint32(len(payload))
+		if pkt.Marker && d.kind == KindVideo {
+			d.framesSent.Add(1)
+		}
 	}
 	if pkt.Marker && d.padBps > 0 && d.kind == KindVideo {
 		d.padLocked(now)

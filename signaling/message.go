@@ -197,7 +197,7 @@ var clientTypes = map[string]bool{
 	"subscribe": true, "unsubscribe": true, "setMaxLayer": true, "mute": true, "muteAll": true,
 	"camera": true, "setChat": true,
 	"stage": true, "raiseHand": true, "chat": true, "restartIce": true,
-	"endLesson": true, "leave": true, "ping": true,
+	"endLesson": true, "leave": true, "ping": true, "stats": true,
 }
 
 const maxIDLen = 64

@@ -80,6 +80,8 @@ type Server struct {
 	joined    map[string]map[string]*session // room -> participant id -> session
 	resources map[string]*httpSession        // WHIP/WHEP resource id -> session
 	perToken  map[string]int                 // token id -> open sessions
+
+	boards boardSet // per-lesson dashboards (quality.go)
 }
 
 // New builds a signaling server.

@@ -59,8 +59,8 @@ type session struct {
 	// (what older pages send) finds its microphone.
 	localSources map[string]sfu.Source
 
-	chatLimit, handLimit bucket
-	watchers             sync.WaitGroup // goroutines watching the participant
+	chatLimit, handLimit, statsLimit bucket
+	watchers                         sync.WaitGroup // goroutines watching the participant
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -103,6 +103,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		log: s.log.With("lesson", c.Room, "participant", pid, "role", c.Role),
 		ctx: ctx, cancel: cancel, out: make(chan outgoing, outQueueSize),
 		chatLimit: bucket{rate: 1, burst: 5}, handLimit: bucket{rate: 0.5, burst: 4},
+		statsLimit: statsRate,
 	}
 	s.mu.Lock()
 	if s.draining {
@@ -594,6 +595,8 @@ func (s *session) dispatch(m Message) (*Message, error) {
 	case "leave":
 		s.leave("left")
 		return nil, nil
+	case "stats":
+		return s.stats(m, room)
 	}
 	return nil, perr(CodeUnknownType, "unknown message type %q", m.Type)
 }
@@ -867,6 +870,9 @@ func (s *session) qualityLoop() {
 		}
 		q[p.ID()] = p.Quality()
 		s.send(encode("quality", "", QualityData{Participants: q}))
+		if s.claims.Role == sfu.RoleTeacher {
+			s.sendDashboard()
+		}
 	}
 }
 

@@ -1,0 +1,94 @@
+package sfu
+
+import "github.com/pion/webrtc/v4"
+
+// ReceiveStats is what the server forwards to one participant, as the
+// teacher's per-classroom dashboard needs it (package signaling grades it):
+// the receiving connection and, per subscribed video track, the layer
+// forwarded and the best one it could have.
+type ReceiveStats struct {
+	// Connection is the subscriber connection's state ("connected",
+	// "disconnected", ...; webrtc.PeerConnectionState names), "" when the
+	// participant receives nothing.
+	Connection string
+	// Transport is how that connection runs, from the selected ICE pair:
+	// "udp", "tcp" (ICE-TCP) or "turn" (the client sends through a relay);
+	// "" before a pair is selected.
+	Transport string
+	Video     []VideoForward
+}
+
+// VideoForward is one subscribed video track.
+type VideoForward struct {
+	TrackID string
+	// Layers names the track's simulcast layers, lowest first ("q", "h",
+	// "f"; one "" layer without simulcast).
+	Layers []string
+	// Layer is the layer forwarded now, -1 before the first keyframe.
+	Layer int
+	// Top is the highest layer the publisher is sending now that the
+	// subscriber has not capped itself below (setMaxLayer): Layer below
+	// Top means the link, not the choice, holds the picture down.
+	Top int
+	// FramesSent counts the frames forwarded so far.
+	FramesSent uint64
+}
+
+// layerLiveRate is the measured rate above which a layer counts as being
+// sent: a paused layer's smoothed rate decays towards 0 over a few seconds.
+const layerLiveRate = 20_000
+
+// ReceiveStats reports what the participant receives now.
+func (p *Participant) ReceiveStats() ReceiveStats {
+	p.mu.Lock()
+	sub := p.sub
+	p.mu.Unlock()
+	if sub == nil {
+		return ReceiveStats{}
+	}
+	return sub.receiveStats()
+}
+
+func (s *subscriber) receiveStats() ReceiveStats {
+	st := ReceiveStats{Connection: s.pc.ConnectionState().String(), Transport: transportOf(s.pc)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, sub := range s.downs {
+		if sub.dt.kind != KindVideo {
+			continue
+		}
+		top := 0
+		for l, r := range sub.rates {
+			if r >= layerLiveRate {
+				top = l
+			}
+		}
+		if c := sub.dt.maxLayerCap(); c >= 0 && top > c {
+			top = c
+		}
+		st.Video = append(st.Video, VideoForward{
+			TrackID:    id,
+			Layers:     sub.dt.track.info.Layers,
+			Layer:      sub.dt.CurrentLayer(),
+			Top:        top,
+			FramesSent: sub.dt.framesSent.Load(),
+		})
+	}
+	return st
+}
+
+// transportOf names the selected ICE candidate pair's transport.
+func transportOf(pc *webrtc.PeerConnection) string {
+	sctp := pc.SCTP()
+	if sctp == nil || sctp.Transport() == nil || sctp.Transport().ICETransport() == nil {
+		return ""
+	}
+	pair, err := sctp.Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local == nil || pair.Remote == nil {
+		return ""
+	}
+	if pair.Remote.Typ == webrtc.ICECandidateTypeRelay || pair.Local.Typ == webrtc.ICECandidateTypeRelay {
+		return "turn"
+	}
+	return pair.Local.Protocol.String()
+}
