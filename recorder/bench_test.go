@@ -57,7 +57,7 @@ func benchRecord(b *testing.B, codec string) {
 	l.recording = true
 	mt := ManifestTrack{ID: "t", Kind: string(info.Kind), Codec: codec}
 	l.man.Tracks = append(l.man.Tracks, mt)
-	rt := newRecTrack(l, mt, 2)
+	rt := newRecTrack(l, mt, 2, 0)
 	s := newSession(rt, sfu.NewTrack(info, nil))
 	rt.begin(s)
 

@@ -75,7 +75,7 @@ func runCrashChild() error {
 // A recorder killed with SIGKILL mid-lesson, while storage is also down,
 // loses at most the open segment of each track: after a restart the
 // spooled segments are uploaded and the resumed lesson continues the same
-// recording.
+// recording, the downtime cut from its clock.
 func TestSIGKILLLosesAtMostOpenSegment(t *testing.T) {
 	t.Parallel()
 	minio, store := minioStore(t)
@@ -135,19 +135,35 @@ func TestSIGKILLLosesAtMostOpenSegment(t *testing.T) {
 	if len(m.Tracks) != 2 {
 		t.Fatalf("tracks %+v", m.Tracks)
 	}
+	// The downtime is one interruption, cut from the recording clock but
+	// for a short pause: it started at the last media recorded before the
+	// kill and ended when the lesson resumed.
+	if len(m.Interruptions) != 1 || m.Interruptions[0].Reason != "recording interrupted" {
+		t.Fatalf("interruptions %+v", m.Interruptions)
+	}
+	in := m.Interruptions[0]
+	// What was lost at the kill is at most the open segment of each track
+	// (4-5 s plus a keyframe interval).
+	if lost := killedAt.Sub(in.From); lost < 0 || lost > 6*time.Second {
+		t.Fatalf("interruption from %v, %v before the kill: more than the open segment was lost", in.From, lost)
+	}
+	if want := in.To.Sub(in.From) - ResumePause; in.Cut != want {
+		t.Fatalf("cut %v, want the downtime %v less the pause", in.Cut, want)
+	}
+	t.Logf("lost at the kill: %v of media; downtime %v, cut %v", killedAt.Sub(in.From).Round(time.Millisecond),
+		in.To.Sub(in.From).Round(time.Millisecond), in.Cut.Round(time.Millisecond))
 	for _, tr := range m.Tracks {
 		checkContinuous(t, store, tr)
-		// The segments closed before the kill reach to within one
-		// segment (4-5 s plus a keyframe interval) of the kill.
-		var lastBefore ManifestSegment
+		// On the recording clock, the track resumes right after the pause.
+		var resumed ManifestSegment
 		for _, s := range tr.Segments {
-			if s.Start.Before(killedAt) {
-				lastBefore = s
+			if s.Start.After(in.At) {
+				resumed = s
+				break
 			}
 		}
-		end := lastBefore.Start.Add(lastBefore.Duration)
-		if lost := killedAt.Sub(end); lost > 6*time.Second {
-			t.Fatalf("track %s: recording before the kill ends %v before it; more than the open segment was lost", tr.ID, lost)
+		if resumed.Start.IsZero() || resumed.Start.Sub(in.At) > ResumePause+2*time.Second {
+			t.Fatalf("track %s: first segment after the interruption at %v starts %v", tr.ID, in.At, resumed.Start)
 		}
 		var interrupted bool
 		for _, g := range tr.Gaps {

@@ -33,10 +33,15 @@ type lesson struct {
 	uploadErrors    int64
 	segmentsDropped int64
 	lastError       string
+	// shift is how far the recording clock is behind the wall clock: the
+	// Cut of every interruption so far (see ManifestInterruption).
+	shift time.Duration
+	// resumeTimer closes an interrupted recording nobody resumed.
+	resumeTimer *time.Timer
 }
 
 func newLesson(r *Recorder, m Manifest) *lesson {
-	return &lesson{
+	l := &lesson{
 		r:        r,
 		id:       m.Lesson,
 		man:      m,
@@ -44,6 +49,60 @@ func newLesson(r *Recorder, m Manifest) *lesson {
 		tracks:   make(map[string]*recTrack),
 		sessions: make(map[string]*session),
 	}
+	for _, in := range m.Interruptions {
+		l.shift += in.Cut
+	}
+	return l
+}
+
+// clock puts a wall-clock time on the recording clock.
+func (l *lesson) clock(wall time.Time) time.Time { return wall.Add(-l.shift) }
+
+// lastMediaEndLocked is the end of the last media recorded in any track,
+// on the recording clock (zero when nothing was recorded).
+func (l *lesson) lastMediaEndLocked() time.Time {
+	var end time.Time
+	for _, t := range l.man.Tracks {
+		if n := len(t.Segments); n > 0 {
+			if e := t.Segments[n-1].Start.Add(t.Segments[n-1].Duration); e.After(end) {
+				end = e
+			}
+		}
+	}
+	return end
+}
+
+// resumeLocked starts a new stretch of a recording that stopped before
+// (this node restarted, or the lesson was ended and started again): the
+// time since its last media is cut from the recording clock but for
+// ResumePause, and marked as an interruption, so the replay does not carry
+// the downtime as frozen video. It runs before any track is recording.
+func (l *lesson) resumeLocked(now time.Time) {
+	if l.resumeTimer != nil {
+		l.resumeTimer.Stop()
+		l.resumeTimer = nil
+	}
+	if l.recording {
+		return
+	}
+	end := l.lastMediaEndLocked()
+	if end.IsZero() {
+		return
+	}
+	gap := l.clock(now).Sub(end)
+	if gap <= ResumePause {
+		return
+	}
+	reason := "lesson started again"
+	if l.man.EndedAt.IsZero() {
+		reason = "recording interrupted"
+	}
+	cut := gap - ResumePause
+	l.man.Interruptions = append(l.man.Interruptions, ManifestInterruption{
+		At: end, From: end.Add(l.shift), To: now, Cut: cut, Reason: reason})
+	l.shift += cut
+	l.r.log.Info("recording resumes after an interruption; the replay skips it", "lesson", l.id,
+		"reason", reason, "downtime", gap.Round(time.Millisecond), "cut", cut.Round(time.Millisecond))
 }
 
 func (l *lesson) manifestKey() string { return storage.ManifestKey(l.id) }
@@ -93,6 +152,15 @@ func (l *lesson) storageManifest() ([]byte, bool, error) {
 	}
 	complete := l.ended && !l.recording && len(l.pending) == 0
 	m.Complete = complete
+	m.Node, m.Heartbeat = l.r.cfg.Node, time.Now()
+	switch {
+	case complete:
+		m.State = StateComplete
+	case l.recording || l.ended:
+		m.State = StateRecording // ended: the last segments are on their way
+	default:
+		m.State = StateInterrupted
+	}
 	if !complete {
 		m.EndedAt = time.Time{}
 	}
@@ -170,6 +238,7 @@ func (l *lesson) trackLocked(id string) *ManifestTrack {
 func (l *lesson) addEvent(e ManifestEvent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	e.Time = l.clock(e.Time)
 	l.man.Events = append(l.man.Events, e)
 	l.saveStateLocked()
 }
@@ -232,7 +301,9 @@ func (l *lesson) onEvent(e sfu.Event) {
 			l.addEvent(ManifestEvent{Time: e.Time, Type: typ, ParticipantID: e.Participant.ID, Participant: e.Participant.Name})
 		}
 	case sfu.EventLessonEnded:
-		l.r.stopAsync(l)
+		// A node shutting down ends its rooms, but not the lesson: its
+		// participants reconnect (here after the restart, or elsewhere).
+		l.r.stopAsync(l, e.Reason != sfu.EndReasonShutdown)
 	}
 }
 
@@ -291,7 +362,7 @@ func (l *lesson) subscribe(t *sfu.Track) {
 			mt = &l.man.Tracks[len(l.man.Tracks)-1]
 			l.saveStateLocked()
 		}
-		rt = newRecTrack(l, *mt, int(info.Codec.Channels))
+		rt = newRecTrack(l, *mt, int(info.Codec.Channels), l.shift)
 		l.tracks[id] = rt
 		l.r.wg.Add(1)
 		go func() {

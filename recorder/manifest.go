@@ -22,7 +22,54 @@ type Manifest struct {
 	Complete bool            `json:"complete"`
 	Tracks   []ManifestTrack `json:"tracks"`
 	Events   []ManifestEvent `json:"events"`
+
+	// State is StateRecording, StateInterrupted or StateComplete (empty in
+	// manifests of older versions: Complete says it).
+	State string `json:"state,omitempty"`
+	// Node is the recorder that owns the recording (Config.Node): only it
+	// writes the manifest while the lesson is recording or interrupted.
+	Node string `json:"node,omitempty"`
+	// Heartbeat is when Node last wrote the manifest (its wall clock); it
+	// rewrites it at least every HeartbeatInterval while it holds the
+	// lesson, so a manifest not complete with an old heartbeat was left by
+	// a node that died, and another node may close it.
+	Heartbeat time.Time `json:"heartbeat,omitzero"`
+	// Interruptions are the stretches in which the lesson's recorder was
+	// gone (killed, stopped, storage down at its shutdown): each is marked
+	// where the replay jumps over it.
+	Interruptions []ManifestInterruption `json:"interruptions,omitempty"`
 }
+
+// Manifest states.
+const (
+	StateRecording   = "recording"   // Node is recording the lesson
+	StateInterrupted = "interrupted" // stopped before the lesson ended: it resumes or is closed
+	StateComplete    = "complete"    // the lesson ended and every segment is in storage
+)
+
+// ManifestInterruption is one stretch in which nothing was recorded
+// because the recorder itself was gone. Every time in the manifest
+// (segment starts, gaps, events, EndedAt) is on the recording clock: the
+// wall clock minus the Cut of every interruption before it, so a lesson
+// resumed after a restart continues its timeline after a short pause
+// instead of carrying the downtime as minutes of frozen video.
+type ManifestInterruption struct {
+	// At is where the recording clock jumps: the end of the last media
+	// recorded before.
+	At time.Time `json:"at"`
+	// From and To are the wall-clock stretch: from the last media recorded
+	// to the resume (or to when a node found the recording and closed it).
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+	// Cut is how much of it the recording clock leaves out: all but
+	// ResumePause for a resumed lesson, 0 for one closed at its end.
+	Cut    time.Duration `json:"cut"`
+	Reason string        `json:"reason"`
+}
+
+// ResumePause is what is left of an interruption in a resumed recording:
+// a one-second pause (the last picture held, silence) that marks the jump.
+const ResumePause = time.Second
 
 // ManifestTrack is one recorded track: a fragmented MP4 init segment and its
 // media segments.

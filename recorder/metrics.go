@@ -32,15 +32,9 @@ func newMetrics(r *Recorder, reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.uploadErrors, m.segmentsUploaded, m.bytesUploaded, m.segmentsDropped, m.packetsDropped, m.lessonsCompleted,
 		g("uploads_pending", "Objects waiting in the spool for upload.", func() float64 { return float64(r.up.pending()) }),
 		g("spool_bytes", "Bytes in the recording spool.", func() float64 { return float64(r.spool.size()) }),
-		g("recording_lessons", "Lessons being recorded.", func() float64 {
-			n := 0
-			for _, s := range r.Lessons() {
-				if s.State == "recording" {
-					n++
-				}
-			}
-			return float64(n)
-		}),
+		g("recording_lessons", "Lessons being recorded.", func() float64 { return float64(r.countState(StateRecording)) }),
+		g("interrupted_lessons", "Recordings stopped before their lesson ended (this node restarted or shut down), waiting to resume or be closed.",
+			func() float64 { return float64(r.countState(StateInterrupted)) }),
 	)
 	return m
 }

@@ -41,6 +41,28 @@ type Config struct {
 	// SkipAuto, when set, names lessons never recorded automatically: a
 	// cluster edge's mirror of a lesson another node records.
 	SkipAuto func(lessonID string) bool
+
+	// Node names this recorder in the manifests it owns (Manifest.Node);
+	// it must differ between nodes sharing a storage. Empty: "local".
+	Node string
+	// ResumeGrace is how long a recording found interrupted at start (this
+	// node was killed or stopped mid-lesson) waits for its lesson to come
+	// back before it is closed at its last recorded media and handed to
+	// transcode: a lesson nobody rejoins is over. 0: one minute (the
+	// lesson's own empty grace); negative: closed at once.
+	ResumeGrace time.Duration
+	// TakeoverAfter is how old the heartbeat of another node's unfinished
+	// recording must be before this node closes it (that node died and
+	// did not come back). 0: ten minutes.
+	TakeoverAfter time.Duration
+	// HeartbeatInterval is how often the manifest of a lesson this node
+	// holds is rewritten even when no segment closes. 0: 30 s.
+	HeartbeatInterval time.Duration
+	// OpenLessons lists the lessons whose recording may be unfinished (the
+	// catalog's lessons still recording or interrupted); the recorder
+	// looks at their manifests at start and every minute for recordings
+	// left by a node that is gone. Nil: only this node's spool is looked at.
+	OpenLessons func(ctx context.Context) ([]string, error)
 }
 
 // ErrNoSuchLesson is returned for a lesson that is neither live nor recorded.
@@ -77,6 +99,18 @@ func New(cfg Config) (*Recorder, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.Node == "" {
+		cfg.Node = "local"
+	}
+	if cfg.ResumeGrace == 0 {
+		cfg.ResumeGrace = time.Minute
+	}
+	if cfg.TakeoverAfter <= 0 {
+		cfg.TakeoverAfter = 10 * time.Minute
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 30 * time.Second
+	}
 	sp, err := openSpool(cfg.SpoolDir, cfg.SpoolMaxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("recorder: %w", err)
@@ -89,10 +123,14 @@ func New(cfg Config) (*Recorder, error) {
 	r.up = newUploader(r)
 	r.metrics = newMetrics(r, cfg.Registerer)
 	r.recoverSpool()
-	r.wg.Add(1)
+	r.wg.Add(2)
 	go func() {
 		defer r.wg.Done()
 		r.up.run(ctx)
+	}()
+	go func() {
+		defer r.wg.Done()
+		r.watch(ctx)
 	}()
 	return r, nil
 }
@@ -123,9 +161,18 @@ func (r *Recorder) recoverSpool() {
 			r.up.push(uploadJob{lesson: l, key: k})
 		}
 		l.mu.Lock()
+		// A lesson that had ended is complete once uploaded; one that was
+		// still running waits for its participants to come back.
+		l.ended = !m.EndedAt.IsZero()
 		l.queueManifestLocked()
 		l.mu.Unlock()
-		r.log.Info("recorder: resuming upload of spooled recording", "lesson", id, "objects", len(files))
+		if l.ended {
+			r.log.Info("recorder: uploading what an earlier run left spooled", "lesson", id, "objects", len(files))
+		} else {
+			r.log.Warn("recorder: found a recording this node left interrupted; uploading what is spooled and closing it unless the lesson resumes",
+				"lesson", id, "objects", len(files), "resume_grace", r.cfg.ResumeGrace)
+			r.holdInterrupted(l)
+		}
 	}
 }
 
@@ -193,6 +240,7 @@ func (r *Recorder) Start(room *sfu.Room) error {
 		l.mu.Unlock()
 		return nil
 	}
+	l.resumeLocked(time.Now())
 	l.recording, l.ended, l.complete = true, false, false
 	l.man.Complete, l.man.EndedAt = false, time.Time{}
 	l.room = room
@@ -222,19 +270,26 @@ func (r *Recorder) Start(room *sfu.Room) error {
 
 // loadManifest finds an earlier recording of the lesson in storage.
 func (r *Recorder) loadManifest(id string) Manifest {
+	m, _ := r.loadStoredManifest(id)
+	return m
+}
+
+// loadStoredManifest reads a lesson's manifest and when it was written; a
+// zero Manifest when there is none (or it is unreadable).
+func (r *Recorder) loadStoredManifest(id string) (Manifest, time.Time) {
 	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
 	defer cancel()
-	rc, _, err := r.store.Get(ctx, storage.ManifestKey(id))
+	rc, info, err := r.store.Get(ctx, storage.ManifestKey(id))
 	if err != nil {
-		return Manifest{}
+		return Manifest{}, time.Time{}
 	}
 	defer rc.Close()
 	var m Manifest
 	data, err := io.ReadAll(io.LimitReader(rc, 64<<20))
 	if err != nil || json.Unmarshal(data, &m) != nil || m.Lesson != id {
-		return Manifest{}
+		return Manifest{}, time.Time{}
 	}
-	return m
+	return m, info.LastModified
 }
 
 // Stop stops recording a lesson: open segments are closed and spooled, and
@@ -251,7 +306,11 @@ func (r *Recorder) Stop(id string) error {
 	return nil
 }
 
-func (r *Recorder) stopAsync(l *lesson) {
+// stopAsync stops recording a lesson on its event goroutine's behalf:
+// ended says the lesson is over (the recording completes), otherwise it is
+// only interrupted (this node shuts down; the lesson goes on elsewhere or
+// after the restart).
+func (r *Recorder) stopAsync(l *lesson, ended bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -260,11 +319,24 @@ func (r *Recorder) stopAsync(l *lesson) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		r.stop(l)
+		if ended {
+			r.stop(l)
+		} else {
+			r.interrupt(l)
+		}
 	}()
 }
 
-func (r *Recorder) stop(l *lesson) {
+// stop ends a lesson's recording: it completes once uploaded.
+func (r *Recorder) stop(l *lesson) { r.halt(l, true) }
+
+// interrupt stops recording a lesson that has not ended (this node shuts
+// down): its open segments are spooled and its manifest stays
+// "interrupted", never complete, so no transcode starts; the next start
+// resumes or closes it.
+func (r *Recorder) interrupt(l *lesson) { r.halt(l, false) }
+
+func (r *Recorder) halt(l *lesson, end bool) {
 	l.mu.Lock()
 	if l.cancelEvents != nil {
 		l.cancelEvents()
@@ -274,7 +346,7 @@ func (r *Recorder) stop(l *lesson) {
 	l.sessions = make(map[string]*session)
 	tracks := l.tracks
 	l.tracks = make(map[string]*recTrack)
-	l.ended = true
+	l.ended = end
 	l.mu.Unlock()
 	for _, s := range sessions {
 		s.track.RemoveSink(sinkID)
@@ -315,9 +387,9 @@ func (r *Recorder) Status(id string) (Status, error) {
 		if m.Lesson == "" {
 			return Status{}, fmt.Errorf("%w: %s", ErrNoSuchLesson, id)
 		}
-		st := Status{Lesson: id, State: "interrupted", BytesSpooled: r.spool.size(), Manifest: storage.ManifestKey(id)}
+		st := Status{Lesson: id, State: StateInterrupted, BytesSpooled: r.spool.size(), Manifest: storage.ManifestKey(id)}
 		if m.Complete {
-			st.State = "complete"
+			st.State = StateComplete
 		}
 		for _, t := range m.Tracks {
 			st.Tracks = append(st.Tracks, TrackStatus{ID: t.ID, Kind: t.Kind, Source: t.Source, Codec: t.Codec, Segments: len(t.Segments), Gaps: len(t.Gaps)})
@@ -343,6 +415,17 @@ func (r *Recorder) Lessons() []Status {
 	return out
 }
 
+// countState counts the lessons this process holds in a Status state.
+func (r *Recorder) countState(state string) int {
+	n := 0
+	for _, s := range r.Lessons() {
+		if s.State == state {
+			n++
+		}
+	}
+	return n
+}
+
 // Flushed returns a channel closed when nothing waits for upload.
 func (r *Recorder) Flushed() <-chan struct{} { return r.up.drained() }
 
@@ -358,9 +441,10 @@ func (r *Recorder) uploadFailed(j uploadJob, err error) {
 	}
 }
 
-// Close stops every recording (open segments are spooled), then waits
+// Close interrupts every recording (open segments are spooled; a lesson
+// still running is not complete, so nothing is transcoded), then waits
 // until ctx is done for uploads to finish; what is left stays spooled for
-// the next start.
+// the next start, and is logged lesson by lesson.
 func (r *Recorder) Close(ctx context.Context) error {
 	r.mu.Lock()
 	r.closed = true
@@ -372,9 +456,12 @@ func (r *Recorder) Close(ctx context.Context) error {
 	for _, l := range ls {
 		l.mu.Lock()
 		rec := l.recording
+		if l.resumeTimer != nil {
+			l.resumeTimer.Stop()
+		}
 		l.mu.Unlock()
 		if rec {
-			r.stop(l)
+			r.interrupt(l)
 		}
 	}
 	var err error
@@ -382,6 +469,12 @@ func (r *Recorder) Close(ctx context.Context) error {
 	case <-r.up.drained():
 	case <-ctx.Done():
 		err = fmt.Errorf("recorder: %d uploads left spooled: %w", r.up.pending(), ctx.Err())
+		for _, l := range ls {
+			if st := l.status(); st.SegmentsPending > 0 {
+				r.log.Warn("recorder: recording left in the spool for the next start (storage unreachable)",
+					"lesson", st.Lesson, "objects", st.SegmentsPending, "state", st.State, "last_error", st.LastError)
+			}
+		}
 	}
 	r.cancel()
 	r.wg.Wait()

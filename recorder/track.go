@@ -90,6 +90,7 @@ type recTrack struct {
 	channels  int
 	video     bool
 	queue     chan packet
+	shift     time.Duration // the lesson's: wall clock minus recording clock
 	dropped   atomic.Uint64
 	ctlMu     sync.Mutex
 	ctl       []ctlMsg
@@ -126,9 +127,9 @@ type recTrack struct {
 
 const queueSize = 2048
 
-func newRecTrack(l *lesson, mt ManifestTrack, channels int) *recTrack {
+func newRecTrack(l *lesson, mt ManifestTrack, channels int, shift time.Duration) *recTrack {
 	rt := &recTrack{
-		l: l, id: mt.ID, codec: mt.Codec, rate: timescaleOf(mt.Codec), channels: channels,
+		l: l, id: mt.ID, codec: mt.Codec, rate: timescaleOf(mt.Codec), channels: channels, shift: shift,
 		video: mt.Kind == string(sfu.KindVideo), queue: make(chan packet, queueSize),
 		ctlNotify: make(chan struct{}, 1), initDone: mt.Init != "",
 	}
@@ -317,7 +318,7 @@ func (rt *recTrack) handle(p packet) {
 		rt.anchored = false
 		rt.lastSSRC = p.ssrc
 	}
-	rt.writeFrame(f, p.arrival, s.muted.Load())
+	rt.writeFrame(f, p.arrival.Add(-rt.shift), s.muted.Load())
 }
 
 func (rt *recTrack) writeFrame(f frame, wall time.Time, muted bool) {
