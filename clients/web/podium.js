@@ -107,7 +107,8 @@ const NOT_RUNNING_RETRY_MS = 5000;
 // token (exponential backoff) and publishes its local tracks again.
 //
 // Events (EventTarget): state, joined, participants, tracks, stage, chat,
-// quality, speaking, muteRequest, remotetrack, remotetrackended, error.
+// quality, dashboard, lesson, speaking, muteRequest, remotetrack,
+// remotetrackended, error.
 export class Session extends EventTarget {
   constructor({ token, autoSubscribe = true, log = console }) {
     super();
@@ -125,6 +126,7 @@ export class Session extends EventTarget {
     this.tracks = new Map(); // track id -> TrackInfo
     this.stage = '';
     this.quality = {};
+    this.dashboard = null; // {classrooms, at} — the teacher's, from the server
     this.speaking = [];
     this.remote = new Map(); // track id -> {track, stream, participantId}
     this.local = []; // [{track, source, name}] published (and republished on reconnect)
@@ -140,6 +142,7 @@ export class Session extends EventTarget {
     this._subCandidates = [];
     this._timer = null;
     this._pingTimer = null;
+    this._statsTimer = null;
     this._pubChain = Promise.resolve();
     this._queue = Promise.resolve();
   }
@@ -254,6 +257,14 @@ export class Session extends EventTarget {
         this.quality = d.participants || {};
         this._emit('quality', this.quality);
         break;
+      case 'dashboard':
+        this.dashboard = { classrooms: d.classrooms || [], at: Date.now() };
+        this._emit('dashboard', this.dashboard);
+        break;
+      case 'lessonUpdated':
+        if (d.lesson) this.lesson = d.lesson;
+        this._emit('lesson', this.lesson);
+        break;
       case 'speaking':
         this.speaking = d.participantIds || [];
         this._emit('speaking', this.speaking);
@@ -290,6 +301,11 @@ export class Session extends EventTarget {
     clearInterval(this._pingTimer);
     // Keeps NAT bindings and idle proxies from dropping the socket.
     this._pingTimer = setInterval(() => this._notify('ping'), 20000);
+    clearInterval(this._statsTimer);
+    // What this page receives, for the teacher's dashboard (`stats`).
+    this._statsTimer = setInterval(() => {
+      this.receiveReport().then((r) => { if (r) this._notify('stats', r); }).catch(() => {});
+    }, STATS_REPORT_MS);
   }
 
   _rtcConfig() {
@@ -485,6 +501,7 @@ export class Session extends EventTarget {
 
   _teardown() {
     clearInterval(this._pingTimer);
+    clearInterval(this._statsTimer);
     for (const p of this._pending.values()) p.reject(new Error('disconnected'));
     this._pending.clear();
     const ws = this._ws;
@@ -519,6 +536,14 @@ export class Session extends EventTarget {
   leave() {
     this._notify('leave');
     this._end('You left the lesson.');
+  }
+
+  // receiveReport is this page's `stats` report, or null when it receives
+  // nothing.
+  receiveReport() {
+    if (this.state !== 'live' || !this.sub) return Promise.resolve(null);
+    const byLocalId = new Map([...this.remote.values()].map((r) => [r.track.id, r.trackId]));
+    return receiveReportFrom(this.sub, (id) => byLocalId.get(id) || id);
   }
 
   // stats summarises both connections: per received track the decoded
@@ -562,6 +587,44 @@ export class Session extends EventTarget {
     await add(this.pub, 'pub');
     return out;
   }
+}
+
+// STATS_REPORT_MS is how often a page reports what it receives.
+const STATS_REPORT_MS = 2000;
+
+// receiveReportFrom builds a `stats` report (docs/PROTOCOL.md, Dashboard)
+// from a receiving connection's getStats: cumulative packet counters, per
+// video track the decoded size, rate and Chromium's freezeCount, and the
+// selected candidate pair's round trip and transport.
+export async function receiveReportFrom(pc, trackIdOf = (id) => id) {
+  if (!pc) return null;
+  const report = await pc.getStats();
+  const out = { packetsReceived: 0, packetsLost: 0, video: [] };
+  let pairId = '';
+  report.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
+  report.forEach((s) => {
+    if (s.type === 'inbound-rtp') {
+      out.packetsReceived += s.packetsReceived || 0;
+      out.packetsLost += Math.max(0, s.packetsLost || 0);
+      const trackId = trackIdOf(s.trackIdentifier || '');
+      if (s.kind === 'video' && trackId && trackId.length <= 64 && out.video.length < 16) {
+        out.video.push({
+          trackId, width: s.frameWidth || 0, height: s.frameHeight || 0,
+          fps: Math.min(1000, s.framesPerSecond || 0), framesDecoded: s.framesDecoded || 0, freezes: s.freezeCount || 0,
+        });
+      }
+    }
+    if (s.type === 'candidate-pair' && (s.id === pairId || (!pairId && s.nominated && s.state === 'succeeded'))) {
+      if (s.currentRoundTripTime) out.rtt = Math.min(60000, s.currentRoundTripTime * 1000);
+      const local = report.get(s.localCandidateId);
+      if (local) {
+        out.transport = local.candidateType === 'relay'
+          ? 'turn-' + (['udp', 'tcp', 'tls'].includes(local.relayProtocol) ? local.relayProtocol : 'udp')
+          : (local.protocol === 'tcp' ? 'tcp' : 'udp');
+      }
+    }
+  });
+  return out;
 }
 
 // RateMeter turns cumulative counters into per-second rates between calls.
