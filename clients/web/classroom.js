@@ -1,7 +1,10 @@
 // Classroom big screen: the teacher (screen share large, camera as
-// picture-in-picture), the classroom on stage, our own camera + microphone
-// sent back, raise hand, a network badge, and reconnection that needs
-// nobody at the board. Keyboard: H hand, M microphone, F full screen.
+// picture-in-picture, words when the camera is off), the classroom on
+// stage, our own camera + microphone sent back, raise hand, chat, the
+// lesson's state (waiting, live, recording, the teacher's microphone), a
+// network badge, and reconnection that needs nobody at the board. All of
+// the lesson's state is the server's (docs/PROTOCOL.md): the page shows it.
+// Keyboard: H hand, M microphone, F full screen, C chat.
 import {
   Session, readToken, decodeToken, tokenExpired, browserProblem, mediaErrorText,
   RateMeter, qualityLevel, formatBitrate, attach, h,
@@ -9,7 +12,10 @@ import {
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  board: $('board'), main: $('main-video'), waiting: $('waiting'), waitingText: $('waiting-text'),
+  board: $('board'), main: $('main-video'), waiting: $('waiting'), waitingText: $('waiting-text'), waitingTitle: $('waiting-title'),
+  cameraOff: $('camera-off'), cameraOffText: $('camera-off-text'), pipOff: $('pip-off'),
+  rec: $('rec'), teacherMicOff: $('teacher-mic-off'), ask: $('ask'),
+  chatform: $('chatform'), chattext: $('chattext'), chatsend: $('chatsend'), chatOff: $('chat-off'),
   pip: $('pip'), pipVideo: $('pip-video'), stage: $('stage'), stageVideo: $('stage-video'), stageLabel: $('stage-label'),
   self: $('self'), selfVideo: $('self-video'), selfLabel: $('self-label'), title: $('lesson-title'), state: $('state'),
   netbars: $('netbars'), nettext: $('nettext'), chat: $('chat'), toast: $('toast'),
@@ -56,15 +62,46 @@ function renderState() {
     ? (teacherIds().size > 0 ? 'Joined · the teacher is not on air yet' : 'Joined · waiting for the teacher')
     : { connecting: 'Connecting…', waiting: 'Waiting for the teacher', live: 'LIVE', reconnecting: 'Reconnecting…', ended: 'Ended', idle: 'Connecting…' }[s] || s;
   if (s === 'waiting') {
-    ui.waitingText.textContent = 'Waiting for the teacher to start the lesson… This screen joins by itself.';
-    ui.waiting.classList.remove('hidden');
+    setWaiting('Waiting for the teacher', 'The lesson has not started yet. This screen joins by itself when it does.');
   }
   if (s === 'live') ui.overlay.classList.add('hidden');
   if (s === 'reconnecting') {
     const secs = Math.max(0, Math.round((session.nextRetryAt - Date.now()) / 1000));
-    ui.waitingText.textContent = `Connection lost — reconnecting automatically${secs ? ` in ${secs} s` : '…'}`;
-    ui.waiting.classList.remove('hidden');
+    setWaiting('Reconnecting…', `The connection was lost. Reconnecting automatically${secs ? ` in ${secs} s` : '…'}`);
   }
+  renderLessonState();
+}
+
+function setWaiting(title, text) {
+  ui.waitingTitle.textContent = title;
+  ui.waitingText.textContent = text;
+  ui.waiting.classList.remove('hidden');
+}
+
+// renderLessonState shows the lesson's server state: recording, the
+// teacher's microphone, and whether the chat is open.
+function renderLessonState() {
+  const live = !!session && session.state === 'live';
+  const lesson = (live && session.lesson) || {};
+  ui.rec.classList.toggle('hidden', !(live && lesson.recording));
+  const teacher = live ? teacherParticipant() : null;
+  ui.teacherMicOff.classList.toggle('hidden', !(teacher && teacherOnAir() && teacherMicOff(teacher)));
+  const chatOn = !live || lesson.chatEnabled !== false;
+  ui.chatOff.classList.toggle('hidden', chatOn);
+  ui.chattext.disabled = !live || !chatOn;
+  ui.chatsend.disabled = !live || !chatOn;
+  ui.chattext.placeholder = chatOn ? 'Write to the teacher…' : 'The chat is off';
+}
+
+function teacherParticipant() {
+  for (const p of session.participants.values()) if (p.role === 'teacher') return p;
+  return null;
+}
+
+// teacherMicOff: muted on the server, or on air with no microphone.
+function teacherMicOff(teacher) {
+  if (teacher.micMuted) return true;
+  return !findTrack(new Set([teacher.id]), (t) => t.kind === 'audio' && t.source === 'microphone' && !t.muted);
 }
 
 // ---------- who is shown where ----------
@@ -87,21 +124,55 @@ function show(el, stream) {
   else if (el.srcObject) el.srcObject = null;
 }
 
+// NO_CAMERA_GRACE_MS: a teacher on air publishes its tracks one by one;
+// one on air this long without any camera has none (a laptop without a
+// webcam, a WHIP encoder sending slides) and the board says so.
+const NO_CAMERA_GRACE_MS = 4000;
+let onAirSince = 0;
+
+// teacherCameraOff: the server says the teacher's camera is off (turned
+// off or stopped), its camera track is muted, or the teacher has been on
+// air for a while without any camera.
+function teacherCameraOff(teachers) {
+  for (const id of teachers) {
+    const p = session.participants.get(id);
+    if (p && p.cameraOff) return true;
+  }
+  const cam = findTrack(teachers, (t) => t.kind === 'video' && t.source === 'camera');
+  if (cam) return !!cam.muted;
+  return onAirSince > 0 && Date.now() - onAirSince >= NO_CAMERA_GRACE_MS;
+}
+
 function renderLayout() {
+  renderLessonState();
   if (!session || session.state !== 'live') return;
   const teachers = teacherIds();
+  const onAir = teacherOnAir();
+  if (!onAir) onAirSince = 0;
+  else if (!onAirSince) onAirSince = Date.now();
+  const camOff = onAir && teacherCameraOff(teachers);
   const screen = remoteFor(findTrack(teachers, (t) => t.kind === 'video' && t.source === 'screen' && !t.muted));
-  const camera = remoteFor(findTrack(teachers, (t) => t.kind === 'video' && t.source !== 'screen'));
+  const camera = camOff ? null : remoteFor(findTrack(teachers, (t) => t.kind === 'video' && t.source !== 'screen' && !t.muted));
   const mic = remoteFor(findTrack(teachers, (t) => t.kind === 'audio'));
   const me = session.self && session.self.id;
   if (screen) {
     show(ui.main, screen.stream);
     show(ui.pipVideo, camera && camera.stream);
-    ui.pip.classList.toggle('hidden', !camera);
+    // The camera beside the slides: its place says "Camera off" when off.
+    ui.pip.classList.toggle('hidden', !camera && !camOff);
+    ui.pipOff.classList.toggle('hidden', !camOff);
   } else {
     show(ui.main, camera && camera.stream);
     show(ui.pipVideo, null);
     ui.pip.classList.add('hidden');
+  }
+  // No black screen: the words, in the picture's place.
+  const noticeOn = camOff && !screen;
+  ui.cameraOff.classList.toggle('hidden', !noticeOn);
+  ui.main.classList.toggle('off', noticeOn);
+  if (noticeOn) {
+    const t = teacherParticipant();
+    ui.cameraOffText.textContent = t && teacherMicOff(t) ? "The teacher's microphone is off too." : 'You can still hear the teacher.';
   }
   ui.main.style.objectFit = screen ? 'contain' : 'cover';
   show(ui.teacherAudio, mic && mic.stream);
@@ -119,9 +190,15 @@ function renderLayout() {
   ui.self.classList.toggle('onstage', session.stage === me);
   ui.selfLabel.textContent = session.stage === me ? 'You · ON STAGE' : 'You';
 
+  // Waiting until the teacher is on air (and its picture arrives).
   const teacherHere = teachers.size > 0;
-  ui.waiting.classList.toggle('hidden', !!(screen || camera));
-  if (!screen && !camera) ui.waitingText.textContent = teacherHere ? 'The teacher is here — the lesson starts in a moment.' : 'Waiting for the teacher to start the lesson…';
+  const picture = !!(screen || camera || camOff);
+  ui.waiting.classList.toggle('hidden', picture);
+  if (!picture) {
+    if (onAir) setWaiting('The lesson is starting…', 'The teacher is live; the picture arrives in a moment.');
+    else if (teacherHere) setWaiting('The teacher is here', 'The lesson starts as soon as the teacher goes live.');
+    else setWaiting('Waiting for the teacher', 'The lesson starts when the teacher goes live. This screen joins by itself.');
+  }
 }
 
 function playAudio(el) {
@@ -203,6 +280,7 @@ function renderMic() {
   const a = micTrack();
   if (a) a.enabled = !off;
   ui.mic.querySelector('span').textContent = mutedByTeacher ? 'Muted by teacher' : off ? 'Mic off' : 'Mic on';
+  ui.mic.dataset.mic = mutedByTeacher ? 'teacher' : off ? 'self' : 'on';
   ui.mic.setAttribute('aria-pressed', String(off));
   ui.mic.classList.toggle('danger', off);
   ui.mic.classList.toggle('locked', mutedByTeacher);
@@ -251,13 +329,36 @@ async function refreshNetwork() {
   ui.netbars.parentElement.title = `Receiving ${formatBitrate(bits)} · loss ${(loss * 100).toFixed(1)} % · RTT ${Math.round(rttMs)} ms`;
 }
 
-// ---------- chat ticker ----------
+// ---------- chat ----------
+
+const CHAT_SHOWN = 6; // the latest messages stay on the board
 
 function addChat(d) {
-  const el = h('div', { class: 'msg' }, h('div', { class: 'who' }, d.fromName || ''), h('div', {}, d.text));
+  const from = session.participants.get(d.from);
+  const self = !!session.self && d.from === session.self.id;
+  const teacher = from ? from.role === 'teacher' : false;
+  const who = self ? 'This classroom' : teacher ? `${d.fromName || 'Teacher'} (teacher)` : d.fromName || '';
+  const el = h('div', { class: 'msg' + (teacher ? ' teacher' : '') + (self ? ' self' : '') },
+    h('div', { class: 'who' }, who), h('div', {}, d.text));
   ui.chat.append(el);
-  while (ui.chat.children.length > 4) ui.chat.firstChild.remove();
-  setTimeout(() => el.remove(), 20000);
+  while (ui.chat.children.length > CHAT_SHOWN) ui.chat.firstChild.remove();
+}
+
+async function sendChat(e) {
+  e.preventDefault();
+  const text = ui.chattext.value.trim();
+  if (!text || !session || session.state !== 'live') return;
+  ui.chatsend.disabled = true;
+  try {
+    await session.request('chat', { text });
+    ui.chattext.value = '';
+  } catch (err) {
+    if (err.code === 'chat_disabled') toast('The teacher has switched the chat off.');
+    else if (err.code === 'rate_limited') toast('Too many messages at once — wait a moment.');
+    else toast('The message was not sent: ' + err.message);
+  } finally {
+    renderLessonState();
+  }
 }
 
 // ---------- start ----------
@@ -284,6 +385,15 @@ async function main() {
     get session() { return session; },
     get network() { return network; },
     get handRaised() { return handRaised; },
+    // lesson is the lesson's server state as this page shows it.
+    get lesson() {
+      return {
+        recording: !ui.rec.classList.contains('hidden'),
+        chatOpen: !ui.chattext.disabled,
+        teacherCameraOff: !ui.cameraOff.classList.contains('hidden') || !ui.pipOff.classList.contains('hidden'),
+        teacherMicOff: !ui.teacherMicOff.classList.contains('hidden'),
+      };
+    },
     // mic is the microphone as this page shows and applies it.
     get mic() {
       const a = micTrack();
@@ -355,6 +465,12 @@ async function main() {
   session.addEventListener('remotetrack', renderLayout);
   session.addEventListener('remotetrackended', renderLayout);
   session.addEventListener('chat', (e) => addChat(e.detail));
+  session.addEventListener('lesson', () => {
+    ui.title.textContent = `${(session.lesson && session.lesson.title) || claims.room} · ${claims.name || 'Classroom'}`;
+    renderLessonState();
+  });
+  ui.chatform.addEventListener('submit', sendChat);
+  ui.ask.addEventListener('click', () => setHand(true));
   ui.hand.addEventListener('click', () => setHand(!handRaised));
   ui.mic.addEventListener('click', () => setMic(!(micMuted || mutedByTeacher)));
   ui.fullscreen.addEventListener('click', toggleFullscreen);
@@ -368,10 +484,12 @@ async function main() {
     if (k === 'h' && canPublish) setHand(!handRaised);
     else if (k === 'm' && canPublish) setMic(!(micMuted || mutedByTeacher));
     else if (k === 'f') toggleFullscreen();
+    else if (k === 'c' && !ui.chattext.disabled) { e.preventDefault(); ui.chattext.focus(); }
   });
   setInterval(() => {
     refreshNetwork();
     if (session.state === 'reconnecting') renderState();
+    if (onAirSince && Date.now() - onAirSince < NO_CAMERA_GRACE_MS + 1500) renderLayout();
   }, 1000);
 
   renderState();
