@@ -233,11 +233,11 @@ export class Session extends EventTarget {
       case 'participantUpdated':
         this.participants.set(d.participant.id, d.participant);
         if (this.self && d.participant.id === this.self.id) this.self = d.participant;
-        this._emit('participants', { change: msg.type, participant: d.participant });
+        this._emit('participants', { change: msg.type, participant: d.participant, reason: d.reason || '' });
         break;
       case 'participantLeft':
         this.participants.delete(d.participant.id);
-        this._emit('participants', { change: msg.type, participant: d.participant });
+        this._emit('participants', { change: msg.type, participant: d.participant, reason: d.reason || '' });
         break;
       case 'trackPublished':
       case 'trackUpdated':
