@@ -75,10 +75,13 @@ var (
 type Participant struct {
 	info ParticipantInfo
 	room *Room
-	sfu  *SFU
-	sig  Signaler
-	opts JoinOptions
-	log  *slog.Logger
+	// entry is the room's record of this connection; a successor under the
+	// same id replaces it (JoinOptions.Replaces).
+	entry *ParticipantInfo
+	sfu   *SFU
+	sig   Signaler
+	opts  JoinOptions
+	log   *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -112,6 +115,12 @@ type JoinOptions struct {
 	// classroom's; a teacher gets every classroom's camera and mic. Tracks
 	// published later are added as they come.
 	AutoSubscribe bool
+	// Replaces is a present participant with the same id that this join
+	// takes over from at once (a WHIP encoder that publishes again without
+	// DELETE): the old connection is closed, and the tracks it published
+	// stay, fed by the new connection once it sends the same kinds of
+	// media, so whoever watches them keeps watching without renegotiating.
+	Replaces *Participant
 }
 
 // speakingInterval is how often audio levels are turned into "speaking".
@@ -124,12 +133,32 @@ func (s *SFU) Join(room *Room, info ParticipantInfo, sig Signaler, opts JoinOpti
 	if info.JoinedAt.IsZero() {
 		info.JoinedAt = time.Now()
 	}
-	if err := room.AddParticipant(info); err != nil {
+	var (
+		entry *ParticipantInfo
+		err   error
+	)
+	old := opts.Replaces
+	if old != nil {
+		if old.room != room || old.info.ID != info.ID {
+			return nil, fmt.Errorf("join %s: replaces %s of lesson %s: not the same participant", info.ID, old.info.ID, old.room.ID())
+		}
+		entry, err = room.replaceEntry(info, old.entry)
+	} else {
+		entry, err = room.addEntry(info)
+	}
+	if err != nil {
 		return nil, err
 	}
+	if old != nil {
+		// Its tracks are the new connection's now: its ending must neither
+		// feed nor unpublish them.
+		old.detachTracks()
+		old.leave("replaced by a new connection")
+	}
+	opts.Replaces = nil // done with: not kept alive by its successor
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Participant{
-		info: info, room: room, sfu: s, sig: sig, opts: opts,
+		info: info, room: room, entry: entry, sfu: s, sig: sig, opts: opts,
 		log:    s.log.With("lesson", room.ID(), "participant", info.ID),
 		ctx:    ctx,
 		cancel: cancel,
@@ -138,7 +167,7 @@ func (s *SFU) Join(room *Room, info ParticipantInfo, sig Signaler, opts JoinOpti
 	}
 	if err := s.addParticipant(p); err != nil {
 		cancel()
-		room.RemoveParticipant(info.ID, "server shutting down")
+		room.removeEntry(entry, "server shutting down")
 		return nil, err
 	}
 	s.m.participants.WithLabelValues(string(info.Role)).Inc()
@@ -366,6 +395,17 @@ func (p *Participant) Quality() Quality {
 // Done is closed once the participant has left (Close, or its connections failed for good).
 func (p *Participant) Done() <-chan struct{} { return p.done }
 
+// detachTracks stops the participant's publisher from feeding or
+// unpublishing its tracks: a successor takes them over.
+func (p *Participant) detachTracks() {
+	p.mu.Lock()
+	pub := p.pub
+	p.mu.Unlock()
+	if pub != nil {
+		pub.detach()
+	}
+}
+
 // Close leaves the room: its tracks are unpublished, its connections closed.
 func (p *Participant) Close(reason string) {
 	p.leave(reason)
@@ -378,7 +418,7 @@ func (p *Participant) leave(reason string) {
 	p.left.Do(func() {
 		p.cancelEvents()
 		p.cancel()
-		p.room.RemoveParticipant(p.info.ID, reason)
+		p.room.removeEntry(p.entry, reason)
 		p.mu.Lock()
 		pub, sub := p.pub, p.sub
 		p.mu.Unlock()

@@ -33,6 +33,9 @@ type publisher struct {
 	rids    map[string][]string     // MediaStreamTrack id -> simulcast RIDs, lowest first
 	tracks  map[string]*upTrack     // MediaStreamTrack id -> published track
 	remotes []*webrtc.TrackRemote   // every layer being read, to unblock on close
+	// retired: a successor took the participant's tracks over; tracks
+	// arriving late on this connection are not published.
+	retired bool
 
 	keyframes chan uint32 // media SSRCs to send a PLI for
 }
@@ -43,6 +46,9 @@ type upTrack struct {
 	ssrcs   []atomic.Uint32 // per layer
 	readers int             // layer read loops still running (publisher.mu)
 	level   *levelMeter     // audio only
+	// detached is set when a successor connection takes the track over:
+	// this one's read loops stop feeding it and never unpublish it.
+	detached atomic.Bool
 }
 
 func newPublisher(p *Participant) (*publisher, error) {
@@ -160,11 +166,18 @@ func (pub *publisher) publish(offer webrtc.SessionDescription, offered map[strin
 	for _, t := range tracks {
 		pub.sources[t.TrackID] = t
 	}
+	sending := make(map[Source]bool, len(offered))
+	for id := range offered {
+		sending[pub.sources[id].Source] = true
+	}
 	pub.mu.Unlock()
 	pub.repair.LearnSDP(offer.SDP)
 	if err := pub.pc.SetRemoteDescription(offer); err != nil {
 		return webrtc.SessionDescription{}, fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
+	// Tracks of a connection this one replaced that it will not send are
+	// dead: unpublish them now rather than leave subscribers waiting.
+	pub.p.room.releaseAdoptable(pub.p.info.ID, sending)
 	answer, err := pub.pc.CreateAnswer(nil)
 	if err != nil {
 		return webrtc.SessionDescription{}, fmt.Errorf("%w: answer: %v", ErrBadSDP, err)
@@ -183,6 +196,10 @@ func (pub *publisher) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	p := pub.p
 	key := remote.ID()
 	pub.mu.Lock()
+	if pub.retired {
+		pub.mu.Unlock()
+		return
+	}
 	up := pub.tracks[key]
 	if up == nil {
 		src, ok := pub.sources[key]
@@ -204,25 +221,35 @@ func (pub *publisher) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 			kind = KindAudio
 		}
 		c := remote.Codec()
-		info := TrackInfo{
-			ID:            p.room.uniqueTrackID(p.info.ID, string(src.Source)),
-			ParticipantID: p.info.ID,
-			Name:          src.Name,
-			Kind:          kind,
-			Source:        src.Source,
-			Codec:         Codec{MimeType: c.MimeType, ClockRate: c.ClockRate, Channels: c.Channels, SDPFmtpLine: c.SDPFmtpLine},
-			Layers:        layers,
-		}
+		codec := Codec{MimeType: c.MimeType, ClockRate: c.ClockRate, Channels: c.Channels, SDPFmtpLine: c.SDPFmtpLine}
 		up = &upTrack{}
-		up.track = NewTrack(info, pub.requestKeyframe(up))
-		up.ssrcs = make([]atomic.Uint32, len(up.track.info.Layers))
 		if kind == KindAudio {
 			up.level = &levelMeter{}
 		}
-		if err := p.room.Publish(up.track); err != nil {
-			pub.mu.Unlock()
-			p.log.Warn("publish track", "track", info.ID, "err", err)
-			return
+		if t := p.room.adoptTrack(p.info.ID, src.Source, kind, codec, layers); t != nil {
+			// The same source of a connection this one replaced: feed its
+			// track, so its subscribers follow without renegotiating.
+			up.track = t
+			up.ssrcs = make([]atomic.Uint32, len(t.info.Layers))
+			t.handOver(pub.requestKeyframe(up))
+			p.log.Info("took over track", "track", t.ID())
+		} else {
+			info := TrackInfo{
+				ID:            p.room.uniqueTrackID(p.info.ID, string(src.Source)),
+				ParticipantID: p.info.ID,
+				Name:          src.Name,
+				Kind:          kind,
+				Source:        src.Source,
+				Codec:         codec,
+				Layers:        layers,
+			}
+			up.track = NewTrack(info, pub.requestKeyframe(up))
+			up.ssrcs = make([]atomic.Uint32, len(up.track.info.Layers))
+			if err := p.room.Publish(up.track); err != nil {
+				pub.mu.Unlock()
+				p.log.Warn("publish track", "track", info.ID, "err", err)
+				return
+			}
 		}
 		pub.tracks[key] = up
 	}
@@ -236,6 +263,11 @@ func (pub *publisher) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	up.readers++
 	pub.remotes = append(pub.remotes, remote)
 	pub.mu.Unlock()
+	if up.track.Kind() == KindVideo {
+		// A track taken over waits for this layer's first keyframe; a new
+		// one is asked too, at no cost (requests are merged per layer).
+		up.track.RequestKeyframe(layer)
+	}
 
 	levelID := 0
 	if up.level != nil {
@@ -273,21 +305,36 @@ func (pub *publisher) read(remote *webrtc.TrackRemote, up *upTrack, layer, level
 				up.level.observe(ext[0] & 0x7f)
 			}
 		}
+		if up.detached.Load() {
+			break // a successor feeds the track now
+		}
 		up.track.WriteRTP(layer, &pkt)
 	}
+	// Unpublished under pub.mu, so that detach (which takes it too) either
+	// comes first and keeps the track, or after, and finds it gone.
 	pub.mu.Lock()
+	defer pub.mu.Unlock()
 	up.readers--
-	last := up.readers == 0
-	if last {
-		for k, v := range pub.tracks {
-			if v == up {
-				delete(pub.tracks, k)
-			}
+	if up.readers > 0 {
+		return
+	}
+	for k, v := range pub.tracks {
+		if v == up {
+			delete(pub.tracks, k)
 		}
 	}
-	pub.mu.Unlock()
-	if last {
+	if !up.detached.Load() {
 		pub.p.room.Unpublish(up.track.ID())
+	}
+}
+
+// detach hands every track over to a successor connection.
+func (pub *publisher) detach() {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	pub.retired = true
+	for _, up := range pub.tracks {
+		up.detached.Store(true)
 	}
 }
 

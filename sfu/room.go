@@ -121,6 +121,9 @@ type Room struct {
 	mu           sync.Mutex
 	participants map[string]*ParticipantInfo
 	tracks       map[string]*Track
+	// adoptable holds tracks of a replaced participant (by id) until its
+	// new connection takes them over or publishes without them.
+	adoptable    map[string]*Track
 	stage        string
 	speakers     []string        // participant ids speaking now, most recent first
 	teacherMuted map[string]bool // participant ids the teacher muted (sfu/mute.go)
@@ -148,6 +151,7 @@ func newRoom(info LessonInfo, emptyGrace time.Duration, onEnd func(*Room)) *Room
 		info:         info,
 		participants: make(map[string]*ParticipantInfo),
 		tracks:       make(map[string]*Track),
+		adoptable:    make(map[string]*Track),
 		listeners:    make(map[int]func(Event)),
 		done:         make(chan struct{}),
 		onEnd:        onEnd,
@@ -223,13 +227,24 @@ func (r *Room) emit(e Event) {
 
 // AddParticipant records a participant as present and announces it.
 func (r *Room) AddParticipant(info ParticipantInfo) error {
+	_, err := r.addEntry(info)
+	return err
+}
+
+// addEntry is AddParticipant returning the room's entry for the
+// participant, which removeEntry takes.
+func (r *Room) addEntry(info ParticipantInfo) (*ParticipantInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.addEntryLocked(info)
+}
+
+func (r *Room) addEntryLocked(info ParticipantInfo) (*ParticipantInfo, error) {
 	if r.ended {
-		return ErrRoomEnded
+		return nil, ErrRoomEnded
 	}
 	if _, ok := r.participants[info.ID]; ok {
-		return fmt.Errorf("%w: %s", ErrParticipantPresent, info.ID)
+		return nil, fmt.Errorf("%w: %s", ErrParticipantPresent, info.ID)
 	}
 	if info.JoinedAt.IsZero() {
 		info.JoinedAt = time.Now()
@@ -244,7 +259,76 @@ func (r *Room) AddParticipant(info ParticipantInfo) error {
 	}
 	cp := p
 	r.emit(Event{Type: EventParticipantJoined, Participant: &cp})
+	return &p, nil
+}
+
+// replaceEntry puts a new connection of a present participant in the place
+// of the old one, under the same id (a WHIP encoder that reconnected
+// without DELETE): the participant stays in the lesson (participantUpdated,
+// no left and joined), and its tracks stay published, waiting for the new
+// connection to take them over (adoptTrack), so their subscribers keep
+// their down-tracks. Once the old entry has left it is addEntry; when
+// another connection replaced it first, ErrParticipantPresent.
+func (r *Room) replaceEntry(info ParticipantInfo, old *ParticipantInfo) (*ParticipantInfo, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return nil, ErrRoomEnded
+	}
+	cur, ok := r.participants[info.ID]
+	if !ok {
+		return r.addEntryLocked(info)
+	}
+	if cur != old {
+		return nil, fmt.Errorf("%w: %s (replaced by another connection meanwhile)", ErrParticipantPresent, info.ID)
+	}
+	if info.JoinedAt.IsZero() {
+		info.JoinedAt = time.Now()
+	}
+	p := info
+	p.MicMuted, p.MicMutedBy, p.CameraOff = old.MicMuted, old.MicMutedBy, old.CameraOff
+	r.participants[info.ID] = &p
+	for id, t := range r.tracks {
+		if t.info.ParticipantID == info.ID {
+			r.adoptable[id] = t
+		}
+	}
+	cp := p
+	r.emit(Event{Type: EventParticipantUpdated, Participant: &cp})
+	return &p, nil
+}
+
+// adoptTrack gives a replacing connection the track its participant
+// published before with the same source and kind, when the new one can feed
+// it (same codec and layers). An incompatible one is unpublished, so the
+// new track takes its id. It returns nil when there is nothing to adopt.
+func (r *Room) adoptTrack(participantID string, source Source, kind Kind, codec Codec, layers []string) *Track {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, t := range r.adoptable {
+		if t.info.ParticipantID != participantID || t.info.Source != source || t.info.Kind != kind {
+			continue
+		}
+		delete(r.adoptable, id)
+		if t.compatible(kind, codec, layers) {
+			return t
+		}
+		r.unpublishLocked(id)
+		return nil
+	}
 	return nil
+}
+
+// releaseAdoptable unpublishes the tracks a replacing connection's offer
+// does not send (no source of theirs in it): nothing will feed them.
+func (r *Room) releaseAdoptable(participantID string, offered map[Source]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, t := range r.adoptable {
+		if t.info.ParticipantID == participantID && !offered[t.info.Source] {
+			r.unpublishLocked(id)
+		}
+	}
 }
 
 // takesPart reports whether a participant of the role keeps a lesson
@@ -296,8 +380,21 @@ func (r *Room) endIfEmpty(gen uint64, grace time.Duration) {
 func (r *Room) RemoveParticipant(id, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.removeLocked(id, nil, reason)
+}
+
+// removeEntry is RemoveParticipant for one entry: a no-op once another
+// connection replaced it (replaceEntry), so a replaced participant's late
+// leave never removes its successor.
+func (r *Room) removeEntry(entry *ParticipantInfo, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.removeLocked(entry.ID, entry, reason)
+}
+
+func (r *Room) removeLocked(id string, entry *ParticipantInfo, reason string) {
 	p, ok := r.participants[id]
-	if !ok {
+	if !ok || (entry != nil && p != entry) {
 		return
 	}
 	for tid, t := range r.tracks {
@@ -404,6 +501,7 @@ func (r *Room) unpublishLocked(trackID string) {
 		return
 	}
 	delete(r.tracks, trackID)
+	delete(r.adoptable, trackID)
 	t.Close()
 	info := t.Info()
 	r.emit(Event{Type: EventTrackUnpublished, Track: &info})

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,7 +88,9 @@ type Track struct {
 	// keyframeDeferred marks layers with a merged request waiting for the
 	// end of their window.
 	keyframeDeferred []bool
-	requestKFrame    KeyframeRequester
+	// requestKFrame reaches the publisher feeding the track now; a
+	// reconnecting WHIP encoder that takes the track over replaces it.
+	requestKFrame KeyframeRequester
 
 	packets atomic.Uint64
 	bytes   atomic.Uint64
@@ -96,8 +99,9 @@ type Track struct {
 	// forwarding is false while the track is muted: packets are dropped
 	// before any sink sees them.
 	forwarding atomic.Bool
-	// resumes counts unmutes; a down-track that sees it change re-syncs
-	// (waits for a keyframe, keeps its output sequence contiguous).
+	// resumes counts unmutes and hand-overs to a new publisher; a
+	// down-track that sees it change re-syncs (waits for a keyframe, keeps
+	// its output sequence contiguous).
 	resumes atomic.Uint32
 	// layerBytes counts received bytes per layer, for the allocator's rates.
 	layerBytes []atomic.Uint64
@@ -237,11 +241,16 @@ func (t *Track) WriteRTP(layer int, pkt *rtp.Packet) {
 // RequestKeyframe asks the publisher for a keyframe on a layer, at most once
 // per keyframeInterval per layer. It reports whether a request was sent.
 func (t *Track) RequestKeyframe(layer int) bool {
-	if t.requestKFrame == nil || layer < 0 || layer >= len(t.lastKeyframe) || t.closed.Load() {
+	if layer < 0 || layer >= len(t.lastKeyframe) || t.closed.Load() {
 		return false
 	}
 	now := time.Now()
 	t.mu.Lock()
+	request := t.requestKFrame
+	if request == nil {
+		t.mu.Unlock()
+		return false
+	}
 	if wait := keyframeInterval - now.Sub(t.lastKeyframe[layer]); wait > 0 {
 		// Merged, not dropped: one request goes out when the window ends,
 		// so a classroom joining just after another waits at most one
@@ -255,7 +264,7 @@ func (t *Track) RequestKeyframe(layer int) bool {
 	}
 	t.lastKeyframe[layer] = now
 	t.mu.Unlock()
-	t.requestKFrame(layer)
+	request(layer)
 	return true
 }
 
@@ -263,10 +272,45 @@ func (t *Track) sendDeferredKeyframe(layer int) {
 	t.mu.Lock()
 	t.keyframeDeferred[layer] = false
 	t.lastKeyframe[layer] = time.Now()
+	request := t.requestKFrame
 	t.mu.Unlock()
-	if !t.closed.Load() {
-		t.requestKFrame(layer)
+	if request != nil && !t.closed.Load() {
+		request(layer)
 	}
+}
+
+// handOver makes a new publisher the track's source (a WHIP encoder that
+// reconnected under the same identity): keyframe requests go to it from
+// now on, and every sink re-syncs on its first packet (a new SSRC,
+// sequence and timestamp space), video from a keyframe. Sinks stay
+// attached, so subscribers keep their down-tracks and need no
+// renegotiation.
+func (t *Track) handOver(requestKeyframe KeyframeRequester) {
+	t.mu.Lock()
+	t.requestKFrame = requestKeyframe
+	for l := range t.lastKeyframe {
+		t.lastKeyframe[l] = time.Time{} // the new publisher was never asked
+	}
+	t.mu.Unlock()
+	t.resumes.Add(1)
+}
+
+// compatible reports whether a new publisher's track can feed this one in
+// its place: the same kind, codec and simulcast layers, so that the
+// down-tracks' negotiated payload types and layer choices stay right.
+func (t *Track) compatible(kind Kind, codec Codec, layers []string) bool {
+	if len(layers) == 0 {
+		layers = []string{""}
+	}
+	if t.info.Kind != kind || !strings.EqualFold(t.info.Codec.MimeType, codec.MimeType) || len(layers) != len(t.info.Layers) {
+		return false
+	}
+	for i, l := range layers {
+		if t.info.Layers[i] != l {
+			return false
+		}
+	}
+	return true
 }
 
 // Stats returns the packets and bytes received from the publisher so far.

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -172,19 +173,49 @@ func (s *Server) postWHIP(w http.ResponseWriter, r *http.Request) {
 		release()
 		writeProtocolError(w, err)
 	}
-	id := newResourceID()
-	info := sfu.ParticipantInfo{ID: "whip-" + id[:10], Name: c.Name, Role: sfu.RoleTeacher}
-	p, err := s.sfu.Join(room, info, nil, sfu.JoinOptions{})
+	// The participant id comes from the token's identity, so an encoder
+	// that publishes again (a reconnect without DELETE) replaces its stale
+	// self at once, and its tracks keep their ids and their viewers.
+	pid := "whip-" + participantID(c.Identity())
+	old := s.whipSessionOf(room.ID(), pid)
+	opts := sfu.JoinOptions{}
+	if old != nil {
+		opts.Replaces = old.p
+	}
+	info := sfu.ParticipantInfo{ID: pid, Name: c.Name, Role: sfu.RoleTeacher}
+	p, err := s.sfu.Join(room, info, nil, opts)
+	if errors.Is(err, sfu.ErrParticipantPresent) {
+		release()
+		httpx.WriteError(w, http.StatusConflict, "conflict", "another publish of this identity is under way; retry in a moment")
+		return
+	}
 	if err != nil {
 		fail(nil, err)
 		return
+	}
+	if old != nil {
+		s.endResource(old, "replaced by a new publish of the same identity")
+		s.log.Info("WHIP publisher replaced its old session", "lesson", room.ID(), "participant", pid, "old", old.id)
 	}
 	answer, err := p.Publish(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}, offeredTracks(offer))
 	if err != nil {
 		fail(p, err)
 		return
 	}
-	s.answerResource(w, &httpSession{id: id, kind: "whip", room: room.ID(), p: p, ufrag: offerUfrag(offer), tokenID: c.ID, release: release}, answer)
+	s.answerResource(w, &httpSession{id: newResourceID(), kind: "whip", room: room.ID(), p: p, ufrag: offerUfrag(offer), tokenID: c.ID, release: release}, answer)
+}
+
+// whipSessionOf returns the live WHIP session of a participant id in a
+// lesson, or nil.
+func (s *Server) whipSessionOf(room, pid string) *httpSession {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, hs := range s.resources {
+		if hs.kind == "whip" && hs.room == room && hs.p.ID() == pid {
+			return hs
+		}
+	}
+	return nil
 }
 
 func (s *Server) postWHEP(w http.ResponseWriter, r *http.Request) {

@@ -32,6 +32,12 @@ type whipPublisher struct {
 
 func startWHIP(t *testing.T, ts *testServer, room, name string, api *webrtc.API) *whipPublisher {
 	t.Helper()
+	return startWHIPPlaying(t, ts, room, name, api, testmedia.ForTest(t).VP8[1])
+}
+
+// startWHIPPlaying is startWHIP sending the given VP8 file as the camera.
+func startWHIPPlaying(t *testing.T, ts *testServer, room, name string, api *webrtc.API, ivf string) *whipPublisher {
+	t.Helper()
 	files := testmedia.ForTest(t)
 	if api == nil {
 		var err error
@@ -48,7 +54,7 @@ func startWHIP(t *testing.T, ts *testServer, room, name string, api *webrtc.API)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); _ = testmedia.PlayIVF(ctx, files.VP8[1], cam, true) }()
+	go func() { defer wg.Done(); _ = testmedia.PlayIVF(ctx, ivf, cam, true) }()
 	go func() { defer wg.Done(); _ = testmedia.PlayOgg(ctx, files.Opus, mic, true) }()
 	p := &whipPublisher{sess: sess, stop: func() { cancel(); wg.Wait() }}
 	t.Cleanup(func() { p.stop(); _ = sess.PC.Close() })
