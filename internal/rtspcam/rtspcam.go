@@ -32,6 +32,10 @@ type Options struct {
 	User, Pass string // reader credentials, if any
 	UDP        bool   // also serve RTP over UDP
 	Size       string // picture size (default 320x240)
+	// BrokenVideo cuts every video packet the camera sends after its
+	// payload headers: the stream describes and flows like a camera's (its
+	// sound too), but no picture can be decoded from it.
+	BrokenVideo bool
 }
 
 // Camera is a running test camera. Stop and Start simulate the camera
@@ -252,8 +256,21 @@ func (h handler) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respon
 	c.mu.Lock()
 	stream := c.stream
 	c.mu.Unlock()
+	broken := c.opts.BrokenVideo
 	ctx.Session.OnPacketRTPAny(func(m *description.Media, _ format.Format, pkt *rtp.Packet) {
+		if broken && m.Type == description.MediaTypeVideo {
+			pkt = truncated(pkt)
+		}
 		_ = stream.WritePacketRTP(m, pkt)
 	})
 	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// truncated returns a copy of pkt without its payload past 140 bytes: for
+// RFC 2435 JPEG, the headers and quantization tables (8 + 4 + 128 bytes in
+// a picture's first packet) stay, the picture data does not.
+func truncated(pkt *rtp.Packet) *rtp.Packet {
+	out := *pkt
+	out.Payload = append([]byte(nil), pkt.Payload[:min(len(pkt.Payload), 140)]...)
+	return &out
 }

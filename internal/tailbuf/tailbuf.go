@@ -4,6 +4,7 @@ package tailbuf
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 )
 
@@ -32,4 +33,13 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(bytes.TrimSpace(b.buf))
+}
+
+// LastLine is the last non-empty line kept: for a short error message.
+func (b *Buffer) LastLine() string {
+	s := b.String()
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return strings.TrimSpace(s)
 }

@@ -15,7 +15,10 @@ func TestBufferKeepsTheEnd(t *testing.T) {
 	if got := b.String(); got != "d\nthird" {
 		t.Fatalf("kept %q, want the last 10 bytes trimmed", got)
 	}
-	if got := New(100); got.String() != "" {
+	if got := b.LastLine(); got != "third" {
+		t.Fatalf("last line %q, want %q", got, "third")
+	}
+	if got := New(100); got.String() != "" || got.LastLine() != "" {
 		t.Fatalf("empty buffer says %q", got.String())
 	}
 	long := New(4096)

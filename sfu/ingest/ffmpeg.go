@@ -134,10 +134,14 @@ func (t *transcoder) run(ctx context.Context) error {
 	}
 	t.src.log.Info("transcoder started", "pid", cmd.Process.Pid, "video", t.video, "audio", t.audio)
 
-	var lastPacket atomic.Int64
-	lastPacket.Store(time.Now().Add(ffmpegStartGrace - ffmpegStallTimeout).UnixNano())
+	// Each stream is watched on its own: sound flowing must not hide
+	// pictures that never come (a camera whose video ffmpeg cannot decode).
+	started := time.Now().Add(ffmpegStartGrace - ffmpegStallTimeout).UnixNano()
+	var lastVideo, lastAudio atomic.Int64
+	lastVideo.Store(started)
+	lastAudio.Store(started)
 	var wg sync.WaitGroup
-	read := func(c net.PacketConn, deliver func(*rtp.Packet)) {
+	read := func(c net.PacketConn, last *atomic.Int64, deliver func(*rtp.Packet)) {
 		defer wg.Done()
 		buf := make([]byte, 2048)
 		var pkt rtp.Packet
@@ -157,17 +161,17 @@ func (t *transcoder) run(ctx context.Context) error {
 			if pkt.Unmarshal(append([]byte(nil), buf[:n]...)) != nil {
 				continue
 			}
-			lastPacket.Store(time.Now().UnixNano())
+			last.Store(time.Now().UnixNano())
 			deliver(&pkt)
 		}
 	}
 	if vconn != nil {
 		wg.Add(1)
-		go read(vconn, t.onVideo)
+		go read(vconn, &lastVideo, t.onVideo)
 	}
 	if aconn != nil {
 		wg.Add(1)
-		go read(aconn, t.onAudio)
+		go read(aconn, &lastAudio, t.onAudio)
 	}
 
 	waitErr := make(chan error, 1)
@@ -183,8 +187,9 @@ loop:
 			waitErr = nil
 			break loop
 		case <-tick.C:
-			if time.Since(time.Unix(0, lastPacket.Load())) > ffmpegStallTimeout {
-				result = fmt.Errorf("transcoder stalled: no media from ffmpeg for %s (%s)", ffmpegStallTimeout, t.src.scrub.scrub(stderr.String()))
+			if silent := t.silentStream(&lastVideo, &lastAudio); silent != "" {
+				result = fmt.Errorf("transcoder stalled: no %s from ffmpeg for %s; the camera's %s may not be decodable (ffmpeg: %s)",
+					silent, ffmpegStallTimeout, silent, t.src.scrub.scrub(stderr.LastLine()))
 				break loop
 			}
 		case <-ctx.Done():
@@ -200,6 +205,21 @@ loop:
 	}
 	wg.Wait()
 	return result
+}
+
+// silentStream names the stream ffmpeg has sent nothing of for longer than
+// ffmpegStallTimeout, or is "".
+func (t *transcoder) silentStream(lastVideo, lastAudio *atomic.Int64) string {
+	stale := func(last *atomic.Int64) bool {
+		return time.Since(time.Unix(0, last.Load())) > ffmpegStallTimeout
+	}
+	switch {
+	case t.video && stale(lastVideo):
+		return "video"
+	case t.audio && stale(lastAudio):
+		return "audio"
+	}
+	return ""
 }
 
 func ffmpegExitError(err error, stderr *tailbuf.Buffer, sc scrubber) error {

@@ -197,7 +197,7 @@ func (s *Source) runSession(ctx context.Context) error {
 			if err := s.checkTransportSource(res); err != nil {
 				return err
 			}
-			ap := s.newAudioPipe(audio)
+			ap := s.newAudioPipe(audio, video == nil)
 			c.OnPacketRTP(p.directAudio, p.opus, ap.push)
 		}
 		if _, err := c.Play(nil); err != nil {
@@ -231,7 +231,7 @@ func (s *Source) runSession(ctx context.Context) error {
 			tr.onVideo = s.newVideoPipe(video).push
 		}
 		if p.ffmpegAudio {
-			tr.onAudio = s.newAudioPipe(audio).push
+			tr.onAudio = s.newAudioPipe(audio, video == nil).push
 		}
 		go func() {
 			defer close(tdone)
@@ -331,13 +331,16 @@ type audioPipe struct {
 	s     *Source
 	out   *audioOut
 	clock *timeline
+	// marksLive: sound alone makes the source live only when it has no
+	// picture; a camera is live when its pictures reach the lesson.
+	marksLive bool
 }
 
-func (s *Source) newAudioPipe(out *audioOut) *audioPipe {
+func (s *Source) newAudioPipe(out *audioOut, marksLive bool) *audioPipe {
 	s.mu.Lock()
 	clock := s.aclock
 	s.mu.Unlock()
-	return &audioPipe{s: s, out: out, clock: clock}
+	return &audioPipe{s: s, out: out, clock: clock, marksLive: marksLive}
 }
 
 func (ap *audioPipe) push(pkt *rtp.Packet) {
@@ -345,5 +348,7 @@ func (ap *audioPipe) push(pkt *rtp.Packet) {
 		return
 	}
 	ap.out.write(pkt.Payload, ap.clock.out(pkt.Timestamp, time.Now()))
-	ap.s.markLive()
+	if ap.marksLive {
+		ap.s.markLive()
+	}
 }
