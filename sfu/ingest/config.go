@@ -46,6 +46,11 @@ type SourceConfig struct {
 	Kind      Kind      `json:"kind"`
 	Name      string    `json:"name"`
 	Transport Transport `json:"transport"`
+	// Reencode sends an H.264 camera through ffmpeg too, for its keyframe
+	// every 2 s: a classroom joining (or recovering from loss) waits for
+	// the camera's next keyframe, which many IP cameras send only every
+	// 4–10 s. It costs a core's fraction per camera; off by default.
+	Reencode bool `json:"reencode,omitempty"`
 }
 
 // maxNameLen bounds a source's display name.
@@ -183,6 +188,7 @@ type SourceInfo struct {
 	Name      string    `json:"name"`
 	Kind      Kind      `json:"kind"`
 	Transport Transport `json:"transport"`
+	Reencode  bool      `json:"reencode,omitempty"`
 	URL       string    `json:"url"`
 	State     State     `json:"state"`
 	// LastError is the most recent failure, kept while retrying and after

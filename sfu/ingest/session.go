@@ -35,9 +35,10 @@ type plan struct {
 func codecName(f format.Format) string { return strings.ToLower(f.Codec()) }
 
 // makePlan picks the first video and the first audio media the source can
-// use. H.264 and Opus are forwarded as they are; H.265, MJPEG and other
-// video go through ffmpeg, as do AAC, G.711 and other audio.
-func makePlan(desc *description.Session) plan {
+// use. H.264 (unless reencode asks for short keyframe intervals) and Opus
+// are forwarded as they are; H.265, MJPEG and other video go through
+// ffmpeg, as do AAC, G.711 and other audio.
+func makePlan(desc *description.Session, reencode bool) plan {
 	var p plan
 	for _, m := range desc.Medias {
 		if len(m.Formats) == 0 || m.IsBackChannel {
@@ -49,10 +50,15 @@ func makePlan(desc *description.Session) plan {
 			if p.directVideo != nil || p.ffmpegVideo {
 				continue
 			}
-			if h, ok := f.(*format.H264); ok && h.PacketizationMode <= 1 {
+			h, ok := f.(*format.H264)
+			switch {
+			case ok && h.PacketizationMode <= 1 && !reencode:
 				p.directVideo, p.h264 = m, h
 				p.videoDesc = "h264"
-			} else {
+			case ok && reencode:
+				p.ffmpegVideo = true
+				p.videoDesc = "h264 re-encoded (keyframe every 2 s)"
+			default:
 				p.ffmpegVideo = true
 				p.videoDesc = codecName(f) + " transcoded to h264"
 			}
@@ -147,7 +153,7 @@ func (s *Source) runSession(ctx context.Context) error {
 	if err != nil {
 		return describeError(fmt.Errorf("describe: %w", err))
 	}
-	p := makePlan(desc)
+	p := makePlan(desc, s.cfg.Reencode)
 	if p.empty() {
 		return fmt.Errorf("the camera offers no usable audio or video (medias: %s)", strings.Join(p.unsupported, ", "))
 	}

@@ -58,7 +58,7 @@ func (s *Source) Info() SourceInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	info := SourceInfo{
-		ID: s.id, Lesson: s.lesson, Name: s.cfg.Name, Kind: s.cfg.Kind, Transport: s.cfg.Transport,
+		ID: s.id, Lesson: s.lesson, Name: s.cfg.Name, Kind: s.cfg.Kind, Transport: s.cfg.Transport, Reencode: s.cfg.Reencode,
 		URL: redactURL(s.u), State: s.state, LastError: s.lastErr, Since: s.since,
 		Video: s.videoDesc, Audio: s.audioDesc, Tracks: []string{}, Reconnects: s.reconnects.Load(),
 	}
