@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"podium/vod"
 )
 
 func box(typ string, payload int) []byte {
@@ -90,23 +89,6 @@ func FuzzParseProgress(f *testing.F) {
 	})
 }
 
-func TestScreenIntervals(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
-	ev := []vod.ManifestEvent{
-		{Time: at(30), Type: "screenStop"}, // out of order on purpose
-		{Time: at(10), Type: "screenStart"},
-		{Time: at(12), Type: "screenStart"}, // repeated start is ignored
-		{Time: at(50), Type: "stage"},
-		{Time: at(60), Type: "screenStart"}, // never stopped: runs to the end
-	}
-	got := screenIntervals(ev, t0, 90)
-	want := [][2]float64{{10, 30}, {60, 90}}
-	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
-		t.Fatalf("got %v, want %v", got, want)
-	}
-}
-
 func TestPickRungs(t *testing.T) {
 	for _, tc := range []struct {
 		src  int
@@ -125,24 +107,5 @@ func TestPickRungs(t *testing.T) {
 	}
 	if w, h := canvas(1080); w != 1920 || h != 1080 {
 		t.Errorf("canvas(1080) = %dx%d", w, h)
-	}
-}
-
-func TestCompositeFilterFollowsScreenSwitches(t *testing.T) {
-	f := compositeFilter(1280, 720, 30, 60, 0, 1, 2, [][2]float64{{10, 20}, {40, 60}})
-	for _, want := range []string{
-		"color=c=black:s=1280x720:r=30:d=60.000",
-		"[base1][scr]overlay=eof_action=pass:enable='between(t,10.000,20.000)+between(t,40.000,60.000)'",
-		"[campip0]scale=320:180",
-		"overlay=W-w-24:H-h-24",
-		"[2:a]aresample=48000:async=1:min_hard_comp=0.02:first_pts=0,",
-	} {
-		if !strings.Contains(f, want) {
-			t.Errorf("filter lacks %q:\n%s", want, f)
-		}
-	}
-	camOnly := compositeFilter(640, 360, 30, 5, 0, -1, -1, nil)
-	if strings.Contains(camOnly, "campip") || !strings.Contains(camOnly, "anullsrc") {
-		t.Errorf("camera-only filter: %s", camOnly)
 	}
 }

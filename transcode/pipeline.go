@@ -134,61 +134,84 @@ func (p *pipeline) buildLesson(ctx context.Context, lesson string, progress prog
 	defer os.RemoveAll(work)
 
 	var args []string
-	camIn, screenIn, audioIn := -1, -1, -1
+	inputs := map[*placedTrack]int{}
+	shown := map[*placedTrack]spans{}
+	rates := map[*placedTrack]float64{}
 	maxHeight := 0
-	camRate, screenRate := 0.0, 0.0
-	n := 0
-	for _, pt := range []*placedTrack{tl.camera, tl.screen, tl.audio} {
-		if pt == nil {
-			continue
-		}
+	fetch := func(pt *placedTrack, kind string) (int, probe, error) {
+		n := len(inputs)
 		path := filepath.Join(work, "track-"+strconv.Itoa(n)+".mp4")
 		if err := p.fetchTrack(ctx, pt.track, path); err != nil {
-			return nil, err
+			return 0, probe{}, err
 		}
 		pr, err := runFFprobe(ctx, p.cfg.FFprobe, path)
 		if err != nil {
-			return nil, permanent(fmt.Errorf("track %s is unreadable: %w", pt.track.ID, err))
+			return 0, probe{}, permanent(fmt.Errorf("track %s is unreadable: %w", pt.track.ID, err))
 		}
-		switch {
-		case pt == tl.audio:
-			if pr.Audio == "" {
-				return nil, permanent(fmt.Errorf("track %s has no audio stream", pt.track.ID))
-			}
-			audioIn = n
-		default:
-			if pr.Video == "" {
-				return nil, permanent(fmt.Errorf("track %s has no video stream", pt.track.ID))
-			}
-			maxHeight = max(maxHeight, pr.Height)
-			if pt == tl.camera {
-				camIn, camRate = n, pr.FrameRate
-			} else {
-				screenIn, screenRate = n, pr.FrameRate
-			}
+		if (kind == "video" && pr.Video == "") || (kind == "audio" && pr.Audio == "") {
+			return 0, probe{}, permanent(fmt.Errorf("track %s has no %s stream", pt.track.ID, kind))
 		}
-		// Every input is placed on the lesson's clock by its own
-		// timestamps, shifted to where its first sample was recorded.
-		args = append(args, "-itsoffset", fmt.Sprintf("%.3f", pt.offset), "-i", path)
-		n++
+		if kind == "video" {
+			// Where the track has pictures, on the lesson clock.
+			pics, err := pictureSpans(ctx, p.cfg.FFprobe, path)
+			if err != nil {
+				return 0, probe{}, permanent(fmt.Errorf("track %s: %w", pt.track.ID, err))
+			}
+			for i := range pics {
+				pics[i][0] += pt.offset
+				pics[i][1] += pt.offset
+			}
+			shown[pt] = pics
+			if pt.when != nil {
+				shown[pt] = pics.intersect(pt.when)
+			}
+			// A picture is placed on the lesson's clock by its own
+			// timestamps, shifted to where its first sample was
+			// recorded; a voice gets its lead from adelay.
+			args = append(args, "-itsoffset", fmt.Sprintf("%.3f", pt.offset))
+		}
+		args = append(args, "-i", path)
+		inputs[pt] = n
+		return n, pr, nil
+	}
+	for _, pt := range tl.videoTracks() {
+		_, pr, err := fetch(pt, "video")
+		if err != nil {
+			return nil, err
+		}
+		maxHeight = max(maxHeight, pr.Height)
+		rates[pt] = pr.FrameRate
+	}
+	var voices []voice
+	for _, pt := range tl.voices {
+		in, _, err := fetch(pt, "audio")
+		if err != nil {
+			return nil, err
+		}
+		voices = append(voices, voice{in: in, offset: pt.offset, when: pt.when})
 	}
 	progress("encode", 0.1)
 	rungs := pickRungs(p.cfg.Ladder, maxHeight)
 	w, h := canvas(rungs[0].Height)
-	src := camRate
-	if camIn < 0 {
-		src = screenRate
+	// The replay keeps the frame rate of the teacher's camera, else of
+	// the screen, else of the stage.
+	src := 0.0
+	for _, pt := range tl.videoTracks() {
+		if src == 0 {
+			src = rates[pt]
+		}
 	}
 	fps := outputFPS(src, p.cfg.FPS)
-	filter := compositeFilter(w, h, fps, tl.duration, camIn, screenIn, audioIn, tl.screenOn)
+	layers, chapters := compose(tl, shown)
+	filter := compositeFilter(w, h, fps, tl.duration, layers, inputs, voices)
 	layout := "camera"
-	if screenIn >= 0 {
+	if tl.screen != nil || len(tl.stage) > 0 {
 		layout = "composite"
 	}
 	out := filepath.Join(work, "out")
 	a := &vod.Assets{
 		Version: vod.AssetsVersion, Lesson: lesson, Title: m.Title,
-		StartedAt: tl.start, Layout: layout,
+		StartedAt: tl.start, Layout: layout, Chapters: chapters,
 	}
 	if err := p.encodeAndPackage(ctx, args, filter, fps, tl.duration, rungs, out, a, progress); err != nil {
 		return nil, err

@@ -35,10 +35,16 @@ type Assets struct {
 	// ClipStart and ClipEnd are the clip's range in the lesson, in seconds.
 	ClipStart float64 `json:"clipStart,omitempty"`
 	ClipEnd   float64 `json:"clipEnd,omitempty"`
-	// Layout names how the picture was composed: "composite" (teacher
-	// screen with the teacher camera as picture-in-picture while sharing,
-	// camera full-frame otherwise) or "camera".
-	Layout     string      `json:"layout"`
+	// Layout names how the picture was composed: "composite" (the
+	// screen share and whoever is on stage, with the teacher camera as
+	// picture-in-picture, as they were shown during the lesson) or
+	// "camera" (the teacher camera alone).
+	Layout string `json:"layout"`
+	// Chapters are the changes of what the replay shows (a screen share
+	// starting or ending, someone going on or off stage), as transcode
+	// composed it; absent in older assets, whose chapters come from the
+	// manifest's events.
+	Chapters   []Chapter   `json:"chapters,omitempty"`
 	Master     string      `json:"master"` // HLS master playlist
 	Renditions []Rendition `json:"renditions"`
 	Download   string      `json:"download,omitempty"`   // single MP4
