@@ -73,7 +73,7 @@ func TestComposeFollowsTheLesson(t *testing.T) {
 	cam := &placedTrack{name: "Ceiling camera"}
 	tl := &timeline{duration: 60, teacher: teacher, screen: screen, stage: []*placedTrack{hill, cam}}
 	shown := map[*placedTrack]spans{
-		teacher: {{0, 50}},           // camera off from 50 s
+		teacher: {{0, 50}},            // camera off from 50 s
 		screen:  {{10, 20}, {30, 40}}, // muted at 20 s, unmuted at 30 s, stopped at 40 s
 		hill:    {{15, 25}},
 		cam:     {{45, 55}},
