@@ -17,6 +17,10 @@ const (
 	StatusProcessing = "processing" // recorded, replay not built yet
 	StatusReady      = "ready"      // playable
 	StatusFailed     = "failed"     // building the replay failed
+	// StatusInterrupted: the recorder stopped before the lesson ended; the
+	// recording resumes or is closed (then processed).
+	StatusInterrupted = "interrupted"
+	StatusEmpty       = "empty" // ended with nothing recorded
 )
 
 // LessonRecord is one lesson of the catalog.
@@ -93,7 +97,7 @@ func likeWord(s string) string {
 
 func validStatus(s string) bool {
 	switch s {
-	case StatusRecording, StatusProcessing, StatusReady, StatusFailed:
+	case StatusRecording, StatusProcessing, StatusReady, StatusFailed, StatusInterrupted, StatusEmpty:
 		return true
 	}
 	return false

@@ -27,9 +27,11 @@ func (d *DB) LessonIDs(ctx context.Context) (map[string]bool, error) {
 	return ids, nil
 }
 
-// LessonsInProgress lists the lessons still recording or processing, whose
-// state storage may have moved on since they were indexed.
+// LessonsInProgress lists the lessons still recording, interrupted or
+// processing, whose state storage may have moved on since they were
+// indexed.
 func (d *DB) LessonsInProgress(ctx context.Context) ([]LessonRecord, error) {
 	return d.queryLessons(ctx, "list lessons in progress",
-		"SELECT "+lessonColumns+" FROM lessons WHERE status IN ($1, $2) ORDER BY started_at, id", StatusRecording, StatusProcessing)
+		"SELECT "+lessonColumns+" FROM lessons WHERE status IN ($1, $2, $3) ORDER BY started_at, id",
+		StatusRecording, StatusInterrupted, StatusProcessing)
 }

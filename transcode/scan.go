@@ -134,5 +134,8 @@ func (q *Queue) needsJob(ctx context.Context, lesson string) (int, error) {
 	if !m.Complete {
 		return scanWait, nil
 	}
+	if m.Empty() {
+		return scanDone, nil // nothing was recorded: the catalog says so, no job
+	}
 	return scanQueue, nil
 }

@@ -39,7 +39,15 @@ const (
 	StatusProcessing = "processing" // recorded, VOD not built yet
 	StatusReady      = "ready"      // playable
 	StatusFailed     = "failed"     // recorded, but no replay can be built (Lesson.Error says why)
+	// StatusInterrupted: the recorder stopped before the lesson ended (its
+	// node restarted, crashed or lost storage); the recording resumes with
+	// the lesson, or is closed at its last media and then transcoded.
+	StatusInterrupted = "interrupted"
+	StatusEmpty       = "empty" // the lesson ended with nothing recorded: no replay, no job
 )
+
+// nothingRecorded is an empty lesson's Error.
+const nothingRecorded = "nothing was recorded"
 
 // Chapter is a marker on a lesson's timeline.
 type Chapter struct {
@@ -112,10 +120,14 @@ func (e *lessonEntry) status() string {
 	switch {
 	case e.assets != nil:
 		return StatusReady
+	case e.manifest.Complete && e.manifest.Empty():
+		return StatusEmpty
 	case e.manifest.Complete && e.failure != "":
 		return StatusFailed
 	case e.manifest.Complete:
 		return StatusProcessing
+	case e.manifest.State == StatusInterrupted:
+		return StatusInterrupted
 	default:
 		return StatusRecording
 	}
@@ -138,7 +150,9 @@ func (s *Service) readLesson(ctx context.Context, id string) (*lessonEntry, erro
 	case !errors.Is(err, storage.ErrNotFound):
 		return nil, err
 	}
-	if e.assets == nil && m.Complete && s.cfg.TranscodeFailure != nil {
+	if e.assets == nil && m.Complete && m.Empty() {
+		e.failure = nothingRecorded
+	} else if e.assets == nil && m.Complete && s.cfg.TranscodeFailure != nil {
 		if reason, failed := s.cfg.TranscodeFailure(ctx, id); failed {
 			e.failure = reason
 		}

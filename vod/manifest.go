@@ -18,6 +18,19 @@ type Manifest struct {
 	Complete  bool            `json:"complete"`
 	Tracks    []ManifestTrack `json:"tracks"`
 	Events    []ManifestEvent `json:"events"`
+	// State is "recording", "interrupted" or "complete" ("" in older
+	// manifests).
+	State string `json:"state,omitempty"`
+}
+
+// Empty reports whether no track has a recorded segment.
+func (m *Manifest) Empty() bool {
+	for _, t := range m.Tracks {
+		if len(t.Segments) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // ManifestVersion is the recorder's manifest version this code reads.
