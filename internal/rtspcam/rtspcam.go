@@ -36,6 +36,13 @@ type Options struct {
 	// payload headers: the stream describes and flows like a camera's (its
 	// sound too), but no picture can be decoded from it.
 	BrokenVideo bool
+	// FrameCode paints each picture's number (modulo 64) as six black or
+	// white horizontal bands, most significant at the bottom, so a
+	// receiver can tell which picture it got after any transcoding.
+	FrameCode bool
+	// OnFrameSent, if set, is called as the last packet of each picture
+	// leaves the camera, in picture order starting with picture 0.
+	OnFrameSent func(time.Time)
 }
 
 // Camera is a running test camera. Stop and Start simulate the camera
@@ -128,8 +135,14 @@ func (c *Camera) Start() {
 	if err != nil {
 		t.Fatalf("camera server: %v", err)
 	}
+	picture := "testsrc=size=" + c.opts.Size + ":rate=25"
+	if c.opts.FrameCode {
+		// Band k (of six, from the top) is bit k of the picture number.
+		picture = "color=c=black:size=" + c.opts.Size + ":rate=25," +
+			"geq=lum='16+219*mod(floor(mod(N\\,64)/pow(2\\,floor(Y*6/H)))\\,2)':cb=128:cr=128"
+	}
 	args := []string{"-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-		"-f", "lavfi", "-i", "testsrc=size=" + c.opts.Size + ":rate=25"}
+		"-f", "lavfi", "-i", picture}
 	if c.opts.Audio {
 		args = append(args, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100")
 	}
@@ -256,12 +269,15 @@ func (h handler) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respon
 	c.mu.Lock()
 	stream := c.stream
 	c.mu.Unlock()
-	broken := c.opts.BrokenVideo
+	broken, onFrame := c.opts.BrokenVideo, c.opts.OnFrameSent
 	ctx.Session.OnPacketRTPAny(func(m *description.Media, _ format.Format, pkt *rtp.Packet) {
 		if broken && m.Type == description.MediaTypeVideo {
 			pkt = truncated(pkt)
 		}
 		_ = stream.WritePacketRTP(m, pkt)
+		if onFrame != nil && m.Type == description.MediaTypeVideo && pkt.Marker {
+			onFrame(time.Now())
+		}
 	})
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }

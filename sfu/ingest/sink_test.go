@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
@@ -45,6 +46,8 @@ type videoSink struct {
 	seen       map[string]bool
 	// firstTS is the RTP time of the first picture kept (after a keyframe).
 	firstTS uint32
+	// arrivals holds when each kept picture's last packet arrived.
+	arrivals []time.Time
 }
 
 func (s *videoSink) WriteRTP(_ int, pkt *rtp.Packet) {
@@ -113,6 +116,7 @@ func (s *videoSink) WriteRTP(_ int, pkt *rtp.Packet) {
 	if s.started {
 		s.annexB.Write(pic)
 		s.frames++
+		s.arrivals = append(s.arrivals, time.Now())
 	}
 	s.frame.Reset()
 }
