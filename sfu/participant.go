@@ -284,6 +284,37 @@ func (p *Participant) AddCandidate(target Target, c webrtc.ICECandidateInit) err
 	return nil
 }
 
+// RestartClientICE restarts ICE on a connection the client offered (a WHIP
+// publisher's, a WHEP player's) with the client's new ICE credentials, as a
+// WHIP or WHEP PATCH carries them (RFC 9725 §4.3: no new offer; the rest of
+// the session stays as negotiated). It returns the server's new answer,
+// whose credentials and candidates the client needs. Media keeps flowing
+// on the old path until the new one is checked.
+func (p *Participant) RestartClientICE(target Target, ufrag, pwd string) (webrtc.SessionDescription, error) {
+	if p.isClosed() {
+		return webrtc.SessionDescription{}, ErrClosed
+	}
+	if ufrag == "" || pwd == "" {
+		return webrtc.SessionDescription{}, fmt.Errorf("%w: an ICE restart needs both ice-ufrag and ice-pwd", ErrBadSDP)
+	}
+	p.mu.Lock()
+	var (
+		pc    *webrtc.PeerConnection
+		negMu *sync.Mutex
+	)
+	switch {
+	case target == TargetPublisher && p.pub != nil:
+		pc, negMu = p.pub.pc, &p.pub.negMu
+	case target == TargetSubscriber && p.sub != nil:
+		pc, negMu = p.sub.pc, &p.sub.negMu
+	}
+	p.mu.Unlock()
+	if pc == nil {
+		return webrtc.SessionDescription{}, fmt.Errorf("%w: no %s connection yet", ErrBadSDP, target)
+	}
+	return restartAnswererICE(p.ctx, pc, negMu, ufrag, pwd)
+}
+
 // Subscribe forwards the given tracks to the participant (renegotiating the
 // subscriber connection); already subscribed ids are ignored.
 func (p *Participant) Subscribe(trackIDs ...string) error {

@@ -2,7 +2,6 @@ package signaling
 
 import (
 	"encoding/json"
-	"strings"
 	"testing"
 )
 
@@ -43,32 +42,4 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
-}
-
-// FuzzParseSDPFrag feeds arbitrary PATCH bodies to the trickle parser.
-func FuzzParseSDPFrag(f *testing.F) {
-	f.Add("a=ice-ufrag:abcd\r\na=ice-pwd:xyz\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\na=end-of-candidates\r\n")
-	f.Add("a=candidate:1 1 udp 1 127.0.0.1 1 typ host\r\n")
-	f.Add("garbage")
-	f.Fuzz(func(t *testing.T, s string) {
-		cands, _, err := ParseSDPFrag(s)
-		if err != nil {
-			return
-		}
-		for _, c := range cands {
-			if !strings.HasPrefix(c.Candidate, "candidate:") {
-				t.Fatalf("candidate %q", c.Candidate)
-			}
-		}
-	})
-}
-
-func TestParseSDPFrag(t *testing.T) {
-	cands, ufrag, err := ParseSDPFrag("a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\na=candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host generation 0 ufrag EsAw network-id 1\r\na=end-of-candidates\r\n")
-	if err != nil || ufrag != "EsAw" || len(cands) != 1 || *cands[0].SDPMid != "0" || *cands[0].SDPMLineIndex != 0 {
-		t.Fatalf("%v %q %+v", err, ufrag, cands)
-	}
-	if _, _, err := ParseSDPFrag("a=candidate:1 1 udp 1 1.2.3.4 1 typ host\r\n"); err == nil {
-		t.Fatal("a candidate with no section must be refused")
-	}
 }

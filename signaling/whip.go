@@ -5,7 +5,6 @@ package signaling
 // the client ends them (DELETE) or trickles candidates (PATCH).
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -14,10 +13,12 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/pion/webrtc/v4"
 
 	"podium/internal/httpx"
+	"podium/internal/sdpfrag"
 	"podium/sfu"
 	"podium/signaling/auth"
 )
@@ -28,9 +29,13 @@ type httpSession struct {
 	kind string // "whip" or "whep"
 	room string
 	p    *sfu.Participant
-	// ufrag is the client's ICE username fragment from its offer; a PATCH
-	// with another one asks for an ICE restart.
+	// mu serializes the session's PATCH requests and guards the ICE
+	// session they act on: ufrag is the client's ICE username fragment (a
+	// PATCH with another one restarts ICE), etag the entity-tag of the
+	// server's side of the ICE session (If-Match), new after each restart.
+	mu    sync.Mutex
 	ufrag string
+	etag  string
 	// tokenID is the id of the token that opened the session (revocation
 	// ends it); release returns its slot of that token's cap.
 	tokenID string
@@ -72,7 +77,7 @@ func preflight(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
 	hd.Set("Access-Control-Max-Age", "86400")
 	hd.Set("Accept-Post", "application/sdp")
-	hd.Set("Accept-Patch", "application/trickle-ice-sdpfrag")
+	hd.Set("Accept-Patch", sdpfrag.MediaType)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -280,6 +285,7 @@ func (s *Server) answerResource(w http.ResponseWriter, hs *httpSession, answer w
 		httpx.WriteError(w, http.StatusServiceUnavailable, "draining", "server is shutting down")
 		return
 	}
+	hs.etag = newETag()
 	s.resources[hs.id] = hs
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -294,8 +300,8 @@ func (s *Server) answerResource(w http.ResponseWriter, hs *httpSession, answer w
 	}()
 	loc := fmt.Sprintf("/%s/%s/%s", hs.kind, hs.room, hs.id)
 	w.Header().Set("Location", loc)
-	w.Header().Set("ETag", `"`+hs.id+`"`)
-	w.Header().Set("Accept-Patch", "application/trickle-ice-sdpfrag")
+	w.Header().Set("ETag", hs.etag)
+	w.Header().Set("Accept-Patch", sdpfrag.MediaType)
 	for _, ice := range s.sfu.ICEServers(hs.p.ID()) {
 		for _, u := range ice.URLs {
 			link := fmt.Sprintf(`<%s>; rel="ice-server"`, u)
@@ -343,11 +349,15 @@ func (s *Server) deleteResource(w http.ResponseWriter, r *http.Request, hs *http
 	w.WriteHeader(http.StatusOK)
 }
 
-// patchResource adds trickled candidates (RFC 8840 SDP fragment). ICE
-// restarts through PATCH are not supported: the client POSTs again.
+// patchResource is a WHIP/WHEP PATCH (RFC 9725 §4.3, the WHEP draft
+// alike): a trickle-ice-sdpfrag body with candidates to add (204), or with
+// new ICE credentials, an ICE restart, answered 200 with the server's new
+// credentials and candidates and a new ETag. If-Match must name the
+// current ICE session's entity-tag or be "*" (required for a restart);
+// a stale one is refused with 412. Nothing changes on a refused request.
 func (s *Server) patchResource(w http.ResponseWriter, r *http.Request, hs *httpSession) {
-	if !hasContentType(r, "application/trickle-ice-sdpfrag") {
-		httpx.WriteError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/trickle-ice-sdpfrag")
+	if !hasContentType(r, sdpfrag.MediaType) {
+		httpx.WriteError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be "+sdpfrag.MediaType)
 		return
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
@@ -355,70 +365,70 @@ func (s *Server) patchResource(w http.ResponseWriter, r *http.Request, hs *httpS
 		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "cannot read the fragment: "+err.Error())
 		return
 	}
-	cands, ufrag, err := ParseSDPFrag(string(b))
+	frag, err := sdpfrag.Parse(string(b))
 	if err != nil {
 		httpx.WriteError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
-	if ufrag != "" && ufrag != hs.ufrag {
-		httpx.WriteError(w, http.StatusUnprocessableEntity, "ice_restart_unsupported", "ICE restart over PATCH is not supported; POST a new offer")
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	ifMatch := strings.TrimSpace(r.Header.Get("If-Match"))
+	restart := frag.Ufrag != "" && frag.Ufrag != hs.ufrag
+	switch {
+	case ifMatch == "" && restart:
+		httpx.WriteError(w, http.StatusPreconditionRequired, "precondition_required", `an ICE restart needs If-Match: "*" or the session's ETag`)
+		return
+	case ifMatch != "" && ifMatch != "*" && !etagListed(ifMatch, hs.etag):
+		httpx.WriteError(w, http.StatusPreconditionFailed, "precondition_failed", "If-Match does not name the current ICE session (it was restarted since?)")
 		return
 	}
 	target := sfu.TargetPublisher
 	if hs.kind == "whep" {
 		target = sfu.TargetSubscriber
 	}
-	for _, c := range cands {
+	if !restart {
+		for _, c := range frag.Candidates {
+			if err := hs.p.AddCandidate(target, c); err != nil {
+				writeProtocolError(w, err)
+				return
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if frag.Pwd == "" {
+		httpx.WriteError(w, http.StatusBadRequest, "bad_request", "an ICE restart needs a=ice-pwd with the new a=ice-ufrag")
+		return
+	}
+	answer, err := hs.p.RestartClientICE(target, frag.Ufrag, frag.Pwd)
+	if err != nil {
+		writeProtocolError(w, err)
+		return
+	}
+	for _, c := range frag.Candidates {
 		if err := hs.p.AddCandidate(target, c); err != nil {
-			writeProtocolError(w, err)
-			return
+			s.log.Debug("candidate of an ICE restart", "session", hs.id, "err", err)
 		}
 	}
-	w.WriteHeader(http.StatusNoContent)
+	hs.ufrag = frag.Ufrag
+	hs.etag = newETag()
+	s.log.Info("ICE restarted over PATCH", "kind", hs.kind, "lesson", hs.room, "participant", hs.p.ID())
+	w.Header().Set("ETag", hs.etag)
+	w.Header().Set("Content-Type", sdpfrag.MediaType)
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, sdpfrag.FromSDP(answer.SDP).String())
 }
 
-// ParseSDPFrag reads the candidates and the ICE username fragment of a
-// trickle-ice-sdpfrag body (RFC 8840).
-func ParseSDPFrag(frag string) (cands []webrtc.ICECandidateInit, ufrag string, err error) {
-	var mid *string
-	var index uint16
-	sections := -1
-	sc := bufio.NewScanner(strings.NewReader(frag))
-	sc.Buffer(make([]byte, 0, 4096), 64<<10)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "":
-		case strings.HasPrefix(line, "m="):
-			sections++
-			index = uint16(sections)
-			mid = nil
-		case strings.HasPrefix(line, "a=mid:"):
-			v := strings.TrimPrefix(line, "a=mid:")
-			mid = &v
-		case strings.HasPrefix(line, "a=ice-ufrag:"):
-			ufrag = strings.TrimPrefix(line, "a=ice-ufrag:")
-		case strings.HasPrefix(line, "a=candidate:"):
-			c := webrtc.ICECandidateInit{Candidate: strings.TrimPrefix(line, "a=")}
-			if mid != nil {
-				m := *mid
-				c.SDPMid = &m
-			}
-			if sections >= 0 {
-				i := index
-				c.SDPMLineIndex = &i
-			}
-			if mid == nil && sections < 0 {
-				return nil, "", fmt.Errorf("candidate before any a=mid or m= line")
-			}
-			cands = append(cands, c)
-		case strings.HasPrefix(line, "a=end-of-candidates"), strings.HasPrefix(line, "a="):
-		default:
-			return nil, "", fmt.Errorf("unexpected line in sdpfrag: %q", truncate(line, 60))
+// newETag makes the entity-tag of a new ICE session.
+func newETag() string { return `"` + newResourceID() + `"` }
+
+// etagListed reports whether an If-Match value (one entity-tag or a comma
+// list, weak ones never matching) names etag.
+func etagListed(ifMatch, etag string) bool {
+	for _, t := range strings.Split(ifMatch, ",") {
+		if strings.TrimSpace(t) == etag {
+			return true
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, "", fmt.Errorf("read sdpfrag: %w", err)
-	}
-	return cands, ufrag, nil
+	return false
 }

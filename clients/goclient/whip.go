@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/pion/webrtc/v4"
+
+	"podium/internal/sdpfrag"
 )
 
 func wsURL(base, path string) (string, error) {
@@ -38,7 +40,87 @@ func wsURL(base, path string) (string, error) {
 type HTTPSession struct {
 	PC       *webrtc.PeerConnection
 	Location string // absolute URL of the resource
-	token    string
+	// ETag names the server's ICE session (new after each ICE restart);
+	// PATCH requests send it as If-Match.
+	ETag  string
+	token string
+}
+
+// Trickle sends candidates to the session (RFC 9725 §4.3.1: PATCH with a
+// trickle-ice-sdpfrag naming the current ICE credentials).
+func (s *HTTPSession) Trickle(ctx context.Context, cands []webrtc.ICECandidateInit) error {
+	local := sdpfrag.FromSDP(s.PC.LocalDescription().SDP)
+	frag := sdpfrag.Frag{Ufrag: local.Ufrag, Pwd: local.Pwd, Media: local.Media, Mid: local.Mid, Candidates: cands}
+	resp, err := s.patch(ctx, s.ETag, frag.String())
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("PATCH %s: %s", s.Location, resp.Status)
+	}
+	return nil
+}
+
+// RestartICE restarts ICE without a new offer, as RFC 9725 §4.3.2 does it:
+// new local credentials and candidates go to the server in a PATCH with
+// If-Match "*", and the server's new credentials and candidates from its
+// 200 reply take the old ones' place in the remote description.
+func (s *HTTPSession) RestartICE(ctx context.Context) error {
+	offer, err := s.PC.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		return fmt.Errorf("ICE restart offer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(s.PC)
+	if err := s.PC.SetLocalDescription(offer); err != nil {
+		return fmt.Errorf("ICE restart: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	resp, err := s.patch(ctx, "*", sdpfrag.FromSDP(s.PC.LocalDescription().SDP).String())
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("ICE restart: PATCH %s: %s: %s", s.Location, resp.Status, body)
+	}
+	remote, err := sdpfrag.Parse(string(body))
+	if err != nil || remote.Ufrag == "" || remote.Pwd == "" {
+		return fmt.Errorf("ICE restart: the server's fragment has no credentials (%v): %s", err, body)
+	}
+	answer := webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdpfrag.WithCredentials(s.PC.RemoteDescription().SDP, remote.Ufrag, remote.Pwd)}
+	if err := s.PC.SetRemoteDescription(answer); err != nil {
+		return fmt.Errorf("ICE restart: apply the server's credentials: %w", err)
+	}
+	for _, c := range remote.Candidates {
+		if err := s.PC.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate}); err != nil {
+			return fmt.Errorf("ICE restart: server candidate: %w", err)
+		}
+	}
+	s.ETag = resp.Header.Get("ETag")
+	return nil
+}
+
+func (s *HTTPSession) patch(ctx context.Context, ifMatch, body string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, s.Location, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	req.Header.Set("Content-Type", sdpfrag.MediaType)
+	if ifMatch != "" {
+		req.Header.Set("If-Match", ifMatch)
+	}
+	resp, err := HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("PATCH %s: %w", s.Location, err)
+	}
+	return resp, nil
 }
 
 // Close DELETEs the resource and closes the connection.
@@ -139,5 +221,5 @@ func httpNegotiate(ctx context.Context, api *webrtc.API, endpoint, token string,
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
 		return fail(fmt.Errorf("set answer: %w", err))
 	}
-	return &HTTPSession{PC: pc, Location: loc.String(), token: token}, nil
+	return &HTTPSession{PC: pc, Location: loc.String(), ETag: resp.Header.Get("ETag"), token: token}, nil
 }
