@@ -69,6 +69,28 @@ type classroomStats struct {
 	joinedAt time.Time
 	// Milestones of the join, to tell where join time goes.
 	replyAt, offerAt, connectedAt, firstPacketAt time.Time
+	// With --reconnect: when the classroom first lost its link, and when
+	// the teacher's first video frame arrived after it.
+	lostAt, recoveredAt time.Time
+}
+
+// linkLost records the first lost link.
+func (c *classroomStats) linkLost(now time.Time) {
+	c.mu.Lock()
+	if c.lostAt.IsZero() {
+		c.lostAt = now
+	}
+	c.mu.Unlock()
+}
+
+// teacherFrame records the first complete teacher video frame after a
+// lost link.
+func (c *classroomStats) teacherFrame(now time.Time) {
+	c.mu.Lock()
+	if !c.lostAt.IsZero() && c.recoveredAt.IsZero() {
+		c.recoveredAt = now
+	}
+	c.mu.Unlock()
 }
 
 // mark records a join milestone the first time it happens.
@@ -161,7 +183,7 @@ func (s *session) answerOffers(ctx context.Context) {
 		select {
 		case offer = <-s.ws.offers:
 		case <-s.ws.ended:
-			if s.stats != nil && ctx.Err() == nil {
+			if s.stats != nil && ctx.Err() == nil && !s.r.cfg.Reconnect {
 				s.stats.fail(fmt.Errorf("signaling closed: %v", s.ws.err))
 			}
 			return
@@ -263,11 +285,15 @@ func (s *session) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 			if err != nil {
 				return
 			}
+			now := time.Now()
 			if first {
 				first = false
 				s.stats.mark(&s.stats.firstPacketAt)
 			}
-			st.onPacket(time.Now(), buf[:n], video, book)
+			if fromTeacher && video && n > 1 && buf[1]&0x80 != 0 {
+				s.stats.teacherFrame(now)
+			}
+			st.onPacket(now, buf[:n], video, book)
 		}
 	}()
 }

@@ -26,6 +26,9 @@ type streamStats struct {
 	seen     [1024]uint64
 	distinct uint64
 	dups     uint64
+	// Earlier runs of the stream (before a rejoin, which starts a new
+	// sequence space): how many packets they should have had and had.
+	priorExpected, priorDistinct uint64
 
 	// Video frames (a frame ends with the marker bit).
 	frames      uint64
@@ -81,14 +84,30 @@ func (s *streamStats) mark(ext uint64) bool {
 // lossRate is the share of packets never received, retransmissions
 // included.
 func (s *streamStats) lossRate() float64 {
+	expected, distinct := s.priorExpected, s.priorDistinct
+	if s.started {
+		expected += s.maxSeq - s.baseSeq + 1
+		distinct += s.distinct
+	}
+	if expected == 0 || distinct >= expected {
+		return 0
+	}
+	return float64(expected-distinct) / float64(expected)
+}
+
+// newRun starts a new sequence space (the stream of a new connection after
+// a rejoin); loss so far is kept. Frame gaps run on: the outage is a
+// freeze the classroom saw.
+func (s *streamStats) newRun() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if !s.started {
-		return 0
+		return
 	}
-	expected := s.maxSeq - s.baseSeq + 1
-	if expected == 0 || s.distinct >= expected {
-		return 0
-	}
-	return float64(expected-s.distinct) / float64(expected)
+	s.priorExpected += s.maxSeq - s.baseSeq + 1
+	s.priorDistinct += s.distinct
+	s.started, s.distinct = false, 0
+	s.seen = [len(s.seen)]uint64{}
 }
 
 // rtpView is the part of an RTP packet the tool looks at.

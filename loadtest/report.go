@@ -163,11 +163,29 @@ type Report struct {
 	// share one server: is any of them starved?).
 	Lessons []LessonReport `json:"lessons,omitempty"`
 
+	// Recovery is filled with --reconnect.
+	Recovery *RecoveryReport `json:"recovery,omitempty"`
+
 	// Server is the server's cost; with several nodes (--edge), the sum
 	// over them, which Nodes breaks down.
 	Server ServerReport `json:"server"`
 	Nodes  []NodeReport `json:"nodes,omitempty"`
 	Tool   ToolReport   `json:"tool"`
+}
+
+// RecoveryReport is how classrooms came back after the server went away
+// and came back (--reconnect).
+type RecoveryReport struct {
+	// ServerRestarts counts the times /readyz stopped and started
+	// answering again.
+	ServerRestarts int `json:"serverRestarts"`
+	// LostLink counts classrooms that lost their link, Recovered those
+	// that received the teacher's video again afterwards.
+	LostLink  int `json:"lostLink"`
+	Recovered int `json:"recovered"`
+	// RestartToFirstFrameMs is, per recovered classroom, the time from the
+	// server answering again to the teacher's first video frame.
+	RestartToFirstFrameMs Dist `json:"restartToFirstFrameMs"`
 }
 
 // Dist summarises a distribution.
@@ -385,6 +403,9 @@ func reportConfig(c Config) map[string]any {
 		"joinRate": c.JoinRate, "duration": c.Duration.String(), "codec": c.Codec,
 		"link": c.Link.String(), "publish": c.Publish, "subscribe": c.Subscribe, "publishBack": c.PublishBack,
 	}
+	if c.Reconnect {
+		m["reconnect"] = true
+	}
 	if len(c.Edges) > 0 {
 		m["edges"], m["region"], m["originClassrooms"] = c.Edges, c.Region, c.OriginClassrooms
 	}
@@ -558,6 +579,9 @@ func (rep *Report) WriteTable(w io.Writer) {
 	row("freezes >1s per min", rep.LongFreezesPerMin, 2)
 	row("frozen time (%)", rep.FreezeTimePct, 2)
 	row("e2e video delay (ms)", rep.DelayMs, 1)
+	if r := rep.Recovery; r != nil {
+		row(fmt.Sprintf("restart to first frame (ms; %d of %d recovered)", r.Recovered, r.LostLink), r.RestartToFirstFrameMs, 0)
+	}
 	_ = tw.Flush()
 	var layers []string
 	for _, l := range append(layerNames[:3:3], "single", "?") {

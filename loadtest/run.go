@@ -86,6 +86,13 @@ type Config struct {
 	Progress time.Duration
 	// LoopbackOnly gathers only 127.0.0.1 ICE candidates.
 	LoopbackOnly bool
+	// Reconnect makes teachers and classrooms rejoin by themselves when
+	// they lose the server, as the web pages do (backoff, and every 5 s
+	// while the lesson is not live), and reports recovery: from the
+	// server answering again to each classroom's first teacher frame.
+	// For a restart scenario (the server killed and started again while
+	// the tool runs); Podium protocol only.
+	Reconnect bool
 	// FFmpeg is the ffmpeg binary that makes the media files once.
 	FFmpeg string
 	// Log receives debug and error logs; nil discards them.
@@ -132,6 +139,9 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("edge must be an http(s):// URL, got %q", e.URL))
 		}
 	}
+	if c.Reconnect && (c.Publish == "whip" || c.Subscribe != "ws" || len(c.Edges) > 0) {
+		errs = append(errs, errors.New("reconnect needs the Podium protocol (publish ws or none, subscribe ws) on one node"))
+	}
 	if len(c.Edges) > 0 && (c.WHIPURL != "" || c.WHEPURL != "") {
 		errs = append(errs, errors.New("--edge needs the default WHIP/WHEP endpoints (no --whip-url/--whep-url)"))
 	}
@@ -166,6 +176,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&c.LessonPrefix, "lesson-prefix", "loadtest", "lesson ids are <prefix>-1, <prefix>-2, ...")
 	fs.DurationVar(&c.Progress, "progress", 2*time.Second, "progress line interval (0 disables)")
 	fs.BoolVar(&c.LoopbackOnly, "loopback", true, "gather only 127.0.0.1 ICE candidates")
+	fs.BoolVar(&c.Reconnect, "reconnect", false, "rejoin after losing the server, as the web pages do, and report recovery (for a server killed and restarted during the run)")
 	jsonPath := fs.String("json", "", `write the JSON report to this file ("-" = stdout)`)
 	verbose := fs.Bool("v", false, "log errors of single classrooms")
 	cpuProfile := fs.String("cpuprofile", "", "write the tool's own CPU profile (pprof) to this file")
@@ -337,6 +348,16 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 		}
 	}()
 
+	var restarts *serverWatch
+	if c.Reconnect {
+		restarts = newServerWatch(c.Server)
+		probes.Add(1)
+		go func() {
+			defer probes.Done()
+			restarts.run(ctx)
+		}()
+	}
+
 	lessons := make([]*lesson, c.Lessons)
 	var teachers []*session
 	var resources []string
@@ -366,13 +387,22 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 		}
 		t := &session{r: nodeRunners[0], l: l, name: "teacher " + l.id, token: tok}
 		teachers = append(teachers, t)
-		switch c.Publish {
-		case "ws":
+		switch {
+		case c.Publish == "ws" && c.Reconnect:
+			t.api, err = newAPI(peerOptions{loopbackOnly: c.LoopbackOnly})
+			if err == nil {
+				err = t.teachRejoining(ctx, plan, &players)
+			}
+			if err != nil {
+				return rep, fmt.Errorf("loadtest: teacher of %s: %w", l.id, err)
+			}
+			continue
+		case c.Publish == "ws":
 			t.api, err = newAPI(peerOptions{loopbackOnly: c.LoopbackOnly})
 			if err == nil {
 				err = t.publishWS(ctx, plan, false)
 			}
-		case "whip":
+		case c.Publish == "whip":
 			var res string
 			res, err = t.publishWHIP(ctx, r.http, plan)
 			if res != "" {
@@ -447,6 +477,16 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 			back := mediaPlan{}
 			if c.PublishBack {
 				back = mediaPlan{files: r.files, clips: r.clips, codec: "vp8"}
+			}
+			if c.Reconnect {
+				s.stayJoined(roomCtx, back, true, func(ctx context.Context) {
+					st.mark(&st.joinedAt)
+					if s.pub != nil {
+						_ = s.pub.play(ctx)
+					}
+					<-ctx.Done()
+				})
+				return
 			}
 			if err := s.publishWS(roomCtx, back, true); err != nil {
 				st.fail(err)
@@ -590,6 +630,9 @@ measure:
 	statsMu.Unlock()
 	rep.fill(all, finished, halfAt, watch, nodes, costs, assigned)
 	lagMu.Unlock()
+	if restarts != nil {
+		rep.fillRecovery(all, restarts)
+	}
 	return rep, nil
 }
 

@@ -92,7 +92,7 @@ func dialSession(ctx context.Context, base, token string) (*wsSession, error) {
 		if resp != nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()
-			return nil, fmt.Errorf("websocket: %s: %s", resp.Status, bytes.TrimSpace(body))
+			return nil, &dialError{status: resp.StatusCode, msg: fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))}
 		}
 		return nil, fmt.Errorf("websocket: %w", err)
 	}
