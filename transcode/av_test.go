@@ -58,38 +58,88 @@ func decodedAudioSeconds(t *testing.T, ffmpeg, path string) float64 {
 // above 200 after a darker frame), and how many frames decoded.
 func flashTimes(t *testing.T, ffmpeg, path string) (onsets []float64, frames int) {
 	t.Helper()
-	cmd := exec.Command(ffmpeg, "-v", "info", "-i", path, "-map", "0:v:0",
-		"-vf", "signalstats,metadata=print:key=lavfi.signalstats.YAVG", "-f", "null", "-")
-	out, err := cmd.CombinedOutput()
+	stats := pictureStats(t, ffmpeg, path, "")
+	return whiteOnsets(stats), len(stats)
+}
+
+// whiteOnsets are the times a picture turns white (mean luma above 200
+// after a darker frame).
+func whiteOnsets(stats []frameStats) []float64 {
+	var onsets []float64
+	white := false
+	for _, f := range stats {
+		if f.y > 200 && !white {
+			onsets = append(onsets, f.t)
+		}
+		white = f.y > 200
+	}
+	return onsets
+}
+
+// frameStats is one decoded frame's time and mean Y, U and V.
+type frameStats struct{ t, y, u, v float64 }
+
+// pictureStats decodes a file's video and measures every frame's mean Y, U
+// and V, within the ffmpeg crop w:h:x:y when crop is not "".
+func pictureStats(t *testing.T, ffmpeg, path, crop string) []frameStats {
+	t.Helper()
+	vf := "signalstats,metadata=print"
+	if crop != "" {
+		vf = "crop=" + crop + "," + vf
+	}
+	out, err := exec.Command(ffmpeg, "-v", "info", "-i", path, "-map", "0:v:0", "-vf", vf, "-f", "null", "-").CombinedOutput()
 	if err != nil {
 		t.Fatalf("decode video of %s: %v\n%s", path, err, out)
 	}
-	var pts float64
-	white := false
+	var stats []frameStats
+	value := func(line, key string) (float64, bool) {
+		i := strings.Index(line, key)
+		if i < 0 {
+			return 0, false
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(line[i+len(key):]), 64)
+		return v, err == nil
+	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		line := sc.Text()
 		if i := strings.Index(line, "pts_time:"); i >= 0 {
-			pts, _ = strconv.ParseFloat(strings.Fields(line[i+len("pts_time:"):])[0], 64)
-			frames++
+			pts, _ := strconv.ParseFloat(strings.Fields(line[i+len("pts_time:"):])[0], 64)
+			stats = append(stats, frameStats{t: pts})
 			continue
 		}
-		if i := strings.Index(line, "lavfi.signalstats.YAVG="); i >= 0 {
-			y, _ := strconv.ParseFloat(strings.TrimSpace(line[i+len("lavfi.signalstats.YAVG="):]), 64)
-			if y > 200 && !white {
-				onsets = append(onsets, pts)
-			}
-			white = y > 200
+		if len(stats) == 0 {
+			continue
+		}
+		f := &stats[len(stats)-1]
+		if v, ok := value(line, "lavfi.signalstats.YAVG="); ok {
+			f.y = v
+		} else if v, ok := value(line, "lavfi.signalstats.UAVG="); ok {
+			f.u = v
+		} else if v, ok := value(line, "lavfi.signalstats.VAVG="); ok {
+			f.v = v
 		}
 	}
-	return onsets, frames
+	return stats
 }
 
 // beepTimes are the instants a file's audio turns loud after silence.
 func beepTimes(t *testing.T, ffmpeg, path string) []float64 {
 	t.Helper()
+	return soundOnsets(t, ffmpeg, path, "")
+}
+
+// soundOnsets are the instants a file's audio, through the filter chain
+// pick (e.g. a band-pass to hear one tone; "" for all), turns loud after
+// silence.
+func soundOnsets(t *testing.T, ffmpeg, path, pick string) []float64 {
+	t.Helper()
+	af := "silencedetect=n=-30dB:d=0.1"
+	if pick != "" {
+		af = pick + "," + af
+	}
 	out, err := exec.Command(ffmpeg, "-v", "info", "-i", path, "-map", "0:a:0",
-		"-af", "silencedetect=n=-30dB:d=0.1", "-f", "null", "-").CombinedOutput()
+		"-af", af, "-f", "null", "-").CombinedOutput()
 	if err != nil {
 		t.Fatalf("decode audio of %s: %v\n%s", path, err, out)
 	}
