@@ -1,10 +1,14 @@
-// Teacher console: preview and device choice, go live (simulcast camera +
-// microphone), screen share tuned for legible text, the classroom grid with
-// quality and raised hands, stage, mute, chat and ending the lesson.
+// Teacher console: preview, microphone level and device choice, go live
+// (simulcast camera + microphone), screen share tuned for legible text, the
+// classroom roster (one row per classroom, graded by what it receives, for
+// 1 to 200 classrooms) with tiles for the few on stage or with a raised
+// hand, stage, mute, chat, recording state, the lesson's title, and ending
+// the lesson with a link to its replay.
 import {
   Session, readToken, decodeToken, tokenExpired, browserProblem, mediaErrorText,
-  RateMeter, qualityLevel, formatBitrate, attach, h,
+  RateMeter, formatBitrate, attach, h,
 } from './podium.js';
+import { Roster } from './teacher-roster.js';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -14,6 +18,8 @@ const ui = {
   grid: $('grid'), empty: $('empty'), chatlog: $('chatlog'), chatform: $('chatform'), chattext: $('chattext'),
   overlay: $('overlay'), overlayTitle: $('overlay-title'), overlayText: $('overlay-text'),
   muteAll: $('muteall'), unmuteAll: $('unmuteall'),
+  titleEdit: $('title-edit'), titleBox: $('titlebox'), titleForm: $('titleform'), titleInput: $('title-input'), titleCancel: $('title-cancel'),
+  rec: $('rec'), micMeter: $('micmeter'), micMeterFill: $('micmeter-fill'), replayLink: $('replay-link'),
 };
 
 let session = null;
@@ -23,10 +29,10 @@ let onAir = false;
 let micMuted = false;
 let camOff = false;
 let liveSince = 0;
-const tiles = new Map(); // participant id -> tile elements
-const handsUp = new Set(); // participant ids with a raised hand (said once in the chat)
 const meter = new RateMeter();
-const linkStats = new Map(); // participant id -> {bitrate, loss, rttMs}
+let roster = null;
+let token = '';
+let room = '';
 
 function showBanner(text, kind = '') {
   ui.banner.replaceChildren(text ? h('div', { class: 'banner ' + kind, role: 'alert' }, text) : '');
@@ -93,6 +99,7 @@ async function openCamera() {
   stream.getAudioTracks().forEach((t) => { t.enabled = !micMuted; });
   stream.getVideoTracks().forEach((t) => { t.enabled = !camOff; });
   attach(ui.preview, stream);
+  meterTrack(stream.getAudioTracks()[0] || null);
   if (old) old.getTracks().forEach((t) => t.stop());
   await listDevices();
   if (onAir) await publishAll();
@@ -235,103 +242,7 @@ function toggleCam() {
   ui.cam.classList.toggle('danger', camOff);
 }
 
-// ---------- classroom grid ----------
-
-function handIcon() {
-  const ns = 'http://www.w3.org/2000/svg';
-  const svg = document.createElementNS(ns, 'svg');
-  svg.setAttribute('viewBox', '0 0 24 24');
-  svg.setAttribute('class', 'icon');
-  svg.setAttribute('aria-hidden', 'true');
-  const path = document.createElementNS(ns, 'path');
-  path.setAttribute('d', 'M7 11V5a1.5 1.5 0 0 1 3 0v5M10 10V3.5a1.5 1.5 0 0 1 3 0V10M13 10V4.5a1.5 1.5 0 0 1 3 0V11M16 11V7.5a1.5 1.5 0 0 1 3 0V14a7 7 0 0 1-7 7h-1a6 6 0 0 1-5-2.7L3.5 14a1.5 1.5 0 0 1 2.5-1.7L7 14');
-  svg.append(path);
-  return svg;
-}
-
-function isClassroom(p) { return p.role === 'classroom' || p.role === 'source'; }
-
-function tileFor(p) {
-  let t = tiles.get(p.id);
-  if (t) return t;
-  const video = h('video', { autoplay: true, playsinline: true, muted: true });
-  video.muted = true;
-  const audio = h('audio', { autoplay: true });
-  const novideo = h('div', { class: 'novideo' }, 'Waiting for camera…');
-  const hand = h('span', { class: 'hand hidden' }, handIcon(), 'Hand raised');
-  const stageTag = h('span', { class: 'stage-tag hidden' }, 'ON STAGE');
-  const mutedTag = h('span', { class: 'tag muted-tag hidden' }, 'Muted');
-  const name = h('span', { class: 'name' });
-  const bars = h('span', { class: 'bars', 'data-level': '' }, h('i'), h('i'), h('i'));
-  const stats = h('div', { class: 'stats' }, 'measuring…');
-  const stageBtn = h('button', { type: 'button', class: 'stage-btn' }, 'Put on stage');
-  const muteBtn = h('button', { type: 'button', class: 'mute-btn' }, 'Mute');
-  const videoBox = h('div', { class: 'video', title: 'Click to put this classroom on stage' }, video, novideo, hand, stageTag, mutedTag);
-  const root = h('article', { class: 'tile', tabindex: '0', 'data-participant': p.id, 'aria-label': p.name },
-    videoBox, h('div', { class: 'meta' }, name, h('span', { class: 'badge' }, bars)), stats,
-    h('div', { class: 'actions' }, stageBtn, muteBtn), audio);
-  const toggleStage = () => setStage(session.stage === p.id ? '' : p.id);
-  videoBox.addEventListener('click', toggleStage);
-  stageBtn.addEventListener('click', toggleStage);
-  root.addEventListener('keydown', (e) => { if (e.target === root && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); toggleStage(); } });
-  muteBtn.addEventListener('click', () => muteClassroom(p.id));
-  t = { root, video, audio, novideo, hand, stageTag, mutedTag, name, bars, stats, stageBtn, muteBtn };
-  tiles.set(p.id, t);
-  ui.grid.append(root);
-  return t;
-}
-
-function renderGrid() {
-  const present = new Set();
-  for (const p of session.participants.values()) {
-    if (!isClassroom(p)) continue;
-    present.add(p.id);
-    const t = tileFor(p);
-    t.name.textContent = p.name || 'Classroom';
-    t.root.setAttribute('aria-label', p.name + (p.handRaised ? ', hand raised' : ''));
-    t.hand.classList.toggle('hidden', !p.handRaised);
-    t.root.classList.toggle('hand-raised', !!p.handRaised);
-    const onStage = session.stage === p.id;
-    t.root.classList.toggle('onstage', onStage);
-    t.stageTag.classList.toggle('hidden', !onStage);
-    t.stageBtn.textContent = onStage ? 'Take off stage' : 'Put on stage';
-    t.root.classList.toggle('speaking', session.speaking.includes(p.id));
-    // The server's state of the classroom's microphone (who muted it too).
-    const muted = !!p.micMuted;
-    t.mutedTag.classList.toggle('hidden', !muted);
-    t.mutedTag.textContent = 'Muted';
-    t.mutedTag.title = p.micMutedBy === 'teacher' ? 'You muted this classroom' : 'The classroom muted itself';
-    t.root.dataset.mic = muted ? 'muted-by-' + (p.micMutedBy || 'self') : 'on';
-    t.muteBtn.textContent = muted ? 'Unmute' : 'Mute';
-    t.muteBtn.disabled = p.role !== 'classroom';
-  }
-  for (const [id, t] of tiles) {
-    if (!present.has(id)) { t.root.remove(); tiles.delete(id); }
-  }
-  ui.empty.classList.toggle('hidden', present.size > 0);
-  $('grid-title').textContent = `Classrooms (${present.size})`;
-}
-
-function onRemoteTrack(info) {
-  const p = session.participants.get(info.participantId);
-  if (!p || !isClassroom(p)) return;
-  const t = tileFor(p);
-  if (info.track.kind === 'video') {
-    attach(t.video, info.stream);
-    t.novideo.classList.add('hidden');
-  } else {
-    attach(t.audio, info.stream);
-  }
-}
-
-function onRemoteTrackEnded(info) {
-  const t = tiles.get(info.participantId);
-  if (!t) return;
-  if (info.track.kind === 'video' && t.video.srcObject === info.stream) {
-    t.video.srcObject = null;
-    t.novideo.classList.remove('hidden');
-  }
-}
+// ---------- classrooms ----------
 
 async function setStage(participantId) {
   try {
@@ -362,34 +273,132 @@ async function muteAll(muted) {
   }
 }
 
-// Quality per classroom: the server's view (`quality`, every 2 s) of loss,
-// RTT and estimated bitrate, plus the bitrate we actually receive.
-async function refreshQuality() {
-  if (!session || session.state !== 'live') return;
+// The preview's tag says what classrooms get: LIVE with what we send only
+// while our link is up; "reconnecting" otherwise (the last bitrate would
+// be a lie).
+async function refreshPreview() {
+  const tag = ui.previewTag;
+  const live = session && session.state === 'live';
+  if (!onAir) {
+    tag.dataset.state = 'preview';
+    tag.textContent = 'Preview — not on air';
+    return;
+  }
+  if (!live) {
+    tag.dataset.state = 'reconnecting';
+    tag.textContent = 'Reconnecting… classrooms do not see you';
+    return;
+  }
   const s = await session.stats().catch(() => null);
-  if (!s) return;
-  const recv = new Map();
-  for (const i of s.inbound) {
-    const r = meter.rate(i.trackId, i.bytesReceived * 8);
-    recv.set(i.participantId, (recv.get(i.participantId) || 0) + r);
+  if (!s || session.state !== 'live') return;
+  const out = s.outbound.filter((o) => o.kind === 'video');
+  const sent = out.reduce((a, o) => a + meter.rate('out' + o.id, o.bytesSent * 8), 0);
+  tag.dataset.state = 'live';
+  tag.textContent = `● LIVE · ${formatBitrate(sent)} out`;
+}
+
+// ---------- own microphone level ----------
+
+// The level of our own microphone, measured by a WebAudio AnalyserNode on
+// the captured track (before the mute: a teacher sees that the microphone
+// works even while muted, and the meter says muted).
+const micMeter = { ctx: null, source: null, analyser: null, buf: null, level: 0, track: null };
+
+function meterTrack(track) {
+  if (micMeter.track === track) return;
+  if (micMeter.source) micMeter.source.disconnect();
+  micMeter.source = null;
+  micMeter.track = track;
+  if (!track) return;
+  try {
+    if (!micMeter.ctx) {
+      micMeter.ctx = new AudioContext();
+      micMeter.analyser = micMeter.ctx.createAnalyser();
+      micMeter.analyser.fftSize = 1024;
+      micMeter.buf = new Float32Array(micMeter.analyser.fftSize);
+    }
+    micMeter.source = micMeter.ctx.createMediaStreamSource(new MediaStream([track]));
+    micMeter.source.connect(micMeter.analyser);
+    if (micMeter.ctx.state === 'suspended') micMeter.ctx.resume().catch(() => {});
+  } catch (err) {
+    ui.micMeter.title = 'No level meter in this browser: ' + err.message;
   }
-  for (const [id, t] of tiles) {
-    const q = session.quality[id] || {};
-    const bitrate = recv.get(id) || 0;
-    const loss = q.loss || 0;
-    const rttMs = q.rtt ? q.rtt / 1e6 : 0;
-    linkStats.set(id, { bitrate, loss, rttMs, estimatedBitrate: q.estimatedBitrate || 0 });
-    t.bars.dataset.level = session.quality[id] ? qualityLevel({ loss, rttMs }) : '';
-    t.bars.parentElement.title = `Link to this classroom: ${formatBitrate(q.estimatedBitrate)} estimated`;
-    t.stats.textContent = `${formatBitrate(bitrate)} in · loss ${(loss * 100).toFixed(1)} % · RTT ${rttMs ? Math.round(rttMs) + ' ms' : '—'}`;
+}
+
+function readMicLevel() {
+  let level = 0;
+  if (micMeter.source && micMeter.analyser) {
+    micMeter.analyser.getFloatTimeDomainData(micMeter.buf);
+    let sum = 0;
+    for (const v of micMeter.buf) sum += v * v;
+    const rms = Math.sqrt(sum / micMeter.buf.length);
+    const db = 20 * Math.log10(rms || 1e-9);
+    level = Math.max(0, Math.min(1, (db + 60) / 60)); // -60 dBFS .. 0 dBFS
   }
-  if (onAir) {
-    const out = s.outbound.filter((o) => o.kind === 'video');
-    const sent = out.reduce((a, o) => a + meter.rate('out' + o.id, o.bytesSent * 8), 0);
-    ui.previewTag.textContent = `● LIVE · ${formatBitrate(sent)} out`;
-  } else {
-    ui.previewTag.textContent = 'Preview — not on air';
+  micMeter.level = level;
+  const pct = Math.round(level * 100);
+  ui.micMeterFill.style.width = pct + '%';
+  ui.micMeter.setAttribute('aria-valuenow', String(pct));
+  ui.micMeter.dataset.level = String(pct);
+  ui.micMeter.dataset.muted = String(micMuted);
+}
+
+// ---------- lesson title and recording ----------
+
+function renderLesson() {
+  const l = session && session.lesson;
+  const known = !!l && typeof l.recording === 'boolean';
+  const rec = known && l.recording;
+  ui.rec.classList.toggle('hidden', !rec);
+  ui.rec.dataset.stale = String(!session || session.state !== 'live');
+  ui.rec.textContent = ui.rec.dataset.stale === 'true' ? 'REC?' : 'REC';
+  ui.rec.title = ui.rec.dataset.stale === 'true' ? 'Recording when the connection was lost; not known now' : 'This lesson is being recorded for replay';
+  if (l && l.title && !ui.titleForm.classList.contains('editing')) ui.title.textContent = l.title;
+}
+
+function editTitle() {
+  ui.titleInput.value = ui.title.textContent;
+  ui.titleBox.classList.add('hidden');
+  ui.titleForm.classList.remove('hidden');
+  ui.titleForm.classList.add('editing');
+  ui.titleInput.focus();
+  ui.titleInput.select();
+}
+
+function closeTitle() {
+  ui.titleForm.classList.add('hidden');
+  ui.titleForm.classList.remove('editing');
+  ui.titleBox.classList.remove('hidden');
+}
+
+// saveTitle renames the lesson in the replay catalog (PATCH
+// /api/vod/lessons/{id}, the teacher's own token): the name its replay is
+// listed under.
+async function saveTitle(title) {
+  title = title.trim();
+  if (!title) { closeTitle(); return; }
+  let res;
+  try {
+    res = await fetch('/api/vod/lessons/' + encodeURIComponent(room), {
+      method: 'PATCH',
+      headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ title }),
+    });
+  } catch (err) {
+    showBanner('Could not rename the lesson: ' + err.message);
+    return;
   }
+  if (res.ok) {
+    const body = await res.json().catch(() => ({}));
+    ui.title.textContent = body.title || title;
+    ui.title.dataset.saved = 'true';
+    closeTitle();
+    showBanner('');
+    return;
+  }
+  const body = await res.json().catch(() => ({}));
+  if (res.status === 404) showBanner('The lesson can be renamed once its recording has started (a few seconds after you go live).');
+  else showBanner('Could not rename the lesson: ' + (body.error || res.status));
 }
 
 // ---------- chat ----------
@@ -434,8 +443,14 @@ function showEnded(reason) {
   if (camStream) camStream.getTracks().forEach((t) => t.stop());
   if (screenTrack) { if (screenTrack._stopDrawing) screenTrack._stopDrawing(); screenTrack.stop(); }
   onAir = false;
+  meterTrack(null);
   ui.overlayTitle.textContent = 'The lesson has ended';
   ui.overlayText.textContent = reason || '';
+  // The replay page takes this same teacher link; the recording is
+  // playable as soon as the lesson ends.
+  const recorded = !session.lesson || session.lesson.recording !== false;
+  ui.replayLink.href = '/replay?lesson=' + encodeURIComponent(room) + '#token=' + encodeURIComponent(token);
+  ui.replayLink.classList.toggle('hidden', !recorded);
   ui.overlay.classList.remove('hidden');
 }
 
@@ -457,14 +472,15 @@ async function main() {
     get onAir() { return onAir; },
     screenSource: '',
     stats: () => (session ? session.stats() : Promise.resolve(null)),
-    links: () => Object.fromEntries(linkStats),
-    goLive, shareScreen, stopScreen, setStage, muteClassroom, muteAll,
+    roster: () => (roster ? roster.snapshot() : []),
+    micLevel: () => ({ level: micMeter.level, analyser: !!micMeter.source, context: micMeter.ctx ? micMeter.ctx.state : '' }),
+    goLive, shareScreen, stopScreen, setStage, muteClassroom, muteAll, saveTitle,
     endLesson: () => endLesson({ confirmed: true }),
     sendChat: (text) => session.request('chat', { text }),
   };
   const problem = browserProblem();
   if (problem) return fatal('This browser cannot run Podium', problem);
-  const token = readToken();
+  token = readToken();
   let claims;
   try {
     claims = decodeToken(token);
@@ -477,11 +493,19 @@ async function main() {
   }
   if (tokenExpired(claims)) return fatal('This link has expired', 'Ask the lesson organiser for a new teacher link.');
   ui.me.textContent = claims.name || 'Teacher';
-  ui.title.textContent = claims.room;
+  room = claims.room;
+  ui.title.textContent = room;
 
   session = new Session({ token, autoSubscribe: true });
+  roster = new Roster(session, {
+    rows: $('rows'), grid: ui.grid, audios: $('audios'), empty: ui.empty, title: $('grid-title'),
+    summary: $('summary'), filter: $('filter'), show: $('show'),
+  }, { stage: setStage, mute: muteClassroom }, system);
   session.addEventListener('state', (e) => {
     renderState();
+    renderLesson();
+    roster.render();
+    refreshPreview();
     if (e.detail.state === 'ended') showEnded(e.detail.reason);
     if (e.detail.state === 'reconnecting') {
       if (endRequested) { session.finish('You ended the lesson.'); return; }
@@ -489,25 +513,23 @@ async function main() {
     }
   });
   session.addEventListener('joined', (e) => {
-    ui.title.textContent = (e.detail.lesson && e.detail.lesson.title) || claims.room;
+    if (ui.title.dataset.saved !== 'true') ui.title.textContent = (e.detail.lesson && e.detail.lesson.title) || room;
     if (session.reconnects > 0) system('Reconnected.');
     // Our own mute survives a reconnect: tell the new session.
     if (micMuted && session.self && !session.self.micMuted) {
       session.request('mute', { participantId: session.self.id, muted: true }).catch(() => {});
     }
-    renderGrid();
+    renderLesson();
+    roster.joined();
   });
-  for (const ev of ['participants', 'tracks', 'stage', 'speaking']) session.addEventListener(ev, renderGrid);
+  session.addEventListener('lesson', renderLesson);
+  for (const ev of ['stage', 'speaking', 'dashboard']) session.addEventListener(ev, () => roster.render());
   session.addEventListener('participants', (e) => {
-    const { change, participant: p } = e.detail;
-    if (!isClassroom(p)) return;
-    if (change === 'participantJoined') system(`${p.name} joined.`);
-    if (change === 'participantLeft') system(`${p.name} left.`);
-    if (change === 'participantUpdated' && p.handRaised && !handsUp.has(p.id)) system(`${p.name} raised a hand.`);
-    if (p.handRaised && change !== 'participantLeft') handsUp.add(p.id); else handsUp.delete(p.id);
+    const { change, participant: p, reason } = e.detail;
+    roster.participantEvent(change, p, reason);
   });
-  session.addEventListener('remotetrack', (e) => onRemoteTrack(e.detail));
-  session.addEventListener('remotetrackended', (e) => onRemoteTrackEnded(e.detail));
+  session.addEventListener('remotetrack', (e) => roster.remoteTrack(e.detail));
+  session.addEventListener('remotetrackended', (e) => roster.remoteTrackEnded(e.detail));
   session.addEventListener('chat', (e) => {
     const d = e.detail;
     addChat(d.fromName || 'someone', d.text, d.time, session.self && d.from === session.self.id);
@@ -521,6 +543,12 @@ async function main() {
   ui.muteAll.addEventListener('click', () => muteAll(true));
   ui.unmuteAll.addEventListener('click', () => muteAll(false));
   ui.end.addEventListener('click', () => endLesson());
+  ui.titleEdit.addEventListener('click', editTitle);
+  ui.titleCancel.addEventListener('click', closeTitle);
+  ui.titleForm.addEventListener('submit', (e) => { e.preventDefault(); saveTitle(ui.titleInput.value); });
+  ui.titleInput.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeTitle(); });
+  $('filter').addEventListener('input', () => roster.render());
+  $('show').addEventListener('change', () => roster.render());
   ui.camera.addEventListener('change', openCamera);
   ui.microphone.addEventListener('change', openCamera);
   navigator.mediaDevices.addEventListener?.('devicechange', () => listDevices().catch(() => {}));
@@ -536,9 +564,11 @@ async function main() {
     if (e.key === 'm' || e.key === 'M') toggleMic();
   });
   setInterval(() => {
-    refreshQuality();
+    refreshPreview();
+    roster.render(); // rows age: a dashboard that stops coming greys them
     ui.clock.textContent = onAir && liveSince ? clockText(Date.now() - liveSince) : '';
   }, 1000);
+  setInterval(readMicLevel, 100);
 
   renderState();
   session.start();
