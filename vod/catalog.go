@@ -69,6 +69,7 @@ type Lesson struct {
 	Poster     string      `json:"poster,omitempty"`
 	Thumbnails string      `json:"thumbnails,omitempty"`
 	HLS        string      `json:"hls,omitempty"`
+	Playback   string      `json:"playback,omitempty"` // what HLS plays: PlaybackTranscoded, else PlaybackRaw(Audio); "" none yet
 	Download   string      `json:"download,omitempty"`
 	Renditions []Rendition `json:"renditions,omitempty"`
 	Chapters   []Chapter   `json:"chapters,omitempty"`
@@ -444,7 +445,10 @@ func (s *Service) view(ctx context.Context, e *lessonEntry, full bool, g urlGran
 			l.Thumbnails = s.mediaURL(e.id, a.Thumbnails, q)
 			l.Download = s.directURL(ctx, e.id, a.Download, q)
 			l.Renditions = a.Renditions
+			l.Playback = PlaybackTranscoded
 		}
+	} else if full {
+		s.rawView(&l, e, q)
 	}
 	if !full {
 		return l

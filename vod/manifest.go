@@ -45,6 +45,7 @@ type ManifestTrack struct {
 	Kind          string            `json:"kind"`
 	Source        string            `json:"source"`
 	Codec         string            `json:"codec"`
+	TimeScale     uint32            `json:"timescale,omitempty"` // ticks per second of MediaStart (0: 90000 video, 48000 Opus)
 	Init          string            `json:"init"`
 	Segments      []ManifestSegment `json:"segments"`
 }
@@ -56,7 +57,10 @@ type ManifestSegment struct {
 	Start      time.Time     `json:"start"`
 	Duration   time.Duration `json:"duration"`
 	MediaStart uint64        `json:"mediaStart"`
-	Bytes      int64         `json:"bytes"`
+	// MediaDuration is Duration in the track's timescale (0 in older
+	// manifests: Duration then says it).
+	MediaDuration uint64 `json:"mediaDuration,omitempty"`
+	Bytes         int64  `json:"bytes"`
 }
 
 // ManifestEvent is a moment worth a chapter marker.

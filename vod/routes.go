@@ -19,6 +19,8 @@ import (
 //	POST   /api/vod/lessons/{lesson}/clips           teacher or admin of the lesson
 //	DELETE /api/vod/lessons/{lesson}/clips/{clip}    teacher or admin of the lesson
 //	GET    /api/vod/media/{lesson}/{path...}         a signature of that object, or replay of the lesson
+//	GET    /api/vod/raw/{lesson}/{path...}           a signature of that object, or replay of the lesson
+//	                                                 (the recording as HLS, live or just ended; rawhls.go)
 //
 // It also tells the router each lesson's course, for course-wide student
 // tokens.
@@ -37,4 +39,5 @@ func (s *Service) Mount(rt *auth.Router) {
 	rt.HandleFunc("POST /api/vod/lessons/{lesson}/clips", manage, s.CreateClip)
 	rt.HandleFunc("DELETE /api/vod/lessons/{lesson}/clips/{clip}", manage, s.DeleteClip)
 	rt.Handle("GET /api/vod/media/{lesson}/{path...}", auth.SignedOrReplayOf("lesson"), s.Media())
+	rt.Handle("GET /api/vod/raw/{lesson}/{path...}", auth.SignedOrReplayOf("lesson"), s.Raw())
 }

@@ -84,6 +84,8 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 
+	rawInfo rawInfos // init segment facts for raw playlists
+
 	mu       sync.Mutex
 	expected map[string]time.Time // lessons starting here -> look for them until
 }

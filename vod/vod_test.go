@@ -33,9 +33,17 @@ type server struct {
 	*httptest.Server
 	q      *transcode.Queue
 	issuer *auth.Issuer
+	db     *replaydb.DB
+	store  storage.Store
 }
 
 func startServer(t *testing.T, store storage.Store, playback string) *server {
+	return startServerWith(t, store, playback, 1)
+}
+
+// startServerWith runs the server with that many transcode workers (below
+// 0: none, the node only queues; startWorker adds one later).
+func startServerWith(t *testing.T, store storage.Store, playback string, workers int) *server {
 	t.Helper()
 	issuer, err := auth.NewIssuer("vod-test-secret-0123456789")
 	if err != nil {
@@ -46,16 +54,7 @@ func startServer(t *testing.T, store storage.Store, playback string) *server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	q, err := transcode.NewQueue(context.Background(), db, store, transcode.QueueConfig{
-		Config: transcode.Config{
-			FFmpeg: testenv.RequireBinary(t, "ffmpeg"), FFprobe: testenv.RequireBinary(t, "ffprobe"), TempDir: t.TempDir(),
-			Ladder: []transcode.Rung{{Name: "720p", Height: 720, VideoKbps: 1500}, {Name: "360p", Height: 360, VideoKbps: 500}},
-		},
-		Workers: 1, PollInterval: 200 * time.Millisecond,
-	}, slog.Default(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := newQueue(t, db, store, workers)
 	svc, err := vod.New(store, db, q, vod.Config{Playback: playback}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +86,39 @@ func startServer(t *testing.T, store storage.Store, playback string) *server {
 		<-synced
 		q.Close()
 	})
-	return &server{Server: srv, q: q, issuer: issuer}
+	return &server{Server: srv, q: q, issuer: issuer, db: db, store: store}
+}
+
+// newQueue is the transcode queue as cmd/podium builds it, with a small
+// ladder and a fast poll.
+func newQueue(t *testing.T, db *replaydb.DB, store storage.Store, workers int) *transcode.Queue {
+	t.Helper()
+	q, err := transcode.NewQueue(context.Background(), db, store, transcode.QueueConfig{
+		Config: transcode.Config{
+			FFmpeg: testenv.RequireBinary(t, "ffmpeg"), FFprobe: testenv.RequireBinary(t, "ffprobe"), TempDir: t.TempDir(),
+			Ladder: []transcode.Rung{{Name: "720p", Height: 720, VideoKbps: 1500}, {Name: "360p", Height: 360, VideoKbps: 500}},
+		},
+		Workers: workers, PollInterval: 200 * time.Millisecond,
+	}, slog.Default(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// startWorker adds a transcoding node on the server's database and store
+// (a `podium worker`), stopped in t.Cleanup.
+func (s *server) startWorker(t *testing.T) {
+	t.Helper()
+	q := newQueue(t, s.db, s.store, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- q.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		q.Close()
+	})
 }
 
 // token is a live token of lesson math-101 (admins: of every lesson).
@@ -330,8 +361,8 @@ func TestCatalogAndSignedPlayback(t *testing.T) {
 	}
 	var live vod.Lesson
 	s.do(t, "GET", "/api/vod/lessons/live-one", everyLesson, nil, &live)
-	if live.Status != vod.StatusRecording || live.HLS != "" {
-		t.Errorf("lesson still recording: %+v", live)
+	if live.Status != vod.StatusRecording || live.Playback != vod.PlaybackRaw || live.HLS == "" {
+		t.Errorf("lesson still recording: %+v, want its recording as raw HLS", live)
 	}
 
 	// A clip: asked for by a teacher, cut by a job, listed with the lesson.

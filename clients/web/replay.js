@@ -65,7 +65,9 @@ function lessonCard(l) {
     el('div', { class: 'title' }, l.title),
     el('div', { class: 'meta' }, `${l.teacher || ''} · ${new Date(l.date).toLocaleDateString()} · ${fmtTime(l.duration)}`),
     ready ? '' : el('span', { class: 'badge' }, l.status));
-  return el('li', { class: 'card', 'data-lesson': l.id }, ready ? el('a', { href }, img, body) : el('div', {}, img, body));
+  // Every lesson links: one still recorded or processing plays its
+  // recording as recorded (raw HLS) until the replay is ready.
+  return el('li', { class: 'card', 'data-lesson': l.id }, el('a', { href }, img, body));
 }
 
 async function showCatalog(q) {
@@ -137,7 +139,23 @@ function play(asset, chapters) {
     }
   }
   if (!list.children.length) list.append(el('li', { class: 'meta' }, 'No chapters in this recording.'));
-  window.replay = { hls, video }; // for tests and the curious
+  window.replay = { hls, video, playback: asset.playback || 'transcoded' }; // for tests and the curious
+}
+
+// While the recording itself plays (raw HLS), look for the transcoded
+// replay now and then and switch to it, at the same moment, once ready.
+let upgrade = null;
+function awaitTranscoded(id, playback) {
+  clearInterval(upgrade);
+  if (!playback || playback === 'transcoded') return;
+  upgrade = setInterval(async () => {
+    const l = await api('/api/vod/lessons/' + encodeURIComponent(id)).catch(() => null);
+    if (!l || l.playback !== 'transcoded') return;
+    clearInterval(upgrade);
+    const video = $('video'), at = video.currentTime, paused = video.paused;
+    play(l, l.chapters);
+    video.addEventListener('loadedmetadata', () => { video.currentTime = at; if (!paused) video.play(); }, { once: true });
+  }, 10000);
 }
 
 async function showLesson(id, clipId) {
@@ -149,7 +167,7 @@ async function showLesson(id, clipId) {
   document.title = `${title} — Podium replay`;
   $('lesson-title').textContent = title;
   $('lesson-meta').textContent = `${l.teacher || ''} · ${new Date(l.date).toLocaleString()} · ${fmtTime(clip ? clip.duration : l.duration)}`;
-  if (l.status !== 'ready') {
+  if (!l.hls) {
     showError(l.status === 'processing' ? 'This lesson is still being prepared for replay.' : 'This lesson is still being recorded.');
     return;
   }
@@ -159,6 +177,11 @@ async function showLesson(id, clipId) {
     play(clip, chapters);
   } else {
     play(l, l.chapters);
+    awaitTranscoded(id, l.playback);
+    if (l.playback === 'raw' || l.playback === 'raw-audio') {
+      $('lesson-meta').textContent += (l.status === 'recording' ? ' · live recording — ' : ' · as recorded — ') +
+        (l.playback === 'raw-audio' ? 'sound only; the picture comes with the finished replay' : 'the finished replay replaces it when ready');
+    }
   }
   const clips = l.clips || [];
   $('clips-title').hidden = !clips.length;

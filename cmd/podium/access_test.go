@@ -116,6 +116,7 @@ var accessTable = map[string]accessRow{
 	"POST /api/vod/lessons/{lesson}/clips":          {admit: manageA},
 	"DELETE /api/vod/lessons/{lesson}/clips/{clip}": {admit: manageA},
 	"GET /api/vod/media/{lesson}/{path...}":         {admit: replayA},
+	"GET /api/vod/raw/{lesson}/{path...}":           {admit: replayA},
 	"GET /api/vod/jobs":                             {admit: server},
 	"GET /api/vod/jobs/{job}":                       {admit: server},
 	"POST /api/vod/jobs/{job}/cancel":               {admit: server},

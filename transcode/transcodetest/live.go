@@ -43,6 +43,9 @@ type LiveOptions struct {
 	// MuteFrom..MuteTo the microphone sends nothing and its RTP clock runs
 	// on (a browser's muted or replaced track).
 	MuteFrom, MuteTo time.Duration
+	// Ended, when set, is called the moment the lesson ends (before the
+	// recording is complete), from RecordLive's goroutine.
+	Ended func(at time.Time)
 }
 
 func (o *LiveOptions) defaults() {
@@ -178,7 +181,11 @@ func RecordLive(t testing.TB, store storage.Store, lesson string, o LiveOptions)
 		}
 	}()
 	wg.Wait()
+	endedAt := time.Now()
 	room.End("lesson over")
+	if o.Ended != nil {
+		o.Ended(endedAt)
+	}
 
 	deadline := time.Now().Add(60 * time.Second)
 	for {

@@ -1,0 +1,347 @@
+package vod_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"podium/internal/testenv"
+	"podium/sfu"
+	"podium/signaling/auth"
+	"podium/storage/s3/s3test"
+	"podium/transcode/transcodetest"
+	"podium/vod"
+)
+
+// rawSnapshot is what a classroom that opens the raw replay sees at one
+// moment: the lesson's playback and its two media playlists.
+type rawSnapshot struct {
+	at                   time.Time
+	playback             string
+	video, audio         string // media playlists
+	videoSegs, audioSegs int
+}
+
+func (r rawSnapshot) ended() bool {
+	return strings.Contains(r.video, "#EXT-X-ENDLIST") && strings.Contains(r.audio, "#EXT-X-ENDLIST")
+}
+
+// rawPlaylists reads the lesson's raw master playlist (signed URL, no
+// token) and its video and audio media playlists.
+func rawPlaylists(s *server, lesson, tok string) (rawSnapshot, bool) {
+	snap := rawSnapshot{at: time.Now()}
+	get := func(u, bearer string) (string, bool) {
+		req, _ := http.NewRequest("GET", s.URL+strings.TrimPrefix(u, s.URL), nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return "", false
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err == nil && resp.StatusCode == http.StatusOK
+	}
+	body, ok := get("/api/vod/lessons/"+lesson, tok)
+	var l vod.Lesson
+	if !ok || json.Unmarshal([]byte(body), &l) != nil || l.HLS == "" {
+		return snap, false
+	}
+	snap.playback = l.Playback
+	master, ok := get(l.HLS, "")
+	if !ok {
+		return snap, false
+	}
+	videoURI, audioURI := masterURIs(master)
+	if snap.video, ok = get(videoURI, ""); !ok {
+		return snap, false
+	}
+	if snap.audio, ok = get(audioURI, ""); !ok {
+		return snap, false
+	}
+	snap.videoSegs, snap.audioSegs = strings.Count(snap.video, "#EXTINF:"), strings.Count(snap.audio, "#EXTINF:")
+	return snap, true
+}
+
+// masterURIs finds the variant's (video) and the audio rendition's URIs.
+func masterURIs(master string) (video, audio string) {
+	lines := strings.Split(master, "\n")
+	for i, line := range lines {
+		if strings.HasPrefix(line, "#EXT-X-STREAM-INF:") && i+1 < len(lines) {
+			video = lines[i+1]
+		}
+		if strings.HasPrefix(line, "#EXT-X-MEDIA:TYPE=AUDIO") {
+			if _, rest, ok := strings.Cut(line, `URI="`); ok {
+				audio, _, _ = strings.Cut(rest, `"`)
+			}
+		}
+	}
+	return video, audio
+}
+
+// TestRawReplay: a lesson recorded live by the real recorder (an H.264
+// camera and an Opus microphone sent as RTP, paced like a browser) into a
+// real MinIO is watchable without any encoding:
+//   - while it runs, a classroom of the lesson gets an EVENT playlist that
+//     grows as segments reach storage, with no end;
+//   - seconds after it ends, the same playlist has its end (the time from
+//     the lesson's end to that is logged), and ffprobe, reading the
+//     playlist over HTTP from the server, decodes the teacher's camera and
+//     voice for as long as the lesson lasted;
+//   - Chromium's replay page plays it before any transcode has run, and
+//     switches to the transcoded replay once a worker has made it.
+func TestRawReplay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("records a 20 s lesson in real time")
+	}
+	ffprobe := testenv.RequireBinary(t, "ffprobe")
+	_, store := s3test.Start(t, "podium")
+	s := startServerWith(t, store, vod.PlaybackPodium, -1) // queues, transcodes nothing yet
+	const lesson, seconds = "raw-101", 20
+	classroom := s.tokenFor(t, auth.Request{Room: lesson, Role: sfu.RoleClassroom})
+
+	// A classroom polls the raw replay through the whole lesson.
+	var (
+		mu    sync.Mutex
+		snaps []rawSnapshot
+	)
+	pollCtx, stopPoll := context.WithCancel(context.Background())
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for pollCtx.Err() == nil {
+			if snap, ok := rawPlaylists(s, lesson, classroom); ok {
+				mu.Lock()
+				snaps = append(snaps, snap)
+				mu.Unlock()
+				if snap.ended() {
+					return
+				}
+			}
+			select {
+			case <-pollCtx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { stopPoll(); <-polled }()
+
+	var endedAt time.Time
+	m := transcodetest.RecordLive(t, store, lesson, transcodetest.LiveOptions{Seconds: seconds, Ended: func(at time.Time) { endedAt = at }})
+	testenv.WaitFor(t, 60*time.Second, "the classroom to see the raw playlists end", func() bool {
+		select {
+		case <-polled:
+			return true
+		default:
+			return false
+		}
+	})
+	mu.Lock()
+	all := append([]rawSnapshot(nil), snaps...)
+	mu.Unlock()
+
+	// While live: EVENT playlists without an end, growing. (Until the
+	// camera's first segment is in storage the replay is the voice alone.)
+	var live []rawSnapshot
+	for _, sn := range all {
+		if !sn.ended() && sn.playback == vod.PlaybackRaw {
+			live = append(live, sn)
+		}
+	}
+	if len(live) < 2 {
+		t.Fatalf("the classroom saw the raw replay %d times before the lesson ended, want it while live", len(live))
+	}
+	first, last := live[0], live[len(live)-1]
+	if !strings.Contains(first.video, "#EXT-X-PLAYLIST-TYPE:EVENT") || !strings.Contains(first.audio, "#EXT-X-PLAYLIST-TYPE:EVENT") {
+		t.Errorf("live playlists:\n%s\n%s", first.video, first.audio)
+	}
+	if last.videoSegs <= first.videoSegs || last.audioSegs <= first.audioSegs {
+		t.Errorf("live playlists did not grow: video %d -> %d segments, audio %d -> %d",
+			first.videoSegs, last.videoSegs, first.audioSegs, last.audioSegs)
+	}
+	t.Logf("live: the classroom saw %d segments of video at %.1f s, %d at %.1f s (no end)",
+		first.videoSegs, first.at.Sub(m.StartedAt).Seconds(), last.videoSegs, last.at.Sub(m.StartedAt).Seconds())
+
+	// Ended: VOD with an end, seconds after the lesson.
+	done := all[len(all)-1]
+	if !done.ended() || !strings.Contains(done.video, "#EXT-X-PLAYLIST-TYPE:VOD") {
+		t.Fatalf("final playlist:\n%s", done.video)
+	}
+	t.Logf("time from lesson end to a playable raw playlist: %.2f s (classroom polling every 100 ms; load %s)",
+		done.at.Sub(endedAt).Seconds(), loadAverage())
+
+	// ffprobe, over HTTP, decodes both tracks for the lesson's length.
+	var l vod.Lesson
+	if code := s.do(t, "GET", "/api/vod/lessons/"+lesson, classroom, nil, &l); code != http.StatusOK || l.Playback != vod.PlaybackRaw {
+		t.Fatalf("lesson after its end: %d %+v", code, l)
+	}
+	out, err := exec.Command(ffprobe, "-v", "error", "-count_frames", "-show_entries",
+		"stream=codec_type,codec_name,width,height,nb_read_frames:format=duration", "-of", "json", s.URL+l.HLS).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe the raw playlist: %v\n%s", err, out)
+	}
+	var probe struct {
+		Streams []struct {
+			CodecType    string `json:"codec_type"`
+			CodecName    string `json:"codec_name"`
+			Width        int    `json:"width"`
+			NbReadFrames string `json:"nb_read_frames"`
+		} `json:"streams"`
+		Format struct {
+			Duration string `json:"duration"`
+		} `json:"format"`
+	}
+	if err := json.Unmarshal(out, &probe); err != nil {
+		t.Fatalf("ffprobe output: %v\n%s", err, out)
+	}
+	frames := map[string]int{}
+	for _, st := range probe.Streams {
+		n, _ := strconv.Atoi(st.NbReadFrames)
+		frames[st.CodecType+"/"+st.CodecName] += n
+	}
+	dur, _ := strconv.ParseFloat(probe.Format.Duration, 64)
+	t.Logf("ffprobe of the raw playlist: %.2f s, frames %v", dur, frames)
+	if math.Abs(dur-seconds) > 1 {
+		t.Errorf("raw replay lasts %.2f s, the lesson %d s", dur, seconds)
+	}
+	if frames["video/h264"] < seconds*30*9/10 || frames["audio/opus"] < seconds*50*9/10 {
+		t.Errorf("decoded frames %v, want about %d video and %d audio", frames, seconds*30, seconds*50)
+	}
+
+	// The camera flashes white while the microphone beeps: on the raw
+	// replay's timeline both happen at the same instants.
+	flashes, beeps := flashesAndBeeps(t, s.URL+l.HLS)
+	var offsets []float64
+	for _, f := range flashes {
+		near := math.Inf(1)
+		for _, b := range beeps {
+			if math.Abs(b-f) < math.Abs(near) {
+				near = b - f
+			}
+		}
+		offsets = append(offsets, near)
+	}
+	t.Logf("A/V offset of the raw replay at each of %d flashes (audio minus video, s): %.3f", len(flashes), offsets)
+	if len(flashes) < seconds/3-1 {
+		t.Errorf("%d flashes seen in the raw replay, want about %d", len(flashes), seconds/3)
+	}
+	for _, o := range offsets {
+		if math.Abs(o) > 0.1 {
+			t.Errorf("raw replay's sound is %.3f s off its picture (flashes %v, beeps %v)", o, flashes, beeps)
+			break
+		}
+	}
+
+	// Chromium's replay page plays the raw replay, then the transcoded one.
+	browser := testenv.StartChromium(t)
+	ctx, cancel := chromedp.NewContext(browser)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, 15*time.Minute)
+	defer cancelT()
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(s.URL+"/replay?lesson="+lesson+"#token="+classroom),
+		chromedp.WaitVisible(chromedp.ID("video")),
+	); err != nil {
+		t.Fatalf("open the lesson page: %v", err)
+	}
+	waitPlaying := func(playback string) {
+		t.Helper()
+		// Frames counted from the moment the page plays this source.
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+		  const v = document.getElementById('video'); v.muted = true; v.play();
+		  const mine = {frames: 0};
+		  window.rawTest = mine;
+		  const count = () => { if (window.rawTest !== mine) return; mine.frames++; v.requestVideoFrameCallback(count); };
+		  v.requestVideoFrameCallback(count); return true; })()`)); err != nil {
+			t.Fatalf("play: %v", err)
+		}
+		type state struct {
+			Playback string  `json:"playback"`
+			Time     float64 `json:"time"`
+			Frames   int     `json:"frames"`
+			Error    string  `json:"error"`
+		}
+		var st state
+		testenv.WaitFor(t, 120*time.Second, "the page to play the "+playback+" replay", func() bool {
+			st, err = chromedp.Run(ctx, chromedp.Evaluate[state](`(() => { const v = document.getElementById('video');
+			  if (v.paused) v.play();
+			  return {playback: window.replay ? window.replay.playback : '', time: v.currentTime, frames: window.rawTest.frames,
+			    error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent}; })()`))
+			if err != nil || st.Error != "" {
+				t.Fatalf("page: %v %+v", err, st)
+			}
+			return st.Playback == playback && st.Time > 2 && st.Frames > 30
+		})
+		t.Logf("page plays the %s replay: at %.1f s, %d frames shown", playback, st.Time, st.Frames)
+	}
+	waitPlaying(vod.PlaybackRaw)
+
+	// A worker transcodes the lesson; the open page switches over.
+	s.startWorker(t)
+	// Transcoding takes minutes on a loaded two-core machine.
+	testenv.WaitFor(t, 10*time.Minute, "the lesson's transcoded replay", func() bool {
+		var l vod.Lesson
+		return s.do(t, "GET", "/api/vod/lessons/"+lesson, classroom, nil, &l) == http.StatusOK && l.Status == vod.StatusReady
+	})
+	testenv.WaitFor(t, 60*time.Second, "the page to switch to the transcoded replay", func() bool {
+		pb, err := chromedp.Run(ctx, chromedp.Evaluate[string](`window.replay.playback`))
+		return err == nil && pb == vod.PlaybackTranscoded
+	})
+	waitPlaying(vod.PlaybackTranscoded)
+}
+
+// loadAverage is the 1-minute load average, for logged figures.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "unknown"
+	}
+	return f[0]
+}
+
+// flashesAndBeeps decodes an HLS replay in one pass and returns, on its
+// timeline, the instants the picture turns white (mean luma above 200)
+// and the sound turns loud after silence.
+func flashesAndBeeps(t *testing.T, u string) (flashes, beeps []float64) {
+	t.Helper()
+	ffmpeg := testenv.RequireBinary(t, "ffmpeg")
+	out, err := exec.Command(ffmpeg, "-v", "info", "-i", u, "-filter_complex",
+		"[0:v:0]signalstats,metadata=print:key=lavfi.signalstats.YAVG[v];[0:a:0]silencedetect=n=-30dB:d=0.1[a]",
+		"-map", "[v]", "-map", "[a]", "-f", "null", "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("decode %s: %v\n%s", u, err, out)
+	}
+	var pts float64
+	white := false
+	for _, line := range strings.Split(string(out), "\n") {
+		if _, v, ok := strings.Cut(line, "pts_time:"); ok {
+			pts, _ = strconv.ParseFloat(strings.Fields(v)[0], 64)
+		} else if _, v, ok := strings.Cut(line, "lavfi.signalstats.YAVG="); ok {
+			y, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if y > 200 && !white {
+				flashes = append(flashes, pts)
+			}
+			white = y > 200
+		} else if _, v, ok := strings.Cut(line, "silence_end: "); ok {
+			b, _ := strconv.ParseFloat(strings.Fields(v)[0], 64)
+			beeps = append(beeps, b)
+		}
+	}
+	return flashes, beeps
+}
