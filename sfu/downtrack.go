@@ -28,7 +28,7 @@ type DownTrack struct {
 	kind     Kind
 	family   codecFamily
 	clock    uint32
-	queue    *sendQueue
+	queue    *egress
 	ready    *atomic.Bool // the subscriber connection is up: writes are not lost
 	onSwitch func()       // counts layer switches; may be nil
 
@@ -36,7 +36,7 @@ type DownTrack struct {
 
 	mu      sync.Mutex
 	bound   bool
-	writer  webrtc.TrackLocalWriter
+	stream  *egressStream // the negotiated stream on the subscriber's egress
 	ssrc    uint32
 	pt      uint8
 	stripRE bool // publisher sends RED, subscriber takes plain Opus
@@ -94,7 +94,7 @@ type vp8Rewrite struct {
 // subscribers anyway).
 const keyframeRetry = time.Second
 
-func newDownTrack(t *Track, q *sendQueue, ready *atomic.Bool, onSwitch func()) *DownTrack {
+func newDownTrack(t *Track, q *egress, ready *atomic.Bool, onSwitch func()) *DownTrack {
 	info := t.Info()
 	d := &DownTrack{
 		track:    t,
@@ -144,7 +144,7 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	}
 	d.mu.Lock()
 	d.bound = true
-	d.writer = ctx.WriteStream()
+	d.stream = newEgressStream(ctx, uint8(codec.PayloadType))
 	d.ssrc = uint32(ctx.SSRC())
 	d.pt = uint8(codec.PayloadType)
 	d.stripRE = strip
@@ -185,9 +185,16 @@ func matchCodec(f codecFamily, mime string, codecs []webrtc.RTPCodecParameters) 
 func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
 	d.mu.Lock()
 	d.bound = false
-	d.writer = nil
+	d.stream = nil
 	d.mu.Unlock()
 	return nil
+}
+
+// egressStream is the down-track's stream on the egress, nil when unbound.
+func (d *DownTrack) egressStream() *egressStream {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stream
 }
 
 // close detaches the down-track for good.
@@ -384,7 +391,7 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
 		Timestamp:      outTS,
 		SSRC:           d.ssrc,
 	}
-	if d.queue.push(d.writer, &hdr, payload, &vp8) {
+	if d.queue.push(d.stream, &hdr, payload, &vp8) {
 		d.sentPackets++
 		d.sentOctets += uint32(len(payload))
 		if pkt.Marker && d.kind == KindVideo {
@@ -443,7 +450,7 @@ func (d *DownTrack) padLocked(now time.Time) {
 		d.lastOutSeq++
 		d.seqOffset++
 		hdr := rtp.Header{Version: 2, Padding: true, PayloadType: d.pt, SequenceNumber: d.lastOutSeq, Timestamp: d.lastOutTS, SSRC: d.ssrc}
-		if d.queue.push(d.writer, &hdr, payload[:], nil) {
+		if d.queue.push(d.stream, &hdr, payload[:], nil) {
 			d.sentPackets++
 			d.sentOctets += padSize
 		}

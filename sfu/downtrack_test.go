@@ -3,7 +3,6 @@ package sfu
 import (
 	"context"
 	"fmt"
-	"github.com/pion/interceptor/pkg/cc"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -49,7 +48,7 @@ func boundDownTrack(tb testing.TB, t *Track, w interface {
 	Write([]byte) (int, error)
 }) *DownTrack {
 	tb.Helper()
-	q := newSendQueue(subscriberQueueSize)
+	q := newEgress()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); q.run(ctx) }()
@@ -57,7 +56,7 @@ func boundDownTrack(tb testing.TB, t *Track, w interface {
 	ready := &atomic.Bool{}
 	ready.Store(true)
 	d := newDownTrack(t, q, ready, nil)
-	d.bound, d.writer, d.ssrc, d.pt, d.resync = true, w, 1234, 96, true
+	d.bound, d.stream, d.ssrc, d.pt, d.resync = true, &egressStream{writer: w, ssrc: 1234}, 1234, 96, true
 	return d
 }
 
@@ -339,10 +338,8 @@ func BenchmarkForward(b *testing.B) {
 	}
 }
 
-// statsOnly is a GCC estimator frozen at given figures (only the parts
-// gccEstimate reads).
+// statsOnly is a GCC estimator frozen at given figures.
 type statsOnly struct {
-	cc.BandwidthEstimator
 	target, delayTarget int
 	loss                float64
 }

@@ -15,9 +15,6 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/cc"
-	"github.com/pion/interceptor/pkg/gcc"
-	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -237,12 +234,14 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 	return m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio)
 }
 
-// newPeerConnection builds a peer connection on an API of its own, so that
-// a subscriber connection gets its own bandwidth estimator (TWCC feedback
-// into Google Congestion Control, no pacing delay). est is nil for a
-// publisher connection. repair (publisher connections) unwraps the
+// newPeerConnection builds a peer connection on an API of its own. A
+// subscriber connection (withBWE) has no interceptors on its write path:
+// its egress stamps transport-wide sequence numbers, answers NACKs from its
+// ring and feeds the bandwidth estimator returned here; the TWCC header
+// extension, transport-cc and NACK feedback are still negotiated. est is nil
+// for a publisher connection. repair (publisher connections) unwraps the
 // client's RTX retransmissions ahead of every other interceptor.
-func (s *SFU) newPeerConnection(withBWE bool, repair *rtxrepair.Factory) (*webrtc.PeerConnection, cc.BandwidthEstimator, error) {
+func (s *SFU) newPeerConnection(withBWE bool, repair *rtxrepair.Factory) (*webrtc.PeerConnection, *estimator, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, nil, fmt.Errorf("register codecs: %w", err)
@@ -251,77 +250,45 @@ func (s *SFU) newPeerConnection(withBWE bool, repair *rtxrepair.Factory) (*webrt
 	if repair != nil {
 		reg.Add(repair)
 	}
-	var est cc.BandwidthEstimator
+	var est *estimator
 	if withBWE {
-		ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-			bwe, err := gcc.NewSendSideBWE(
-				gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
-				gcc.SendSideBWEInitialBitrate(bweInitialBitrate),
-				gcc.SendSideBWEMinBitrate(bweMinBitrate),
-				gcc.SendSideBWEMaxBitrate(bweMaxBitrate),
-			)
-			if err != nil {
-				return nil, err
-			}
-			return rtxAwareBWE{bwe}, nil
-		})
+		e, err := newEstimator()
 		if err != nil {
 			return nil, nil, fmt.Errorf("congestion controller: %w", err)
 		}
-		ccf.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { est = e })
-		// (the estimator below is wrapped so retransmissions reach the wire)
-		reg.Add(ccf)
-		if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, reg); err != nil {
-			return nil, nil, fmt.Errorf("twcc: %w", err)
+		est = e
+		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+			m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
+			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
+				est.close()
+				return nil, nil, fmt.Errorf("twcc: %w", err)
+			}
 		}
-	}
-	// Pion's defaults minus its stats interceptor (nothing here reads
-	// GetStats, and it costs a lock per packet per subscriber), with a
-	// retransmission buffer of nackBufferPackets per stream.
-	if err := webrtc.ConfigureNackWithOptions(m, reg, nil, nack.ResponderSize(nackBufferPackets)); err != nil {
-		return nil, nil, fmt.Errorf("nack: %w", err)
-	}
-	if !withBWE {
-		// Receiver reports to the publisher. Subscriber connections send
-		// their own sender reports from the down-tracks' counters
-		// (subscriber.sendReports): pion's sender-report interceptor takes
-		// a lock and reads the clock for every packet of every subscriber.
+	} else {
+		// Pion's defaults minus its stats interceptor (nothing here reads
+		// GetStats, and it costs a lock per packet): NACKs and receiver
+		// reports to the publisher, TWCC feedback for its estimator.
+		if err := webrtc.ConfigureNack(m, reg); err != nil {
+			return nil, nil, fmt.Errorf("nack: %w", err)
+		}
 		if err := webrtc.ConfigureRTCPReports(reg); err != nil {
 			return nil, nil, fmt.Errorf("rtcp reports: %w", err)
 		}
+		if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
+			return nil, nil, fmt.Errorf("twcc feedback: %w", err)
+		}
 	}
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+		est.close()
 		return nil, nil, fmt.Errorf("simulcast extensions: %w", err)
-	}
-	if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
-		return nil, nil, fmt.Errorf("twcc feedback: %w", err)
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s.settings))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
+		est.close()
 		return nil, nil, fmt.Errorf("new peer connection: %w", err)
 	}
 	return pc, est, nil
-}
-
-// nackBufferPackets is how many sent packets per stream the server keeps
-// for retransmission: about 3 s of a 1.5 Mbit/s layer, longer than any
-// round trip a NACK is still worth answering on. Pion's default of 1024
-// costs 1.4 MB per subscriber's video, the largest part of its memory.
-const nackBufferPackets = 512
-
-// rtxAwareBWE registers a stream's RTX SSRC with the estimator's pacer
-// too: the no-op pacer routes packets by SSRC and would otherwise refuse
-// every retransmission the NACK responder sends on the RTX SSRC.
-type rtxAwareBWE struct{ cc.BandwidthEstimator }
-
-func (b rtxAwareBWE) AddStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
-	if info.SSRCRetransmission != 0 {
-		rtx := *info
-		rtx.SSRC = info.SSRCRetransmission
-		b.BandwidthEstimator.AddStream(&rtx, w)
-	}
-	return b.BandwidthEstimator.AddStream(info, w)
 }
 
 // waitGathered waits until the connection's candidates are in its local

@@ -7,19 +7,19 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
 // subscriber is a participant's subscriber connection: the sfu adds a
 // DownTrack per subscribed track and offers; the client answers. It owns
-// the participant's send queue, bandwidth estimate and stream allocator.
+// the participant's egress (send queue and retransmissions), bandwidth
+// estimate and stream allocator.
 type subscriber struct {
 	p     *Participant
 	pc    *webrtc.PeerConnection
-	est   cc.BandwidthEstimator
-	queue *sendQueue
+	est   *estimator
+	queue *egress
 
 	changeMu    sync.Mutex // serializes add and remove
 	negMu       sync.Mutex
@@ -50,10 +50,6 @@ type subscription struct {
 	rates     []float64
 }
 
-// subscriberQueueSize is how many packets may wait for one subscriber's
-// writer (about 0.3 s of a 3 Mbit/s subscriber).
-const subscriberQueueSize = 128
-
 // allocateInterval is how often a subscriber's layers are re-chosen;
 // sender reports go out every reportEvery allocations (1 s, as browsers).
 const (
@@ -66,7 +62,8 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &subscriber{p: p, pc: pc, est: est, queue: newSendQueue(subscriberQueueSize), downs: make(map[string]*subscription)}
+	s := &subscriber{p: p, pc: pc, est: est, queue: newEgress(), downs: make(map[string]*subscription)}
+	s.queue.onSent = est.sent
 	s.probe.budget = &p.sfu.probes
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateConnected {
@@ -241,9 +238,9 @@ func (s *subscriber) answer(offer webrtc.SessionDescription, tracks []*Track) (w
 	return *s.pc.LocalDescription(), nil
 }
 
-// readRTCP reads one sender's RTCP: it drives the interceptors (NACK
-// responder, congestion controller) and feeds keyframe requests, REMB,
-// loss and RTT to the sfu.
+// readRTCP reads one sender's RTCP: NACKs are answered from the egress's
+// ring, TWCC feedback goes to the bandwidth estimator, and keyframe
+// requests, REMB, loss and RTT to the sfu.
 func (s *subscriber) readRTCP(sub *subscription) {
 	defer s.p.wg.Done()
 	m := s.p.sfu.m
@@ -259,10 +256,12 @@ func (s *subscriber) readRTCP(sub *subscription) {
 				sub.dt.requestKeyframe()
 			case *rtcp.TransportLayerNack:
 				m.nacksReceived.Inc()
+				s.answerNack(sub.dt, r)
 			case *rtcp.ReceiverEstimatedMaximumBitrate:
 				s.remb.Store(uint64(r.Bitrate))
 			case *rtcp.TransportLayerCC:
 				s.sawTWCC.Store(true)
+				s.est.feedback(r)
 			case *rtcp.ReceiverReport:
 				for _, rr := range r.Reports {
 					s.receptionReport(rr)
@@ -273,6 +272,32 @@ func (s *subscriber) readRTCP(sub *subscription) {
 				}
 			}
 		}
+	}
+}
+
+// answerNack queues the retransmission of the packets a NACK names, each at
+// most once per round trip.
+func (s *subscriber) answerNack(dt *DownTrack, nack *rtcp.TransportLayerNack) {
+	st := dt.egressStream()
+	if st == nil || st.ssrc != nack.MediaSSRC {
+		return
+	}
+	gap := time.Duration(s.rttNs.Load())
+	if gap <= 0 {
+		gap = defaultResendGap
+	}
+	now := time.Now()
+	var seqs [17]uint16
+	for _, pair := range nack.Nacks {
+		n := 0
+		seqs[n], n = pair.PacketID, 1
+		for i := uint16(0); i < 16; i++ {
+			if pair.LostPackets&(1<<i) != 0 {
+				seqs[n] = pair.PacketID + i + 1
+				n++
+			}
+		}
+		s.queue.nack(st, seqs[:n], gap, now)
 	}
 }
 
@@ -329,7 +354,7 @@ func (s *subscriber) estimate() float64 {
 		}
 	}
 	if s.est != nil {
-		return gccEstimate(s.est)
+		return gccEstimate(s.est.bwe)
 	}
 	return bweInitialBitrate
 }
@@ -343,8 +368,14 @@ func (s *subscriber) estimate() float64 {
 // for more. Above 10 % loss the loss-based estimate rules, as in GCC.
 const randomLossLimit = 0.10
 
+// gccStats is what the allocator reads of pion's GCC.
+type gccStats interface {
+	GetTargetBitrate() int
+	GetStats() map[string]any
+}
+
 // gccEstimate is the bandwidth the allocator plans with.
-func gccEstimate(est cc.BandwidthEstimator) float64 {
+func gccEstimate(est gccStats) float64 {
 	target := float64(est.GetTargetBitrate())
 	st := est.GetStats()
 	loss, ok1 := st["averageLoss"].(float64)
@@ -494,4 +525,5 @@ func (s *subscriber) close() {
 	if err := s.pc.Close(); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
 		s.p.log.Debug("close subscriber connection", "err", err)
 	}
+	s.est.close()
 }

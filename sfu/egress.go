@@ -1,0 +1,328 @@
+package sfu
+
+import (
+	"context"
+	"encoding/binary"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// egress is one subscriber connection's send path (docs/SENDPATH.md). It
+// decouples the publishers' read goroutines from the subscriber's network
+// writes: a down-track copies each rewritten packet once into the next slot
+// of a ring and returns; the egress goroutine sends the slots in order. A
+// sent slot stays in the ring as the retransmission history, so a NACK is
+// answered from the same copy: there is no second buffer per stream.
+//
+// The egress stamps every packet it sends (media, padding, retransmission)
+// with the next transport-wide sequence number (the negotiated TWCC header
+// extension) and notes its send time in a fixed array indexed by that
+// number; one clock read serves a whole drained batch. Pion's NACK
+// responder and TWCC interceptors are not on this path.
+//
+// When a subscriber cannot keep up (a TCP connection that backs up), its
+// queue fills and its own packets are dropped: a slow classroom never slows
+// the teacher or anyone else.
+type egress struct {
+	mu    sync.Mutex
+	slots []egressSlot
+	head  uint64 // next slot to send; advanced by the egress goroutine only
+	tail  uint64 // next slot to fill
+	// retransmit holds ring positions NACKed and not yet resent; they go
+	// out ahead of queued media.
+	retransmit []uint64
+
+	wake    chan struct{}
+	dropped atomic.Uint64
+	packets atomic.Uint64
+	bytes   atomic.Uint64
+	resent  atomic.Uint64
+
+	// onSent, if set, sees every packet as it leaves, stamped with its
+	// transport-wide sequence number under extension id twccID (the
+	// bandwidth estimator's send history). Called on the egress goroutine
+	// only.
+	onSent func(hdr *rtp.Header, payload []byte, twccID uint8)
+
+	// Owned by the egress goroutine.
+	twccSeq uint16
+	sent    [sentHistory]sentPacket
+	rtx     egressSlot // scratch for building a retransmission
+}
+
+// Ring geometry. ringSlots bounds the retransmission history (about 3 s of
+// a 1.5 Mbit/s layer with its audio, longer than any round trip a NACK is
+// still worth answering on); maxQueued bounds what may wait to be sent
+// (about 0.3 s of a 3 Mbit/s subscriber) and keeps the rest of the ring as
+// history.
+const (
+	ringSlots    = 512
+	maxQueued    = 128
+	maxBatch     = 64
+	maxRetrans   = 64 // NACKed packets waiting; more are not worth a backlog
+	sentHistory  = 8192
+	minResendGap = 10 * time.Millisecond
+	// defaultResendGap spaces retransmissions of one packet while no
+	// round trip has been measured.
+	defaultResendGap = 100 * time.Millisecond
+)
+
+// maxPayload is the largest RTP payload a slot holds; larger packets (which
+// do not occur below a 1500-byte MTU) are dropped.
+const maxPayload = 1500
+
+// egressSlot is one packet: the send queue entry and, once sent, its
+// retransmission history.
+type egressSlot struct {
+	stream   *egressStream
+	hdr      rtp.Header
+	n        int
+	twcc     [2]byte // the transport-wide sequence number's extension payload
+	resentAt int64   // unix ns of the last retransmission; 0 none
+	buf      [maxPayload + 2]byte
+}
+
+// sentPacket is what the estimator needs of a sent packet, by transport-wide
+// sequence number.
+type sentPacket struct {
+	at   int64 // unix ns
+	size int32 // bytes on the wire before SRTP: header and payload
+}
+
+// egressStream is one down-track's stream on the connection, as negotiated
+// when the down-track was bound.
+type egressStream struct {
+	writer  webrtc.TrackLocalWriter
+	ssrc    uint32
+	rtxSSRC uint32 // 0: resend the original packet
+	rtxPT   uint8
+	twccID  uint8 // 0: the subscriber did not negotiate TWCC
+	// pos maps a sequence number to the ring position it was queued at,
+	// plus one (0: none); written under egress.mu.
+	pos    [ringSlots]uint64
+	rtxSeq uint16 // owned by the egress goroutine
+}
+
+func newEgress() *egress {
+	return &egress{slots: make([]egressSlot, ringSlots), wake: make(chan struct{}, 1), retransmit: make([]uint64, 0, maxRetrans)}
+}
+
+// newEgressStream describes a bound down-track's stream from its binding:
+// the writer, SSRC, the RTX SSRC and payload type for its codec pt, and the
+// TWCC extension id when negotiated.
+func newEgressStream(ctx webrtc.TrackLocalContext, pt uint8) *egressStream {
+	st := &egressStream{writer: ctx.WriteStream(), ssrc: uint32(ctx.SSRC()), rtxSSRC: uint32(ctx.SSRCRetransmission())}
+	if st.rtxSSRC != 0 {
+		st.rtxPT, st.rtxSSRC = rtxPayloadType(pt, ctx.CodecParameters()), 0
+		if st.rtxPT != 0 {
+			st.rtxSSRC = uint32(ctx.SSRCRetransmission())
+		}
+	}
+	for _, e := range ctx.HeaderExtensions() {
+		if e.URI == sdp.TransportCCURI && e.ID > 0 && e.ID < 15 {
+			st.twccID = uint8(e.ID)
+		}
+	}
+	return st
+}
+
+// rtxPayloadType is the negotiated RTX payload type for pt (apt=pt), 0 when
+// there is none.
+func rtxPayloadType(pt uint8, codecs []webrtc.RTPCodecParameters) uint8 {
+	apt := "apt=" + strconv.Itoa(int(pt))
+	for _, c := range codecs {
+		if strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) && strings.Contains(c.SDPFmtpLine, apt) {
+			for _, f := range strings.Split(c.SDPFmtpLine, ";") {
+				if strings.TrimSpace(f) == apt {
+					return uint8(c.PayloadType)
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// push copies one packet into the ring and applies the VP8 id rewrite to
+// the copy. It never blocks and reports false when the packet was dropped.
+func (e *egress) push(st *egressStream, hdr *rtp.Header, payload []byte, vp8 *vp8Rewrite) bool {
+	if st == nil {
+		return false
+	}
+	if len(payload) >= maxPayload { // room for a widened VP8 picture id
+		e.dropped.Add(1)
+		return false
+	}
+	e.mu.Lock()
+	if e.tail-e.head >= maxQueued {
+		e.mu.Unlock()
+		e.dropped.Add(1)
+		return false
+	}
+	pos := e.tail
+	s := &e.slots[pos%ringSlots]
+	s.stream = st
+	ext := s.hdr.Extensions[:0]
+	s.hdr = *hdr
+	s.hdr.Extensions = ext // keep the slot's capacity for the TWCC extension
+	s.resentAt = 0
+	if vp8 != nil && vp8.apply {
+		s.n = rewriteVP8(s.buf[:maxPayload], payload, &vp8.desc, vp8.pictureID, vp8.tl0PicIdx)
+	} else {
+		s.n = copy(s.buf[:maxPayload], payload)
+	}
+	st.pos[hdr.SequenceNumber%ringSlots] = pos + 1
+	e.tail++
+	e.mu.Unlock()
+	e.signal()
+	return true
+}
+
+func (e *egress) signal() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// nack queues the retransmission of the stream's packets seqs that are
+// still in the history, each at most once per gap (the round trip: a
+// receiver repeating its NACK before the first answer could arrive gets
+// nothing twice). It reports how many were queued.
+func (e *egress) nack(st *egressStream, seqs []uint16, gap time.Duration, now time.Time) int {
+	if st == nil {
+		return 0
+	}
+	gap = max(gap, minResendGap)
+	at := now.UnixNano()
+	queued := 0
+	e.mu.Lock()
+	for _, seq := range seqs {
+		p := st.pos[seq%ringSlots]
+		if p == 0 {
+			continue
+		}
+		p--
+		s := &e.slots[p%ringSlots]
+		if p >= e.head || e.tail-p > ringSlots || s.stream != st || s.hdr.SequenceNumber != seq {
+			continue // not sent yet (it will be), or no longer held
+		}
+		if s.resentAt != 0 && at-s.resentAt < int64(gap) {
+			continue
+		}
+		if len(e.retransmit) == cap(e.retransmit) {
+			break
+		}
+		s.resentAt = at
+		e.retransmit = append(e.retransmit, p)
+		queued++
+	}
+	e.mu.Unlock()
+	if queued > 0 {
+		e.signal()
+	}
+	return queued
+}
+
+// run sends queued packets until ctx ends.
+func (e *egress) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.wake:
+		}
+		e.drain()
+	}
+}
+
+// drain sends retransmissions, then up to maxBatch queued packets, until
+// nothing waits.
+func (e *egress) drain() {
+	for {
+		e.mu.Lock()
+		resend := len(e.retransmit) > 0
+		n := min(e.tail-e.head, maxBatch)
+		first := e.head
+		e.mu.Unlock()
+		if !resend && n == 0 {
+			return
+		}
+		now := time.Now().UnixNano() // one clock read per batch
+		if resend {
+			e.sendRetransmissions(now)
+		}
+		for p := first; p < first+n; p++ {
+			// The slot is ours until head moves: push never fills it before.
+			s := &e.slots[p%ringSlots]
+			e.send(s.stream, &s.hdr, s.buf[:s.n], &s.twcc, now)
+		}
+		e.mu.Lock()
+		e.head += n
+		e.mu.Unlock()
+	}
+}
+
+// sendRetransmissions builds each NACKed packet into the scratch slot (as
+// RTX when negotiated: the original sequence number ahead of the payload,
+// RFC 4588) and sends it.
+func (e *egress) sendRetransmissions(now int64) {
+	for {
+		e.mu.Lock()
+		if len(e.retransmit) == 0 {
+			e.mu.Unlock()
+			return
+		}
+		p := e.retransmit[0]
+		e.retransmit = append(e.retransmit[:0], e.retransmit[1:]...)
+		s := &e.slots[p%ringSlots]
+		if e.tail-p > ringSlots || s.stream == nil { // overwritten meanwhile
+			e.mu.Unlock()
+			continue
+		}
+		st := s.stream
+		r := &e.rtx
+		ext := r.hdr.Extensions[:0]
+		r.hdr = s.hdr
+		r.hdr.Extension, r.hdr.Extensions = false, ext
+		if st.rtxSSRC != 0 {
+			binary.BigEndian.PutUint16(r.buf[:2], s.hdr.SequenceNumber)
+			r.n = 2 + copy(r.buf[2:], s.buf[:s.n])
+		} else {
+			r.n = copy(r.buf[:], s.buf[:s.n])
+		}
+		e.mu.Unlock()
+		if st.rtxSSRC != 0 {
+			r.hdr.SSRC, r.hdr.PayloadType, r.hdr.SequenceNumber = st.rtxSSRC, st.rtxPT, st.rtxSeq
+			st.rtxSeq++
+		}
+		e.send(st, &r.hdr, r.buf[:r.n], &r.twcc, now)
+		e.resent.Add(1)
+	}
+}
+
+// send stamps the packet's transport-wide sequence number, notes its send
+// time and writes it.
+func (e *egress) send(st *egressStream, hdr *rtp.Header, payload []byte, twcc *[2]byte, now int64) {
+	if st.twccID != 0 {
+		seq := e.twccSeq
+		e.twccSeq++
+		binary.BigEndian.PutUint16(twcc[:], seq)
+		if err := hdr.SetExtension(st.twccID, twcc[:]); err == nil {
+			e.sent[seq%sentHistory] = sentPacket{at: now, size: int32(hdr.MarshalSize() + len(payload))}
+		}
+	}
+	if e.onSent != nil && st.twccID != 0 {
+		e.onSent(hdr, payload, st.twccID)
+	}
+	if n, err := st.writer.WriteRTP(hdr, payload); err == nil {
+		e.packets.Add(1)
+		e.bytes.Add(uint64(n))
+	}
+}

@@ -1,0 +1,157 @@
+package sfu
+
+import (
+	"bytes"
+	"encoding/binary"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// wireWriter keeps each packet as it would go on the wire (marshalled when
+// written: the egress reuses its slots).
+type wireWriter struct {
+	mu   sync.Mutex
+	pkts []rtp.Packet
+}
+
+func (w *wireWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	b, err := (&rtp.Packet{Header: *h, Payload: payload}).Marshal()
+	if err != nil {
+		return 0, err
+	}
+	var p rtp.Packet
+	if err := p.Unmarshal(b); err != nil {
+		return 0, err
+	}
+	w.mu.Lock()
+	w.pkts = append(w.pkts, p)
+	w.mu.Unlock()
+	return len(b), nil
+}
+
+func (w *wireWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+func (w *wireWriter) packets() []rtp.Packet {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]rtp.Packet(nil), w.pkts...)
+}
+
+func pushSeqs(t *testing.T, e *egress, st *egressStream, from, to uint16) {
+	t.Helper()
+	for seq := from; seq != to; seq++ {
+		hdr := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: st.ssrc}
+		if !e.push(st, &hdr, []byte{0xaa, byte(seq), byte(seq >> 8)}, nil) {
+			t.Fatalf("packet %d dropped", seq)
+		}
+	}
+}
+
+func twccSeq(t *testing.T, p rtp.Packet, id uint8) uint16 {
+	t.Helper()
+	ext := p.GetExtension(id)
+	if len(ext) != 2 {
+		t.Fatalf("packet ssrc %d seq %d: no transport-wide sequence number (extensions %v)", p.SSRC, p.SequenceNumber, p.GetExtensionIDs())
+	}
+	return binary.BigEndian.Uint16(ext)
+}
+
+// TestEgressAnswersNACKsFromItsRing drives the egress by hand (no
+// goroutine), so the order of what it sends is exact.
+func TestEgressAnswersNACKsFromItsRing(t *testing.T) {
+	w := &wireWriter{}
+	e := newEgress()
+	st := &egressStream{writer: w, ssrc: 1234, rtxSSRC: 5678, rtxPT: 97, twccID: 3}
+	pushSeqs(t, e, st, 100, 110)
+	e.drain()
+
+	t0 := time.Now()
+	if n := e.nack(st, []uint16{102, 104, 200}, time.Second, t0); n != 2 {
+		t.Fatalf("NACK of two sent packets and one never sent queued %d retransmissions, want 2", n)
+	}
+	if n := e.nack(st, []uint16{102}, time.Second, t0.Add(500*time.Millisecond)); n != 0 {
+		t.Fatalf("a repeated NACK within the round trip queued %d, want 0", n)
+	}
+	pushSeqs(t, e, st, 110, 112)
+	e.drain()
+
+	pkts := w.packets()
+	if len(pkts) != 14 {
+		t.Fatalf("sent %d packets, want 10 + 2 retransmissions + 2", len(pkts))
+	}
+	for i, p := range pkts {
+		if got := twccSeq(t, p, 3); got != uint16(i) {
+			t.Errorf("packet %d has transport-wide sequence number %d, want %d", i, got, i)
+		}
+	}
+	for i, want := range []uint16{102, 104} {
+		r := pkts[10+i]
+		if r.SSRC != 5678 || r.PayloadType != 97 {
+			t.Fatalf("retransmission %d: ssrc %d pt %d, want RTX 5678/97", i, r.SSRC, r.PayloadType)
+		}
+		if r.SequenceNumber != uint16(i) {
+			t.Errorf("retransmission %d: RTX sequence number %d, want %d", i, r.SequenceNumber, i)
+		}
+		if len(r.Payload) < 2 || binary.BigEndian.Uint16(r.Payload) != want || !bytes.Equal(r.Payload[2:], []byte{0xaa, byte(want), byte(want >> 8)}) {
+			t.Errorf("retransmission %d: payload %x, want the original sequence number %d then the original payload", i, r.Payload, want)
+		}
+	}
+	if pkts[12].SequenceNumber != 110 || pkts[13].SequenceNumber != 111 {
+		t.Errorf("media queued behind the retransmissions went out as %d, %d", pkts[12].SequenceNumber, pkts[13].SequenceNumber)
+	}
+	for i := 0; i < len(pkts); i++ {
+		if e.sent[i].at == 0 || int(e.sent[i].size) != pkts[i].MarshalSize() {
+			t.Errorf("send history of transport-wide %d: %+v, packet size %d", i, e.sent[i], pkts[i].MarshalSize())
+		}
+	}
+
+	if n := e.nack(st, []uint16{102}, time.Second, t0.Add(1001*time.Millisecond)); n != 1 {
+		t.Fatalf("a NACK after the round trip queued %d, want 1", n)
+	}
+	e.drain()
+	if got := len(w.packets()); got != 15 {
+		t.Fatalf("sent %d packets, want 15", got)
+	}
+
+	// Once the ring has moved on by its size, the packet is gone.
+	for seq := uint16(112); seq != 112+ringSlots; seq += 64 {
+		pushSeqs(t, e, st, seq, seq+64)
+		e.drain()
+	}
+	if n := e.nack(st, []uint16{104, 112 + ringSlots - 1}, 0, t0.Add(time.Hour)); n != 1 {
+		t.Fatalf("NACK of an overwritten and a held packet queued %d, want 1", n)
+	}
+}
+
+// TestEgressResendsWithoutRTX: a stream without negotiated RTX gets the
+// original packet again, and a full queue drops rather than blocks.
+func TestEgressResendsWithoutRTX(t *testing.T) {
+	w := &wireWriter{}
+	e := newEgress()
+	st := &egressStream{writer: w, ssrc: 1234}
+	pushSeqs(t, e, st, 1, 3)
+	e.drain()
+	if n := e.nack(st, []uint16{1}, time.Second, time.Now()); n != 1 {
+		t.Fatalf("queued %d, want 1", n)
+	}
+	e.drain()
+	pkts := w.packets()
+	if len(pkts) != 3 || pkts[2].SSRC != 1234 || pkts[2].SequenceNumber != 1 || !bytes.Equal(pkts[2].Payload, pkts[0].Payload) {
+		t.Fatalf("resent %+v, want the original packet 1", pkts[len(pkts)-1].Header)
+	}
+	if pkts[2].Extension {
+		t.Errorf("a stream without TWCC got header extensions %v", pkts[2].GetExtensionIDs())
+	}
+
+	pushSeqs(t, e, st, 3, 3+maxQueued)
+	hdr := rtp.Header{Version: 2, SequenceNumber: 999, SSRC: 1234}
+	if e.push(st, &hdr, []byte{1}, nil) {
+		t.Fatal("push into a full queue succeeded")
+	}
+	if e.dropped.Load() != 1 {
+		t.Fatalf("dropped = %d, want 1", e.dropped.Load())
+	}
+}
