@@ -5,6 +5,8 @@
 // viewer's token as a bearer header; media URLs in the API's answers are
 // already signed, so the player fetches them without the token.
 
+import { tokenFromInput, claimsOf, describeToken, canManage, mountTitleEditor, mountClipTool } from './replay.tools.js';
+
 const $ = (id) => document.getElementById(id);
 
 function readToken() {
@@ -53,8 +55,48 @@ function showError(msg) {
 }
 
 function showLogin() {
-  for (const id of ['catalog', 'lesson']) $(id).hidden = true;
+  for (const id of ['catalog', 'lesson', 'account']) $(id).hidden = true;
   $('login').hidden = false;
+  $('token').focus();
+}
+
+function showAccount() {
+  $('whoami').textContent = describeToken(claimsOf(token));
+  $('account').hidden = false;
+}
+
+// signIn checks a pasted link or token with the server before using it,
+// so a refused one is explained in the sign-in box itself.
+async function signIn(text) {
+  const t = tokenFromInput(text);
+  const say = (msg) => { $('login-error').textContent = msg; $('login-error').hidden = !msg; };
+  if (!t) return say('Paste a replay link or a student token first.');
+  if (!claimsOf(t)) return say('This is not a replay link or token: a token is three parts separated by dots (eyJ….eyJ….…).');
+  say('');
+  $('login-submit').disabled = true;
+  try {
+    const resp = await fetch('/api/vod/courses', { headers: { Authorization: 'Bearer ' + t } });
+    if (resp.status === 401 || resp.status === 403) {
+      const body = await resp.json().catch(() => ({}));
+      return say(/expire/i.test(body.error || '') ? 'This link has expired. Ask your school for a new one.'
+        : `This token was refused (${body.error || resp.status}). Ask your school for a new replay link.`);
+    }
+  } catch (err) {
+    return say('The server cannot be reached: ' + err.message);
+  } finally {
+    $('login-submit').disabled = false;
+  }
+  token = t;
+  sessionStorage.setItem('podium.token', token);
+  $('token').value = '';
+  route();
+}
+
+function signOut() {
+  sessionStorage.removeItem('podium.token');
+  token = '';
+  history.pushState(null, '', '/replay');
+  route();
 }
 
 function lessonCard(l) {
@@ -167,6 +209,12 @@ async function showLesson(id, clipId) {
   document.title = `${title} — Podium replay`;
   $('lesson-title').textContent = title;
   $('lesson-meta').textContent = `${l.teacher || ''} · ${new Date(l.date).toLocaleString()} · ${fmtTime(clip ? clip.duration : l.duration)}`;
+  const manage = canManage(claimsOf(token), l.id);
+  $('cliptool').hidden = true;
+  mountTitleEditor({
+    lesson: l, token, manage: manage && !clip,
+    onSaved: (saved) => { $('lesson-title').textContent = saved.title; document.title = `${saved.title} — Podium replay`; },
+  });
   if (!l.hls) {
     showError(l.status === 'processing' ? 'This lesson is still being prepared for replay.' : 'This lesson is still being recorded.');
     return;
@@ -183,19 +231,42 @@ async function showLesson(id, clipId) {
         (l.playback === 'raw-audio' ? 'sound only; the picture comes with the finished replay' : 'the finished replay replaces it when ready');
     }
   }
-  const clips = l.clips || [];
+  renderClips(id, l.clips);
+  if (!clip) {
+    mountClipTool({ lesson: l, token, manage, video: $('video'), onPublished: (clipId) => awaitClip(id, clipId) });
+  }
+}
+
+function renderClips(id, clips = []) {
   $('clips-title').hidden = !clips.length;
-  $('clips').replaceChildren(...clips.map((c) => el('li', { class: 'card' },
+  $('clips').replaceChildren(...clips.map((c) => el('li', { class: 'card', 'data-clip': c.id },
     el('a', { href: `/replay?lesson=${encodeURIComponent(id)}&clip=${encodeURIComponent(c.id)}` },
       c.poster ? el('img', { src: c.poster, alt: '', loading: 'lazy' }) : el('div', { class: 'noposter' }),
       el('div', { class: 'body' }, el('div', { class: 'title' }, c.title || c.id),
         el('div', { class: 'meta' }, `${fmtTime(c.start)}–${fmtTime(c.end)}`))))));
 }
 
+// awaitClip looks for a clip being cut (every 2 s, up to 10 min) and adds
+// it to the list once it is ready.
+let clipWatch = null;
+function awaitClip(id, clipId) {
+  clearInterval(clipWatch);
+  const until = Date.now() + 10 * 60 * 1000;
+  clipWatch = setInterval(async () => {
+    if (Date.now() > until) { clearInterval(clipWatch); return; }
+    const l = await api('/api/vod/lessons/' + encodeURIComponent(id)).catch(() => null);
+    if (!l || !(l.clips || []).some((c) => c.id === clipId)) return;
+    clearInterval(clipWatch);
+    renderClips(id, l.clips);
+    $('clip-status').textContent = 'Published: it is listed under Micro-lectures.';
+  }, 2000);
+}
+
 async function route() {
   showError('');
   if (!token) { showLogin(); return; }
   $('login').hidden = true;
+  showAccount();
   const p = new URLSearchParams(location.search);
   try {
     if (p.get('lesson')) await showLesson(p.get('lesson'), p.get('clip'));
@@ -207,10 +278,9 @@ async function route() {
 
 $('login-form').addEventListener('submit', (e) => {
   e.preventDefault();
-  token = $('token').value.trim();
-  if (token) sessionStorage.setItem('podium.token', token);
-  route();
+  signIn($('token').value);
 });
+$('signout').addEventListener('click', signOut);
 $('search').addEventListener('submit', (e) => {
   e.preventDefault();
   const q = $('q').value.trim();
