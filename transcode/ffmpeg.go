@@ -30,6 +30,7 @@ func runFFmpeg(ctx context.Context, bin string, stall time.Duration, args []stri
 	full := append([]string{"-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats"}, args...)
 	cmd := exec.CommandContext(ctx, bin, full...)
 	cmd.WaitDelay = 5 * time.Second
+	cmd.SysProcAttr = childProcAttr()
 	stderr := tailbuf.New(4096)
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()

@@ -105,16 +105,24 @@ type QueueConfig struct {
 	// PollInterval is how often storage is scanned for completed
 	// recordings without a job (0 = never). Only working nodes scan.
 	PollInterval time.Duration
-	// JobTimeout ends an attempt that runs longer (a failed attempt). A job
-	// whose node died is taken up again by another this much plus ten
-	// minutes after it started (River's rescuer).
+	// JobTimeout ends an attempt that runs longer (a failed attempt): the
+	// longest a transcode may take.
 	JobTimeout time.Duration
+	// RescueAfter: a job whose node wrote no heartbeat for this long (the
+	// node died) is queued again, as a failed attempt (see liveness.go).
+	// Nodes heartbeat every RescueAfter/4.
+	RescueAfter time.Duration
 	// NodeID names this node in the job table (default host-pid).
 	NodeID string
 	// RetentionEvery is how often a retention pass is queued (0: never,
 	// for nodes without --vod-retention); see SetRetainer.
 	RetentionEvery time.Duration
 }
+
+// DefaultRescueAfter is how long a job's node may write no heartbeat
+// before the job is queued again: several missed heartbeats, far less than
+// a transcode takes.
+const DefaultRescueAfter = time.Minute
 
 // DefaultWorkers suits the machine: ffmpeg is multi-threaded.
 func DefaultWorkers() int { return max(1, runtime.NumCPU()/4) }
@@ -130,6 +138,7 @@ type Queue struct {
 	m     *Metrics
 	jobs  *jobDB
 	work  bool
+	live  *liveness // heartbeats of this node's jobs, rescue of dead nodes' jobs
 
 	retainer atomic.Pointer[Retainer] // what retention passes run (SetRetainer)
 
@@ -161,6 +170,9 @@ func NewQueue(ctx context.Context, db *replaydb.DB, store storage.Store, cfg Que
 	if cfg.JobTimeout <= 0 {
 		cfg.JobTimeout = 2 * time.Hour
 	}
+	if cfg.RescueAfter <= 0 {
+		cfg.RescueAfter = DefaultRescueAfter
+	}
 	if cfg.NodeID == "" {
 		host, _ := os.Hostname()
 		cfg.NodeID = host + "-" + strconv.Itoa(os.Getpid())
@@ -174,6 +186,8 @@ func NewQueue(ctx context.Context, db *replaydb.DB, store storage.Store, cfg Que
 		running: map[int64]*runState{},
 		scan:    newScanState(),
 	}
+	retry := backoff{first: cfg.RetryBackoff}
+	q.live = newLiveness(cfg.NodeID, cfg.RescueAfter, retry, log)
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &lessonWorker{q: q})
 	river.AddWorker(workers, &clipWorker{q: q})
@@ -183,10 +197,13 @@ func NewQueue(ctx context.Context, db *replaydb.DB, store storage.Store, cfg Que
 		Logger:      slog.New(quiet{log.Handler()}).With("part", "river"),
 		Workers:     workers,
 		MaxAttempts: cfg.MaxAttempts,
-		RetryPolicy: backoff{first: cfg.RetryBackoff},
+		RetryPolicy: retry,
 		JobTimeout:  cfg.JobTimeout,
-		// A node that died leaves its job running; another takes it up
-		// once it has run longer than any job may.
+		Middleware:  []rivertype.Middleware{q.live},
+		// A node that died leaves its job running; the heartbeats find it
+		// within RescueAfter. River's rescuer stays for jobs without
+		// heartbeats (a node of an older version): it takes them up
+		// once they have run longer than any job may.
 		RescueStuckJobsAfter: cfg.JobTimeout + 10*time.Minute,
 		// Failed and canceled jobs stay, so the scan does not queue their
 		// lessons again; done ones are listed for a month.
@@ -205,6 +222,7 @@ func NewQueue(ctx context.Context, db *replaydb.DB, store storage.Store, cfg Que
 		return nil, err
 	}
 	q.jobs = jobs
+	q.live.jobs = jobs
 	if m != nil {
 		m.queue.Store(q)
 	}
@@ -228,6 +246,11 @@ func (q *Queue) Run(ctx context.Context) error {
 		return fmt.Errorf("transcode: start job queue: %w", err)
 	}
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		q.live.run(ctx)
+	}()
 	if q.cfg.PollInterval > 0 {
 		wg.Add(1)
 		go func() {

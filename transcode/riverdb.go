@@ -34,12 +34,50 @@ type riverClient interface {
 }
 
 // jobDB is River on the replay database: its client, a count of jobs by
-// state, and what closes its connection pool.
+// state, what the liveness of jobs needs (see liveness.go), and what closes
+// its connection pool.
 type jobDB struct {
 	client riverClient
-	counts func(ctx context.Context) (map[rivertype.JobState]int, error)
-	close  func()
+	exec   riverdriver.Executor
+	// heartbeat writes a job's heartbeat if the job is still running that
+	// attempt, and reports whether it was.
+	heartbeat func(ctx context.Context, id int64, attempt int, beat []byte) (owned bool, err error)
+	close     func()
 }
+
+func (j *jobDB) counts(ctx context.Context) (map[rivertype.JobState]int, error) {
+	return j.exec.JobCountByAllStates(ctx, &riverdriver.JobCountByAllStatesParams{})
+}
+
+// runningSince returns the running jobs attempted before horizon (River's
+// query for stuck jobs), the ones that may belong to a dead node.
+func (j *jobDB) runningSince(ctx context.Context, horizon time.Time) ([]*rivertype.JobRow, error) {
+	const batch = 1000 // more running at once than any province runs workers
+	rows, err := j.exec.JobGetStuck(ctx, &riverdriver.JobGetStuckParams{Max: batch, StuckHorizon: horizon})
+	if err != nil {
+		return nil, fmt.Errorf("transcode: running jobs: %w", err)
+	}
+	return rows, nil
+}
+
+// rescue changes the jobs of p (River's rescue of stuck jobs: an error
+// appended, the new state, only while still running and attempted before
+// p.StuckHorizon).
+func (j *jobDB) rescue(ctx context.Context, p *riverdriver.JobRescueManyParams) error {
+	if _, err := j.exec.JobRescueMany(ctx, p); err != nil {
+		return fmt.Errorf("transcode: rescue jobs: %w", err)
+	}
+	return nil
+}
+
+// The heartbeat, fenced by state and attempt: River has no statement for
+// it. Metadata is jsonb on PostgreSQL and SQLite's JSONB on SQLite.
+const (
+	heartbeatPostgres = `UPDATE river_job SET metadata = jsonb_set(metadata, '{` + heartbeatKey + `}', $3::jsonb)
+		WHERE id = $1 AND state = 'running' AND attempt = $2`
+	heartbeatSQLite = `UPDATE river_job SET metadata = jsonb_set(metadata, '$.` + heartbeatKey + `', jsonb(?3))
+		WHERE id = ?1 AND state = 'running' AND attempt = ?2`
+)
 
 // riverLockKey is the PostgreSQL advisory lock River's migrations run
 // under, so nodes starting together apply each step once ("podriver").
@@ -60,7 +98,11 @@ func openJobDB(ctx context.Context, db *replaydb.DB, cfg *river.Config, log *slo
 			pool.Close()
 			return nil, err
 		}
-		return newJobDB(driver, cfg, pool.Close)
+		beat := func(ctx context.Context, id int64, attempt int, b []byte) (bool, error) {
+			tag, err := pool.Exec(ctx, heartbeatPostgres, id, attempt, string(b))
+			return tag.RowsAffected() == 1, err
+		}
+		return newJobDB(driver, cfg, beat, pool.Close)
 	case replaydb.SQLite:
 		pool, err := db.OpenSQLitePool(1)
 		if err != nil {
@@ -87,7 +129,15 @@ func openJobDB(ctx context.Context, db *replaydb.DB, cfg *river.Config, log *slo
 			pool.Close()
 			return nil, err
 		}
-		return newJobDB(driver, cfg, func() { _ = pool.Close() })
+		beat := func(ctx context.Context, id int64, attempt int, b []byte) (bool, error) {
+			res, err := pool.ExecContext(ctx, heartbeatSQLite, id, attempt, string(b))
+			if err != nil {
+				return false, err
+			}
+			n, err := res.RowsAffected()
+			return n == 1, err
+		}
+		return newJobDB(driver, cfg, beat, func() { _ = pool.Close() })
 	}
 	return nil, fmt.Errorf("transcode: no job queue for database backend %q", db.Backend())
 }
@@ -144,16 +194,13 @@ func migrateRiver[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], 
 	return nil
 }
 
-func newJobDB[TTx any](driver riverdriver.Driver[TTx], cfg *river.Config, closePool func()) (*jobDB, error) {
+func newJobDB[TTx any](driver riverdriver.Driver[TTx], cfg *river.Config, beat func(context.Context, int64, int, []byte) (bool, error), closePool func()) (*jobDB, error) {
 	c, err := river.NewClient(driver, cfg)
 	if err != nil {
 		closePool()
 		return nil, fmt.Errorf("transcode: job queue client: %w", err)
 	}
-	counts := func(ctx context.Context) (map[rivertype.JobState]int, error) {
-		return driver.GetExecutor().JobCountByAllStates(ctx, &riverdriver.JobCountByAllStatesParams{})
-	}
-	return &jobDB{client: c, counts: counts, close: closePool}, nil
+	return &jobDB{client: c, exec: driver.GetExecutor(), heartbeat: beat, close: closePool}, nil
 }
 
 // Make sure both clients fit riverClient.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os/exec"
 	"time"
 
@@ -27,6 +28,9 @@ func newTranscodeQueue(a *app) (*transcode.Queue, error) {
 	case workers <= 0:
 		return nil, errors.New("--vod-workers must be at least 1 (--vod-transcode=false runs none)")
 	}
+	if f.jobTimeout <= 0 || f.rescueAfter < time.Second || f.rescueAfter >= f.jobTimeout {
+		return nil, fmt.Errorf("--vod-job-rescue-after (%s) must be at least 1s and less than --vod-job-timeout (%s)", f.rescueAfter, f.jobTimeout)
+	}
 	if workers > 0 {
 		if _, err := exec.LookPath(f.ffmpeg); err != nil {
 			a.log.Warn("vod: ffmpeg not found; this node runs no transcode jobs", "ffmpeg", f.ffmpeg, "err", err)
@@ -38,6 +42,7 @@ func newTranscodeQueue(a *app) (*transcode.Queue, error) {
 	q, err := transcode.NewQueue(ctx, a.db, a.store, transcode.QueueConfig{
 		Config:  transcode.Config{FFmpeg: f.ffmpeg, FFprobe: f.ffprobe, Ladder: ladder, Preset: f.preset, StallTimeout: f.stall},
 		Workers: workers, MaxAttempts: f.maxAttempts, PollInterval: f.poll,
+		JobTimeout: f.jobTimeout, RescueAfter: f.rescueAfter,
 		RetentionEvery: retentionEvery(f.retention),
 	}, a.log.With("part", "transcode"), transcode.NewMetrics(a.reg))
 	if err != nil {

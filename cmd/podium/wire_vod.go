@@ -24,6 +24,8 @@ var vodFlags struct {
 	preset      string
 	maxAttempts int
 	stall       time.Duration
+	jobTimeout  time.Duration
+	rescueAfter time.Duration
 	playback    string
 	urlSecret   string
 	urlTTL      time.Duration
@@ -42,6 +44,8 @@ func registerVodFlags(fs *flag.FlagSet) {
 	fs.StringVar(&f.preset, "vod-preset", "veryfast", "x264 preset")
 	fs.IntVar(&f.maxAttempts, "vod-max-attempts", 3, "attempts before a failing transcode job is given up")
 	fs.DurationVar(&f.stall, "vod-stall-timeout", 2*time.Minute, "kill an ffmpeg that reports no progress for this long")
+	fs.DurationVar(&f.jobTimeout, "vod-job-timeout", 2*time.Hour, "the longest one attempt of a transcode job may run (a failed attempt after that)")
+	fs.DurationVar(&f.rescueAfter, "vod-job-rescue-after", transcode.DefaultRescueAfter, "queue again (as a failed attempt) a job whose node wrote no heartbeat for this long: how soon a killed worker's job runs elsewhere (heartbeats every quarter of it)")
 	fs.StringVar(&f.playback, "vod-playback", vod.PlaybackPodium, "media delivery: podium (all bytes through podium) or signed (segments and downloads from presigned storage URLs)")
 	fs.StringVar(&f.urlSecret, "vod-url-secret", "", "HMAC secret of signed media URLs (default: random per process; set it when several nodes serve one catalog)")
 	fs.Var(&f.retention, "vod-retention", "delete recorded lessons (with their replays and clips) this long after they started, e.g. 365d; 0 keeps them (each deletion is audited)")
