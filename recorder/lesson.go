@@ -303,7 +303,7 @@ func (l *lesson) onEvent(e sfu.Event) {
 	case sfu.EventLessonEnded:
 		// A node shutting down ends its rooms, but not the lesson: its
 		// participants reconnect (here after the restart, or elsewhere).
-		l.r.stopAsync(l, e.Reason != sfu.EndReasonShutdown)
+		l.r.stopAsync(l, e.Reason != sfu.EndReasonShutdown && !l.r.draining.Load())
 	}
 }
 

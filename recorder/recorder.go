@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,6 +81,11 @@ type Recorder struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// draining: this node is shutting down, so a lesson ending now
+	// (everyone told to leave, its empty grace running out) is only
+	// interrupted.
+	draining atomic.Bool
 
 	mu      sync.Mutex
 	lessons map[string]*lesson
@@ -440,6 +446,11 @@ func (r *Recorder) uploadFailed(j uploadJob, err error) {
 		r.log.Warn("recorder: upload failed, segments stay spooled and will be retried", "lesson", j.lesson.id, "key", j.key, "errors", n, "err", err)
 	}
 }
+
+// Drain tells the recorder that this node is shutting down: from now on a
+// lesson that ends here (its participants told to leave, its room closed)
+// is interrupted, not complete; it resumes or is closed at the next start.
+func (r *Recorder) Drain() { r.draining.Store(true) }
 
 // Close interrupts every recording (open segments are spooled; a lesson
 // still running is not complete, so nothing is transcoded), then waits

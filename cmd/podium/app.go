@@ -38,6 +38,19 @@ type app struct {
 	revocations *auth.Revocations
 	audit       audit.Recorder
 	closers     []func(context.Context) error
+	drainers    []func()
 }
 
 func (a *app) onClose(fn func(context.Context) error) { a.closers = append(a.closers, fn) }
+
+// onDrain registers fn to run when the node starts draining (SIGTERM),
+// before clients are told to leave: what they do next is the node going
+// away, not the end of their lesson.
+func (a *app) onDrain(fn func()) { a.drainers = append(a.drainers, fn) }
+
+// startDrain runs the drain hooks.
+func (a *app) startDrain() {
+	for _, fn := range a.drainers {
+		fn()
+	}
+}

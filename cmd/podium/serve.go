@@ -362,6 +362,7 @@ func (b *built) handler() http.Handler { return clusterFront(b.app.mux) }
 
 // close stops what build started (for a node that never served).
 func (b *built) close(ctx context.Context) {
+	b.app.startDrain()
 	if err := b.sig.Shutdown(ctx); err != nil {
 		b.app.log.Warn("signaling drain incomplete", "err", err)
 	}
@@ -429,6 +430,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 
 	// Drain: readyz goes 503, clients are told, parts stop in reverse.
 	draining.Store(true)
+	a.startDrain()
 	dctx, cancel := context.WithTimeout(context.Background(), c.drainTimeout)
 	defer cancel()
 	drained := make(chan struct{})

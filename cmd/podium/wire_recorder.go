@@ -81,6 +81,7 @@ func wireRecorder(a *app) error {
 	if a.sfu != nil && a.sfu.Rooms != nil {
 		rec.Attach(a.sfu.Rooms, recorderFlags.auto)
 	}
+	a.onDrain(rec.Drain)
 	a.onClose(rec.Close)
 	// Every lesson's recording state is the server admin's; one lesson's
 	// is its admin's.
