@@ -56,6 +56,7 @@ func (s *Server) mountAdmin(rt *auth.Router) {
 	rt.HandleFunc("POST /api/lessons", anyAdmin, s.createLesson)
 	rt.HandleFunc("GET /api/lessons", anyAdmin, s.listLessons)
 	rt.HandleFunc("GET /api/lessons/{id}", auth.OfLesson("id", sfu.RoleAdmin), s.getLesson)
+	rt.HandleFunc("GET /api/lessons/{id}/dashboard", auth.OfLesson("id", sfu.RoleAdmin), s.getDashboard)
 	rt.HandleFunc("DELETE /api/lessons/{id}", auth.OfLesson("id", sfu.RoleAdmin), s.deleteLesson)
 	rt.HandleFunc("POST /api/tokens", anyAdmin, s.createToken)
 	rt.HandleFunc("POST /api/tokens/revoke", anyAdmin, s.revokeToken)

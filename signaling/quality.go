@@ -11,11 +11,13 @@ package signaling
 
 import (
 	"math"
+	"net/http"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
 
+	"podium/internal/httpx"
 	"podium/sfu"
 )
 
@@ -568,4 +570,15 @@ func (s *session) sendDashboard() {
 	}
 	rows := s.srv.boards.boardFor(room).snapshot(time.Now(), s.srv.cfg.QualityInterval, s.srv.roomParticipants(s.roomID))
 	s.send(encode("dashboard", "", DashboardData{Classrooms: rows}))
+}
+
+// getDashboard answers GET /api/lessons/{id}/dashboard: the teacher's
+// dashboard, for the lesson's admins (who hold no websocket).
+func (s *Server) getDashboard(w http.ResponseWriter, r *http.Request) {
+	room, ok := s.lessonFor(w, r)
+	if !ok {
+		return
+	}
+	rows := s.boards.boardFor(room).snapshot(time.Now(), s.cfg.QualityInterval, s.roomParticipants(room.ID()))
+	httpx.WriteJSON(w, http.StatusOK, DashboardData{Classrooms: rows})
 }

@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -143,6 +144,23 @@ func TestDashboard(t *testing.T) {
 	}
 	if !limited {
 		t.Fatal("five reports at once were all accepted")
+	}
+
+	// The lesson's admins read the same rows over HTTP.
+	req, err := http.NewRequest("GET", ts.URL+"/api/lessons/dash-1/dashboard", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+ts.token(t, "dash-1", sfu.RoleAdmin, "ops"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var viaHTTP DashboardData
+	err = json.NewDecoder(resp.Body).Decode(&viaHTTP)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || len(viaHTTP.Classrooms) != 2 || viaHTTP.Classrooms[0].ID != hillID {
+		t.Fatalf("GET dashboard: %d %+v (%v)", resp.StatusCode, viaHTTP, err)
 	}
 
 	// Drops out without a goodbye: reconnecting, same place.

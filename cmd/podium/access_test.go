@@ -122,6 +122,7 @@ var accessTable = map[string]accessRow{
 	"POST /api/vod/jobs/{job}/cancel":               {admit: server},
 	"POST /api/vod/lessons/{lesson}/transcode":      {admit: adminA},
 	"/cluster/cascade/":                             {public: true, guarded: true},
+	"GET /api/lessons/{id}/dashboard":               {admit: adminA},
 }
 
 func init() {
