@@ -137,6 +137,12 @@ type Room struct {
 	events *eventQueue
 	done   chan struct{}
 	onEnd  func(*Room)
+	// taken is set once a teacher, classroom or source has been in the
+	// lesson; onTaken hears it (the registry remembers the lesson across
+	// a restart from then on). endReason is End's reason.
+	taken     bool
+	onTaken   func(*Room)
+	endReason string
 
 	// emptyGrace is how long the lesson lives on once nobody who takes
 	// part in it is left (<= 0: forever); emptyTimer ends it then, and
@@ -235,8 +241,16 @@ func (r *Room) AddParticipant(info ParticipantInfo) error {
 // participant, which removeEntry takes.
 func (r *Room) addEntry(info ParticipantInfo) (*ParticipantInfo, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.addEntryLocked(info)
+	p, err := r.addEntryLocked(info)
+	first := err == nil && takesPart(info.Role) && !r.taken
+	if first {
+		r.taken = true
+	}
+	r.mu.Unlock()
+	if first && r.onTaken != nil {
+		r.onTaken(r)
+	}
+	return p, err
 }
 
 func (r *Room) addEntryLocked(info ParticipantInfo) (*ParticipantInfo, error) {
@@ -710,6 +724,7 @@ func (r *Room) End(reason string) {
 	}
 	r.stopEmptyTimerLocked()
 	r.ended = true
+	r.endReason = reason
 	r.emit(Event{Type: EventLessonEnded, Reason: reason})
 	r.mu.Unlock()
 	// Let listeners see lessonEnded before anything is torn down.

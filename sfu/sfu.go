@@ -43,6 +43,14 @@ type Rooms struct {
 	rooms      map[string]*Room
 	onCreated  []func(*Room)
 	emptyGrace time.Duration
+	// Lessons someone took part in and that did not end (a shutdown does
+	// not count as an end), kept in statePath when set (lessonstate.go).
+	taken     map[string]LessonInfo
+	statePath string
+	// resumable: lessons of the last run nobody has come back to yet,
+	// until resumeTimer ends the offer.
+	resumable   map[string]LessonInfo
+	resumeTimer *time.Timer
 }
 
 // NewRooms makes an empty registry whose lessons end
@@ -51,7 +59,7 @@ func NewRooms(log *slog.Logger) *Rooms {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Rooms{log: log, rooms: make(map[string]*Room), emptyGrace: DefaultEmptyLessonGrace}
+	return &Rooms{log: log, rooms: make(map[string]*Room), taken: make(map[string]LessonInfo), emptyGrace: DefaultEmptyLessonGrace}
 }
 
 // SetEmptyLessonGrace sets how long a lesson created later lives on once
@@ -136,15 +144,24 @@ func (rs *Rooms) newRoomLocked(info LessonInfo) *Room {
 		info.CreatedAt = time.Now()
 	}
 	r := newRoom(info, rs.emptyGrace, rs.forget)
+	r.onTaken = rs.remember
 	rs.rooms[info.ID] = r
+	delete(rs.resumable, info.ID) // back, whoever brought it
 	rs.log.Info("lesson started", "lesson", info.ID)
 	return r
 }
 
 func (rs *Rooms) forget(r *Room) {
+	r.mu.Lock()
+	shutdown := r.endReason == EndReasonShutdown
+	r.mu.Unlock()
 	rs.mu.Lock()
 	if rs.rooms[r.ID()] == r {
 		delete(rs.rooms, r.ID())
+		if !shutdown {
+			delete(rs.taken, r.ID())
+			rs.saveLocked()
+		}
 	}
 	rs.mu.Unlock()
 	rs.log.Info("lesson ended", "lesson", r.ID())
@@ -173,6 +190,11 @@ func (rs *Rooms) List() []*Room {
 // EndAll ends every live lesson (shutdown) and waits until each has
 // delivered its last event.
 func (rs *Rooms) EndAll(reason string) {
+	rs.mu.Lock()
+	if rs.resumeTimer != nil {
+		rs.resumeTimer.Stop()
+	}
+	rs.mu.Unlock()
 	for _, r := range rs.List() {
 		r.End(reason)
 		r.events.wait()

@@ -74,9 +74,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Lessons start with their teacher: anyone else arriving early is told
-	// so before the upgrade, plainly.
+	// so before the upgrade, plainly. A lesson the node had live before a
+	// restart comes back with whoever returns first (sfu/lessonstate.go).
 	if c.Role != sfu.RoleTeacher {
-		if _, ok := s.sfu.Rooms.Room(c.Room); !ok {
+		if _, ok := s.sfu.Rooms.RoomOrResumed(c.Room); !ok {
 			httpx.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("lesson %q has not started", c.Room))
 			return
 		}
@@ -744,7 +745,7 @@ func (s *session) join(m Message) (*Message, error) {
 		}
 		room = r
 	} else {
-		r, found := s.srv.sfu.Rooms.Room(s.roomID)
+		r, found := s.srv.sfu.Rooms.RoomOrResumed(s.roomID)
 		if !found {
 			return nil, perr(CodeNotFound, "lesson %q has not started or has ended", s.roomID)
 		}

@@ -339,6 +339,15 @@ func build(c *serveConfig, log *slog.Logger) (_ *built, err error) {
 		return nil, err
 	}
 	b.sig.Mount(a.routes)
+	// Lessons this node had live when it stopped (a crash, a restart)
+	// come back before it serves, so their classrooms rejoin at once;
+	// every part has its room hooks by now (the recorder resumes them).
+	resumed, err := s.Rooms.ResumeLessons(filepath.Join(c.dataDir, "live-lessons.json"))
+	if err != nil {
+		log.Warn("lessons of the last run not resumed", "err", err)
+	} else if len(resumed) > 0 {
+		log.Info("lessons resumed after a restart", "lessons", resumed)
+	}
 	a.routes.Handle("GET /metrics", auth.PublicScope(), metricsHandler(reg, c.metricsToken))
 	a.routes.HandleFunc("GET /healthz", auth.PublicScope(), func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "alive"})
