@@ -111,7 +111,15 @@ type egressStream struct {
 }
 
 func newEgress() *egress {
-	return &egress{slots: make([]egressSlot, ringSlots), wake: make(chan struct{}, 1), retransmit: make([]uint64, 0, maxRetrans)}
+	e := &egress{slots: make([]egressSlot, ringSlots), wake: make(chan struct{}, 1), retransmit: make([]uint64, 0, maxRetrans)}
+	// Room for the TWCC extension in every slot up front, so stamping
+	// never allocates.
+	exts := make([]rtp.Extension, ringSlots+1)
+	for i := range e.slots {
+		e.slots[i].hdr.Extensions = exts[i : i : i+1]
+	}
+	e.rtx.hdr.Extensions = exts[ringSlots:ringSlots:len(exts)]
+	return e
 }
 
 // newEgressStream describes a bound down-track's stream from its binding:

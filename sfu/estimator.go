@@ -78,8 +78,8 @@ func (e *estimator) close() {
 type historyPacer struct{ record interceptor.RTPWriter }
 
 func (p *historyPacer) AddStream(_ uint32, w interceptor.RTPWriter) { p.record = w }
-func (p *historyPacer) SetTargetBitrate(int)                         {}
-func (p *historyPacer) Close() error                                 { return nil }
+func (p *historyPacer) SetTargetBitrate(int)                        {}
+func (p *historyPacer) Close() error                                { return nil }
 func (p *historyPacer) Write(*rtp.Header, []byte, interceptor.Attributes) (int, error) {
 	return 0, errNotAPacer
 }
