@@ -160,12 +160,9 @@ func (bs *boardSet) boardFor(room *sfu.Room) *board {
 		bs.boards = map[string]*board{}
 	}
 	b := &board{room: room, rows: map[string]*row{}}
-	for _, p := range room.Participants() {
-		b.joinedLocked(p)
-	}
-	b.unlisten = room.OnEvent(func(e sfu.Event) {
+	unlisten := room.OnEvent(func(e sfu.Event) {
 		if e.Type == sfu.EventLessonEnded {
-			b.unlisten()
+			b.stop()
 			bs.mu.Lock()
 			if bs.boards[room.ID()] == b {
 				delete(bs.boards, room.ID())
@@ -175,20 +172,47 @@ func (bs *boardSet) boardFor(room *sfu.Room) *board {
 		}
 		b.event(e)
 	})
+	// Listening first, then who is there already: a join in between is
+	// seen either way.
+	b.mu.Lock()
+	b.unlisten = unlisten
+	for _, p := range room.Participants() {
+		if b.rows[p.ID] == nil {
+			b.joinedLocked(p)
+		}
+	}
+	ended := b.ended
+	b.mu.Unlock()
+	if ended || room.Ended() {
+		b.stop()
+	}
 	bs.boards[room.ID()] = b
 	return b
 }
 
+// stop stops listening to the room (the lesson ended).
+func (b *board) stop() {
+	b.mu.Lock()
+	b.ended = true
+	un := b.unlisten
+	b.unlisten = nil
+	b.mu.Unlock()
+	if un != nil {
+		un()
+	}
+}
+
 // board is one lesson's dashboard state.
 type board struct {
-	room     *sfu.Room
-	unlisten func()
+	room *sfu.Room
 
-	mu      sync.Mutex
-	rows    map[string]*row
-	nextSeq int
-	last    time.Time // when snap was built
-	snap    []ClassroomQuality
+	mu       sync.Mutex
+	unlisten func() // nil once stopped
+	ended    bool
+	rows     map[string]*row
+	nextSeq  int
+	last     time.Time // when snap was built
+	snap     []ClassroomQuality
 }
 
 // row is what the board knows of one classroom.
