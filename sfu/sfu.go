@@ -13,8 +13,9 @@
 // publisher.go and subscriber.go its two peer connections. The per-packet
 // path is publisher.read -> Track.WriteRTP -> DownTrack.WriteRTP (layer
 // choice and SSRC/sequence/timestamp/VP8 id rewriting, downtrack.go) ->
-// sendQueue (one writer goroutine per subscriber, sendqueue.go); it takes
-// no lock shared between subscribers and allocates nothing. allocator.go
+// the subscriber's egress (a ring and one goroutine per subscriber,
+// egress.go); it takes no lock shared between subscribers and allocates
+// nothing. allocator.go
 // picks each subscriber's layers from its bandwidth estimate; codec.go and
 // red.go read payloads; audiolevel.go turns RFC 6464 levels into speaking.
 package sfu
