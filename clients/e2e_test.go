@@ -16,7 +16,8 @@ import (
 //
 //	PODIUM_SCREENSHOTS=docs go test ./clients -run LessonInBrowsers
 //
-// also saves docs/screenshot-teacher.png and docs/screenshot-classroom.png.
+// also saves docs/screenshot-classroom.png (docs/screenshot-teacher.png
+// comes from TestRosterTwentyClassrooms, with twenty classrooms).
 func TestLessonInBrowsers(t *testing.T) {
 	browser := testenv.StartChromium(t)
 	node := testenv.StartPodium(t)

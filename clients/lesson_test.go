@@ -273,7 +273,8 @@ func runLesson(t *testing.T, browser context.Context, baseURL string, token func
 		// Let quality figures and chat settle into a realistic picture.
 		time.Sleep(3 * time.Second)
 		dir := os.Getenv("PODIUM_SCREENSHOTS")
-		teacher.screenshot(t, filepath.Join(dir, "screenshot-teacher.png"))
+		// The teacher's picture, with twenty classrooms, is
+		// TestRosterTwentyClassrooms's.
 		river.screenshot(t, filepath.Join(dir, "screenshot-classroom.png"))
 	}
 
