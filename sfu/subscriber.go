@@ -48,7 +48,18 @@ type subscription struct {
 	// allocator state: per layer byte counters at the last tick and rates
 	prevBytes []uint64
 	rates     []float64
+	// idle counts, per layer, the ticks in a row that brought no bytes.
+	idle []int
 }
+
+// layerGoneTicks is how many allocation ticks without a byte make a
+// simulcast layer unavailable (its rate 0). The smoothed rate of a layer
+// the publisher stopped sending (a browser short of CPU or uplink drops
+// its top layer; a reconnecting teacher starts with the lowest) would
+// otherwise shrink towards 0 without reaching it, so the allocator saw a
+// cheap layer, chose it, and its down-track waited for a keyframe that
+// never came: video stopped while audio flowed.
+const layerGoneTicks = 2
 
 // allocateInterval is how often a subscriber's layers are re-chosen;
 // sender reports go out every reportEvery allocations (1 s, as browsers).
@@ -98,7 +109,8 @@ func (s *subscriber) add(tracks []*Track) (bool, error) {
 		if err != nil {
 			return added, fmt.Errorf("subscribe %s: %w", t.ID(), err)
 		}
-		sub := &subscription{dt: dt, sender: sender, prevBytes: make([]uint64, len(t.info.Layers)), rates: make([]float64, len(t.info.Layers))}
+		sub := &subscription{dt: dt, sender: sender, prevBytes: make([]uint64, len(t.info.Layers)),
+			rates: make([]float64, len(t.info.Layers)), idle: make([]int, len(t.info.Layers))}
 		for l := range sub.prevBytes {
 			sub.prevBytes[l] = t.LayerBytes(l)
 		}
@@ -282,9 +294,13 @@ func (s *subscriber) answerNack(dt *DownTrack, nack *rtcp.TransportLayerNack) {
 	if st == nil || st.ssrc != nack.MediaSSRC {
 		return
 	}
-	gap := time.Duration(s.rttNs.Load())
-	if gap <= 0 {
+	gap := time.Duration(s.rttNs.Load()) + 5*time.Millisecond
+	if gap <= 5*time.Millisecond {
 		gap = defaultResendGap
+	}
+	maxBps := float64(bweInitialBitrate)
+	if s.est != nil {
+		maxBps = float64(s.est.bwe.GetTargetBitrate())
 	}
 	now := time.Now()
 	var seqs [17]uint16
@@ -297,7 +313,7 @@ func (s *subscriber) answerNack(dt *DownTrack, nack *rtcp.TransportLayerNack) {
 				n++
 			}
 		}
-		s.queue.nack(st, seqs[:n], gap, now)
+		s.queue.nack(st, seqs[:n], gap, maxBps, now)
 	}
 }
 
@@ -432,15 +448,27 @@ func (s *subscriber) measure(secs float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sub := range s.downs {
-		for l := range sub.prevBytes {
-			b := sub.dt.track.LayerBytes(l)
-			r := float64(b-sub.prevBytes[l]) * 8 / secs
-			sub.prevBytes[l] = b
-			if sub.rates[l] == 0 {
-				sub.rates[l] = r
-			} else {
-				sub.rates[l] = 0.6*sub.rates[l] + 0.4*r
+		sub.measure(secs)
+	}
+}
+
+// measure updates the subscription's per-layer rates over secs.
+func (sub *subscription) measure(secs float64) {
+	for l := range sub.prevBytes {
+		b := sub.dt.track.LayerBytes(l)
+		r := float64(b-sub.prevBytes[l]) * 8 / secs
+		sub.prevBytes[l] = b
+		if r == 0 {
+			if sub.idle[l]++; sub.idle[l] >= layerGoneTicks {
+				sub.rates[l] = 0
 			}
+			continue
+		}
+		sub.idle[l] = 0
+		if sub.rates[l] == 0 {
+			sub.rates[l] = r
+		} else {
+			sub.rates[l] = 0.6*sub.rates[l] + 0.4*r
 		}
 	}
 }
