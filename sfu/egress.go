@@ -38,6 +38,7 @@ type egress struct {
 	// retransmit holds ring positions NACKed and not yet resent; they go
 	// out ahead of queued media.
 	retransmit []uint64
+	resendRate rateWindow // bytes queued for retransmission lately
 
 	wake    chan struct{}
 	dropped atomic.Uint64
@@ -69,6 +70,9 @@ const (
 	maxRetrans   = 64 // NACKed packets waiting; more are not worth a backlog
 	sentHistory  = 8192
 	minResendGap = 10 * time.Millisecond
+	// resendWindow is the window over which retransmissions may not
+	// exceed the bandwidth estimate (libwebrtc's, and pion's responder's).
+	resendWindow = 500 * time.Millisecond
 	// defaultResendGap spaces retransmissions of one packet while no
 	// round trip has been measured.
 	defaultResendGap = 100 * time.Millisecond
@@ -202,8 +206,10 @@ func (e *egress) signal() {
 // nack queues the retransmission of the stream's packets seqs that are
 // still in the history, each at most once per gap (the round trip: a
 // receiver repeating its NACK before the first answer could arrive gets
-// nothing twice). It reports how many were queued.
-func (e *egress) nack(st *egressStream, seqs []uint16, gap time.Duration, now time.Time) int {
+// nothing twice), and all of them together at no more than maxBps over
+// resendWindow (a receiver that keeps asking cannot crowd out the media).
+// It reports how many were queued.
+func (e *egress) nack(st *egressStream, seqs []uint16, gap time.Duration, maxBps float64, now time.Time) int {
 	if st == nil {
 		return 0
 	}
@@ -224,7 +230,7 @@ func (e *egress) nack(st *egressStream, seqs []uint16, gap time.Duration, now ti
 		if s.resentAt != 0 && at-s.resentAt < int64(gap) {
 			continue
 		}
-		if len(e.retransmit) == cap(e.retransmit) {
+		if len(e.retransmit) == cap(e.retransmit) || !e.resendRate.allow(at, s.n+rtpHeaderSize, maxBps) {
 			break
 		}
 		s.resentAt = at
@@ -333,4 +339,40 @@ func (e *egress) send(st *egressStream, hdr *rtp.Header, payload []byte, twcc *[
 		e.packets.Add(1)
 		e.bytes.Add(uint64(n))
 	}
+}
+
+// rtpHeaderSize is a packet's header with the TWCC extension, for
+// budgeting retransmissions.
+const rtpHeaderSize = 12 + 8
+
+// rateWindow counts bytes over the last resendWindow in ten buckets.
+type rateWindow struct {
+	buckets [10]int64
+	last    int64 // bucket number (time / bucket length) last written
+	total   int64
+}
+
+// allow adds size bytes at time at (unix ns) if the window then holds no
+// more than bps allows, and reports whether it did.
+func (w *rateWindow) allow(at int64, size int, bps float64) bool {
+	const bucket = int64(resendWindow) / int64(len(w.buckets))
+	n := at / bucket
+	if n-w.last >= int64(len(w.buckets)) {
+		w.buckets, w.total = [len(w.buckets)]int64{}, 0
+	} else {
+		for b := w.last + 1; b <= n; b++ {
+			i := b % int64(len(w.buckets))
+			w.total -= w.buckets[i]
+			w.buckets[i] = 0
+		}
+	}
+	if n > w.last {
+		w.last = n
+	}
+	if float64(w.total+int64(size))*8 > bps*resendWindow.Seconds() {
+		return false
+	}
+	w.buckets[n%int64(len(w.buckets))] += int64(size)
+	w.total += int64(size)
+	return true
 }

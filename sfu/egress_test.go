@@ -69,10 +69,10 @@ func TestEgressAnswersNACKsFromItsRing(t *testing.T) {
 	e.drain()
 
 	t0 := time.Now()
-	if n := e.nack(st, []uint16{102, 104, 200}, time.Second, t0); n != 2 {
+	if n := e.nack(st, []uint16{102, 104, 200}, time.Second, 1e9, t0); n != 2 {
 		t.Fatalf("NACK of two sent packets and one never sent queued %d retransmissions, want 2", n)
 	}
-	if n := e.nack(st, []uint16{102}, time.Second, t0.Add(500*time.Millisecond)); n != 0 {
+	if n := e.nack(st, []uint16{102}, time.Second, 1e9, t0.Add(500*time.Millisecond)); n != 0 {
 		t.Fatalf("a repeated NACK within the round trip queued %d, want 0", n)
 	}
 	pushSeqs(t, e, st, 110, 112)
@@ -108,7 +108,7 @@ func TestEgressAnswersNACKsFromItsRing(t *testing.T) {
 		}
 	}
 
-	if n := e.nack(st, []uint16{102}, time.Second, t0.Add(1001*time.Millisecond)); n != 1 {
+	if n := e.nack(st, []uint16{102}, time.Second, 1e9, t0.Add(1001*time.Millisecond)); n != 1 {
 		t.Fatalf("a NACK after the round trip queued %d, want 1", n)
 	}
 	e.drain()
@@ -121,7 +121,7 @@ func TestEgressAnswersNACKsFromItsRing(t *testing.T) {
 		pushSeqs(t, e, st, seq, seq+64)
 		e.drain()
 	}
-	if n := e.nack(st, []uint16{104, 112 + ringSlots - 1}, 0, t0.Add(time.Hour)); n != 1 {
+	if n := e.nack(st, []uint16{104, 112 + ringSlots - 1}, 0, 1e9, t0.Add(time.Hour)); n != 1 {
 		t.Fatalf("NACK of an overwritten and a held packet queued %d, want 1", n)
 	}
 }
@@ -134,7 +134,7 @@ func TestEgressResendsWithoutRTX(t *testing.T) {
 	st := &egressStream{writer: w, ssrc: 1234}
 	pushSeqs(t, e, st, 1, 3)
 	e.drain()
-	if n := e.nack(st, []uint16{1}, time.Second, time.Now()); n != 1 {
+	if n := e.nack(st, []uint16{1}, time.Second, 1e9, time.Now()); n != 1 {
 		t.Fatalf("queued %d, want 1", n)
 	}
 	e.drain()
@@ -153,5 +153,28 @@ func TestEgressResendsWithoutRTX(t *testing.T) {
 	}
 	if e.dropped.Load() != 1 {
 		t.Fatalf("dropped = %d, want 1", e.dropped.Load())
+	}
+}
+
+// TestEgressRetransmitsWithinTheEstimate: a receiver that NACKs everything
+// gets retransmissions only up to the estimate over the window.
+func TestEgressRetransmitsWithinTheEstimate(t *testing.T) {
+	w := &wireWriter{}
+	e := newEgress()
+	st := &egressStream{writer: w, ssrc: 1234, rtxSSRC: 5678, rtxPT: 97, twccID: 3}
+	pushSeqs(t, e, st, 0, 10)
+	e.drain()
+	size := 3 + rtpHeaderSize                         // each test packet as the budget counts it
+	bps := float64(3*size*8) / resendWindow.Seconds() // room for three
+	t0 := time.Now()
+	all := []uint16{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+	if n := e.nack(st, all, time.Millisecond, bps, t0); n != 3 {
+		t.Fatalf("queued %d retransmissions, want the 3 the estimate allows", n)
+	}
+	if n := e.nack(st, all, time.Millisecond, bps, t0.Add(resendWindow/2)); n != 0 {
+		t.Fatalf("queued %d more within the window, want 0", n)
+	}
+	if n := e.nack(st, all, time.Millisecond, bps, t0.Add(resendWindow+resendWindow/10)); n != 3 {
+		t.Fatalf("queued %d after the window, want 3", n)
 	}
 }
