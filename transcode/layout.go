@@ -442,11 +442,13 @@ func compose(tl *timeline, shown map[*placedTrack]spans) ([]layer, []chapter) {
 }
 
 // voice is one microphone in the mix: ffmpeg input in, placed at offset,
-// heard during when (nil: all along).
+// heard during when (nil: all along). pieces are where it has sound, from
+// its first packet (nil: one piece).
 type voice struct {
 	in     int
 	offset float64
 	when   spans
+	pieces spans
 }
 
 // compositeFilter builds the filtergraph that draws the replay on a w x h
@@ -462,10 +464,10 @@ type voice struct {
 // timestamp, filling holes with silence and dropping overlaps; anything
 // that re-times audio by counting samples (asetpts=N/SR/TB) would pull
 // every sound after a hole earlier, and let an overlapping recording run
-// longer than its video. The voice's place on the lesson clock is then a
+// longer than its video. A piece's place on the lesson clock is then a
 // lead of silence that adelay makes as the mix goes (padding it at once,
 // as aresample's first_pts does, holds the whole lead in memory: 450 MB
-// for a classroom first on stage 20 minutes in). The voices are summed
+// for a classroom first on stage 20 minutes in). The pieces are summed
 // (amix normalize=0: a voice is as loud alone as in the mix) and a
 // limiter keeps the sum from clipping.
 func compositeFilter(w, h, fps int, duration float64, layers []layer, inputs map[*placedTrack]int, voices []voice) string {
@@ -519,20 +521,43 @@ func compositeFilter(w, h, fps int, duration float64, layers []layer, inputs map
 		f = append(f, fmt.Sprintf("anullsrc=r=48000:cl=stereo,atrim=end=%.3f[a]", duration))
 		return strings.Join(f, ";")
 	}
-	mix := ""
-	for i, v := range voices {
-		chain := fmt.Sprintf("[%d:a]aresample=48000:async=1:min_hard_comp=0.02,asetpts=PTS-STARTPTS,adelay=delays=%dS:all=1,aformat=sample_fmts=fltp:channel_layouts=stereo,apad,atrim=end=%.3f",
-			v.in, int64(v.offset*48000+0.5), duration)
-		if v.when != nil {
-			chain += fmt.Sprintf(",volume=volume='%s':eval=frame", v.when.expr())
+	mix, n := "", 0
+	for _, v := range voices {
+		// A voice is mixed piece by piece, a piece ending at a hole of
+		// maxFreeze or more (a microphone muted, a classroom off stage):
+		// adelay makes the silence between, as the mix goes, where
+		// aresample would hold all of it in memory at once.
+		pieces := v.pieces
+		if len(pieces) == 0 {
+			pieces = spans{{0, duration}}
 		}
-		f = append(f, fmt.Sprintf("%s[voice%d]", chain, i))
-		mix += fmt.Sprintf("[voice%d]", i)
+		src := fmt.Sprintf("[%d:a]", v.in)
+		if len(pieces) > 1 {
+			outs := ""
+			for k := range pieces {
+				outs += fmt.Sprintf("[in%d_%d]", v.in, k)
+			}
+			f = append(f, fmt.Sprintf("%sasplit=%d%s", src, len(pieces), outs))
+		}
+		for k, pc := range pieces {
+			chain := src
+			if len(pieces) > 1 {
+				chain = fmt.Sprintf("[in%d_%d]atrim=start=%.6f:end=%.6f,", v.in, k, pc[0], pc[1])
+			}
+			chain += fmt.Sprintf("aresample=48000:async=1:min_hard_comp=0.02,asetpts=PTS-STARTPTS,adelay=delays=%dS:all=1,aformat=sample_fmts=fltp:channel_layouts=stereo,apad,atrim=end=%.3f",
+				int64((v.offset+pc[0])*48000+0.5), duration)
+			if v.when != nil {
+				chain += fmt.Sprintf(",volume=volume='%s':eval=frame", v.when.expr())
+			}
+			f = append(f, fmt.Sprintf("%s[voice%d]", chain, n))
+			mix += fmt.Sprintf("[voice%d]", n)
+			n++
+		}
 	}
-	if len(voices) == 1 {
+	if n == 1 {
 		f = append(f, "[voice0]anull[a]")
 	} else {
-		f = append(f, fmt.Sprintf("%samix=inputs=%d:normalize=0:duration=longest,alimiter=limit=0.98:level=0:latency=1,atrim=end=%.3f[a]", mix, len(voices), duration))
+		f = append(f, fmt.Sprintf("%samix=inputs=%d:normalize=0:duration=longest,alimiter=limit=0.98:level=0:latency=1,atrim=end=%.3f[a]", mix, n, duration))
 	}
 	return strings.Join(f, ";")
 }

@@ -121,7 +121,7 @@ func TestCompositeFilter(t *testing.T) {
 		{track: teacher, slot: slotPiP, on: spans{{10, 20}}},
 	}
 	f := compositeFilter(1280, 720, 30, 60, layers, map[*placedTrack]int{teacher: 0, screen: 1},
-		[]voice{{in: 2, offset: 0.5}, {in: 3, offset: 12, when: spans{{15, 25}}}})
+		[]voice{{in: 2, offset: 0.5}, {in: 3, offset: 12, when: spans{{15, 25}}}, {in: 4, offset: 1, pieces: spans{{0, 5}, {65.5, 70}}}})
 	for _, want := range []string{
 		"color=c=black:s=1280x720:r=30:d=60.000",
 		"[0:v]split=2[in0_0][in0_1]",
@@ -132,7 +132,10 @@ func TestCompositeFilter(t *testing.T) {
 		"[2:a]aresample=48000:async=1:min_hard_comp=0.02,asetpts=PTS-STARTPTS,adelay=delays=24000S:all=1,",
 		"adelay=delays=576000S:all=1,",
 		"volume=volume='gte(t,15.000)*lt(t,25.000)':eval=frame[voice1]",
-		"[voice0][voice1]amix=inputs=2:normalize=0:duration=longest,alimiter=limit=0.98:level=0:latency=1,atrim=end=60.000[a]",
+		// A voice with a long hole is mixed in two pieces: no silence held.
+		"[4:a]asplit=2[in4_0][in4_1]",
+		"[in4_1]atrim=start=65.500000:end=70.000000,aresample=48000:async=1:min_hard_comp=0.02,asetpts=PTS-STARTPTS,adelay=delays=3192000S:all=1,",
+		"[voice0][voice1][voice2][voice3]amix=inputs=4:normalize=0:duration=longest,alimiter=limit=0.98:level=0:latency=1,atrim=end=60.000[a]",
 	} {
 		if !strings.Contains(f, want) {
 			t.Errorf("filter lacks %q:\n%s", want, f)

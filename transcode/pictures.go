@@ -12,15 +12,15 @@ import (
 	"time"
 )
 
-// pictureSpans is where a video file has pictures, in seconds after its
-// first one (as ffmpeg places an input: its start at 0, then -itsoffset):
-// from each picture to the next, a hole of maxFreeze or more ending a
-// stretch, the last picture lasting one frame. It reads packet timestamps
-// only, without decoding.
-func pictureSpans(ctx context.Context, ffprobe, path string) (spans, error) {
+// mediaSpans is where a file's first stream of a kind ("v" or "a") has
+// media, in seconds after its first packet (as ffmpeg places an input:
+// its start at 0, then -itsoffset): from each packet to the next, a hole
+// of maxFreeze or more ending a stretch, the last packet lasting the
+// usual interval. It reads packet timestamps only, without decoding.
+func mediaSpans(ctx context.Context, ffprobe, path, kind string) (spans, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, ffprobe, "-v", "error", "-select_streams", "v:0",
+	cmd := exec.CommandContext(ctx, ffprobe, "-v", "error", "-select_streams", kind+":0",
 		"-show_entries", "packet=pts_time", "-of", "csv=p=0", path)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -36,15 +36,15 @@ func pictureSpans(ctx context.Context, ffprobe, path string) (spans, error) {
 		}
 	}
 	if len(pts) == 0 {
-		return nil, fmt.Errorf("no video packets")
+		return nil, fmt.Errorf("no %s packets", kind)
 	}
 	sort.Float64s(pts)
 	return holesAsGaps(pts, maxFreeze), nil
 }
 
-// holesAsGaps turns sorted picture times into the stretches they cover,
+// holesAsGaps turns sorted packet times into the stretches they cover,
 // relative to the first: a hole of hold or more ends a stretch; the last
-// picture of a stretch lasts the typical frame interval.
+// packet of a stretch lasts the typical interval.
 func holesAsGaps(pts []float64, hold float64) spans {
 	frame := 1.0 / 30
 	var steps []float64

@@ -138,25 +138,30 @@ func (p *pipeline) buildLesson(ctx context.Context, lesson string, progress prog
 	shown := map[*placedTrack]spans{}
 	rates := map[*placedTrack]float64{}
 	maxHeight := 0
-	fetch := func(pt *placedTrack, kind string) (int, probe, error) {
+	var voices []voice
+	// fetch downloads a track, checks it, and adds it as the next input.
+	fetch := func(pt *placedTrack, kind string) (probe, error) {
 		n := len(inputs)
 		path := filepath.Join(work, "track-"+strconv.Itoa(n)+".mp4")
 		if err := p.fetchTrack(ctx, pt.track, path); err != nil {
-			return 0, probe{}, err
+			return probe{}, err
 		}
 		pr, err := runFFprobe(ctx, p.cfg.FFprobe, path)
 		if err != nil {
-			return 0, probe{}, permanent(fmt.Errorf("track %s is unreadable: %w", pt.track.ID, err))
+			return probe{}, permanent(fmt.Errorf("track %s is unreadable: %w", pt.track.ID, err))
 		}
 		if (kind == "video" && pr.Video == "") || (kind == "audio" && pr.Audio == "") {
-			return 0, probe{}, permanent(fmt.Errorf("track %s has no %s stream", pt.track.ID, kind))
+			return probe{}, permanent(fmt.Errorf("track %s has no %s stream", pt.track.ID, kind))
 		}
-		if kind == "video" {
-			// Where the track has pictures, on the lesson clock.
-			pics, err := pictureSpans(ctx, p.cfg.FFprobe, path)
-			if err != nil {
-				return 0, probe{}, permanent(fmt.Errorf("track %s: %w", pt.track.ID, err))
-			}
+		// Where the track has media, from its first packet.
+		has, err := mediaSpans(ctx, p.cfg.FFprobe, path, kind[:1])
+		if err != nil {
+			return probe{}, permanent(fmt.Errorf("track %s: %w", pt.track.ID, err))
+		}
+		if kind == "audio" {
+			voices = append(voices, voice{in: n, offset: pt.offset, when: pt.when, pieces: has})
+		} else {
+			pics := has
 			for i := range pics {
 				pics[i][0] += pt.offset
 				pics[i][1] += pt.offset
@@ -172,23 +177,20 @@ func (p *pipeline) buildLesson(ctx context.Context, lesson string, progress prog
 		}
 		args = append(args, "-i", path)
 		inputs[pt] = n
-		return n, pr, nil
+		return pr, nil
 	}
 	for _, pt := range tl.videoTracks() {
-		_, pr, err := fetch(pt, "video")
+		pr, err := fetch(pt, "video")
 		if err != nil {
 			return nil, err
 		}
 		maxHeight = max(maxHeight, pr.Height)
 		rates[pt] = pr.FrameRate
 	}
-	var voices []voice
 	for _, pt := range tl.voices {
-		in, _, err := fetch(pt, "audio")
-		if err != nil {
+		if _, err := fetch(pt, "audio"); err != nil {
 			return nil, err
 		}
-		voices = append(voices, voice{in: in, offset: pt.offset, when: pt.when})
 	}
 	progress("encode", 0.1)
 	rungs := pickRungs(p.cfg.Ladder, maxHeight)

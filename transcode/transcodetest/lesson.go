@@ -147,7 +147,7 @@ func RecordLesson(t testing.TB, store storage.Store, l Lesson) (vod.Manifest, ti
 
 	// Every track follows one wall-clock schedule, as browsers' captures
 	// do, so the recorded tracks line up as they were sent.
-	start := time.Now().Add(200 * time.Millisecond)
+	start := time.Now().Add(500 * time.Millisecond)
 	errs := make(chan error, len(all)+1)
 	var wg sync.WaitGroup
 	for _, m := range all {
@@ -206,9 +206,10 @@ func play(room *sfu.Room, tr *sfu.Track, s ScriptTrack, units [][]byte, start ti
 		step, ticks = 20*time.Millisecond, 960
 	}
 	// Published a moment before its first frame, so the recorder (which
-	// subscribes on the room's event) gets that first keyframe: this
-	// publisher cannot answer a keyframe request.
-	time.Sleep(time.Until(start.Add(s.From - 100*time.Millisecond)))
+	// subscribes on the room's event) mostly gets that first keyframe:
+	// this publisher cannot answer a keyframe request, and sends the next
+	// a second later.
+	time.Sleep(time.Until(start.Add(s.From - 300*time.Millisecond)))
 	if err := room.Publish(tr); err != nil {
 		return fmt.Errorf("publish %s: %w", info.ID, err)
 	}
