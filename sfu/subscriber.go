@@ -294,9 +294,13 @@ func (s *subscriber) answerNack(dt *DownTrack, nack *rtcp.TransportLayerNack) {
 	if st == nil || st.ssrc != nack.MediaSSRC {
 		return
 	}
-	gap := time.Duration(s.rttNs.Load())
-	if gap <= 0 {
+	gap := time.Duration(s.rttNs.Load()) + 5*time.Millisecond
+	if gap <= 5*time.Millisecond {
 		gap = defaultResendGap
+	}
+	maxBps := float64(bweInitialBitrate)
+	if s.est != nil {
+		maxBps = float64(s.est.bwe.GetTargetBitrate())
 	}
 	now := time.Now()
 	var seqs [17]uint16
@@ -309,7 +313,7 @@ func (s *subscriber) answerNack(dt *DownTrack, nack *rtcp.TransportLayerNack) {
 				n++
 			}
 		}
-		s.queue.nack(st, seqs[:n], gap, now)
+		s.queue.nack(st, seqs[:n], gap, maxBps, now)
 	}
 }
 
