@@ -370,16 +370,20 @@ func (r *Recorder) halt(l *lesson, end bool) {
 	room := l.room
 	l.recording = false
 	l.room = nil
-	if l.man.EndedAt.IsZero() || wasRecording {
-		l.man.EndedAt = time.Now()
+	l.ended = end
+	if end && (l.man.EndedAt.IsZero() || wasRecording) {
+		l.man.EndedAt = l.clock(time.Now())
 	}
 	l.saveStateLocked()
 	l.mu.Unlock()
-	if wasRecording {
-		if room != nil {
-			room.SetRecording(false) // a no-op once the lesson has ended
-		}
+	if wasRecording && room != nil {
+		room.SetRecording(false) // a no-op once the lesson has ended
+	}
+	switch {
+	case wasRecording && end:
 		r.log.Info("recording stopped", "lesson", l.id)
+	case wasRecording:
+		r.log.Info("recording interrupted: the lesson has not ended; it resumes or is closed at the next start", "lesson", l.id)
 	}
 }
 
