@@ -513,6 +513,7 @@ async function main() {
     }
   });
   session.addEventListener('joined', (e) => {
+    session.dashboard = null; // from before the reconnect: not current
     if (ui.title.dataset.saved !== 'true') ui.title.textContent = (e.detail.lesson && e.detail.lesson.title) || room;
     if (session.reconnects > 0) system('Reconnected.');
     // Our own mute survives a reconnect: tell the new session.
