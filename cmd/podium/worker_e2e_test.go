@@ -2,9 +2,7 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -32,44 +30,9 @@ func TestWorkerTranscodesForServe(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	addr := testenv.FreeAddr(t)
-	var log strings.Builder
-	w := exec.Command(testenv.PodiumBinary(t), "worker", "--db", dsn, "--storage-dir", storeDir,
-		"--data-dir", t.TempDir(), "--http-addr", addr, "--vod-poll", "200ms", "--vod-ladder", "360:500", "--vod-workers", "1")
-	w.Stdout, w.Stderr = &log, &log
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- w.Wait() }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			_ = w.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("worker log:\n%s", log.String())
-		}
-	})
-
-	get := func(url, token string) (int, string) {
-		req, _ := http.NewRequest("GET", url, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	testenv.WaitFor(t, 30*time.Second, "the worker to answer /readyz", func() bool {
-		code, _ := get("http://"+addr+"/readyz", "")
-		return code == http.StatusOK
-	})
+	w := startWorker(t, "--db", dsn, "--storage-dir", storeDir, "--vod-poll", "200ms", "--vod-ladder", "360:500", "--vod-workers", "1")
+	addr := w.addr
+	get := httpGet
 
 	transcodetest.WriteRecording(t, store, "worker-lesson", 4, true)
 	student := p.Token("worker-lesson", "viewer", "Student")
@@ -91,17 +54,15 @@ func TestWorkerTranscodesForServe(t *testing.T) {
 		t.Errorf("the live node counts a job it did not run")
 	}
 
-	stopped = true
-	if err := w.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("worker exit: %v", err)
+	case <-w.done:
+		if w.err != nil {
+			t.Fatalf("worker exit: %v", w.err)
 		}
 	case <-time.After(30 * time.Second):
-		_ = w.Process.Kill()
 		t.Fatal("worker did not stop on SIGTERM")
 	}
 }
