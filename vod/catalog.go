@@ -211,7 +211,7 @@ func (s *Service) indexDetail(ctx context.Context, e *lessonEntry, duration floa
 			Source: t.Source, Codec: t.Codec, Segments: len(t.Segments), Recorded: math.Round(rec.Seconds()*1000) / 1000})
 	}
 	var chs []replaydb.Chapter
-	for _, c := range chapters(e.manifest.Events, e.timelineStart(), duration) {
+	for _, c := range lessonChapters(e.manifest, e.assets, e.timelineStart(), duration) {
 		chs = append(chs, replaydb.Chapter{Time: c.Time, Type: c.Type, Title: c.Title})
 	}
 	return s.db.SetLessonDetail(ctx, e.id, tracks, chs)
@@ -453,7 +453,7 @@ func (s *Service) view(ctx context.Context, e *lessonEntry, full bool, g urlGran
 	if !full {
 		return l
 	}
-	l.Chapters = chapters(m.Events, e.timelineStart(), l.Duration)
+	l.Chapters = lessonChapters(m, e.assets, e.timelineStart(), l.Duration)
 	ids := make([]string, 0, len(e.clips))
 	for id := range e.clips {
 		ids = append(ids, id)
@@ -471,37 +471,6 @@ func (s *Service) clipView(ctx context.Context, lesson, id string, a *Assets, q 
 		Poster: s.directURL(ctx, lesson, rel+a.Poster, q), Thumbnails: s.mediaURL(lesson, rel+a.Thumbnails, q),
 		HLS: s.mediaURL(lesson, rel+a.Master, q), Download: s.directURL(ctx, lesson, rel+a.Download, q),
 		Renditions: a.Renditions}
-}
-
-// chapters makes markers of on-stage changes and screen-share starts.
-func chapters(events []ManifestEvent, start time.Time, duration float64) []Chapter {
-	var out []Chapter
-	for _, ev := range events {
-		t := math.Max(0, ev.Time.Sub(start).Seconds())
-		if duration > 0 && t > duration {
-			continue
-		}
-		var title string
-		switch ev.Type {
-		case "stage":
-			title = "Back to the teacher"
-			if ev.Participant != "" {
-				title = "On stage: " + ev.Participant
-			} else if ev.ParticipantID != "" {
-				title = "On stage: " + ev.ParticipantID
-			}
-		case "screenStart":
-			title = "Screen share"
-			if ev.Participant != "" {
-				title = "Screen share: " + ev.Participant
-			}
-		default:
-			continue
-		}
-		out = append(out, Chapter{Time: math.Round(t*1000) / 1000, Type: ev.Type, Title: title})
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Time < out[j].Time })
-	return out
 }
 
 // matches reports whether every word of q is in the lesson's title or

@@ -116,7 +116,7 @@ func TestClipRequestValidate(t *testing.T) {
 func TestChapters(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
-	got := chapters([]ManifestEvent{
+	got := eventChapters([]ManifestEvent{
 		{Time: at(30), Type: "stage", Participant: "Hill School"},
 		{Time: at(10), Type: "screenStart", Participant: "Ms. Okafor"},
 		{Time: at(20), Type: "chat", Text: "hi"},
