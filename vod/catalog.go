@@ -52,7 +52,7 @@ const nothingRecorded = "nothing was recorded"
 // Chapter is a marker on a lesson's timeline.
 type Chapter struct {
 	Time  float64 `json:"time"` // seconds
-	Type  string  `json:"type"` // "stage", "screenStart"
+	Type  string  `json:"type"` // "stage", "screenStart", "screenStop"
 	Title string  `json:"title"`
 }
 
