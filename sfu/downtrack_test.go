@@ -313,81 +313,60 @@ func FuzzDownTrackForward(f *testing.F) {
 // BenchmarkForward is the server's per-packet work from a publisher's
 // packet to what SRTP encrypts, for n subscribers: the Track's fan-out, each
 // down-track's rewrite into its subscriber's egress ring, and each egress
-// sending it (transport-wide sequence number, send history, and pion's GCC
-// send history when gcc=pion) to a writer that discards it. The egresses
-// are drained in the loop rather than by their goroutines, so ns/op is the
-// whole cost. SRTP and the socket are not included.
+// sending it (transport-wide sequence number and send history for GCC) to a
+// writer that discards it. The egresses are drained in the loop rather than
+// by their goroutines, so ns/op is the whole cost. SRTP and the socket are
+// not included.
 func BenchmarkForward(b *testing.B) {
-	for _, gcc := range []string{"off", "pion"} {
-		for _, n := range []int{1, 10, 100} {
-			b.Run(fmt.Sprintf("gcc=%s/subscribers=%d", gcc, n), func(b *testing.B) {
-				track := NewTrack(TrackInfo{ID: "t", Kind: KindVideo, Codec: Codec{MimeType: "video/VP8", ClockRate: 90000}, Layers: []string{"q", "h", "f"}}, nil)
-				ready := &atomic.Bool{}
-				ready.Store(true)
-				egresses := make([]*egress, n)
-				for i := range egresses {
-					e := newEgress()
-					if gcc == "pion" {
-						est, err := newEstimator()
-						if err != nil {
-							b.Fatal(err)
-						}
-						b.Cleanup(est.close)
-						e.onSent = est.sent
-					}
-					egresses[i] = e
-					d := newDownTrack(track, e, ready, nil)
-					d.bound, d.ssrc, d.pt, d.resync = true, 1234, 96, true
-					d.stream = &egressStream{writer: &discardWriter{}, ssrc: 1234, rtxSSRC: 5678, rtxPT: 97, twccID: 3}
-					d.setTarget(0)
-					track.AddSink(fmt.Sprint(i), d)
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
+			track := NewTrack(TrackInfo{ID: "t", Kind: KindVideo, Codec: Codec{MimeType: "video/VP8", ClockRate: 90000}, Layers: []string{"q", "h", "f"}}, nil)
+			ready := &atomic.Bool{}
+			ready.Store(true)
+			egresses := make([]*egress, n)
+			for i := range egresses {
+				e := newEgress()
+				egresses[i] = e
+				d := newDownTrack(track, e, ready, nil)
+				d.bound, d.ssrc, d.pt, d.resync = true, 1234, 96, true
+				d.stream = &egressStream{writer: &discardWriter{}, ssrc: 1234, rtxSSRC: 5678, rtxPT: 97, twccID: 3}
+				d.setTarget(0)
+				track.AddSink(fmt.Sprint(i), d)
+			}
+			src := &layerSource{seq: 1, ts: 1, pic: 1}
+			track.WriteRTP(0, src.next(true))
+			pkt := vp8Frame(0, 0, 0, false)
+			pkt.Payload = append(pkt.Payload, make([]byte, 1000)...)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				pkt.SequenceNumber = src.seq
+				pkt.Timestamp = src.ts
+				src.seq++
+				src.ts += 3000
+				track.WriteRTP(0, pkt)
+				for _, e := range egresses {
+					e.drain()
 				}
-				src := &layerSource{seq: 1, ts: 1, pic: 1}
-				track.WriteRTP(0, src.next(true))
-				pkt := vp8Frame(0, 0, 0, false)
-				pkt.Payload = append(pkt.Payload, make([]byte, 1000)...)
-				b.ReportAllocs()
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					pkt.SequenceNumber = src.seq
-					pkt.Timestamp = src.ts
-					src.seq++
-					src.ts += 3000
-					track.WriteRTP(0, pkt)
-					for _, e := range egresses {
-						e.drain()
-					}
-				}
-				b.StopTimer()
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/packet/subscriber")
-			})
-		}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/packet/subscriber")
+		})
 	}
-}
-
-// statsOnly is a GCC estimator frozen at given figures.
-type statsOnly struct {
-	target, delayTarget int
-	loss                float64
-}
-
-func (s statsOnly) GetTargetBitrate() int { return s.target }
-func (s statsOnly) GetStats() map[string]any {
-	return map[string]any{"averageLoss": s.loss, "delayTargetBitrate": s.delayTarget, "lossTargetBitrate": s.target}
 }
 
 func TestGCCEstimateTrustsDelayUnderRandomLoss(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		est  statsOnly
-		want float64
+		name                      string
+		target, delayTarget, loss float64
+		want                      float64
 	}{
-		{"no loss", statsOnly{target: 2e6, delayTarget: 2e6, loss: 0}, 2e6},
-		{"3 % random loss holds the loss estimate low", statsOnly{target: 300e3, delayTarget: 900e3, loss: 0.03}, 900e3},
-		{"heavy loss: the loss estimate rules", statsOnly{target: 300e3, delayTarget: 900e3, loss: 0.15}, 300e3},
-		{"congestion: delay estimate is the lower", statsOnly{target: 400e3, delayTarget: 400e3, loss: 0.03}, 400e3},
+		{"no loss", 2e6, 2e6, 0, 2e6},
+		{"3 % random loss holds the loss estimate low", 300e3, 900e3, 0.03, 900e3},
+		{"heavy loss: the loss estimate rules", 300e3, 900e3, 0.15, 300e3},
+		{"congestion: delay estimate is the lower", 400e3, 400e3, 0.03, 400e3},
 	} {
-		if got := gccEstimate(tc.est); got != tc.want {
+		if got := gccEstimate(tc.target, tc.delayTarget, tc.loss); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}

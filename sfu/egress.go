@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -46,16 +47,20 @@ type egress struct {
 	bytes   atomic.Uint64
 	resent  atomic.Uint64
 
-	// onSent, if set, sees every packet as it leaves, stamped with its
-	// transport-wide sequence number under extension id twccID (the
-	// bandwidth estimator's send history). Called on the egress goroutine
-	// only.
-	onSent func(hdr *rtp.Header, payload []byte, twccID uint8)
+	// feedback carries TWCC feedback from the subscriber's RTCP readers
+	// to the egress goroutine, where the estimator runs.
+	feedback        chan *rtcp.TransportLayerCC
+	feedbackDropped atomic.Uint64
+	// The estimator's outputs, for the allocator and the NACK budget.
+	target      atomic.Int64 // bit/s: the lower of delay- and loss-based
+	delayTarget atomic.Int64 // bit/s
+	lossQ16     atomic.Uint32
 
 	// Owned by the egress goroutine.
 	twccSeq uint16
 	sent    [sentHistory]sentPacket
 	rtx     egressSlot // scratch for building a retransmission
+	gcc     *gccEstimator
 }
 
 // Ring geometry. ringSlots bounds the retransmission history (about 3 s of
@@ -96,8 +101,9 @@ type egressSlot struct {
 // sentPacket is what the estimator needs of a sent packet, by transport-wide
 // sequence number.
 type sentPacket struct {
-	at   int64 // unix ns
+	at   int64 // unix ns; 0: nothing sent under this index yet
 	size int32 // bytes on the wire before SRTP: header and payload
+	seq  uint16
 }
 
 // egressStream is one down-track's stream on the connection, as negotiated
@@ -115,7 +121,15 @@ type egressStream struct {
 }
 
 func newEgress() *egress {
-	e := &egress{slots: make([]egressSlot, ringSlots), wake: make(chan struct{}, 1), retransmit: make([]uint64, 0, maxRetrans)}
+	e := &egress{
+		slots:      make([]egressSlot, ringSlots),
+		wake:       make(chan struct{}, 1),
+		retransmit: make([]uint64, 0, maxRetrans),
+		feedback:   make(chan *rtcp.TransportLayerCC, 16),
+		gcc:        newGCCEstimator(bweInitialBitrate, bweMinBitrate, bweMaxBitrate, time.Now()),
+	}
+	e.target.Store(bweInitialBitrate)
+	e.delayTarget.Store(bweInitialBitrate)
 	// Room for the TWCC extension in every slot up front, so stamping
 	// never allocates.
 	exts := make([]rtp.Extension, ringSlots+1)
@@ -244,16 +258,53 @@ func (e *egress) nack(st *egressStream, seqs []uint16, gap time.Duration, maxBps
 	return queued
 }
 
-// run sends queued packets until ctx ends.
+// run sends queued packets and runs the estimator on feedback until ctx
+// ends.
 func (e *egress) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-e.wake:
+			e.drain()
+		case fb := <-e.feedback:
+			e.onFeedback(fb, time.Now())
 		}
-		e.drain()
 	}
+}
+
+// addFeedback hands TWCC feedback to the egress goroutine; it never blocks
+// (feedback arrives every 50-100 ms: a full channel means the egress is
+// stuck, and older feedback is then worth nothing).
+func (e *egress) addFeedback(fb *rtcp.TransportLayerCC) {
+	select {
+	case e.feedback <- fb:
+	default:
+		e.feedbackDropped.Add(1)
+	}
+}
+
+func (e *egress) onFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
+	e.gcc.onFeedback(fb, e.sentPacket, now)
+	e.target.Store(int64(e.gcc.target))
+	e.delayTarget.Store(int64(e.gcc.delayTarget))
+	e.lossQ16.Store(uint32(min(e.gcc.loss.averageLoss, 1) * 65535))
+}
+
+// sentPacket looks a transport-wide sequence number up in the send
+// history. Egress goroutine only.
+func (e *egress) sentPacket(seq uint16) (at int64, size int, ok bool) {
+	p := &e.sent[seq%sentHistory]
+	if p.at == 0 || p.seq != seq {
+		return 0, 0, false
+	}
+	return p.at, int(p.size), true
+}
+
+// estimates returns GCC's target, its delay-based part and the average
+// loss it sees.
+func (e *egress) estimates() (target, delayTarget float64, loss float64) {
+	return float64(e.target.Load()), float64(e.delayTarget.Load()), float64(e.lossQ16.Load()) / 65535
 }
 
 // drain sends retransmissions, then up to maxBatch queued packets, until
@@ -329,11 +380,8 @@ func (e *egress) send(st *egressStream, hdr *rtp.Header, payload []byte, twcc *[
 		e.twccSeq++
 		binary.BigEndian.PutUint16(twcc[:], seq)
 		if err := hdr.SetExtension(st.twccID, twcc[:]); err == nil {
-			e.sent[seq%sentHistory] = sentPacket{at: now, size: int32(hdr.MarshalSize() + len(payload))}
+			e.sent[seq%sentHistory] = sentPacket{at: now, size: int32(hdr.MarshalSize() + len(payload)), seq: seq}
 		}
-	}
-	if e.onSent != nil && st.twccID != 0 {
-		e.onSent(hdr, payload, st.twccID)
 	}
 	if n, err := st.writer.WriteRTP(hdr, payload); err == nil {
 		e.packets.Add(1)

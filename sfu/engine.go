@@ -235,33 +235,26 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 }
 
 // newPeerConnection builds a peer connection on an API of its own. A
-// subscriber connection (withBWE) has no interceptors on its write path:
+// subscriber connection (subscriber) has no interceptors on its write path:
 // its egress stamps transport-wide sequence numbers, answers NACKs from its
-// ring and feeds the bandwidth estimator returned here; the TWCC header
-// extension, transport-cc and NACK feedback are still negotiated. est is nil
-// for a publisher connection. repair (publisher connections) unwraps the
-// client's RTX retransmissions ahead of every other interceptor.
-func (s *SFU) newPeerConnection(withBWE bool, repair *rtxrepair.Factory) (*webrtc.PeerConnection, *estimator, error) {
+// ring and runs its own GCC; the TWCC header extension, transport-cc and
+// NACK feedback are still negotiated. repair (publisher connections)
+// unwraps the client's RTX retransmissions ahead of every other
+// interceptor.
+func (s *SFU) newPeerConnection(subscriber bool, repair *rtxrepair.Factory) (*webrtc.PeerConnection, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
-		return nil, nil, fmt.Errorf("register codecs: %w", err)
+		return nil, fmt.Errorf("register codecs: %w", err)
 	}
 	reg := &interceptor.Registry{}
 	if repair != nil {
 		reg.Add(repair)
 	}
-	var est *estimator
-	if withBWE {
-		e, err := newEstimator()
-		if err != nil {
-			return nil, nil, fmt.Errorf("congestion controller: %w", err)
-		}
-		est = e
+	if subscriber {
 		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 			m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
 			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
-				est.close()
-				return nil, nil, fmt.Errorf("twcc: %w", err)
+				return nil, fmt.Errorf("twcc: %w", err)
 			}
 		}
 	} else {
@@ -269,26 +262,24 @@ func (s *SFU) newPeerConnection(withBWE bool, repair *rtxrepair.Factory) (*webrt
 		// GetStats, and it costs a lock per packet): NACKs and receiver
 		// reports to the publisher, TWCC feedback for its estimator.
 		if err := webrtc.ConfigureNack(m, reg); err != nil {
-			return nil, nil, fmt.Errorf("nack: %w", err)
+			return nil, fmt.Errorf("nack: %w", err)
 		}
 		if err := webrtc.ConfigureRTCPReports(reg); err != nil {
-			return nil, nil, fmt.Errorf("rtcp reports: %w", err)
+			return nil, fmt.Errorf("rtcp reports: %w", err)
 		}
 		if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
-			return nil, nil, fmt.Errorf("twcc feedback: %w", err)
+			return nil, fmt.Errorf("twcc feedback: %w", err)
 		}
 	}
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
-		est.close()
-		return nil, nil, fmt.Errorf("simulcast extensions: %w", err)
+		return nil, fmt.Errorf("simulcast extensions: %w", err)
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s.settings))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		est.close()
-		return nil, nil, fmt.Errorf("new peer connection: %w", err)
+		return nil, fmt.Errorf("new peer connection: %w", err)
 	}
-	return pc, est, nil
+	return pc, nil
 }
 
 // waitGathered waits until the connection's candidates are in its local

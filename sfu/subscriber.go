@@ -18,7 +18,6 @@ import (
 type subscriber struct {
 	p     *Participant
 	pc    *webrtc.PeerConnection
-	est   *estimator
 	queue *egress
 
 	changeMu    sync.Mutex // serializes add and remove
@@ -69,12 +68,11 @@ const (
 )
 
 func newSubscriber(p *Participant) (*subscriber, error) {
-	pc, est, err := p.sfu.newPeerConnection(true, nil)
+	pc, err := p.sfu.newPeerConnection(true, nil)
 	if err != nil {
 		return nil, err
 	}
-	s := &subscriber{p: p, pc: pc, est: est, queue: newEgress(), downs: make(map[string]*subscription)}
-	s.queue.onSent = est.sent
+	s := &subscriber{p: p, pc: pc, queue: newEgress(), downs: make(map[string]*subscription)}
 	s.probe.budget = &p.sfu.probes
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateConnected {
@@ -273,7 +271,7 @@ func (s *subscriber) readRTCP(sub *subscription) {
 				s.remb.Store(uint64(r.Bitrate))
 			case *rtcp.TransportLayerCC:
 				s.sawTWCC.Store(true)
-				s.est.feedback(r)
+				s.queue.addFeedback(r)
 			case *rtcp.ReceiverReport:
 				for _, rr := range r.Reports {
 					s.receptionReport(rr)
@@ -298,10 +296,7 @@ func (s *subscriber) answerNack(dt *DownTrack, nack *rtcp.TransportLayerNack) {
 	if gap <= 5*time.Millisecond {
 		gap = defaultResendGap
 	}
-	maxBps := float64(bweInitialBitrate)
-	if s.est != nil {
-		maxBps = float64(s.est.bwe.GetTargetBitrate())
-	}
+	maxBps, _, _ := s.queue.estimates()
 	now := time.Now()
 	var seqs [17]uint16
 	for _, pair := range nack.Nacks {
@@ -369,14 +364,11 @@ func (s *subscriber) estimate() float64 {
 			return float64(r)
 		}
 	}
-	if s.est != nil {
-		return gccEstimate(s.est.bwe)
-	}
-	return bweInitialBitrate
+	return gccEstimate(s.queue.estimates())
 }
 
 // randomLossLimit is the loss below which the allocator trusts GCC's
-// delay-based estimate alone. Pion's GCC takes the lower of a delay-based
+// delay-based estimate alone. GCC (gcc.go, as pion's) takes the lower of a delay-based
 // and a loss-based estimate, and the loss-based one never rises while loss
 // is above 2 %: on a rural line that loses 3 % of packets at random (not
 // from congestion, which shows as queueing delay first) it only ratchets
@@ -384,22 +376,14 @@ func (s *subscriber) estimate() float64 {
 // for more. Above 10 % loss the loss-based estimate rules, as in GCC.
 const randomLossLimit = 0.10
 
-// gccStats is what the allocator reads of pion's GCC.
-type gccStats interface {
-	GetTargetBitrate() int
-	GetStats() map[string]any
-}
-
-// gccEstimate is the bandwidth the allocator plans with.
-func gccEstimate(est gccStats) float64 {
-	target := float64(est.GetTargetBitrate())
-	st := est.GetStats()
-	loss, ok1 := st["averageLoss"].(float64)
-	delayTarget, ok2 := st["delayTargetBitrate"].(int)
-	if !ok1 || !ok2 || loss >= randomLossLimit || float64(delayTarget) <= target {
+// gccEstimate is the bandwidth the allocator plans with, from GCC's target
+// (the lower of its delay- and loss-based estimates), its delay-based
+// estimate and the average loss it sees.
+func gccEstimate(target, delayTarget, loss float64) float64 {
+	if loss >= randomLossLimit || delayTarget <= target {
 		return target
 	}
-	return float64(delayTarget)
+	return delayTarget
 }
 
 func (s *subscriber) allocateLoop() {
@@ -553,5 +537,4 @@ func (s *subscriber) close() {
 	if err := s.pc.Close(); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
 		s.p.log.Debug("close subscriber connection", "err", err)
 	}
-	s.est.close()
 }

@@ -1,0 +1,546 @@
+package sfu
+
+import (
+	"math"
+	"time"
+
+	"github.com/pion/rtcp"
+)
+
+// gccEstimator is Google Congestion Control (draft-ietf-rmcat-gcc-02) for
+// one subscriber connection, fed from its egress's send-time array and the
+// subscriber's TWCC feedback, on the egress goroutine; it allocates
+// nothing. The algorithms and constants are those of pion/interceptor's
+// pkg/gcc (MIT), which the sfu ran before, so classrooms get the same
+// estimates: the delay-based part groups packets sent within 5 ms, filters
+// the inter-group delay variation with a Kalman filter, compares it with
+// an adaptive threshold (overuse, normal, underuse) and steers an AIMD rate
+// controller on the received rate; the loss-based part raises its estimate
+// by 5 % while loss is under 2 % and cuts it above 10 %. The estimate is
+// the lower of the two.
+type gccEstimator struct {
+	acks []gccAck // scratch for one feedback packet
+
+	refTime     int64 // unwrapped TWCC reference time (64 ms units)
+	refTimeInit bool
+
+	received rateHistory
+
+	groupInit bool
+	group     arrivalGroup
+	prevInit  bool
+	prev      arrivalGroup
+
+	kalman    kalmanFilter
+	threshold adaptiveThreshold
+	overuse   overuseDetector
+	rate      rateController
+	loss      lossController
+
+	target      int
+	delayTarget int
+}
+
+// gccAck is one packet a feedback reports on: its departure (our clock),
+// its arrival (the receiver's clock; 0: lost) and its size.
+type gccAck struct {
+	departure, arrival int64 // ns
+	size               int
+}
+
+// Pion's bounds and timings, kept.
+const (
+	gccBurst        = 5 * time.Millisecond // packets sent within it form one group
+	gccRateWindow   = 500 * time.Millisecond
+	gccOveruseTime  = 10 * time.Millisecond
+	gccLossMin      = 100_000
+	gccLossMax      = 100_000_000
+	maxFeedbackAcks = 1024
+)
+
+func newGCCEstimator(initial, minRate, maxRate int, now time.Time) *gccEstimator {
+	g := &gccEstimator{
+		acks:        make([]gccAck, 0, maxFeedbackAcks),
+		target:      initial,
+		delayTarget: initial,
+	}
+	g.threshold = adaptiveThreshold{thresh: 12500 * time.Microsecond, up: 0.01, down: 0.00018, min: 6 * time.Millisecond, max: 600 * time.Millisecond}
+	g.kalman = kalmanFilter{processUncertainty: 1e-3, estimateError: 0.1}
+	g.overuse.lastUpdate = now.UnixNano()
+	g.rate = rateController{target: initial, min: minRate, max: maxRate}
+	g.loss = lossController{bitrate: initial}
+	return g
+}
+
+// onFeedback takes one TWCC feedback packet: sent finds a transport-wide
+// sequence number's departure and size in the egress's array.
+func (g *gccEstimator) onFeedback(fb *rtcp.TransportLayerCC, sent func(seq uint16) (at int64, size int, ok bool), now time.Time) {
+	acks := g.parse(fb, sent)
+	if len(acks) == 0 {
+		return
+	}
+	g.updateRTT(acks, now)
+	g.loss.update(acks, now)
+	for _, a := range acks {
+		if a.arrival != 0 {
+			if r, ok := g.received.add(a); ok {
+				g.rate.latestReceivedRate = r
+			}
+		}
+	}
+	for _, a := range acks {
+		g.onAck(a, now)
+	}
+}
+
+// parse turns a feedback packet into acknowledgments of packets the egress
+// sent (as pion's FeedbackAdapter does).
+func (g *gccEstimator) parse(fb *rtcp.TransportLayerCC, sent func(uint16) (int64, int, bool)) []gccAck {
+	acks := g.acks[:0]
+	ref := int64(fb.ReferenceTime & 0xffffff)
+	if g.refTimeInit {
+		delta := (ref-g.refTime+(1<<23))&0xffffff - (1 << 23)
+		ref = g.refTime + delta
+	}
+	g.refTime, g.refTimeInit = ref, true
+	arrival := ref * int64(64*time.Millisecond)
+	deltas := fb.RecvDeltas
+	seq := fb.BaseSequenceNumber
+	remaining := int(fb.PacketStatusCount)
+	status := func(symbol uint16) {
+		var at int64
+		if symbol == rtcp.TypeTCCPacketReceivedSmallDelta || symbol == rtcp.TypeTCCPacketReceivedLargeDelta {
+			if len(deltas) == 0 {
+				return
+			}
+			arrival += deltas[0].Delta * int64(time.Microsecond)
+			deltas = deltas[1:]
+			at = arrival
+			if at == 0 {
+				at = 1 // 0 means lost
+			}
+		}
+		if dep, size, ok := sent(seq); ok && len(acks) < cap(acks) {
+			acks = append(acks, gccAck{departure: dep, arrival: at, size: size})
+		}
+		seq++
+		remaining--
+	}
+	for _, chunk := range fb.PacketChunks {
+		switch c := chunk.(type) {
+		case *rtcp.RunLengthChunk:
+			for i := 0; i < int(c.RunLength) && remaining > 0; i++ {
+				status(c.PacketStatusSymbol)
+			}
+		case *rtcp.StatusVectorChunk:
+			for _, s := range c.SymbolList {
+				if remaining == 0 {
+					break
+				}
+				status(s)
+			}
+		}
+		if remaining == 0 {
+			break
+		}
+	}
+	g.acks = acks
+	return acks
+}
+
+// updateRTT is pion's: the smallest round trip of the packets the feedback
+// reports, less the time each waited at the receiver for the feedback.
+func (g *gccEstimator) updateRTT(acks []gccAck, now time.Time) {
+	var sentFeedback int64
+	for _, a := range acks {
+		sentFeedback = max(sentFeedback, a.arrival)
+	}
+	best := int64(math.MaxInt64)
+	for _, a := range acks {
+		if a.arrival == 0 {
+			continue
+		}
+		rtt := now.UnixNano() - a.departure - (sentFeedback - a.arrival)
+		best = min(best, rtt)
+	}
+	if best < math.MaxInt64 {
+		g.rate.latestRTT = time.Duration(best)
+	}
+}
+
+// onAck groups packets sent within a burst; each completed group is one
+// delay measurement.
+func (g *gccEstimator) onAck(a gccAck, now time.Time) {
+	if a.arrival == 0 {
+		return
+	}
+	if !g.groupInit {
+		g.group, g.groupInit = arrivalGroup{departure: a.departure, arrival: a.arrival}, true
+		return
+	}
+	if a.arrival < g.group.arrival {
+		return // out of order
+	}
+	if a.departure <= g.group.departure {
+		return
+	}
+	if time.Duration(a.departure-g.group.departure) <= gccBurst {
+		g.group.arrival = a.arrival
+		return
+	}
+	if time.Duration(a.arrival-g.group.arrival) <= gccBurst && (a.arrival-g.group.arrival)-(a.departure-g.group.departure) < 0 {
+		g.group.arrival = a.arrival
+		return
+	}
+	g.onGroup(g.group, now)
+	g.group = arrivalGroup{departure: a.departure, arrival: a.arrival}
+}
+
+type arrivalGroup struct{ departure, arrival int64 }
+
+func (g *gccEstimator) onGroup(ag arrivalGroup, now time.Time) {
+	if !g.prevInit {
+		g.prev, g.prevInit = ag, true
+		return
+	}
+	measurement := time.Duration((ag.arrival - g.prev.arrival) - (ag.departure - g.prev.departure))
+	g.prev = ag
+	estimate := g.kalman.update(measurement)
+	use := g.overuse.detect(&g.threshold, estimate, now)
+	if target, ok := g.rate.onUsage(use, now); ok {
+		g.delayTarget = target
+		g.target = min(target, g.loss.estimate(target))
+	}
+}
+
+// kalmanFilter estimates the delay gradient from inter-group delay
+// variations.
+type kalmanFilter struct {
+	estimate               time.Duration
+	processUncertainty     float64
+	estimateError          float64
+	measurementUncertainty float64
+}
+
+func (k *kalmanFilter) update(measurement time.Duration) time.Duration {
+	const chi = 0.001
+	z := measurement - k.estimate
+	zms := float64(z.Microseconds()) / 1000.0
+	alpha := math.Pow(1-chi, 30.0/(1000.0*5*float64(time.Millisecond)))
+	root3 := 3 * math.Sqrt(k.measurementUncertainty)
+	if zms > root3 {
+		k.measurementUncertainty = math.Max(alpha*k.measurementUncertainty+(1-alpha)*root3*root3, 1)
+	} else {
+		k.measurementUncertainty = math.Max(alpha*k.measurementUncertainty+(1-alpha)*zms*zms, 1)
+	}
+	estimateUncertainty := k.estimateError + k.processUncertainty
+	gain := estimateUncertainty / (estimateUncertainty + k.measurementUncertainty)
+	k.estimate += time.Duration(gain * zms * float64(time.Millisecond))
+	k.estimateError = (1 - gain) * estimateUncertainty
+	return k.estimate
+}
+
+type usage int
+
+const (
+	usageNormal usage = iota
+	usageOver
+	usageUnder
+)
+
+// adaptiveThreshold compares the delay gradient with a threshold that
+// follows it slowly, so a link's own jitter does not read as congestion.
+type adaptiveThreshold struct {
+	thresh     time.Duration
+	up, down   float64
+	min, max   time.Duration
+	lastUpdate int64
+	numDeltas  int
+}
+
+func (a *adaptiveThreshold) compare(estimate time.Duration, now time.Time) (usage, time.Duration) {
+	const maxDeltas = 60
+	a.numDeltas++
+	if a.numDeltas < 2 {
+		return usageNormal, estimate
+	}
+	t := time.Duration(min(a.numDeltas, maxDeltas)) * estimate
+	use := usageNormal
+	if t > a.thresh {
+		use = usageOver
+	} else if t < -a.thresh {
+		use = usageUnder
+	}
+	a.update(t, now.UnixNano())
+	return use, t
+}
+
+func (a *adaptiveThreshold) update(estimate time.Duration, now int64) {
+	if a.lastUpdate == 0 {
+		a.lastUpdate = now
+	}
+	abs := time.Duration(math.Abs(float64(estimate.Microseconds()))) * time.Microsecond
+	if abs > a.thresh+15*time.Millisecond {
+		a.lastUpdate = now
+		return
+	}
+	k := a.up
+	if abs < a.thresh {
+		k = a.down
+	}
+	dt := min(time.Duration(now-a.lastUpdate).Milliseconds(), 100)
+	d := abs - a.thresh
+	add := k * float64(d.Milliseconds()) * float64(dt)
+	a.thresh = min(max(a.thresh+time.Duration(add*1000)*time.Microsecond, a.min), a.max)
+	a.lastUpdate = now
+}
+
+// overuseDetector signals overuse only when the threshold is exceeded for
+// more than gccOveruseTime and the gradient still grows.
+type overuseDetector struct {
+	lastEstimate       time.Duration
+	lastUpdate         int64
+	increasingDuration time.Duration
+	increasingCounter  int
+}
+
+func (d *overuseDetector) detect(th *adaptiveThreshold, estimate time.Duration, now time.Time) usage {
+	delta := time.Duration(now.UnixNano() - d.lastUpdate)
+	d.lastUpdate = now.UnixNano()
+	thresholdUse, est := th.compare(estimate, now)
+	use := usageNormal
+	switch thresholdUse {
+	case usageOver:
+		if d.increasingDuration == 0 {
+			d.increasingDuration = delta / 2
+		} else {
+			d.increasingDuration += delta
+		}
+		d.increasingCounter++
+		if d.increasingDuration > gccOveruseTime && d.increasingCounter > 1 && est > d.lastEstimate {
+			use = usageOver
+		}
+	case usageUnder:
+		d.increasingCounter, d.increasingDuration = 0, 0
+		use = usageUnder
+	default:
+		d.increasingCounter, d.increasingDuration = 0, 0
+	}
+	d.lastEstimate = est
+	return use
+}
+
+type rateState int
+
+const (
+	stateIncrease rateState = iota
+	stateDecrease
+	stateHold
+)
+
+// stateOn is the controller's state on a detector signal. Pion's
+// controller (whose estimates the allocator was tuned on) moves from
+// "increase" on every signal, whatever its state was: overuse decreases,
+// underuse holds, normal increases. Kept as is.
+func stateOn(use usage) rateState {
+	switch use {
+	case usageOver:
+		return stateDecrease
+	case usageUnder:
+		return stateHold
+	}
+	return stateIncrease
+}
+
+// rateController is the AIMD controller of the delay-based estimate.
+type rateController struct {
+	init               bool
+	target, min, max   int
+	lastUpdate         int64
+	latestRTT          time.Duration
+	latestReceivedRate int
+	decreaseRate       movingAverage
+}
+
+// onUsage moves the controller on a detector signal; ok is false when it
+// holds.
+func (c *rateController) onUsage(use usage, now time.Time) (target int, ok bool) {
+	if !c.init {
+		c.init = true
+		return 0, false
+	}
+	switch stateOn(use) {
+	case stateIncrease:
+		c.target = min(max(c.increase(now.UnixNano()), c.min), c.max)
+	case stateDecrease:
+		c.target = min(max(c.decrease(now.UnixNano()), c.min), c.max)
+	default:
+		return 0, false
+	}
+	return c.target, true
+}
+
+func (c *rateController) increase(now int64) int {
+	received := float64(c.latestReceivedRate)
+	avg := &c.decreaseRate
+	sinceMs := float64(time.Duration(now - c.lastUpdate).Milliseconds())
+	if avg.average > 0 && received > avg.average-3*avg.stdDeviation && received < avg.average+3*avg.stdDeviation {
+		// Near the rate of the last decrease: additive increase.
+		bitsPerFrame := float64(c.target) / 30.0
+		packetsPerFrame := math.Ceil(bitsPerFrame / (1200 * 8))
+		expectedPacketSizeBits := bitsPerFrame / packetsPerFrame
+		responseTime := 100*time.Millisecond + c.latestRTT
+		alpha := 0.5 * math.Min(sinceMs/float64(responseTime.Milliseconds()), 1.0)
+		increase := int(math.Max(1000.0, alpha*expectedPacketSizeBits))
+		c.lastUpdate = now
+		return int(math.Min(float64(c.target+increase), 1.5*received))
+	}
+	eta := math.Pow(1.08, math.Min(sinceMs/1000, 1.0))
+	c.lastUpdate = now
+	rate := int(eta * float64(c.target))
+	limit := int(1.5 * received)
+	if rate > limit && limit > c.target {
+		return limit
+	}
+	if rate < c.target {
+		return c.target
+	}
+	return rate
+}
+
+func (c *rateController) decrease(now int64) int {
+	const beta = 0.85
+	target := int(beta * float64(c.latestReceivedRate))
+	c.decreaseRate.update(float64(c.latestReceivedRate))
+	c.lastUpdate = now
+	return target
+}
+
+type movingAverage struct{ average, variance, stdDeviation float64 }
+
+func (a *movingAverage) update(v float64) {
+	const alpha = 0.95
+	if a.average == 0 {
+		a.average = v
+		return
+	}
+	x := v - a.average
+	a.average += alpha * x
+	a.variance = (1 - alpha) * (a.variance + alpha*x*x)
+	a.stdDeviation = math.Sqrt(a.variance)
+}
+
+// rateHistory measures the received rate over gccRateWindow of arrivals.
+type rateHistory struct {
+	samples [500]rateSample
+	start   int
+	count   int
+	sum     int
+	init    bool
+}
+
+type rateSample struct {
+	arrival int64
+	size    int
+}
+
+// add records an arrival and returns the received rate in bit/s.
+func (h *rateHistory) add(a gccAck) (int, bool) {
+	latest := a.arrival
+	if h.count > 0 {
+		prev := h.latest()
+		if time.Duration(prev-a.arrival) > time.Second {
+			*h = rateHistory{init: h.init}
+		} else if prev > latest {
+			latest = prev
+		}
+	}
+	deadline := latest - int64(gccRateWindow)
+	if a.arrival < deadline {
+		return 0, false
+	}
+	for h.count > 0 && h.samples[h.start].arrival < deadline {
+		h.removeOldest()
+	}
+	if h.count == len(h.samples) {
+		if a.arrival < h.samples[h.start].arrival {
+			return 0, false
+		}
+		h.removeOldest()
+	}
+	pos := h.count
+	for pos > 0 {
+		prev := h.samples[(h.start+pos-1)%len(h.samples)]
+		if a.arrival >= prev.arrival {
+			break
+		}
+		h.samples[(h.start+pos)%len(h.samples)] = prev
+		pos--
+	}
+	h.samples[(h.start+pos)%len(h.samples)] = rateSample{arrival: a.arrival, size: a.size}
+	h.count++
+	h.sum += a.size
+	if !h.init {
+		h.init = true
+		return a.size * 8, true
+	}
+	dt := time.Duration(h.latest() - h.samples[h.start].arrival)
+	if dt <= 0 {
+		return 0, false
+	}
+	return int(float64(8*h.sum) / dt.Seconds()), true
+}
+
+func (h *rateHistory) latest() int64 { return h.samples[(h.start+h.count-1)%len(h.samples)].arrival }
+
+func (h *rateHistory) removeOldest() {
+	h.sum -= h.samples[h.start].size
+	h.samples[h.start] = rateSample{}
+	h.start = (h.start + 1) % len(h.samples)
+	h.count--
+}
+
+// lossController is the loss-based estimate.
+type lossController struct {
+	bitrate        int
+	averageLoss    float64
+	lastLossUpdate int64
+	lastIncrease   int64
+	lastDecrease   int64
+}
+
+func (e *lossController) estimate(wanted int) int {
+	if e.bitrate <= 0 {
+		e.bitrate = min(max(wanted, gccLossMin), gccLossMax)
+	}
+	e.bitrate = min(wanted, e.bitrate)
+	return e.bitrate
+}
+
+func (e *lossController) update(acks []gccAck, now time.Time) {
+	const (
+		increaseLoss = 0.02
+		decreaseLoss = 0.1
+		holdTime     = int64(200 * time.Millisecond)
+	)
+	lost := 0
+	for _, a := range acks {
+		if a.arrival == 0 {
+			lost++
+		}
+	}
+	t := now.UnixNano()
+	ratio := float64(lost) / float64(len(acks))
+	sinceMs := float64(time.Duration(t - e.lastLossUpdate).Milliseconds())
+	e.averageLoss = ratio + math.Exp(-sinceMs/200.0)*(e.averageLoss-ratio)
+	e.lastLossUpdate = t
+	up := math.Max(e.averageLoss, ratio)
+	down := math.Min(e.averageLoss, ratio)
+	if up < increaseLoss && t-e.lastIncrease > holdTime {
+		e.lastIncrease = t
+		e.bitrate = min(max(int(1.05*float64(e.bitrate)), gccLossMin), gccLossMax)
+	} else if down > decreaseLoss && t-e.lastDecrease > holdTime {
+		e.lastDecrease = t
+		e.bitrate = min(max(int(float64(e.bitrate)*(1-0.5*down)), gccLossMin), gccLossMax)
+	}
+}

@@ -1,0 +1,139 @@
+package sfu
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+)
+
+// link is a simulated downlink: a bottleneck of rate bit/s (0: none) with
+// a tail-drop queue, random loss and a fixed delay.
+type link struct {
+	rate     float64
+	queue    time.Duration
+	loss     float64
+	delay    time.Duration
+	rng      *rand.Rand
+	lastDone time.Time
+}
+
+// arrive returns when a packet of size bytes sent at t arrives, or false
+// when it is lost.
+func (l *link) arrive(t time.Time, size int) (time.Time, bool) {
+	if l.rng.Float64() < l.loss {
+		return time.Time{}, false
+	}
+	start := t
+	if l.lastDone.After(start) {
+		start = l.lastDone
+	}
+	if l.rate > 0 {
+		if start.Sub(t) > l.queue {
+			return time.Time{}, false
+		}
+		l.lastDone = start.Add(time.Duration(float64(size*8) / l.rate * float64(time.Second)))
+	} else {
+		l.lastDone = start
+	}
+	return l.lastDone.Add(l.delay), true
+}
+
+// simulateGCC sends 1200-byte packets through an egress for d of simulated
+// time over l, with a real TWCC recorder (pion's, as a receiver uses)
+// sending feedback every 100 ms, and returns the egress. The sender sends
+// bps, or follows the estimate up to bps when follow is set (as the
+// allocator does).
+func simulateGCC(t *testing.T, initial int, bps float64, follow bool, l *link, d time.Duration) *egress {
+	t.Helper()
+	w := &wireWriter{}
+	e := newEgress()
+	e.gcc = newGCCEstimator(initial, bweMinBitrate, bweMaxBitrate, time.Unix(0, 0))
+	st := &egressStream{writer: w, ssrc: 1, twccID: 3}
+	rec := twcc.NewRecorder(0)
+	type pending struct {
+		at  time.Time
+		seq uint16
+	}
+	var inFlight []pending
+	start := time.Unix(1000, 0)
+	nextFeedback := start.Add(100 * time.Millisecond)
+	var seq uint16
+	payload := make([]byte, 1200-12-8)
+	for now := start; now.Before(start.Add(d)); {
+		rate := bps
+		if follow {
+			target, _, _ := e.estimates()
+			rate = min(max(target, 150e3), bps)
+		}
+		now = now.Add(time.Duration(1200 * 8 / rate * float64(time.Second)))
+		slot := &egressSlot{}
+		slot.hdr = rtp.Header{Version: 2, SequenceNumber: seq, SSRC: 1}
+		seq++
+		e.send(st, &slot.hdr, payload, &slot.twcc, now.UnixNano())
+		pkts := w.packets()
+		sent := pkts[len(pkts)-1]
+		if at, ok := l.arrive(now, sent.MarshalSize()); ok {
+			inFlight = append(inFlight, pending{at: at, seq: binary.BigEndian.Uint16(sent.GetExtension(3))})
+		}
+		w.pkts = w.pkts[:0]
+		for len(inFlight) > 0 && !inFlight[0].at.After(now) {
+			rec.Record(1, inFlight[0].seq, inFlight[0].at.UnixMicro())
+			inFlight = inFlight[1:]
+		}
+		if !now.Before(nextFeedback) {
+			for _, p := range rec.BuildFeedbackPacket() {
+				if fb, ok := p.(*rtcp.TransportLayerCC); ok {
+					e.onFeedback(fb, now.Add(l.delay))
+				}
+			}
+			nextFeedback = nextFeedback.Add(100 * time.Millisecond)
+		}
+	}
+	return e
+}
+
+func TestGCCFindsTheBottleneck(t *testing.T) {
+	l := &link{rate: 1e6, queue: 300 * time.Millisecond, delay: 20 * time.Millisecond, rng: rand.New(rand.NewPCG(1, 2))}
+	e := simulateGCC(t, 2_500_000, 3e6, true, l, 30*time.Second)
+	target, delay, loss := e.estimates()
+	t.Logf("a sender following the estimate over 1 Mbit/s: target %.0f, delay-based %.0f, loss %.3f", target, delay, loss)
+	if target > 1.2e6 || target < 400e3 {
+		t.Errorf("estimate %.0f bit/s for a 1 Mbit/s bottleneck", target)
+	}
+}
+
+func TestGCCRisesOnAFreeLink(t *testing.T) {
+	l := &link{delay: 20 * time.Millisecond, rng: rand.New(rand.NewPCG(1, 2))}
+	e := simulateGCC(t, 300_000, 1e6, false, l, 20*time.Second)
+	target, delay, loss := e.estimates()
+	t.Logf("1 Mbit/s on a free link from 300 kbit/s: target %.0f, delay-based %.0f, loss %.3f", target, delay, loss)
+	if target < 1.2e6 {
+		t.Errorf("estimate stayed at %.0f bit/s on a link that carries all of 1 Mbit/s", target)
+	}
+}
+
+func TestGCCUnderRandomLoss(t *testing.T) {
+	l := &link{delay: 20 * time.Millisecond, loss: 0.05, rng: rand.New(rand.NewPCG(1, 2))}
+	e := simulateGCC(t, 1_000_000, 1e6, false, l, 20*time.Second)
+	target, delay, loss := e.estimates()
+	t.Logf("5 %% random loss: target %.0f, delay-based %.0f, loss %.3f", target, delay, loss)
+	if loss == 0 || loss > 0.2 {
+		t.Errorf("average loss %.3f at 5 %% loss", loss)
+	}
+	if got := gccEstimate(target, delay, loss); got < 1e6 {
+		t.Errorf("random loss brought the allocator's estimate to %.0f, below the 1 Mbit/s the link carries", got)
+	}
+
+	l = &link{delay: 20 * time.Millisecond, loss: 0.25, rng: rand.New(rand.NewPCG(1, 2))}
+	e = simulateGCC(t, 1_000_000, 1e6, false, l, 10*time.Second)
+	target, delay, loss = e.estimates()
+	t.Logf("25 %% loss: target %.0f, delay-based %.0f, loss %.3f", target, delay, loss)
+	if target > 500_000 || gccEstimate(target, delay, loss) != target {
+		t.Errorf("25 %% loss left the estimate at %.0f (allocator %.0f)", target, gccEstimate(target, delay, loss))
+	}
+}
