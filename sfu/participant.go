@@ -552,6 +552,14 @@ func (p *Participant) handle(m controlMsg) bool {
 			sub := p.sub
 			p.mu.Unlock()
 			if sub != nil && e.Track != nil && sub.remove([]string{e.Track.ID}) {
+				if p.sig == nil && len(sub.subscribedIDs()) == 0 {
+					// A WHEP player cannot be offered other tracks: with
+					// nothing left to watch its session ends, so the player
+					// sees its connection close and can come back, rather
+					// than sit on a connection that carries nothing.
+					p.leave("everything it watched was unpublished")
+					return true
+				}
 				if err := sub.negotiate(false); err != nil {
 					p.log.Warn("renegotiate", "err", err)
 				}

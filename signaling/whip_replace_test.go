@@ -117,8 +117,28 @@ func TestWHIPReconnectReplacesStaleSession(t *testing.T) {
 	if n := fresh.decodedFrames("whep/camera"); n < 5 {
 		t.Fatalf("a player joining after the reconnect decoded %d frames", n)
 	}
+
+	// The encoder stops for good (DELETE): the players have nothing left
+	// to watch, and their sessions end, so they see their connections
+	// close instead of sitting on dead tracks.
 	if err := second.sess.Close(context.Background()); err != nil {
 		t.Fatalf("DELETE of the new session: %v", err)
+	}
+	testenv.WaitFor(t, 45*time.Second, "the players' sessions to end with the publisher", func() bool {
+		ts.Sig.mu.Lock()
+		defer ts.Sig.mu.Unlock()
+		for _, hs := range ts.Sig.resources {
+			if hs.room == room {
+				return false
+			}
+		}
+		return true
+	})
+	for _, pc := range []*webrtc.PeerConnection{player.PC, late.PC} {
+		testenv.WaitFor(t, 45*time.Second, "a player's connection to close", func() bool {
+			st := pc.ConnectionState()
+			return st == webrtc.PeerConnectionStateClosed || st == webrtc.PeerConnectionStateFailed
+		})
 	}
 }
 
