@@ -8,6 +8,10 @@
 #   scenarios: fanout50 fanout200 fanout500 lossy30 lessons10x20 whep200
 #              smoke (5 classrooms, to check the setup)
 #              custom (the tool flags in $CUSTOM, e.g. CUSTOM="--classrooms 120")
+#              restart50 (5 lessons x 10 classrooms rejoining by themselves,
+#              --reconnect; the server is killed with SIGKILL RESTART_AFTER
+#              seconds after the start and started again on the same port
+#              and data dir: restart to first frame per classroom)
 #              cascade2 (two cluster nodes with cascading against one node:
 #              redis-server and two nodes, origin pinned to SERVER_CPU and
 #              edge to EDGE_CPU, the tool unpinned; then the same classrooms
@@ -20,6 +24,7 @@
 #   CASCADE_TOOL_CPU= cascade2: cores the tool is pinned to (default: none,
 #                     it shares both cores with the nodes)
 #   CASCADE_N=300     cascade2: classrooms of the one teacher
+#   RESTART_AFTER=15  restart50: seconds from the start to the kill
 #   NODE_CPU_QUOTA=   cap every podium node at this many cores (e.g. 0.5),
 #                     with a cpu cgroup (needs root; cgroup v1 or v2), so
 #                     the tool keeps CPU when nodes and tool share 2 cores
@@ -79,13 +84,15 @@ cap_cpu() {
   echo "$pid" >"$dir/cgroup.procs"
 }
 
+# start_server NAME [keep]: a fresh server (keep: on the data dir of the
+# last one, as a restart, its log appended).
 start_server() {
   local name=$1
-  rm -rf "$BIN/data"
+  if [[ "${2:-}" != keep ]]; then rm -rf "$BIN/data"; : >"$OUT/$name.server.log"; fi
   taskset -c "$SERVER_CPU" "$BIN/podium" serve \
     --http-addr "127.0.0.1:$PORT" --secret "$SECRET" --data-dir "$BIN/data" \
     --ice-udp-port 0 --ice-tcp-port -1 --bind-ip 127.0.0.1 --log-level warn \
-    >"$OUT/$name.server.log" 2>&1 &
+    >>"$OUT/$name.server.log" 2>&1 &
   SERVER_PID=$!
   cap_cpu "$SERVER_PID" server
   for _ in $(seq 1 100); do
@@ -236,6 +243,33 @@ run() {
   reports+=("$OUT/$name.json")
 }
 
+# run_restart NAME ARGS...: one scenario whose classrooms and teachers
+# rejoin by themselves (--reconnect); RESTART_AFTER seconds after the start
+# the server is killed (SIGKILL, as a crash) and started again on the same
+# port and data dir. The tool reads the server's cost from /metrics (the
+# process id changes).
+run_restart() {
+  local name=$1; shift
+  echo
+  echo "=== $name: loadtest --reconnect $*; server killed and restarted after ${RESTART_AFTER:-15} s ==="
+  start_server "$name"
+  taskset -c "$TOOL_CPU" "$BIN/loadtest" \
+    --server "http://127.0.0.1:$PORT" --secret "$SECRET" --reconnect \
+    --lesson-prefix "$name" --duration "$DURATION" --json "$OUT/$name.json" "$@" \
+    >"$OUT/$name.txt" 2>&1 &
+  local tool=$!
+  sleep "${RESTART_AFTER:-15}"
+  echo "killing the server (SIGKILL) at $(date +%T.%N | cut -c1-12)"
+  kill -9 "$SERVER_PID"
+  wait "$SERVER_PID" 2>/dev/null || true
+  start_server "$name" keep
+  echo "server ready again at $(date +%T.%N | cut -c1-12)"
+  wait "$tool" || true
+  cat "$OUT/$name.txt"
+  stop_server
+  reports+=("$OUT/$name.json")
+}
+
 scenario() {
   case $1 in
     smoke)        run smoke     --classrooms 5   --join-rate 10 ;;
@@ -254,6 +288,8 @@ scenario() {
     # each), then the same on one node alone.
     cascade2)     run_cascade cascade2 --classrooms "$CASCADE_N" --join-rate 40
                   run cascade2-single  --classrooms "$CASCADE_N" --join-rate 40 ;;
+    # A crash mid-lesson: 50 classrooms in 5 lessons rejoin by themselves.
+    restart50)    run_restart restart50 --lessons 5 --classrooms 10 --join-rate 25 ;;
     *) echo "unknown scenario $1" >&2; return 2 ;;
   esac
 }
