@@ -181,9 +181,12 @@ func (g *gccEstimator) onAck(a gccAck, now time.Time) {
 	if a.arrival < g.group.arrival {
 		return // out of order
 	}
-	if a.departure <= g.group.departure {
+	if a.departure < g.group.departure {
 		return
 	}
+	// (Pion skips a packet sent at the same instant as its group's first;
+	// the egress reads the clock once per batch, so a burst's packets
+	// share it, and they belong to the group.)
 	if time.Duration(a.departure-g.group.departure) <= gccBurst {
 		g.group.arrival = a.arrival
 		return
