@@ -486,20 +486,36 @@ func compositeFilter(w, h, fps int, duration float64, layers []layer, inputs map
 	// Each input is decoded once and split into as many pictures as it
 	// has layers.
 	uses := map[int]int{}
+	wanted := map[int]spans{}
 	for _, l := range layers {
-		uses[inputs[l.track]]++
+		in := inputs[l.track]
+		uses[in]++
+		for _, x := range l.on {
+			wanted[in] = append(wanted[in], span{max(0, x[0]-maxFreeze), x[1]})
+		}
+	}
+	// Only the pictures an input may show are scaled: from maxFreeze
+	// before each stretch one of its layers shows (the picture held at
+	// its start) to its end, selected before the split so that no branch
+	// reads ahead of another.
+	keep := func(in int) string {
+		w := wanted[in].normalized()
+		if len(w) == 1 && w[0][0] <= 0 && w[0][1] >= duration {
+			return ""
+		}
+		return fmt.Sprintf("select='%s',", w.expr())
 	}
 	split := map[int]int{}
 	label := func(in int) string {
 		if uses[in] == 1 {
-			return fmt.Sprintf("[%d:v]", in)
+			return fmt.Sprintf("[%d:v]%s", in, keep(in))
 		}
 		if _, done := split[in]; !done {
 			outs := ""
 			for k := 0; k < uses[in]; k++ {
 				outs += fmt.Sprintf("[in%d_%d]", in, k)
 			}
-			f = append(f, fmt.Sprintf("[%d:v]split=%d%s", in, uses[in], outs))
+			f = append(f, fmt.Sprintf("[%d:v]%ssplit=%d%s", in, keep(in), uses[in], outs))
 		}
 		k := split[in]
 		split[in]++

@@ -124,8 +124,8 @@ func TestCompositeFilter(t *testing.T) {
 		[]voice{{in: 2, offset: 0.5}, {in: 3, offset: 12, when: spans{{15, 25}}}, {in: 4, offset: 1, pieces: spans{{0, 5}, {65.5, 70}}}})
 	for _, want := range []string{
 		"color=c=black:s=1280x720:r=30:d=60.000",
-		"[0:v]split=2[in0_0][in0_1]",
-		"[1:v]scale=1280:720:",
+		"[1:v]select='gte(t,8.000)*lt(t,20.000)',scale=1280:720:",
+		"[0:v]select='gte(t,0.000)*lt(t,20.000)',split=2[in0_0][in0_1]",
 		"[in0_1]scale=320:180:",
 		"overlay=0:0:eof_action=pass:enable='gte(t,10.000)*lt(t,20.000)'",
 		"overlay=936:516:eof_action=pass:enable='gte(t,10.000)*lt(t,20.000)'",
