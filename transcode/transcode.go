@@ -1,9 +1,10 @@
 // Package transcode owns the jobs that turn a finished lesson recording into
 // VOD assets in the same storage: an H.264/AAC HLS ladder with a master
-// playlist and an audio-only rendition, the composite "micro-lecture"
-// picture (teacher screen with the teacher camera as picture-in-picture,
-// following the recorded screen-share switches), poster, thumbnail sprites,
-// one MP4 download, and clips cut from a lesson.
+// playlist and an audio-only rendition, the composite picture and mix of
+// what a classroom saw and heard (the screen share while shared, whoever
+// was on stage, the teacher as picture-in-picture; every voice heard) with
+// a chapter for each change, poster, thumbnail sprites, one MP4 download,
+// and clips cut from a lesson.
 //
 // It runs ffmpeg as a subprocess. Jobs are River jobs in the replay
 // database (PostgreSQL when nodes share it, the embedded SQLite file
