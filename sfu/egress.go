@@ -311,6 +311,11 @@ func (e *egress) estimates() (target, delayTarget float64, loss float64) {
 // nothing waits.
 func (e *egress) drain() {
 	for {
+		select { // a subscriber kept busy by media still hears its feedback
+		case fb := <-e.feedback:
+			e.onFeedback(fb, time.Now())
+		default:
+		}
 		e.mu.Lock()
 		resend := len(e.retransmit) > 0
 		n := min(e.tail-e.head, maxBatch)
