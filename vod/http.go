@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"path"
 	"sort"
 	"strconv"
@@ -391,15 +392,22 @@ func readBody(r *http.Request, v any) error {
 // router); any other needs a token that may replay the lesson. Playlists
 // and the thumbnails track are rewritten so that every URI in them is
 // signed as well.
-func (s *Service) Media() http.Handler { return mediaHandler{s} }
+func (s *Service) Media() http.Handler {
+	return signedRoute{serve: s.serveMedia, verify: s.verify}
+}
 
-type mediaHandler struct{ s *Service }
+// signedRoute is a media handler the router asks first whether the
+// request's URL is signed for its object (auth.SignatureChecker).
+type signedRoute struct {
+	serve  http.HandlerFunc
+	verify func(lesson, rel string, q url.Values) (by string, ok bool)
+}
 
-func (m mediaHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.s.serveMedia(w, r) }
+func (h signedRoute) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.serve(w, r) }
 
 // ValidSignature reports whether the request is signed for its object.
-func (m mediaHandler) ValidSignature(r *http.Request) bool {
-	_, ok := m.s.verify(r.PathValue("lesson"), r.PathValue("path"), r.URL.Query())
+func (h signedRoute) ValidSignature(r *http.Request) bool {
+	_, ok := h.verify(r.PathValue("lesson"), r.PathValue("path"), r.URL.Query())
 	return ok
 }
 

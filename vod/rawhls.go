@@ -17,7 +17,6 @@ package vod
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"errors"
 	"fmt"
 	"io"
@@ -78,8 +77,7 @@ type rawSeg struct {
 
 // rawPlan is what the raw replay of a lesson plays.
 type rawPlan struct {
-	video, audio *rawTrack // either may be nil, not both
-	hasVP8       bool      // the teacher's camera exists but HLS cannot carry it
+	video, audio *rawTrack // either may be nil
 }
 
 // playback names the plan's kind ("" when nothing is playable).
@@ -120,8 +118,6 @@ func planRaw(m *Manifest) rawPlan {
 			if r := rank(t, "camera"); r > bestVideo {
 				bestVideo, p.video = r, &rawTrack{t: t}
 			}
-		case t.Kind == "video" && t.Codec == "vp8":
-			p.hasVP8 = true
 		case t.Kind == "audio" && t.Codec == "opus":
 			if r := rank(t, "microphone"); r > bestAudio {
 				bestAudio, p.audio = r, &rawTrack{t: t}
@@ -269,12 +265,10 @@ func (s *Service) getBytes(ctx context.Context, key string, limit int64) ([]byte
 	return b, nil
 }
 
-// rawMAC signs one raw object with the shift it is served with. "raw:" and
-// ':' never occur in a transcoded media path, so no signature of one is
-// valid for the other.
-func (s *Service) rawMAC(lesson, rel, off, exp, by string) string {
-	return s.mac(lesson, "raw:"+rel+":"+off, exp, by)
-}
+// rawObject names a raw object with the shift it is served with, for its
+// signature. "raw:" and ':' never occur in a transcoded media path, so no
+// signature of one is valid for the other.
+func rawObject(rel, off string) string { return "raw:" + rel + ":" + off }
 
 // rawURL is the signed Podium URL of a raw object; off (ticks) goes with a
 // media segment and is covered by the signature.
@@ -284,7 +278,7 @@ func (s *Service) rawURL(lesson, rel string, off int64, g urlGrant) string {
 	if off != 0 {
 		offs = strconv.FormatInt(off, 10)
 	}
-	q := url.Values{"exp": {e}, "by": {g.by}, "sig": {s.rawMAC(lesson, rel, offs, e, g.by)}}
+	q := url.Values{"exp": {e}, "by": {g.by}, "sig": {s.mac(lesson, rawObject(rel, offs), e, g.by)}}
 	if offs != "" {
 		q.Set("off", offs)
 	}
@@ -294,31 +288,15 @@ func (s *Service) rawURL(lesson, rel string, off int64, g urlGrant) string {
 // verifyRaw reports whether q carries a valid, unexpired signature of the
 // raw object (with its shift), and whom it was handed to.
 func (s *Service) verifyRaw(lesson, rel string, q url.Values) (by string, ok bool) {
-	e, sig, by := q.Get("exp"), q.Get("sig"), q.Get("by")
-	if e == "" || sig == "" {
-		return "", false
-	}
-	exp, err := strconv.ParseInt(e, 10, 64)
-	if err != nil || s.now().Unix() > exp {
-		return "", false
-	}
-	return by, hmac.Equal([]byte(sig), []byte(s.rawMAC(lesson, rel, q.Get("off"), e, by)))
+	return s.verify(lesson, rawObject(rel, q.Get("off")), q)
 }
 
 // Raw serves GET /api/vod/raw/{lesson}/{path...}: the raw replay. A
 // request signed for its object (and shift) is served as is; any other
 // needs a token that may replay the lesson (its live members, or a
 // student's grant).
-func (s *Service) Raw() http.Handler { return rawHandler{s} }
-
-type rawHandler struct{ s *Service }
-
-func (h rawHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.s.serveRaw(w, r) }
-
-// ValidSignature reports whether the request is signed for its object.
-func (h rawHandler) ValidSignature(r *http.Request) bool {
-	_, ok := h.s.verifyRaw(r.PathValue("lesson"), r.PathValue("path"), r.URL.Query())
-	return ok
+func (s *Service) Raw() http.Handler {
+	return signedRoute{serve: s.serveRaw, verify: s.verifyRaw}
 }
 
 func (s *Service) serveRaw(w http.ResponseWriter, r *http.Request) {
@@ -352,6 +330,11 @@ func (s *Service) serveRaw(w http.ResponseWriter, r *http.Request) {
 func (s *Service) serveRawPlaylist(w http.ResponseWriter, r *http.Request, lesson, rel, track string) {
 	var m Manifest
 	err := s.getJSON(r.Context(), ManifestKey(lesson), &m)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		// The recorder rewrites a live lesson's manifest every few
+		// seconds; S3 fails a read that spans a rewrite. Once more.
+		err = s.getJSON(r.Context(), ManifestKey(lesson), &m)
+	}
 	if errors.Is(err, storage.ErrNotFound) {
 		httpx.WriteError(w, http.StatusNotFound, "not_found", "no such lesson")
 		return

@@ -3,6 +3,7 @@ package vod_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -95,7 +96,8 @@ func masterURIs(master string) (video, audio string) {
 // camera and an Opus microphone sent as RTP, paced like a browser) into a
 // real MinIO is watchable without any encoding:
 //   - while it runs, a classroom of the lesson gets an EVENT playlist that
-//     grows as segments reach storage, with no end;
+//     grows as segments reach storage, with no end, and a late classroom's
+//     replay page in Chromium plays it (hls.js sees a live playlist);
 //   - seconds after it ends, the same playlist has its end (the time from
 //     the lesson's end to that is logged), and ffprobe, reading the
 //     playlist over HTTP from the server, decodes the teacher's camera and
@@ -144,8 +146,52 @@ func TestRawReplay(t *testing.T) {
 	}()
 	defer func() { stopPoll(); <-polled }()
 
+	// A classroom that joins late opens the replay page while the lesson
+	// runs; the lesson stays live until its page has played (or given up).
+	browser := testenv.StartChromium(t)
+	type liveResult struct {
+		st  playState
+		err error
+	}
+	livePage := make(chan liveResult, 1)
+	go func() {
+		var r liveResult
+		defer func() { livePage <- r }()
+		r.err = func() error {
+			ctx, cancel := chromedp.NewContext(browser)
+			defer cancel()
+			ctx, cancelT := context.WithTimeout(ctx, 5*time.Minute)
+			defer cancelT()
+			for {
+				if snap, ok := rawPlaylists(s, lesson, classroom); ok && snap.playback == vod.PlaybackRaw {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("the lesson's raw replay never came: %w", ctx.Err())
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			if err := openReplayPage(ctx, s.URL+"/replay?lesson="+lesson+"#token="+classroom); err != nil {
+				return err
+			}
+			var err error
+			r.st, err = pagePlays(ctx, vod.PlaybackRaw, true)
+			return err
+		}()
+	}()
+
 	var endedAt time.Time
-	m := transcodetest.RecordLive(t, store, lesson, transcodetest.LiveOptions{Seconds: seconds, Ended: func(at time.Time) { endedAt = at }})
+	m := transcodetest.RecordLive(t, store, lesson, transcodetest.LiveOptions{Seconds: seconds,
+		Hold: func() {
+			r := <-livePage
+			if r.err != nil {
+				t.Errorf("while live: %v", r.err)
+				return
+			}
+			t.Logf("while live, a late classroom's page plays the growing raw replay: %.1f s in, %d frames shown", r.st.Time, r.st.Frames)
+		},
+		Ended: func(at time.Time) { endedAt = at }})
 	testenv.WaitFor(t, 60*time.Second, "the classroom to see the raw playlists end", func() bool {
 		select {
 		case <-polled:
@@ -251,46 +297,20 @@ func TestRawReplay(t *testing.T) {
 	}
 
 	// Chromium's replay page plays the raw replay, then the transcoded one.
-	browser := testenv.StartChromium(t)
 	ctx, cancel := chromedp.NewContext(browser)
 	defer cancel()
 	ctx, cancelT := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancelT()
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(s.URL+"/replay?lesson="+lesson+"#token="+classroom),
-		chromedp.WaitVisible(chromedp.ID("video")),
-	); err != nil {
-		t.Fatalf("open the lesson page: %v", err)
+	if err := openReplayPage(ctx, s.URL+"/replay?lesson="+lesson+"#token="+classroom); err != nil {
+		t.Fatal(err)
 	}
 	waitPlaying := func(playback string) {
 		t.Helper()
-		// Frames counted from the moment the page plays this source.
-		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
-		  const v = document.getElementById('video'); v.muted = true; v.play();
-		  const mine = {frames: 0};
-		  window.rawTest = mine;
-		  const count = () => { if (window.rawTest !== mine) return; mine.frames++; v.requestVideoFrameCallback(count); };
-		  v.requestVideoFrameCallback(count); return true; })()`)); err != nil {
-			t.Fatalf("play: %v", err)
+		st, err := pagePlays(ctx, playback, false)
+		if err != nil {
+			t.Fatal(err)
 		}
-		type state struct {
-			Playback string  `json:"playback"`
-			Time     float64 `json:"time"`
-			Frames   int     `json:"frames"`
-			Error    string  `json:"error"`
-		}
-		var st state
-		testenv.WaitFor(t, 120*time.Second, "the page to play the "+playback+" replay", func() bool {
-			st, err = chromedp.Run(ctx, chromedp.Evaluate[state](`(() => { const v = document.getElementById('video');
-			  if (v.paused) v.play();
-			  return {playback: window.replay ? window.replay.playback : '', time: v.currentTime, frames: window.rawTest.frames,
-			    error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent}; })()`))
-			if err != nil || st.Error != "" {
-				t.Fatalf("page: %v %+v", err, st)
-			}
-			return st.Playback == playback && st.Time > 2 && st.Frames > 30
-		})
-		t.Logf("page plays the %s replay: at %.1f s, %d frames shown", playback, st.Time, st.Frames)
+		t.Logf("page plays the %s replay: %.1f s in, %d frames shown", playback, st.Time, st.Frames)
 	}
 	waitPlaying(vod.PlaybackRaw)
 
@@ -350,4 +370,62 @@ func flashesAndBeeps(t *testing.T, u string) (flashes, beeps []float64) {
 		}
 	}
 	return flashes, beeps
+}
+
+// openReplayPage opens the replay page in the tab.
+func openReplayPage(ctx context.Context, u string) error {
+	if err := chromedp.Do(ctx, chromedp.Navigate(u), chromedp.WaitVisible(chromedp.ID("video"))); err != nil {
+		return fmt.Errorf("open the replay page: %w", err)
+	}
+	return nil
+}
+
+// playState is what the replay page plays, read through browser APIs.
+type playState struct {
+	Playback string  `json:"playback"`
+	Live     bool    `json:"live"` // hls.js reloads a playlist without an end
+	Time     float64 `json:"time"`
+	Frames   int     `json:"frames"` // requestVideoFrameCallback calls since play
+	Error    string  `json:"error"`
+}
+
+// pagePlays starts the page's video (muted) and waits until it plays the
+// given playback (and, with live, a playlist without an end): its time
+// advances by a second and frames are presented.
+func pagePlays(ctx context.Context, playback string, live bool) (playState, error) {
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
+	  const v = document.getElementById('video'); v.muted = true; v.play();
+	  const mine = {frames: 0};
+	  window.rawTest = mine;
+	  const count = () => { if (window.rawTest !== mine) return; mine.frames++; v.requestVideoFrameCallback(count); };
+	  v.requestVideoFrameCallback(count); return true; })()`)); err != nil {
+		return playState{}, fmt.Errorf("play: %w", err)
+	}
+	start := -1.0
+	var st playState
+	for {
+		var err error
+		st, err = chromedp.Run(ctx, chromedp.Evaluate[playState](`(() => { const v = document.getElementById('video');
+		  if (v.paused) v.play();
+		  const h = window.replay && window.replay.hls;
+		  const lv = h && h.levels.length ? h.levels[Math.max(h.currentLevel, 0)] : null;
+		  return {playback: window.replay ? window.replay.playback : '', live: !!(lv && lv.details && lv.details.live),
+		    time: v.currentTime, frames: window.rawTest.frames,
+		    error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent}; })()`))
+		switch {
+		case err != nil:
+			return st, fmt.Errorf("read the page: %w", err)
+		case st.Error != "":
+			return st, fmt.Errorf("the page shows %q", st.Error)
+		case st.Playback == playback && (st.Live || !live) && st.Frames > 0 && start < 0:
+			start = st.Time
+		case st.Playback == playback && (st.Live || !live) && start >= 0 && st.Time > start+1 && st.Frames > 30:
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return st, fmt.Errorf("the page does not play the %s replay (live %v): %+v", playback, live, st)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

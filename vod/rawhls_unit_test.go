@@ -107,7 +107,7 @@ func TestPlanRawPlacesTracksOnTheLessonClock(t *testing.T) {
 	}
 
 	m.Tracks[1].Codec, m.Tracks[0].Codec, m.Tracks[2].Codec = "vp8", "vp8", "vp8"
-	if p := planRaw(m); p.playback() != PlaybackRawAudio || !p.hasVP8 {
+	if p := planRaw(m); p.playback() != PlaybackRawAudio {
 		t.Errorf("VP8 cameras: playback %q, want %q", p.playback(), PlaybackRawAudio)
 	}
 }

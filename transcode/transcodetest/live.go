@@ -43,6 +43,9 @@ type LiveOptions struct {
 	// MuteFrom..MuteTo the microphone sends nothing and its RTP clock runs
 	// on (a browser's muted or replaced track).
 	MuteFrom, MuteTo time.Duration
+	// Hold, when set, is called once all media is sent; the lesson stays
+	// live (sending nothing more) until it returns.
+	Hold func()
 	// Ended, when set, is called the moment the lesson ends (before the
 	// recording is complete), from RecordLive's goroutine.
 	Ended func(at time.Time)
@@ -181,6 +184,9 @@ func RecordLive(t testing.TB, store storage.Store, lesson string, o LiveOptions)
 		}
 	}()
 	wg.Wait()
+	if o.Hold != nil {
+		o.Hold()
+	}
 	endedAt := time.Now()
 	room.End("lesson over")
 	if o.Ended != nil {
