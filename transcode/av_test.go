@@ -153,6 +153,25 @@ func soundOnsets(t *testing.T, ffmpeg, path, pick string) []float64 {
 	return onsets
 }
 
+// worstOffset is the A/V offset of the beep farthest from its nearest
+// flash (sorted), positive when the sound comes after the picture.
+func worstOffset(beeps, flashes []float64) float64 {
+	worst := 0.0
+	for _, b := range beeps {
+		i := sort.SearchFloat64s(flashes, b)
+		d := math.Inf(1)
+		for _, j := range []int{i - 1, i} {
+			if j >= 0 && j < len(flashes) && math.Abs(b-flashes[j]) < math.Abs(d) {
+				d = b - flashes[j]
+			}
+		}
+		if math.Abs(d) > math.Abs(worst) {
+			worst = d
+		}
+	}
+	return worst
+}
+
 // masterAttrs reads BANDWIDTH and AVERAGE-BANDWIDTH per variant URI.
 func masterAttrs(t *testing.T, master []byte) map[string][2]int {
 	t.Helper()
@@ -236,19 +255,7 @@ func TestReplayFollowsRecordedAudioTimeline(t *testing.T) {
 		if len(beeps) != len(want)-1 {
 			t.Errorf("%s: %d beeps heard, want %d", r, len(beeps), len(want)-1)
 		}
-		worst := 0.0
-		for _, b := range beeps {
-			i := sort.SearchFloat64s(flashes, b)
-			d := math.Inf(1)
-			for _, j := range []int{i - 1, i} {
-				if j >= 0 && j < len(flashes) && math.Abs(b-flashes[j]) < math.Abs(d) {
-					d = b - flashes[j]
-				}
-			}
-			if math.Abs(d) > math.Abs(worst) {
-				worst = d
-			}
-		}
+		worst := worstOffset(beeps, flashes)
 		t.Logf("%s: worst A/V offset %+.0f ms", r, worst*1000)
 		if math.Abs(worst) > 0.1 {
 			t.Errorf("%s: a beep is %+.0f ms off its flash", r, worst*1000)

@@ -271,19 +271,7 @@ func TestReplayShowsAndPlaysTheWholeLesson(t *testing.T) {
 	if len(flashes) != 9 || len(beeps) != 9 {
 		t.Errorf("%d flashes and %d beeps, want 9 of each", len(flashes), len(beeps))
 	}
-	worst := 0.0
-	for _, b := range beeps {
-		i := sort.SearchFloat64s(flashes, b)
-		d := math.Inf(1)
-		for _, j := range []int{i - 1, i} {
-			if j >= 0 && j < len(flashes) && math.Abs(b-flashes[j]) < math.Abs(d) {
-				d = b - flashes[j]
-			}
-		}
-		if math.Abs(d) > math.Abs(worst) {
-			worst = d
-		}
-	}
+	worst := worstOffset(beeps, flashes)
 	t.Logf("worst A/V offset %+.0f ms (audio after video is positive)", worst*1000)
 	if math.Abs(worst) > 0.1 {
 		t.Errorf("a beep is %+.0f ms off its flash", worst*1000)
