@@ -302,6 +302,14 @@ func (s *session) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 func (s *session) close() {
 	if s.ws != nil {
 		_ = s.ws.send(envelope{Type: "leave"})
+	}
+	s.closeConns()
+}
+
+// closeConns closes the socket and the connections and waits for their
+// goroutines (signaling, track readers, link pumps).
+func (s *session) closeConns() {
+	if s.ws != nil {
 		s.ws.close()
 		<-s.ws.ended
 		s.signal.Wait()

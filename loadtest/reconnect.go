@@ -155,21 +155,7 @@ func (rep *Report) fillRecovery(all []*classroomStats, w *serverWatch) {
 // teardown closes the session's socket and connections for a rejoin; the
 // link emulator and the statistics stay.
 func (s *session) teardown() {
-	if s.ws != nil {
-		s.ws.close()
-		<-s.ws.ended
-		s.signal.Wait()
-	}
-	if s.pub != nil {
-		_ = s.pub.pc.Close()
-	}
-	if s.sub != nil {
-		_ = s.sub.Close()
-	}
-	s.readers.Wait()
-	if s.link != nil {
-		s.link.wait()
-	}
+	s.closeConns()
 	s.ws, s.pub, s.sub = nil, nil, nil
 	if s.stats != nil {
 		s.stats.video.newRun()

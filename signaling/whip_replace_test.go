@@ -46,14 +46,7 @@ func TestWHIPReconnectReplacesStaleSession(t *testing.T) {
 	}
 	before := trackIDs()
 
-	watching := newVideoCapture(t)
-	player, err := goclient.WHEPWatch(ctx20(t), nil, ts.URL, room, ts.token(t, room, sfu.RoleViewer, "V"), func(tr *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
-		watching.onTrack(goclient.RemoteTrack{Track: tr, Receiver: r, Info: goclient.TrackInfo{ParticipantID: "whep", Source: "camera"}})
-	})
-	if err != nil {
-		t.Fatalf("WHEP: %v", err)
-	}
-	defer player.PC.Close()
+	watching, player := watchCaptured(t, ts, room, "V")
 	watching.waitPackets("whep/camera", 60)
 
 	// The encoder goes quiet with its connection still open (no DELETE),
@@ -105,14 +98,7 @@ func TestWHIPReconnectReplacesStaleSession(t *testing.T) {
 	t.Logf("the watching player decoded the new publisher's picture %.1f s after the reconnect", time.Since(replacedAt).Seconds())
 
 	// A player arriving now gets live tracks.
-	fresh := newVideoCapture(t)
-	late, err := goclient.WHEPWatch(ctx20(t), nil, ts.URL, room, ts.token(t, room, sfu.RoleViewer, "V2"), func(tr *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
-		fresh.onTrack(goclient.RemoteTrack{Track: tr, Receiver: r, Info: goclient.TrackInfo{ParticipantID: "whep", Source: "camera"}})
-	})
-	if err != nil {
-		t.Fatalf("WHEP after the reconnect: %v", err)
-	}
-	defer late.PC.Close()
+	fresh, late := watchCaptured(t, ts, room, "V2")
 	fresh.waitPackets("whep/camera", 60)
 	if n := fresh.decodedFrames("whep/camera"); n < 5 {
 		t.Fatalf("a player joining after the reconnect decoded %d frames", n)
@@ -140,6 +126,21 @@ func TestWHIPReconnectReplacesStaleSession(t *testing.T) {
 			return st == webrtc.PeerConnectionStateClosed || st == webrtc.PeerConnectionStateFailed
 		})
 	}
+}
+
+// watchCaptured starts a WHEP player whose camera goes to a capture (key
+// "whep/camera").
+func watchCaptured(t *testing.T, ts *testServer, room, name string) (*videoCapture, *goclient.HTTPSession) {
+	t.Helper()
+	vc := newVideoCapture(t)
+	player, err := goclient.WHEPWatch(ctx20(t), nil, ts.URL, room, ts.token(t, room, sfu.RoleViewer, name), func(tr *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+		vc.onTrack(goclient.RemoteTrack{Track: tr, Receiver: r, Info: goclient.TrackInfo{ParticipantID: "whep", Source: "camera"}})
+	})
+	if err != nil {
+		t.Fatalf("WHEP: %v", err)
+	}
+	t.Cleanup(func() { _ = player.PC.Close() })
+	return vc, player
 }
 
 // frameWidthsSoFar decodes what a capture has written up to now (the file
