@@ -146,3 +146,51 @@ func TestCompositeFilter(t *testing.T) {
 		t.Errorf("camera-only filter: %s", silent)
 	}
 }
+
+// The tracks chosen: the teacher's camera, screen and microphone; the
+// picture of everyone ever on stage (a camera before a whiteboard) and
+// their microphones, heard only while on stage; nobody else's.
+func TestPlanTimelineChoosesWhatClassroomsSawAndHeard(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	track := func(id, participant, role, kind, source string, from, to int) vod.ManifestTrack {
+		return vod.ManifestTrack{ID: id, ParticipantID: participant, Participant: "name of " + participant, Role: role, Kind: kind, Source: source,
+			Segments: []vod.ManifestSegment{{Seq: 1, Start: at(from), Duration: time.Duration(to-from) * time.Second}}}
+	}
+	m := &vod.Manifest{StartedAt: t0, EndedAt: at(60), Tracks: []vod.ManifestTrack{
+		track("c1-camera", "c1", "classroom", "video", "camera", 10, 20),
+		track("teacher-camera", "t1", "teacher", "video", "camera", 0, 60),
+		track("teacher-microphone", "t1", "teacher", "audio", "microphone", 0, 60),
+		track("teacher-screen", "t1", "teacher", "video", "screen", 5, 50),
+		track("c1-microphone", "c1", "classroom", "audio", "microphone", 10, 20),
+		track("cam1-whiteboard", "cam1", "source", "video", "whiteboard", 0, 60),
+		track("cam1-camera", "cam1", "source", "video", "camera", 0, 60),
+		track("cam1-microphone", "cam1", "source", "audio", "microphone", 0, 60),
+		track("cam2-microphone", "cam2", "source", "audio", "microphone", 0, 60), // never on stage
+	}, Events: []vod.ManifestEvent{
+		{Time: at(10), Type: "stage", ParticipantID: "c1", Participant: "Hill School"},
+		{Time: at(20), Type: "stage", ParticipantID: "cam1", Participant: "Ceiling camera"},
+		{Time: at(30), Type: "stage"},
+	}}
+	tl, err := planTimeline(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl.teacher.track.ID != "teacher-camera" || tl.screen.track.ID != "teacher-screen" || tl.screen.offset != 5 || tl.duration != 60 {
+		t.Fatalf("teacher %s, screen %s at %v, duration %v", tl.teacher.track.ID, tl.screen.track.ID, tl.screen.offset, tl.duration)
+	}
+	var stage []string
+	for _, p := range tl.stage {
+		stage = append(stage, fmt.Sprintf("%s %s %v", p.track.ID, p.name, p.when))
+	}
+	if want := []string{"c1-camera Hill School [[10 20]]", "cam1-camera Ceiling camera [[20 30]]"}; !reflect.DeepEqual(stage, want) {
+		t.Errorf("stage %q, want %q", stage, want)
+	}
+	var voices []string
+	for _, v := range tl.voices {
+		voices = append(voices, fmt.Sprintf("%s %v", v.track.ID, v.when))
+	}
+	if want := []string{"teacher-microphone []", "c1-microphone [[10 20]]", "cam1-microphone [[20 30]]"}; !reflect.DeepEqual(voices, want) {
+		t.Errorf("voices %q, want %q", voices, want)
+	}
+}
