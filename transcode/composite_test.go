@@ -128,10 +128,14 @@ func TestReplayShowsAndPlaysTheWholeLesson(t *testing.T) {
 	cfg := Config{FFmpeg: ffmpeg, FFprobe: ffprobe, TempDir: t.TempDir()}
 	cfg.setDefaults()
 	p := &pipeline{cfg: cfg, store: store}
+	began := time.Now()
 	a, err := p.buildLesson(context.Background(), lesson.ID, func(string, float64) {})
 	if err != nil {
 		t.Fatal(err)
 	}
+	took := time.Since(began)
+	t.Logf("transcode took %.1f s for a %.1f s lesson (%.2fx real time; a figure, not a benchmark: it depends on the load)",
+		took.Seconds(), a.Duration, a.Duration/took.Seconds())
 	if a.Layout != "composite" {
 		t.Errorf("layout %q, want composite", a.Layout)
 	}
