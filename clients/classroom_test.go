@@ -68,43 +68,55 @@ func (p *page) waitShown(t *testing.T, sel string, shown bool) boxState {
 	return b
 }
 
-// videoFrames counts frames the browser presents in a video element
-// (requestVideoFrameCallback) for up to two seconds: a picture that is
-// really playing, not a frozen or black element.
+// videoFrames is what a video element presented, counted by the browser
+// itself (requestVideoFrameCallback): a picture that really plays, not a
+// frozen or black element.
 type videoFrames struct {
-	Frames int     `json:"frames"`
-	Width  float64 `json:"width"`
+	Frames float64 `json:"frames"` // presented since the counter started
+	Width  float64 `json:"width"`  // of the last frame
 	Height float64 `json:"height"`
-	Src    bool    `json:"src"`
+	Src    bool    `json:"src"` // the element has a stream
 }
 
+// frames reads (and on first use starts) the page's frame counter of a
+// video element; the counter keeps running across reads.
 func (p *page) frames(t *testing.T, sel string) videoFrames {
 	t.Helper()
 	var f videoFrames
-	err := p.eval(fmt.Sprintf(`new Promise((resolve) => {
-		const v = document.querySelector(%q);
-		const out = { frames: 0, width: 0, height: 0, src: !!(v && v.srcObject) };
-		if (!v) return resolve(out);
-		const cb = (now, meta) => {
-			out.frames++; out.width = meta.width; out.height = meta.height;
-			if (out.frames < 10) v.requestVideoFrameCallback(cb); else resolve(out);
-		};
-		v.requestVideoFrameCallback(cb);
-		setTimeout(() => resolve(out), 2000);
-	})`, sel), &f)
+	// A callback chain is armed again whenever the element got a new
+	// stream since (a pending callback may not survive the change); the
+	// generation keeps an older chain from counting twice.
+	err := p.eval(fmt.Sprintf(`(() => {
+		const v = document.querySelector(%[1]q);
+		window.__frames = window.__frames || {};
+		const c = window.__frames[%[1]q] = window.__frames[%[1]q] || { frames: 0, width: 0, height: 0, gen: 0, src: null };
+		if (v && v.srcObject && v.srcObject !== c.src) {
+			c.src = v.srcObject;
+			const gen = ++c.gen;
+			const cb = (now, meta) => {
+				if (gen !== c.gen) return;
+				c.frames++; c.width = meta.width; c.height = meta.height;
+				v.requestVideoFrameCallback(cb);
+			};
+			v.requestVideoFrameCallback(cb);
+		}
+		return { frames: c.frames, width: c.width, height: c.height, src: !!(v && v.srcObject) };
+	})()`, sel), &f)
 	if err != nil {
 		t.Logf("%s: frames of %s: %v", p.name, sel, err)
 	}
 	return f
 }
 
-// waitPlaying waits until a video element presents frames again.
+// waitPlaying waits until a video element presents ten more frames than
+// when the wait began.
 func (p *page) waitPlaying(t *testing.T, sel string) videoFrames {
 	t.Helper()
+	base := p.frames(t, sel).Frames
 	var f videoFrames
 	p.waitUntil(t, sel+" presenting frames", func() (bool, string) {
 		f = p.frames(t, sel)
-		return f.Frames >= 10 && f.Width > 0, fmt.Sprintf("%+v", f)
+		return f.Frames >= base+10 && f.Width > 0, fmt.Sprintf("%+v (from %v)", f, base)
 	})
 	return f
 }
@@ -130,9 +142,10 @@ func (p *page) typeAndSend(t *testing.T, input, button, text string) {
 // against a real `podium serve` (recording on, as by default) with the
 // teacher console beside it: the waiting state, a header readable from
 // 5 m, the recording indicator matching the recorder's own state, chat both
-// ways and switched off by the teacher, the teacher's microphone and camera
-// turned off (words, not a black picture) and on again (frames presented
-// again, by requestVideoFrameCallback).
+// ways and switched off by the teacher, the room's own mic state (on, muted
+// by itself, muted by the teacher; asking to speak raises its hand), the
+// teacher's microphone and camera turned off (words, not a black picture)
+// and on again (frames presented again, by requestVideoFrameCallback).
 //
 // With PODIUM_SCREENSHOTS=docs it also saves docs/screenshot-classroom.png.
 func TestClassroomBigScreen(t *testing.T) {
@@ -249,6 +262,38 @@ func TestClassroomBigScreen(t *testing.T) {
 		hill.waitShown(t, "#teacher-mic-off", false)
 	})
 
+	t.Run("mic state and asking to speak", func(t *testing.T) {
+		var hillID string
+		if err := hill.eval(`window.podium.session.self.id`, &hillID); err != nil {
+			t.Fatal(err)
+		}
+		micState := func(want string) {
+			t.Helper()
+			hill.waitUntil(t, "mic button says "+want, func() (bool, string) {
+				var v struct{ State, Text string }
+				_ = hill.eval(`({ state: document.getElementById('mic').dataset.mic, text: document.querySelector('#mic span').textContent })`, &v)
+				return v.State == want, fmt.Sprintf("%+v", v)
+			})
+		}
+		micState("on")
+		hill.click(t, "#mic")
+		micState("self")
+		hill.click(t, "#mic")
+		micState("on")
+		teacher.do(t, fmt.Sprintf(`window.podium.session.request('mute', { participantId: %q, muted: true })`, hillID))
+		micState("teacher")
+		hill.waitShown(t, "#mic-banner", true)
+		hill.click(t, "#ask")
+		teacher.waitUntil(t, "the classroom's raised hand", func() (bool, string) {
+			var up bool
+			_ = teacher.eval(fmt.Sprintf(`!!(window.podium.session.participants.get(%q) || {}).handRaised`, hillID), &up)
+			return up, fmt.Sprint(up)
+		})
+		teacher.do(t, fmt.Sprintf(`window.podium.session.request('mute', { participantId: %q, muted: false })`, hillID))
+		micState("on")
+		hill.waitShown(t, "#mic-banner", false)
+	})
+
 	t.Run("teacher's camera off and on", func(t *testing.T) {
 		cameraFrames := func() float64 {
 			i, _ := find(hill.stats(t), func(i inbound) bool { return i.Kind == "video" && fromTeacher("camera")(i) })
@@ -270,11 +315,14 @@ func TestClassroomBigScreen(t *testing.T) {
 			after := cameraFrames()
 			return after == before, fmt.Sprintf("%v frames decoded in a second", after-before)
 		})
-		if f := hill.frames(t, "#main-video"); f.Frames > 0 {
-			t.Errorf("the main video presents %d frames while the camera is off", f.Frames)
+		off := hill.frames(t, "#main-video")
+		time.Sleep(time.Second)
+		if f := hill.frames(t, "#main-video"); f.Frames != off.Frames || f.Src {
+			t.Errorf("the main video presents frames while the camera is off: %+v, a second before %+v", f, off)
 		}
 		teacher.click(t, "#cam")
 		hill.waitShown(t, "#camera-off", false)
+		hill.waitVideo(t, "teacher camera on again", fromTeacher("camera"))
 		f := hill.waitPlaying(t, "#main-video")
 		t.Logf("camera back on the board: %vx%v", f.Width, f.Height)
 	})

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -260,23 +259,9 @@ func runLesson(t *testing.T, browser context.Context, baseURL string, token func
 		teacher.waitVisible(t, tile(riverID)+" .hand")
 	})
 
-	if os.Getenv("PODIUM_SCREENSHOTS") != "" {
-		// The headless "screen" is Chromium's fake green pattern; for a
-		// picture that shows what the page is for, share a drawn slide.
-		teacher.do(t, `window.podium.stopScreen().then(() => window.podium.shareScreen({canvasOnly: true}))`)
-		river.waitUntil(t, "slide on the big screen", func() (bool, string) {
-			var w float64
-			_ = river.eval(`document.getElementById('main-video').videoWidth`, &w)
-			return w >= 1280, fmt.Sprint("main video width ", w)
-		})
-		teacher.do(t, `window.podium.sendChat('Open your books at page 42, please.')`)
-		// Let quality figures and chat settle into a realistic picture.
-		time.Sleep(3 * time.Second)
-		dir := os.Getenv("PODIUM_SCREENSHOTS")
-		// The teacher's picture, with twenty classrooms, is
-		// TestRosterTwentyClassrooms's.
-		river.screenshot(t, filepath.Join(dir, "screenshot-classroom.png"))
-	}
+	// The classroom's picture (1920x1080, a smart board) is
+	// TestClassroomBigScreen's; the teacher's, with twenty classrooms,
+	// TestRosterTwentyClassrooms's.
 
 	t.Run("classroom reconnects by itself after its link drops", func(t *testing.T) {
 		river.do(t, `window.podium.dropLink()`)

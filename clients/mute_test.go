@@ -145,8 +145,8 @@ func TestMuteInBrowsers(t *testing.T) {
 	watch(teacher, "tile self-muted", tile+`[data-mic="muted-by-self"] .muted-tag:not(.hidden)`, true)
 	at = click(hill, "#mic")
 	shownWithin(teacher, "tile self-muted", at)
-	if s := text(hill, "#mic span"); s != "Mic off" {
-		t.Errorf("classroom mic button says %q after muting itself, want Mic off", s)
+	if s := text(hill, "#mic span"); s != "Muted by you" {
+		t.Errorf("classroom mic button says %q after muting itself, want Muted by you", s)
 	}
 	watch(teacher, "tile on again", tile+" .muted-tag:not(.hidden)", false)
 	at = click(hill, "#mic")

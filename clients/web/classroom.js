@@ -279,7 +279,7 @@ function renderMic() {
   const off = micMuted || mutedByTeacher;
   const a = micTrack();
   if (a) a.enabled = !off;
-  ui.mic.querySelector('span').textContent = mutedByTeacher ? 'Muted by teacher' : off ? 'Mic off' : 'Mic on';
+  ui.mic.querySelector('span').textContent = mutedByTeacher ? 'Muted by teacher' : off ? 'Muted by you' : 'Mic on';
   ui.mic.dataset.mic = mutedByTeacher ? 'teacher' : off ? 'self' : 'on';
   ui.mic.setAttribute('aria-pressed', String(off));
   ui.mic.classList.toggle('danger', off);
