@@ -118,12 +118,20 @@ type Options struct {
 
 // NewAPI makes a pion API with the default codecs and interceptors (NACK,
 // RTCP reports, TWCC). loopbackOnly keeps ICE on 127.0.0.1, for tests.
-func NewAPI(loopbackOnly bool) (*webrtc.API, error) {
+func NewAPI(loopbackOnly bool) (*webrtc.API, error) { return NewAPIWith(loopbackOnly) }
+
+// NewAPIWith is NewAPI with interceptors of the caller's first in the
+// chain, before the defaults: a test's lossy link drops packets before the
+// receiver reports count them.
+func NewAPIWith(loopbackOnly bool, first ...interceptor.Factory) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		return nil, fmt.Errorf("codecs: %w", err)
 	}
 	ir := &interceptor.Registry{}
+	for _, f := range first {
+		ir.Add(f)
+	}
 	ir.Add(ridtag.New(simulcastTag))
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
