@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"podium/internal/ridtag"
+	"podium/internal/rtxrepair"
 	"podium/internal/testmedia"
 )
 
@@ -94,6 +95,9 @@ type testPeer struct {
 	sig *testSignaler
 	api *webrtc.API
 	sub *webrtc.PeerConnection
+	// repair, when set, learns the RTX pairs of every offer before it is
+	// applied (a client that puts retransmissions back into their stream).
+	repair *rtxrepair.Factory
 
 	mu      sync.Mutex
 	streams map[string]*streamLog // by msid track id
@@ -106,12 +110,17 @@ func joinPeer(t *testing.T, s *SFU, room *Room, id string, role Role, api *webrt
 
 func joinPeerWith(t *testing.T, s *SFU, room *Room, id string, role Role, api *webrtc.API, cfg webrtc.Configuration) *testPeer {
 	t.Helper()
+	return joinPeerRepairing(t, s, room, id, role, api, cfg, nil)
+}
+
+func joinPeerRepairing(t *testing.T, s *SFU, room *Room, id string, role Role, api *webrtc.API, cfg webrtc.Configuration, repair *rtxrepair.Factory) *testPeer {
+	t.Helper()
 	sig := &testSignaler{offers: make(chan webrtc.SessionDescription, 16)}
 	p, err := s.Join(room, ParticipantInfo{ID: id, Name: id, Role: role}, sig, JoinOptions{AutoSubscribe: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := &testPeer{t: t, p: p, sig: sig, api: api, streams: make(map[string]*streamLog)}
+	tp := &testPeer{t: t, p: p, sig: sig, api: api, repair: repair, streams: make(map[string]*streamLog)}
 	tp.sub = tp.newSubscriberPC(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -179,6 +188,9 @@ func (tp *testPeer) answerLoop(ctx context.Context) {
 }
 
 func (tp *testPeer) answer(offer webrtc.SessionDescription) error {
+	if tp.repair != nil {
+		tp.repair.LearnSDP(offer.SDP)
+	}
 	if err := tp.sub.SetRemoteDescription(offer); err != nil {
 		return fmt.Errorf("client set offer: %w", err)
 	}

@@ -1,0 +1,55 @@
+package sfu
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+
+	"podium/internal/rtxrepair"
+	"podium/internal/testenv"
+	"podium/internal/testmedia"
+)
+
+// TestEachLostPacketIsRetransmittedAboutOnceByTheEgress: a classroom (a
+// real pion client that puts RTX retransmissions back into their stream,
+// as a browser does) loses 40 of the teacher's camera packets once. The
+// subscriber's egress answers the NACKs from its ring: every lost packet
+// arrives, and about once.
+func TestEachLostPacketIsRetransmittedAboutOnceByTheEgress(t *testing.T) {
+	files := testmedia.ForTest(t)
+	s := newTestSFU(t, Config{ICETCPPort: -1})
+	room, _, err := s.Rooms.GetOrCreateRoom("retransmit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	teacher := joinPeer(t, s, room, "teacher", RoleTeacher, clientAPI(t))
+	publishMedia(t, teacher, files, true)
+
+	drop := &dropOnceInterceptor{every: 25, lost: make(map[uint16]bool)}
+	repair := rtxrepair.NewFactory()
+	class := joinPeerRepairing(t, s, room, "class", RoleClassroom, clientAPI(t, []interceptor.Factory{drop, repair}...), webrtc.Configuration{}, repair)
+
+	const cam = "teacher-camera"
+	testenv.WaitFor(t, 60*time.Second, "40 packets dropped once", func() bool { return len(drop.dropped()) >= 40 })
+	lost := drop.dropped()
+	log := class.stream(cam)
+	testenv.WaitFor(t, 30*time.Second, "every dropped packet retransmitted", func() bool {
+		for _, seq := range lost {
+			if !log.has(seq) {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(time.Second) // let late NACKs play out before counting
+	class.p.mu.Lock()
+	sub := class.p.sub
+	class.p.mu.Unlock()
+	resent := sub.queue.resent.Load()
+	t.Logf("%d packets lost once, %d retransmissions, RTT %v", len(lost), resent, class.p.Quality().RTT)
+	if resent < uint64(len(lost)) || resent > uint64(len(lost)+len(lost)/2) {
+		t.Fatalf("%d packets lost once, %d retransmissions: want about one each", len(lost), resent)
+	}
+}
