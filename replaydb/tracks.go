@@ -41,15 +41,22 @@ func (d *DB) SetLessonDetail(ctx context.Context, lesson string, tracks []Track,
 				return err
 			}
 		}
+		// Upserts: two nodes indexing the same lesson at once each delete
+		// what they see, and on PostgreSQL the one that commits second does
+		// not see the other's rows (read committed), so plain inserts failed
+		// with a duplicate key for minutes.
 		for _, t := range tracks {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO lesson_tracks
-(lesson_id, id, participant, role, kind, source, codec, segments, recorded_s) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+(lesson_id, id, participant, role, kind, source, codec, segments, recorded_s) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (lesson_id, id) DO UPDATE SET participant = excluded.participant, role = excluded.role, kind = excluded.kind,
+source = excluded.source, codec = excluded.codec, segments = excluded.segments, recorded_s = excluded.recorded_s`,
 				lesson, t.ID, t.Participant, t.Role, t.Kind, t.Source, t.Codec, t.Segments, t.Recorded); err != nil {
 				return err
 			}
 		}
 		for i, c := range chapters {
-			if _, err := tx.ExecContext(ctx, "INSERT INTO chapters (lesson_id, seq, time_s, type, title) VALUES ($1, $2, $3, $4, $5)",
+			if _, err := tx.ExecContext(ctx, `INSERT INTO chapters (lesson_id, seq, time_s, type, title) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (lesson_id, seq) DO UPDATE SET time_s = excluded.time_s, type = excluded.type, title = excluded.title`,
 				lesson, i, c.Time, c.Type, c.Title); err != nil {
 				return err
 			}
