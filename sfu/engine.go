@@ -238,7 +238,8 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 // subscriber connection (subscriber) has no interceptors on its write path:
 // its egress stamps transport-wide sequence numbers, answers NACKs from its
 // ring and runs its own GCC; the TWCC header extension, transport-cc and
-// NACK feedback are still negotiated. repair (publisher connections)
+// NACK feedback are still negotiated, and sender reports come from the
+// down-tracks' counters (subscriber.sendReports). repair (publisher connections)
 // unwraps the client's RTX retransmissions ahead of every other
 // interceptor.
 func (s *SFU) newPeerConnection(subscriber bool, repair *rtxrepair.Factory) (*webrtc.PeerConnection, error) {
