@@ -221,7 +221,7 @@ export class Roster {
       c.stage = h('button', { type: 'button', class: 'stage-btn' }, 'Stage');
       c.mute.addEventListener('click', () => this.actions.mute(e.id));
       c.stage.addEventListener('click', () => this.actions.stage(this.session.stage === e.id ? '' : e.id));
-      const tr = h('tr', { class: 'crow', 'data-participant': e.id },
+      const tr = h('tr', { class: 'crow', 'data-participant': e.id, 'data-seq': String(e.seq) },
         h('th', { scope: 'row' }, c.name), h('td', {}, c.grade), cell('picture'), cell('fps', 'num'), cell('freezes', 'num'),
         cell('loss', 'num'), cell('rtt', 'num'), cell('link'), h('td', {}, c.hand), cell('mic'), h('td', { class: 'acts' }, c.mute, c.stage));
       e.row = tr;
@@ -337,6 +337,8 @@ export class Roster {
 
   // snapshot describes the rows in the order shown, for support and tests.
   snapshot() {
-    return [...this.ui.rows.children].map((tr) => ({ id: tr.dataset.participant, state: tr.dataset.state, grade: tr.dataset.grade, hand: tr.dataset.hand === 'true', mic: tr.dataset.mic }));
+    return [...this.ui.rows.children].map((tr) => ({
+      id: tr.dataset.participant, seq: +tr.dataset.seq, state: tr.dataset.state, grade: tr.dataset.grade, hand: tr.dataset.hand === 'true', mic: tr.dataset.mic,
+    }));
   }
 }
