@@ -69,9 +69,20 @@ type classroomStats struct {
 	joinedAt time.Time
 	// Milestones of the join, to tell where join time goes.
 	replyAt, offerAt, connectedAt, firstPacketAt time.Time
-	// With --reconnect: when the classroom first lost its link, and when
-	// the teacher's first video frame arrived after it.
-	lostAt, recoveredAt time.Time
+	// With --reconnect: when the classroom first lost its link, the same
+	// milestones of its rejoin, and when the teacher's first video frame
+	// arrived after it.
+	lostAt, rejoinedAt, reofferAt, reconnectedAt, recoveredAt time.Time
+}
+
+// markAfterLoss records a rejoin milestone the first time it happens after
+// the link was lost.
+func (c *classroomStats) markAfterLoss(at *time.Time) {
+	c.mu.Lock()
+	if !c.lostAt.IsZero() && at.IsZero() {
+		*at = time.Now()
+	}
+	c.mu.Unlock()
 }
 
 // linkLost records the first lost link.
@@ -128,6 +139,7 @@ func (s *session) publishWS(ctx context.Context, plan mediaPlan, autoSubscribe b
 		s.l.teacherID = jd.Participant.ID
 	} else {
 		s.stats.mark(&s.stats.replyAt)
+		s.stats.markAfterLoss(&s.stats.rejoinedAt)
 	}
 	s.signal.Add(1)
 	go func() {
@@ -192,6 +204,7 @@ func (s *session) answerOffers(ctx context.Context) {
 		}
 		if s.stats != nil {
 			s.stats.mark(&s.stats.offerAt)
+			s.stats.markAfterLoss(&s.stats.reofferAt)
 		}
 		if err := s.answer(ctx, offer); err != nil && ctx.Err() == nil {
 			if s.stats != nil {
@@ -435,6 +448,7 @@ func (s *session) watchConnected(pc *webrtc.PeerConnection) {
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateConnected {
 			s.stats.mark(&s.stats.connectedAt)
+			s.stats.markAfterLoss(&s.stats.reconnectedAt)
 		}
 	})
 }

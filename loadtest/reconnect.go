@@ -130,26 +130,39 @@ func (s *session) teachRejoining(ctx context.Context, plan mediaPlan, players *s
 // fillRecovery reports how classrooms came back after the server did:
 // for each classroom that lost its link, the time from the server
 // answering /readyz again to the teacher's first video frame on its new
-// connection.
+// connection, and to the milestones of its rejoin on the way.
 func (rep *Report) fillRecovery(all []*classroomStats, w *serverWatch) {
 	rep.Recovery = &RecoveryReport{ServerRestarts: w.outages()}
-	var ms []float64
+	var frame []float64
+	steps := map[string][]float64{}
 	for _, s := range all {
 		s.mu.Lock()
 		lost, recovered := s.lostAt, s.recoveredAt
+		at := map[string]time.Time{"1 joined": s.rejoinedAt, "2 offer": s.reofferAt, "3 connected": s.reconnectedAt}
 		s.mu.Unlock()
 		if lost.IsZero() {
 			continue
 		}
 		rep.Recovery.LostLink++
 		back := w.backAfter(lost)
-		if recovered.IsZero() || back.IsZero() {
+		if back.IsZero() {
 			continue
 		}
-		rep.Recovery.Recovered++
-		ms = append(ms, float64(max(0, recovered.Sub(back)))/float64(time.Millisecond))
+		for k, t := range at {
+			if !t.IsZero() {
+				steps[k] = append(steps[k], float64(max(0, t.Sub(back)))/float64(time.Millisecond))
+			}
+		}
+		if !recovered.IsZero() {
+			rep.Recovery.Recovered++
+			frame = append(frame, float64(max(0, recovered.Sub(back)))/float64(time.Millisecond))
+		}
 	}
-	rep.Recovery.RestartToFirstFrameMs = distOf(ms)
+	rep.Recovery.RestartToFirstFrameMs = distOf(frame)
+	rep.Recovery.StepsMs = map[string]Dist{}
+	for k, v := range steps {
+		rep.Recovery.StepsMs[k] = distOf(v)
+	}
 }
 
 // teardown closes the session's socket and connections for a rejoin; the

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -186,6 +188,10 @@ type RecoveryReport struct {
 	// RestartToFirstFrameMs is, per recovered classroom, the time from the
 	// server answering again to the teacher's first video frame.
 	RestartToFirstFrameMs Dist `json:"restartToFirstFrameMs"`
+	// StepsMs breaks it down: from the server answering again to the
+	// classroom's join reply, the server's first offer and the connection
+	// connected.
+	StepsMs map[string]Dist `json:"stepsMs"`
 }
 
 // Dist summarises a distribution.
@@ -581,6 +587,9 @@ func (rep *Report) WriteTable(w io.Writer) {
 	row("e2e video delay (ms)", rep.DelayMs, 1)
 	if r := rep.Recovery; r != nil {
 		row(fmt.Sprintf("restart to first frame (ms; %d of %d recovered)", r.Recovered, r.LostLink), r.RestartToFirstFrameMs, 0)
+		for _, k := range slices.Sorted(maps.Keys(r.StepsMs)) {
+			row("  restart to: "+k[2:], r.StepsMs[k], 0)
+		}
 	}
 	_ = tw.Flush()
 	var layers []string
