@@ -216,7 +216,13 @@ async function showLesson(id, clipId) {
     onSaved: (saved) => { $('lesson-title').textContent = saved.title; document.title = `${saved.title} — Podium replay`; },
   });
   if (!l.hls) {
-    showError(l.status === 'processing' ? 'This lesson is still being prepared for replay.' : 'This lesson is still being recorded.');
+    const why = {
+      processing: 'This lesson is still being prepared for replay.',
+      interrupted: 'The recording of this lesson was interrupted; it goes on when the lesson resumes, or is prepared for replay within minutes.',
+      empty: 'Nothing was recorded in this lesson.',
+      failed: `No replay could be made of this lesson${l.error ? `: ${l.error}` : '.'}`,
+    };
+    showError(why[l.status] || 'This lesson is still being recorded.');
     return;
   }
   if (clip) {
