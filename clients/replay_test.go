@@ -225,7 +225,8 @@ func TestReplayPageSignInTitleAndClips(t *testing.T) {
 			}
 			_ = p.eval(`(() => { const v = document.getElementById('video'); v.pause(); v.currentTime = 4; window.scrollTo(0, 0); return true; })()`, nil)
 			time.Sleep(time.Second)
-			png, err := chromedp.Run(p.ctx, chromedp.CaptureScreenshot())
+			// The whole page: player, micro-lecture tool and list.
+			png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
 			if err != nil {
 				t.Fatalf("screenshot: %v", err)
 			}
