@@ -247,6 +247,9 @@ func (e *lessonEntry) timelineStart() time.Time {
 	if e.assets != nil && !e.assets.StartedAt.IsZero() {
 		return e.assets.StartedAt
 	}
+	if t, ok := rawTimelineStart(e.manifest); e.assets == nil && ok {
+		return t // the raw replay plays until the transcoded one is ready
+	}
 	return e.manifest.StartedAt
 }
 

@@ -62,10 +62,11 @@ var rawPath = regexp.MustCompile(`^(?:master\.m3u8|rec/([A-Za-z0-9_-]{1,128})/(i
 
 // rawTrack is a recorded track placed on the raw replay's clock.
 type rawTrack struct {
-	t    *ManifestTrack
-	rate uint32
+	t     *ManifestTrack
+	rate  uint32
+	start time.Time // wall-clock time of its media time 0
 	// off is added to the track's decode times (ticks): its first sample
-	// then sits as far after the lesson's start as it was recorded.
+	// then sits as far after the replay's start as it was recorded.
 	off int64
 }
 
@@ -78,6 +79,11 @@ type rawSeg struct {
 // rawPlan is what the raw replay of a lesson plays.
 type rawPlan struct {
 	video, audio *rawTrack // either may be nil
+	// origin is the wall-clock time of the replay's t=0: the earlier of
+	// the two tracks' starts. Not the lesson's start: players begin where
+	// the picture's first segment does, so a camera that came minutes
+	// after the lesson was opened would put every chapter that far off.
+	origin time.Time
 }
 
 // playback names the plan's kind ("" when nothing is playable).
@@ -124,53 +130,50 @@ func planRaw(m *Manifest) rawPlan {
 			}
 		}
 	}
+	// The recorder counts a track's media time from the track's own first
+	// sample (its first segment's wall-clock start), so tracks that began
+	// at different moments line up once each is moved by its start.
+	var tracks []*rawTrack
 	for _, rt := range []*rawTrack{p.video, p.audio} {
-		if rt != nil {
-			rt.place(m.StartedAt)
+		if rt == nil {
+			continue
 		}
+		rt.rate = rt.t.TimeScale
+		if rt.rate == 0 {
+			rt.rate = 90000
+			if rt.t.Codec == "opus" {
+				rt.rate = 48000
+			}
+		}
+		first := rt.t.Segments[0]
+		rt.start = first.Start.Add(-ticksDuration(first.MediaStart, rt.rate))
+		if p.origin.IsZero() || rt.start.Before(p.origin) {
+			p.origin = rt.start
+		}
+		tracks = append(tracks, rt)
+	}
+	for _, rt := range tracks {
+		rt.off = int64(math.Round(rt.start.Sub(p.origin).Seconds() * float64(rt.rate)))
 	}
 	return p
-}
-
-// place sets the track's clock and its offset from the lesson's start. The
-// recorder counts a track's media time from its own first sample (the first
-// segment's wall-clock start), so tracks that began at different moments
-// line up again once each is moved by that moment.
-func (rt *rawTrack) place(lessonStart time.Time) {
-	rt.rate = rt.t.TimeScale
-	if rt.rate == 0 {
-		rt.rate = 90000
-		if rt.t.Codec == "opus" {
-			rt.rate = 48000
-		}
-	}
-	first := rt.t.Segments[0]
-	trackStart := first.Start.Add(-ticksDuration(first.MediaStart, rt.rate))
-	rt.off = int64(math.Round(trackStart.Sub(lessonStart).Seconds() * float64(rt.rate)))
 }
 
 func ticksDuration(ticks uint64, rate uint32) time.Duration {
 	return time.Duration(float64(ticks) / float64(rate) * float64(time.Second))
 }
 
-// segments lists the track's segments on the replay's clock, each lasting
-// until the next one starts (a hole in the track, a publisher away, stays
-// a hole in time rather than pulling what follows earlier); segments wholly
-// before the lesson's start are left out.
+// segments lists the track's segments, each lasting until the next one
+// starts (a hole in the track, a publisher away, stays a hole in time
+// rather than pulling what follows earlier).
 func (rt *rawTrack) segments() []rawSeg {
 	segs := rt.t.Segments
 	out := make([]rawSeg, 0, len(segs))
 	for i, s := range segs {
-		start := int64(s.MediaStart) + rt.off
-		end := start + int64(rt.mediaDuration(s))
+		end := s.MediaStart + rt.mediaDuration(s)
 		if i+1 < len(segs) {
-			end = max(end, int64(segs[i+1].MediaStart)+rt.off)
+			end = max(end, segs[i+1].MediaStart)
 		}
-		if end <= 0 {
-			continue
-		}
-		start = max(start, 0)
-		out = append(out, rawSeg{seg: s, duration: float64(end-start) / float64(rt.rate)})
+		out = append(out, rawSeg{seg: s, duration: float64(end-s.MediaStart) / float64(rt.rate)})
 	}
 	return out
 }
@@ -561,6 +564,13 @@ func shiftSegment(b []byte, off int64) ([]byte, error) {
 		out.Write(buf.Bytes())
 	}
 	return out.Bytes(), nil
+}
+
+// rawTimelineStart is the wall-clock time of the raw replay's t=0, for its
+// chapters (false when nothing is playable).
+func rawTimelineStart(m *Manifest) (time.Time, bool) {
+	p := planRaw(m)
+	return p.origin, !p.origin.IsZero()
 }
 
 // rawView points a lesson that has no transcoded replay (yet, or for good)

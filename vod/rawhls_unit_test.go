@@ -65,10 +65,10 @@ func TestShiftSegment(t *testing.T) {
 	}
 }
 
-// TestPlanRawPlacesTracksOnTheLessonClock: each track is moved by how long
-// after the lesson's start its first sample came, and a segment that ends
-// before that start is left out of its playlist; the teacher's camera is
-// the picture even when a screen and another camera are recorded; a VP8
+// TestPlanRawPlacesTracksOnTheLessonClock: the replay starts with the
+// earlier track, and the other is moved by how much later its first sample
+// came; a hole is folded into the segment before it; the teacher's camera
+// is the picture even when a screen and another camera are recorded; a VP8
 // camera alone leaves the voice.
 func TestPlanRawPlacesTracksOnTheLessonClock(t *testing.T) {
 	start := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
@@ -91,8 +91,8 @@ func TestPlanRawPlacesTracksOnTheLessonClock(t *testing.T) {
 	if p.video == nil || p.video.t.ID != "cam" || p.audio == nil || p.audio.t.ID != "mic" || p.playback() != PlaybackRaw {
 		t.Fatalf("plan: %+v", p)
 	}
-	if p.video.off != 2*90000 || p.audio.off != -96000 {
-		t.Errorf("offsets: video %d, audio %d; want 180000, -96000", p.video.off, p.audio.off)
+	if !p.origin.Equal(start.Add(-2*time.Second)) || p.video.off != 4*90000 || p.audio.off != 0 {
+		t.Errorf("origin %v, offsets: video %d, audio %d; want the microphone's start, 360000, 0", p.origin, p.video.off, p.audio.off)
 	}
 	var durs []float64
 	for _, s := range p.video.segments() {
@@ -101,9 +101,8 @@ func TestPlanRawPlacesTracksOnTheLessonClock(t *testing.T) {
 	if len(durs) != 2 || durs[0] != 7 || durs[1] != 4 {
 		t.Errorf("camera segments last %v s, want [7 4] (the hole folded into the first)", durs)
 	}
-	audio := p.audio.segments()
-	if len(audio) != 1 || audio[0].seg.Seq != 4 {
-		t.Errorf("audio segments %+v, want only seq 4 (seq 3 ends at the lesson's start)", audio)
+	if audio := p.audio.segments(); len(audio) != 2 || audio[0].duration != 1 || audio[1].duration != 4 {
+		t.Errorf("audio segments %+v, want 1 s and 4 s", audio)
 	}
 
 	m.Tracks[1].Codec, m.Tracks[0].Codec, m.Tracks[2].Codec = "vp8", "vp8", "vp8"
@@ -147,5 +146,22 @@ func TestRawSignatures(t *testing.T) {
 	mrel, mq := parse(strings.Replace(s.mediaURL("math", "rec/cam/000001.m4s", g), "/api/vod/media/", "/api/vod/raw/", 1))
 	if _, ok := s.verifyRaw("math", mrel, mq); ok {
 		t.Error("a transcoded media signature opened a raw object")
+	}
+}
+
+// TestRawChaptersFollowTheRawTimeline: before the transcode, chapters are
+// placed on the raw replay's timeline, which starts with the recording
+// (here five minutes after the lesson was opened), not at the lesson's
+// opening.
+func TestRawChaptersFollowTheRawTimeline(t *testing.T) {
+	opened := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	camStart := opened.Add(5 * time.Minute)
+	m := &Manifest{StartedAt: opened,
+		Events: []ManifestEvent{{Time: camStart.Add(10 * time.Second), Type: "stage", Participant: "Hill School"}},
+		Tracks: []ManifestTrack{{ID: "cam", Role: "teacher", Kind: "video", Source: "camera", Codec: "h264", Init: "i",
+			Segments: []ManifestSegment{{Key: "k", Start: camStart, Duration: 4 * time.Second}}}}}
+	e := &lessonEntry{manifest: m}
+	if chs := eventChapters(m.Events, e.timelineStart(), 0); len(chs) != 1 || chs[0].Time != 10 {
+		t.Errorf("chapters %+v, want one at 10 s", chs)
 	}
 }
