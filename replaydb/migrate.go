@@ -15,10 +15,13 @@ import (
 // a released step: append a new one.
 //
 // The SQL is shared by both backends. The one thing they spell differently,
-// an auto-numbered primary key, is written {{id}}.
+// an auto-numbered primary key, is written {{id}}; what only one backend
+// has (an index kind) is in postgres or sqlite, run after sql.
 type migration struct {
-	name string
-	sql  string
+	name     string
+	sql      string
+	postgres string
+	sqlite   string
 }
 
 var migrations = []migration{
@@ -114,6 +117,32 @@ CREATE TABLE chapters (
 );
 `,
 	},
+	{
+		// A search for a word few lessons have would otherwise read the
+		// whole list index. Both indexes answer LIKE '%word%' for words
+		// of three letters or more (see searchCandidates).
+		name: "search index",
+		postgres: `
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE INDEX lessons_search_trgm ON lessons USING gin (search gin_trgm_ops);
+`,
+		// The index keeps its own copy of the search text, keyed by the
+		// lesson id (not the rowid, which VACUUM may renumber).
+		sqlite: `
+CREATE VIRTUAL TABLE lessons_search USING fts5(id UNINDEXED, search, tokenize = 'trigram');
+INSERT INTO lessons_search (id, search) SELECT id, search FROM lessons;
+CREATE TRIGGER lessons_search_insert AFTER INSERT ON lessons BEGIN
+	INSERT INTO lessons_search (id, search) VALUES (new.id, new.search);
+END;
+CREATE TRIGGER lessons_search_update AFTER UPDATE OF search ON lessons WHEN old.search IS NOT new.search BEGIN
+	DELETE FROM lessons_search WHERE id = old.id;
+	INSERT INTO lessons_search (id, search) VALUES (new.id, new.search);
+END;
+CREATE TRIGGER lessons_search_delete AFTER DELETE ON lessons BEGIN
+	DELETE FROM lessons_search WHERE id = old.id;
+END;
+`,
+	},
 }
 
 // schemaLockKey is the PostgreSQL advisory lock migrations hold (any
@@ -126,7 +155,11 @@ func (d *DB) stepSQL(m migration) string {
 	if d.backend == Postgres {
 		id = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
 	}
-	return strings.ReplaceAll(m.sql, "{{id}}", id)
+	own := m.sqlite
+	if d.backend == Postgres {
+		own = m.postgres
+	}
+	return strings.ReplaceAll(m.sql, "{{id}}", id) + own
 }
 
 // migrate applies the steps the database has not seen and returns how many

@@ -192,6 +192,10 @@ func checkSeededCatalog(t *testing.T, db *DB) {
 	if clips, err := db.ListClips(ctx, "seed-lesson"); err != nil || len(clips) != 1 {
 		t.Fatalf("seeded clips after upgrade = %+v, %v", clips, err)
 	}
+	// The search index (version 4) holds the lessons from before it.
+	if ls, err := db.ListLessons(ctx, LessonFilter{Query: "seeded"}); err != nil || ids(ls) != "seed-lesson" {
+		t.Fatalf("search after upgrade = %q, %v", ids(ls), err)
+	}
 }
 
 // Several nodes start at once on one empty database: every Open succeeds
