@@ -429,3 +429,67 @@ func pagePlays(ctx context.Context, playback string, live bool) (playState, erro
 		}
 	}
 }
+
+// TestRawPlaylistsOfARecording: what the raw playlists say of a recording
+// (made with ffmpeg as the recorder stores it): the teacher's camera as the
+// variant with its codec and size, the teacher's voice as its audio
+// rendition, every URI signed; a tampered signature is refused; a VP8
+// camera leaves the voice alone; a lesson with nothing recorded has no
+// playlist.
+func TestRawPlaylistsOfARecording(t *testing.T) {
+	store := localStore(t)
+	s := startServerWith(t, store, vod.PlaybackPodium, -1)
+	m := transcodetest.WriteRecording(t, store, "math-101", 6, true)
+	teacher := s.token(t, sfu.RoleTeacher)
+
+	var l vod.Lesson
+	if code := s.do(t, "GET", "/api/vod/lessons/math-101", teacher, nil, &l); code != http.StatusOK || l.Playback != vod.PlaybackRaw {
+		t.Fatalf("lesson: %d %+v", code, l)
+	}
+	code, master := s.get(t, l.HLS)
+	video, audio := masterURIs(string(master))
+	if code != http.StatusOK || !strings.Contains(string(master), `CODECS="avc1.`) || !strings.Contains(string(master), `,opus"`) ||
+		!strings.Contains(string(master), "RESOLUTION=640x360") || !strings.Contains(string(master), `AUDIO="voice"`) ||
+		!strings.Contains(video, "/rec/teacher-cam/index.m3u8?") || !strings.Contains(audio, "/rec/teacher-mic/index.m3u8?") {
+		t.Fatalf("master: %d\n%s", code, master)
+	}
+	code, media := s.get(t, video)
+	if code != http.StatusOK || !strings.Contains(string(media), "#EXT-X-PLAYLIST-TYPE:VOD") || !strings.Contains(string(media), "#EXT-X-ENDLIST") ||
+		strings.Count(string(media), "#EXTINF:") != len(m.Tracks[0].Segments) || !strings.Contains(string(media), `#EXT-X-MAP:URI="/api/vod/raw/math-101/rec/teacher-cam/init.mp4?`) {
+		t.Fatalf("camera playlist: %d\n%s", code, media)
+	}
+	for _, line := range strings.Split(string(media), "\n") {
+		if strings.HasPrefix(line, "/api/") {
+			if code, b := s.get(t, line); code != http.StatusOK || len(b) == 0 {
+				t.Errorf("segment %s: %d", line, code)
+			}
+			if code, _ := s.get(t, strings.Replace(line, "sig=", "sig=x", 1)); code != http.StatusUnauthorized {
+				t.Errorf("tampered segment URL: %d, want 401", code)
+			}
+		}
+	}
+
+	for i := range m.Tracks {
+		if m.Tracks[i].Kind == "video" {
+			m.Tracks[i].Codec = "vp8"
+		}
+	}
+	transcodetest.PutJSON(t, store, vod.ManifestKey("math-101"), m)
+	if code := s.do(t, "GET", "/api/vod/lessons/math-101", teacher, nil, &l); code != http.StatusOK || l.Playback != vod.PlaybackRawAudio {
+		t.Fatalf("VP8 lesson: %d %+v", code, l)
+	}
+	code, master = s.get(t, l.HLS)
+	if code != http.StatusOK || strings.Contains(string(master), "#EXT-X-MEDIA") || !strings.Contains(string(master), `CODECS="opus"`) {
+		t.Fatalf("VP8 lesson's master: %d\n%s", code, master)
+	}
+
+	m.Tracks = nil
+	transcodetest.PutJSON(t, store, vod.ManifestKey("math-101"), m)
+	var empty vod.Lesson
+	if code := s.do(t, "GET", "/api/vod/lessons/math-101", teacher, nil, &empty); code != http.StatusOK || empty.Playback != "" || empty.HLS != "" {
+		t.Errorf("lesson with nothing recorded: %d %+v", code, empty)
+	}
+	if code := s.do(t, "GET", "/api/vod/raw/math-101/master.m3u8", teacher, nil, nil); code != http.StatusNotFound {
+		t.Errorf("its raw master: %d, want 404", code)
+	}
+}
