@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/pion/interceptor"
 
@@ -80,6 +81,25 @@ func (p *page) waitLong(t *testing.T, d time.Duration, what string, cond func() 
 	}
 	t.Fatalf("%s: waited %v for %s; last seen: %s", p.name, d, what, last)
 	return 0
+}
+
+// shapeNetwork makes Chromium drop a share of the page's WebRTC packets
+// (DevTools' network emulation, whose global conditions apply to peer
+// connections); 0 lifts it.
+func (p *page) shapeNetwork(t *testing.T, lossPercent float64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatalf("%s: network enable: %v", p.name, err)
+	}
+	conds := []*network.Conditions{}
+	if lossPercent > 0 {
+		conds = append(conds, &network.Conditions{DownloadThroughput: -1, UploadThroughput: -1, PacketLoss: lossPercent})
+	}
+	if _, err := chromedp.Call(ctx, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: conds}); err != nil {
+		t.Fatalf("%s: emulate network conditions: %v", p.name, err)
+	}
 }
 
 func (p *page) selfID(t *testing.T) string {
@@ -161,6 +181,33 @@ func TestDashboardInBrowsers(t *testing.T) {
 		link.setLoss(0)
 		took = teacher.waitLong(t, 150*time.Second, "River School good again", riverGood)
 		t.Logf("good again %v after the loss ended", took)
+	})
+
+	t.Run("a page's own loss reaches its row", func(t *testing.T) {
+		lost := func() float64 {
+			var n float64
+			_ = hill.eval(`window.podium.stats().then(s => s.inbound.reduce((a, i) => a + (i.packetsLost || 0), 0))`, &n)
+			return n
+		}
+		reasons := func() string {
+			r, _ := rowOf(teacher.roster(t), hillID)
+			return r.Reasons
+		}
+		before := lost()
+		hill.shapeNetwork(t, 30)
+		took := teacher.waitLong(t, 60*time.Second, "Hill School poor for its loss", func() (bool, string) {
+			r, _ := rowOf(teacher.roster(t), hillID)
+			return r.Grade == "poor" && strings.Contains(r.Reasons, "% loss"), fmt.Sprintf("%+v", r)
+		})
+		t.Logf("Hill School poor %v after Chromium began dropping 30 %% of its packets: %s", took, reasons())
+		if l := lost(); l <= before {
+			t.Errorf("Hill School's getStats counted no lost packets (%v before, %v now)", before, l)
+		}
+		hill.shapeNetwork(t, 0)
+		teacher.waitLong(t, 60*time.Second, "Hill School's loss gone from its row", func() (bool, string) {
+			r := reasons()
+			return !strings.Contains(r, "% loss"), r
+		})
 	})
 
 	t.Run("server killed and restarted", func(t *testing.T) {
