@@ -191,7 +191,9 @@ function awaitTranscoded(id, playback) {
   clearInterval(upgrade);
   if (!playback || playback === 'transcoded') return;
   upgrade = setInterval(async () => {
+    if ($('lesson').hidden) { clearInterval(upgrade); return; } // the viewer left the lesson
     const l = await api('/api/vod/lessons/' + encodeURIComponent(id)).catch(() => null);
+    if (l && l.status === 'failed') clearInterval(upgrade); // no transcoded replay will come
     if (!l || l.playback !== 'transcoded') return;
     clearInterval(upgrade);
     const video = $('video'), at = video.currentTime, paused = video.paused;
