@@ -207,6 +207,23 @@ func (c *recSentCounter) framesBetween(from, until time.Time) int {
 	return n
 }
 
+// cameraFrames counts the frames of the teacher's recorded camera
+// (ffprobe) and those the pion teacher sent from the first recorded one
+// (loopback takes well under 50 ms) until until.
+func cameraFrames(t *testing.T, ctx context.Context, store storage.Store, m recorder.Manifest, sent *recSentCounter, until time.Time) (cam recorder.ManifestTrack, recorded, sentFrames int) {
+	t.Helper()
+	for _, tr := range m.Tracks {
+		if tr.ID == "teacher-camera" {
+			cam = tr
+		}
+	}
+	if len(cam.Segments) == 0 {
+		t.Fatalf("no camera recorded: %+v", m.Tracks)
+	}
+	_, recorded, _ = recProbeTrack(t, ctx, store, cam)
+	return cam, recorded, sent.framesBetween(cam.Segments[0].Start.Add(-50*time.Millisecond), until)
+}
+
 // recWaitSegments waits until the node records the lesson's two tracks
 // with at least n segments each.
 func recWaitSegments(t *testing.T, p *testenv.Podium, lesson string, n int) {
@@ -289,14 +306,7 @@ func TestRecoveryKill9BecomesReplay(t *testing.T) {
 	if max := killedAt.Sub(first).Seconds() + 0.5; video > max {
 		t.Fatalf("replay lasts %.2fs, more than the %.2fs from its first frame to the kill", video, max)
 	}
-	var cam recorder.ManifestTrack
-	for _, tr := range m.Tracks {
-		if tr.ID == "teacher-camera" {
-			cam = tr
-		}
-	}
-	_, frames, _ := recProbeTrack(t, ctx, store, cam)
-	sentFrames := sent["teacher-camera"].framesBetween(cam.Segments[0].Start.Add(-50*time.Millisecond), killedAt)
+	cam, frames, sentFrames := cameraFrames(t, ctx, store, m, sent["teacher-camera"], killedAt)
 	camEnd := cam.Segments[len(cam.Segments)-1]
 	t.Logf("kill -9: %d camera frames sent from the first recorded one to the kill, %d recorded: %d frames (%.2fs) lost; the camera's recording ends %.2fs before the kill; restart to ready %.1fs (lesson grace 3 s; load %s)",
 		sentFrames, frames, sentFrames-frames, float64(sentFrames-frames)/testmedia.FPS, killedAt.Sub(camEnd.Start.Add(camEnd.Duration)).Seconds(),
@@ -351,14 +361,7 @@ func TestRecoveryStorageDownAtSIGTERM(t *testing.T) {
 	// Nothing was lost: the open segments were spooled at SIGTERM, so the
 	// camera holds what the teacher sent until then (the last frames in
 	// flight aside).
-	var cam recorder.ManifestTrack
-	for _, tr := range m.Tracks {
-		if tr.ID == "teacher-camera" {
-			cam = tr
-		}
-	}
-	_, frames, _ := recProbeTrack(t, ctx, store, cam)
-	sentFrames := sent["teacher-camera"].framesBetween(cam.Segments[0].Start.Add(-50*time.Millisecond), stoppedAt)
+	_, frames, sentFrames := cameraFrames(t, ctx, store, m, sent["teacher-camera"], stoppedAt)
 	t.Logf("storage down at SIGTERM: %d camera frames sent until SIGTERM, %d recorded; restart to ready %.1fs (load %s)",
 		sentFrames, frames, readyAfter.Seconds(), loadAverage())
 	if lost := sentFrames - frames; lost > testmedia.FPS {
@@ -456,4 +459,30 @@ func loadAverage() string {
 		return "?"
 	}
 	return strings.Fields(string(b))[0]
+}
+
+// TestEmptyLessonIsEmptyNotAJob: a teacher joins and ends the lesson
+// without publishing anything. The catalog says "empty: nothing was
+// recorded", and no transcode job is queued for it.
+func TestEmptyLessonIsEmptyNotAJob(t *testing.T) {
+	p := testenv.StartPodium(t, "--vod-poll", "200ms")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const lesson = "nothing-recorded"
+	teacher := p.Token(lesson, "teacher", "Ms Teacher")
+	recEndLesson(t, ctx, p.URL, teacher)
+	viewer, admin := p.Token(lesson, "viewer", "Student"), p.Token("*", "admin", "ops")
+	var l vod.Lesson
+	testenv.WaitFor(t, 30*time.Second, "the lesson in the catalog as empty", func() bool {
+		l = recoveryCatalog(p.URL, viewer, lesson)
+		return l.Status == vod.StatusEmpty
+	})
+	if l.Error != "nothing was recorded" {
+		t.Fatalf("empty lesson's error %q", l.Error)
+	}
+	// Several scans later, still no job.
+	time.Sleep(time.Second)
+	if jobs := recoveryJobs(t, p.URL, admin, lesson); len(jobs) > 0 {
+		t.Fatalf("a transcode of an empty lesson was queued: %+v", jobs)
+	}
 }
