@@ -319,17 +319,20 @@ func planTimeline(m *vod.Manifest) (*timeline, error) {
 			names[s.participant] = s.name
 		}
 	}
+	// A stage that lasted no time leaves when empty but not nil (nil
+	// would mean "whenever it has media").
+	stageOf := func(id string) spans { return append(spans{}, onStage[id].normalized()...) }
 	for _, id := range ids {
 		p := stagedPlaced[id]
-		p.when = onStage[id].normalized()
+		p.when = stageOf(id)
 		if names[id] != "" {
 			p.name = names[id]
 		}
 		tl.stage = append(tl.stage, p)
 	}
 	for _, v := range placedVoices {
-		if v.track.Role != "teacher" && len(onStage[v.track.ParticipantID]) > 0 {
-			v.when = onStage[v.track.ParticipantID].normalized()
+		if _, staged := onStage[v.track.ParticipantID]; staged && v.track.Role != "teacher" {
+			v.when = stageOf(v.track.ParticipantID)
 		}
 		tl.voices = append(tl.voices, v)
 	}

@@ -149,7 +149,8 @@ func TestCompositeFilter(t *testing.T) {
 
 // The tracks chosen: the teacher's camera, screen and microphone; the
 // picture of everyone ever on stage (a camera before a whiteboard) and
-// their microphones, heard only while on stage; nobody else's.
+// their microphones, heard only while on stage (never, for a stage that
+// lasted no time); nobody else's.
 func TestPlanTimelineChoosesWhatClassroomsSawAndHeard(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
@@ -166,11 +167,14 @@ func TestPlanTimelineChoosesWhatClassroomsSawAndHeard(t *testing.T) {
 		track("cam1-whiteboard", "cam1", "source", "video", "whiteboard", 0, 60),
 		track("cam1-camera", "cam1", "source", "video", "camera", 0, 60),
 		track("cam1-microphone", "cam1", "source", "audio", "microphone", 0, 60),
-		track("cam2-microphone", "cam2", "source", "audio", "microphone", 0, 60), // never on stage
+		track("cam2-microphone", "cam2", "source", "audio", "microphone", 0, 60),
+		track("cam3-microphone", "cam3", "source", "audio", "microphone", 0, 60), // never on stage
 	}, Events: []vod.ManifestEvent{
 		{Time: at(10), Type: "stage", ParticipantID: "c1", Participant: "Hill School"},
 		{Time: at(20), Type: "stage", ParticipantID: "cam1", Participant: "Ceiling camera"},
 		{Time: at(30), Type: "stage"},
+		{Time: at(40), Type: "stage", ParticipantID: "cam2"}, // on and off in no time: never heard
+		{Time: at(40), Type: "stage"},
 	}}
 	tl, err := planTimeline(m)
 	if err != nil {
@@ -188,9 +192,13 @@ func TestPlanTimelineChoosesWhatClassroomsSawAndHeard(t *testing.T) {
 	}
 	var voices []string
 	for _, v := range tl.voices {
-		voices = append(voices, fmt.Sprintf("%s %v", v.track.ID, v.when))
+		always := ""
+		if v.when == nil {
+			always = " always"
+		}
+		voices = append(voices, fmt.Sprintf("%s %v%s", v.track.ID, v.when, always))
 	}
-	if want := []string{"teacher-microphone []", "c1-microphone [[10 20]]", "cam1-microphone [[20 30]]"}; !reflect.DeepEqual(voices, want) {
+	if want := []string{"teacher-microphone [] always", "c1-microphone [[10 20]]", "cam1-microphone [[20 30]]", "cam2-microphone []"}; !reflect.DeepEqual(voices, want) {
 		t.Errorf("voices %q, want %q", voices, want)
 	}
 }

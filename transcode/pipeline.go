@@ -199,8 +199,8 @@ func (p *pipeline) buildLesson(ctx context.Context, lesson string, progress prog
 	// the screen, else of the stage.
 	src := 0.0
 	for _, pt := range tl.videoTracks() {
-		if src == 0 {
-			src = rates[pt]
+		if src = rates[pt]; src > 0 {
+			break
 		}
 	}
 	fps := outputFPS(src, p.cfg.FPS)
