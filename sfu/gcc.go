@@ -107,10 +107,12 @@ func (g *gccEstimator) parse(fb *rtcp.TransportLayerCC, sent func(uint16) (int64
 	deltas := fb.RecvDeltas
 	seq := fb.BaseSequenceNumber
 	remaining := int(fb.PacketStatusCount)
+	bad := false
 	status := func(symbol uint16) {
 		var at int64
 		if symbol == rtcp.TypeTCCPacketReceivedSmallDelta || symbol == rtcp.TypeTCCPacketReceivedLargeDelta {
-			if len(deltas) == 0 {
+			if len(deltas) == 0 { // more arrivals than deltas: not to be trusted
+				bad, remaining = true, 0
 				return
 			}
 			arrival += deltas[0].Delta * int64(time.Microsecond)
@@ -145,6 +147,9 @@ func (g *gccEstimator) parse(fb *rtcp.TransportLayerCC, sent func(uint16) (int64
 		}
 	}
 	g.acks = acks
+	if bad {
+		return nil
+	}
 	return acks
 }
 

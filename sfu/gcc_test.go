@@ -137,3 +137,26 @@ func TestGCCUnderRandomLoss(t *testing.T) {
 		t.Errorf("25 %% loss left the estimate at %.0f (allocator %.0f)", target, gccEstimate(target, delay, loss))
 	}
 }
+
+// TestGCCIgnoresMalformedFeedback: feedback that reports more arrivals
+// than it carries deltas changes nothing.
+func TestGCCIgnoresMalformedFeedback(t *testing.T) {
+	w := &wireWriter{}
+	e := newEgress()
+	st := &egressStream{writer: w, ssrc: 1, twccID: 3}
+	pushSeqs(t, e, st, 0, 10)
+	e.drain()
+	fb := &rtcp.TransportLayerCC{
+		BaseSequenceNumber: 0,
+		PacketStatusCount:  10,
+		PacketChunks:       []rtcp.PacketStatusChunk{&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: 10}},
+		RecvDeltas:         []*rtcp.RecvDelta{{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: 1000}},
+	}
+	if acks := e.gcc.parse(fb, e.sentPacket); acks != nil {
+		t.Fatalf("malformed feedback gave %d acknowledgments", len(acks))
+	}
+	fb.PacketStatusCount, fb.PacketChunks[0].(*rtcp.RunLengthChunk).RunLength = 1, 1
+	if acks := e.gcc.parse(fb, e.sentPacket); len(acks) != 1 || acks[0].arrival == 0 || acks[0].size == 0 {
+		t.Fatalf("well-formed feedback of one packet gave %+v", acks)
+	}
+}
