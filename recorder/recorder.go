@@ -370,7 +370,6 @@ func (r *Recorder) halt(l *lesson, end bool) {
 	room := l.room
 	l.recording = false
 	l.room = nil
-	l.ended = end
 	if end && (l.man.EndedAt.IsZero() || wasRecording) {
 		l.man.EndedAt = l.clock(time.Now())
 	}

@@ -47,16 +47,15 @@ func (r *Recorder) closeInterrupted(l *lesson, reason string) {
 	if end.IsZero() {
 		end = l.man.StartedAt // nothing recorded: an empty lesson
 	}
-	now := time.Now()
+	now, from := time.Now(), end.Add(l.shift)
 	l.man.EndedAt = end
-	l.man.Interruptions = append(l.man.Interruptions, ManifestInterruption{
-		At: end, From: end.Add(l.shift), To: now, Reason: reason})
+	l.man.Interruptions = append(l.man.Interruptions, ManifestInterruption{At: end, From: from, To: now, Reason: reason})
 	l.ended = true
 	l.saveStateLocked()
 	pending := len(l.pending)
 	l.mu.Unlock()
 	r.log.Info("recorder: closing an interrupted recording at its last media", "lesson", l.id,
-		"ended_at", end, "downtime", now.Sub(end.Add(l.shift)).Round(time.Second), "objects_pending", pending, "reason", reason)
+		"ended_at", end, "downtime", now.Sub(from).Round(time.Second), "objects_pending", pending, "reason", reason)
 }
 
 // watch rewrites the manifests of the lessons this node holds every
