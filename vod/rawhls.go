@@ -17,6 +17,7 @@ package vod
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -512,7 +513,9 @@ func (s *Service) serveRawObject(w http.ResponseWriter, r *http.Request, key str
 		httpx.WriteError(w, http.StatusServiceUnavailable, "storage", err.Error())
 		return
 	}
-	if off != 0 {
+	// The playlists only shift later: the decode times are patched in
+	// place. A shift that would cut samples rebuilds the moof.
+	if off != 0 && !addToDecodeTimes(b, off) {
 		if b, err = shiftSegment(b, off); err != nil {
 			httpx.WriteError(w, http.StatusUnprocessableEntity, "bad_media", fmt.Sprintf("%s: %v", key, err))
 			return
@@ -522,6 +525,100 @@ func (s *Service) serveRawObject(w http.ResponseWriter, r *http.Request, key str
 	w.Header().Set("Cache-Control", "private, max-age=300") // stored segments never change
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	_, _ = w.Write(b)
+}
+
+// addToDecodeTimes adds off to the baseMediaDecodeTime of every track
+// fragment of an fMP4 media segment, in place, and reports whether it did:
+// false (b unchanged) when a box is malformed or a time would leave its
+// field (below zero, or past 32 bits in a version-0 tfdt).
+func addToDecodeTimes(b []byte, off int64) bool {
+	type field struct {
+		at   int
+		wide bool
+	}
+	var fields []field
+	// children calls fn for each box in b[from:to]: its type and the
+	// bounds of its payload; false when a box does not fit.
+	children := func(from, to int, fn func(typ string, start, end int) bool) bool {
+		for from < to {
+			if to-from < 8 {
+				return false
+			}
+			size, hdr := int(binary.BigEndian.Uint32(b[from:])), 8
+			switch size {
+			case 0:
+				size = to - from
+			case 1:
+				if to-from < 16 {
+					return false
+				}
+				large := binary.BigEndian.Uint64(b[from+8:])
+				if large > uint64(to-from) {
+					return false
+				}
+				size, hdr = int(large), 16
+			}
+			if size < hdr || size > to-from {
+				return false
+			}
+			if !fn(string(b[from+4:from+8]), from+hdr, from+size) {
+				return false
+			}
+			from += size
+		}
+		return true
+	}
+	ok := children(0, len(b), func(typ string, start, end int) bool {
+		if typ != "moof" {
+			return true
+		}
+		return children(start, end, func(typ string, start, end int) bool {
+			if typ != "traf" {
+				return true
+			}
+			return children(start, end, func(typ string, start, end int) bool {
+				if typ != "tfdt" {
+					return true
+				}
+				// A full box: version, flags, then the time in 64 bits
+				// (version 1) or 32 (version 0).
+				switch {
+				case end-start >= 12 && b[start] == 1:
+					fields = append(fields, field{at: start + 4, wide: true})
+				case end-start >= 8 && b[start] == 0:
+					fields = append(fields, field{at: start + 4})
+				default:
+					return false
+				}
+				return true
+			})
+		})
+	})
+	if !ok || len(fields) == 0 {
+		return false
+	}
+	sum := func(f field) (uint64, bool) {
+		if f.wide {
+			v := int64(binary.BigEndian.Uint64(b[f.at:])) + off
+			return uint64(v), v >= 0
+		}
+		v := int64(binary.BigEndian.Uint32(b[f.at:])) + off
+		return uint64(v), v >= 0 && v <= math.MaxUint32
+	}
+	for _, f := range fields {
+		if _, ok := sum(f); !ok {
+			return false
+		}
+	}
+	for _, f := range fields {
+		v, _ := sum(f)
+		if f.wide {
+			binary.BigEndian.PutUint64(b[f.at:], v)
+		} else {
+			binary.BigEndian.PutUint32(b[f.at:], uint32(v))
+		}
+	}
+	return true
 }
 
 // shiftSegment moves every decode time of an fMP4 media segment by off

@@ -165,3 +165,38 @@ func TestRawChaptersFollowTheRawTimeline(t *testing.T) {
 		t.Errorf("chapters %+v, want one at 10 s", chs)
 	}
 }
+
+// TestAddToDecodeTimes: a later shift is patched into the stored bytes (the
+// samples untouched); one that would go below zero, or a segment that is
+// not fMP4, is left to shiftSegment.
+func TestAddToDecodeTimes(t *testing.T) {
+	b := segment(t, 960, 4)
+	if !addToDecodeTimes(b, 48000) {
+		t.Fatal("a later shift was not patched")
+	}
+	var parts fmp4.Parts
+	if err := parts.Unmarshal(b); err != nil || len(parts) != 1 {
+		t.Fatalf("patched segment unreadable: %v", err)
+	}
+	if tr := parts[0].Tracks[0]; tr.BaseTime != 48960 || len(tr.Samples) != 4 || tr.Samples[3].Payload[0] != 3 {
+		t.Errorf("base %d, %d samples; want 48960, 4", tr.BaseTime, len(tr.Samples))
+	}
+	before := segment(t, 960, 4)
+	for name, c := range map[string]struct {
+		b   []byte
+		off int64
+	}{
+		"below zero":       {segment(t, 960, 4), -961},
+		"not fMP4":         {[]byte("not a segment at all"), 10},
+		"truncated":        {before[:len(before)/2], 10},
+		"box past its end": {append([]byte{0, 0, 1, 0, 'm', 'o', 'o', 'f'}, before[8:40]...), 10},
+	} {
+		orig := append([]byte(nil), c.b...)
+		if addToDecodeTimes(c.b, c.off) {
+			t.Errorf("%s: patched", name)
+		}
+		if string(orig) != string(c.b) {
+			t.Errorf("%s: bytes changed", name)
+		}
+	}
+}
