@@ -14,6 +14,7 @@ import (
 	"podium/storage"
 	"podium/storage/local"
 	"podium/storage/s3/s3test"
+	"podium/transcode/transcodetest"
 	"podium/vod"
 )
 
@@ -35,27 +36,7 @@ func minioStore(t testing.TB) storage.Store {
 // download copies every object under prefix into a directory, keeping the
 // relative layout, so ffprobe can read playlists as a player would.
 func download(t testing.TB, store storage.Store, prefix string) string {
-	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	objs, err := store.List(ctx, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range objs {
-		b, err := readAll(ctx, store, o.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(o.Key, prefix)))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+	return transcodetest.Download(t, store, prefix)
 }
 
 // checkAsset verifies, with ffprobe, what a player would get from an asset:

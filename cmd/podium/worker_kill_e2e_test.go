@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -190,31 +188,7 @@ func checkJobsOnce(t *testing.T, jobs []transcode.Job, lessons []string, held tr
 // as the recording.
 func checkReplayPlays(t *testing.T, store storage.Store, lesson string) {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	base := vod.LessonBase(lesson)
-	objs, err := store.List(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range objs {
-		rc, _, err := store.Get(ctx, o.Key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(o.Key, base)))
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := transcodetest.Download(t, store, vod.LessonBase(lesson))
 	var a vod.Assets
 	b, err := os.ReadFile(filepath.Join(dir, vod.AssetsFile))
 	if err != nil || json.Unmarshal(b, &a) != nil || len(a.Renditions) == 0 {
@@ -243,16 +217,22 @@ type workerProc struct {
 	node string        // its name in the job table (host-pid)
 	done chan struct{} // closed when it has exited, err set
 	err  error
-	log  logBuffer
+	log  string // the file of its output
 }
 
 // startWorker starts `podium worker` with args (plus a data dir and an
 // HTTP address) and waits until it is ready; cleanup kills it.
 func startWorker(t *testing.T, args ...string) *workerProc {
 	t.Helper()
-	w := &workerProc{addr: testenv.FreeAddr(t), done: make(chan struct{})}
-	w.cmd = exec.Command(testenv.PodiumBinary(t), append([]string{"worker", "--data-dir", t.TempDir(), "--http-addr", w.addr}, args...)...)
-	w.cmd.Stdout, w.cmd.Stderr = &w.log, &w.log
+	dataDir := t.TempDir()
+	w := &workerProc{addr: testenv.FreeAddr(t), done: make(chan struct{}), log: filepath.Join(dataDir, "worker.log")}
+	out, err := os.Create(w.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close() // the process has its own copy
+	w.cmd = exec.Command(testenv.PodiumBinary(t), append([]string{"worker", "--data-dir", dataDir, "--http-addr", w.addr}, args...)...)
+	w.cmd.Stdout, w.cmd.Stderr = out, out
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +245,8 @@ func startWorker(t *testing.T, args ...string) *workerProc {
 	t.Cleanup(func() {
 		w.kill()
 		if t.Failed() {
-			t.Logf("worker %s log:\n%s", w.node, w.log.String())
+			b, _ := os.ReadFile(w.log)
+			t.Logf("worker %s log:\n%s", w.node, b)
 		}
 	})
 	testenv.WaitFor(t, 30*time.Second, "the worker to answer /readyz", func() bool {
@@ -284,24 +265,6 @@ func (w *workerProc) kill() {
 	}
 	_ = w.cmd.Process.Kill()
 	<-w.done
-}
-
-// logBuffer is a process's output, read while the process writes it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func httpGet(url, token string) (int, string) {
