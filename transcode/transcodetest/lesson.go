@@ -113,19 +113,8 @@ func RecordLesson(t testing.TB, store storage.Store, l Lesson) (vod.Manifest, ti
 		all = append(all, m)
 	}
 
-	rec, err := recorder.New(recorder.Config{Store: store, SpoolDir: t.TempDir(), SegmentDuration: 4 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := rec.Close(ctx); err != nil {
-			t.Errorf("recorder close: %v", err)
-		}
-	}()
-	rooms := sfu.NewRooms(nil)
-	rec.Attach(rooms, true)
+	rooms, stop := recordInto(t, store)
+	defer stop()
 	title := l.Title
 	if title == "" {
 		title = "Lesson " + l.ID
@@ -178,14 +167,40 @@ func RecordLesson(t testing.TB, store storage.Store, l Lesson) (vod.Manifest, ti
 	}
 	room.End("lesson over")
 
+	return waitComplete(t, store, l.ID), start
+}
+
+// recordInto starts a real recorder writing into store, attached to a
+// fresh set of rooms; stop closes it.
+func recordInto(t testing.TB, store storage.Store) (rooms *sfu.Rooms, stop func()) {
+	t.Helper()
+	rec, err := recorder.New(recorder.Config{Store: store, SpoolDir: t.TempDir(), SegmentDuration: 4 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rooms = sfu.NewRooms(nil)
+	rec.Attach(rooms, true)
+	return rooms, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := rec.Close(ctx); err != nil {
+			t.Errorf("recorder close: %v", err)
+		}
+	}
+}
+
+// waitComplete waits (up to a minute) for the recorder to complete a
+// lesson's manifest, and returns it.
+func waitComplete(t testing.TB, store storage.Store, lesson string) vod.Manifest {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var m vod.Manifest
-		if err := readJSON(store, vod.ManifestKey(l.ID), &m); err == nil && m.Complete {
-			return m, start
+		if err := readJSON(store, vod.ManifestKey(lesson), &m); err == nil && m.Complete {
+			return m
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("recording of %s did not complete", l.ID)
+			t.Fatalf("recording of %s did not complete", lesson)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -21,7 +21,6 @@ import (
 
 	"podium/internal/testenv"
 	"podium/internal/testmedia"
-	"podium/recorder"
 	"podium/sfu"
 	"podium/storage"
 	"podium/vod"
@@ -114,19 +113,8 @@ func RecordLive(t testing.TB, store storage.Store, lesson string, o LiveOptions)
 		t.Fatal(err)
 	}
 
-	rec, err := recorder.New(recorder.Config{Store: store, SpoolDir: t.TempDir(), SegmentDuration: 4 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := rec.Close(ctx); err != nil {
-			t.Errorf("recorder close: %v", err)
-		}
-	}()
-	rooms := sfu.NewRooms(nil)
-	rec.Attach(rooms, true)
+	rooms, stop := recordInto(t, store)
+	defer stop()
 	room, err := rooms.CreateRoom(sfu.LessonInfo{ID: lesson, Title: "Flashes " + lesson})
 	if err != nil {
 		t.Fatal(err)
@@ -193,17 +181,7 @@ func RecordLive(t testing.TB, store storage.Store, lesson string, o LiveOptions)
 		o.Ended(endedAt)
 	}
 
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var m vod.Manifest
-		if err := readJSON(store, vod.ManifestKey(lesson), &m); err == nil && m.Complete {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("recording of %s did not complete", lesson)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return waitComplete(t, store, lesson)
 }
 
 // oggPackets reads an Ogg Opus file's packets (one per page, as the
