@@ -268,12 +268,14 @@ func (s *SFU) newPeerConnection(subscriber bool, repair *rtxrepair.Factory) (*we
 		if err := webrtc.ConfigureRTCPReports(reg); err != nil {
 			return nil, fmt.Errorf("rtcp reports: %w", err)
 		}
-		if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
-			return nil, fmt.Errorf("twcc feedback: %w", err)
-		}
 	}
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
 		return nil, fmt.Errorf("simulcast extensions: %w", err)
+	}
+	if !subscriber {
+		if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
+			return nil, fmt.Errorf("twcc feedback: %w", err)
+		}
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s.settings))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
