@@ -313,6 +313,12 @@ func TestRawReplay(t *testing.T) {
 		t.Logf("page plays the %s replay: %.1f s in, %d frames shown", playback, st.Time, st.Frames)
 	}
 	waitPlaying(vod.PlaybackRaw)
+	// Why a VP8 camera's raw replay is its voice alone: MSE cannot play
+	// VP8 from fMP4 (the fact, logged from this browser).
+	support, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]bool](`Object.fromEntries(
+	  ['video/mp4; codecs="vp08.00.10.08"', 'video/mp4; codecs="avc1.42e01f"', 'video/mp4; codecs="vp09.00.10.08"', 'audio/mp4; codecs="opus"']
+	  .map((c) => [c, MediaSource.isTypeSupported(c)]))`))
+	t.Logf("this Chromium's MSE supports %v (%v)", support, err)
 
 	// A worker transcodes the lesson; the open page switches over.
 	s.startWorker(t)
