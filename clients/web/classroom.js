@@ -338,7 +338,8 @@ function addChat(d) {
   const self = !!session.self && d.from === session.self.id;
   const teacher = from ? from.role === 'teacher' : false;
   const who = self ? 'This classroom' : teacher ? `${d.fromName || 'Teacher'} (teacher)` : d.fromName || '';
-  const el = h('div', { class: 'msg' + (teacher ? ' teacher' : '') + (self ? ' self' : '') },
+  // 'mine', not 'self': .board .self is the room's own camera picture.
+  const el = h('div', { class: 'msg' + (teacher ? ' teacher' : '') + (self ? ' mine' : '') },
     h('div', { class: 'who' }, who), h('div', {}, d.text));
   ui.chat.append(el);
   while (ui.chat.children.length > CHAT_SHOWN) ui.chat.firstChild.remove();
