@@ -235,13 +235,12 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 }
 
 // newPeerConnection builds a peer connection on an API of its own. A
-// subscriber connection (subscriber) has no interceptors on its write path:
-// its egress stamps transport-wide sequence numbers, answers NACKs from its
-// ring and runs its own GCC; the TWCC header extension, transport-cc and
-// NACK feedback are still negotiated, and sender reports come from the
-// down-tracks' counters (subscriber.sendReports). repair (publisher connections)
-// unwraps the client's RTX retransmissions ahead of every other
-// interceptor.
+// subscriber connection (subscriber) has no interceptors: its egress stamps
+// transport-wide sequence numbers, answers NACKs from its ring and runs its
+// own GCC; the TWCC header extension, transport-cc and NACK feedback are
+// negotiated as before, and sender reports come from the down-tracks'
+// counters (subscriber.sendReports). repair (publisher connections) unwraps
+// the client's RTX retransmissions ahead of every other interceptor.
 func (s *SFU) newPeerConnection(subscriber bool, repair *rtxrepair.Factory) (*webrtc.PeerConnection, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
@@ -252,12 +251,15 @@ func (s *SFU) newPeerConnection(subscriber bool, repair *rtxrepair.Factory) (*we
 		reg.Add(repair)
 	}
 	if subscriber {
+		// What pion's TWCC and NACK configuration negotiated, in its order,
+		// without their interceptors.
 		for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-			m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, kind)
 			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, kind); err != nil {
 				return nil, fmt.Errorf("twcc: %w", err)
 			}
 		}
+		m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack"}, webrtc.RTPCodecTypeVideo)
+		m.RegisterFeedback(webrtc.RTCPFeedback{Type: "nack", Parameter: "pli"}, webrtc.RTPCodecTypeVideo)
 	} else {
 		// Pion's defaults minus its stats interceptor (nothing here reads
 		// GetStats, and it costs a lock per packet): NACKs and receiver
@@ -272,10 +274,11 @@ func (s *SFU) newPeerConnection(subscriber bool, repair *rtxrepair.Factory) (*we
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
 		return nil, fmt.Errorf("simulcast extensions: %w", err)
 	}
-	if !subscriber {
-		if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
-			return nil, fmt.Errorf("twcc feedback: %w", err)
-		}
+	if subscriber {
+		m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeVideo)
+		m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeAudio)
+	} else if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
+		return nil, fmt.Errorf("twcc feedback: %w", err)
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s.settings))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
