@@ -52,7 +52,12 @@ func openPage(t *testing.T, browser context.Context, name, url string) *page {
 
 // eval runs a JS expression (awaiting a promise) and decodes its JSON value.
 func (p *page) eval(expr string, out any) error {
-	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	return p.evalWithin(10*time.Second, expr, out)
+}
+
+// evalWithin evaluates expr, awaiting its promise for at most d.
+func (p *page) evalWithin(d time.Duration, expr string, out any) error {
+	ctx, cancel := context.WithTimeout(p.ctx, d)
 	defer cancel()
 	raw, err := chromedp.Run(ctx, chromedp.Evaluate[json.RawMessage](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -64,9 +69,12 @@ func (p *page) eval(expr string, out any) error {
 	return json.Unmarshal(raw, out)
 }
 
+// do runs a page action to its end. Actions such as going live wait for
+// the camera, an offer and an answer: on a loaded machine that outlasts a
+// plain evaluation's 10 s, so an action gets as long as any wait.
 func (p *page) do(t *testing.T, expr string) {
 	t.Helper()
-	if err := p.eval("Promise.resolve("+expr+").then(() => true)", nil); err != nil {
+	if err := p.evalWithin(waitFor, "Promise.resolve("+expr+").then(() => true)", nil); err != nil {
 		t.Fatalf("%s: %s: %v", p.name, expr, err)
 	}
 }
