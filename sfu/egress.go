@@ -25,8 +25,9 @@ import (
 // The egress stamps every packet it sends (media, padding, retransmission)
 // with the next transport-wide sequence number (the negotiated TWCC header
 // extension) and notes its send time in a fixed array indexed by that
-// number; one clock read serves a whole drained batch. Pion's NACK
-// responder and TWCC interceptors are not on this path.
+// number, which GCC (gcc.go) reads on the same goroutine when feedback
+// comes; one clock read serves a whole drained batch. None of pion's
+// interceptors is on this path.
 //
 // When a subscriber cannot keep up (a TCP connection that backs up), its
 // queue fills and its own packets are dropped: a slow classroom never slows
@@ -49,8 +50,7 @@ type egress struct {
 
 	// feedback carries TWCC feedback from the subscriber's RTCP readers
 	// to the egress goroutine, where the estimator runs.
-	feedback        chan *rtcp.TransportLayerCC
-	feedbackDropped atomic.Uint64
+	feedback chan *rtcp.TransportLayerCC
 	// The estimator's outputs, for the allocator and the NACK budget.
 	target      atomic.Int64 // bit/s: the lower of delay- and loss-based
 	delayTarget atomic.Int64 // bit/s
@@ -280,7 +280,6 @@ func (e *egress) addFeedback(fb *rtcp.TransportLayerCC) {
 	select {
 	case e.feedback <- fb:
 	default:
-		e.feedbackDropped.Add(1)
 	}
 }
 
