@@ -79,12 +79,12 @@ func TestAdminAPI(t *testing.T) {
 	// ends the lesson for everyone in it.
 	teacher, _ := ts.join(t, "bio", sfu.RoleTeacher, "T", goclient.Options{})
 	_, tok, _ := call(t, "POST", ts.URL+"/api/tokens", admin, `{"room":"bio","role":"classroom","name":"Valley"}`)
-	c, err := goclient.Dial(ctx20(t), ts.URL, tok["token"].(string), goclient.Options{})
+	c, err := goclient.Dial(testCtx(t), ts.URL, tok["token"].(string), goclient.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Join(ctx20(t), true); err != nil {
+	if _, err := c.Join(testCtx(t), true); err != nil {
 		t.Fatal(err)
 	}
 	_, _, list := call(t, "GET", ts.URL+"/api/lessons", admin, "")

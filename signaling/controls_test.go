@@ -29,7 +29,7 @@ func lessonState(t *testing.T, c *goclient.Client, match func(sfu.LessonInfo) bo
 // server enforces the chat switch with a clear error.
 func TestControlsAreServerState(t *testing.T) {
 	ts := newTestServer(t)
-	ctx := ctx20(t)
+	ctx := testCtx(t)
 	teacher, tj := ts.join(t, "ctl", sfu.RoleTeacher, "T", goclient.Options{})
 	a, _ := ts.join(t, "ctl", sfu.RoleClassroom, "Room A", goclient.Options{})
 	var lesson sfu.LessonInfo

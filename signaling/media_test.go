@@ -197,7 +197,7 @@ func TestLessonMediaFlow(t *testing.T) {
 	files := testmedia.ForTest(t)
 	testenv.RequireBinary(t, "ffprobe")
 	ts := newTestServer(t)
-	ctx := ctx20(t)
+	ctx := testCtx(t)
 
 	teacher, _ := ts.join(t, "math", sfu.RoleTeacher, "Ms T", goclient.Options{})
 	publishFile(t, teacher, files.VP8[1], files.Opus)
@@ -300,7 +300,7 @@ func TestWHIPPublishWHEPWatch(t *testing.T) {
 	files := testmedia.ForTest(t)
 	testenv.RequireBinary(t, "ffprobe")
 	ts := newTestServer(t)
-	ctx := ctx20(t)
+	ctx := testCtx(t)
 	api, err := goclient.NewAPI(true)
 	if err != nil {
 		t.Fatal(err)
@@ -424,7 +424,7 @@ func TestSimulcastPublishAndLayerCap(t *testing.T) {
 	files := testmedia.ForTest(t)
 	testenv.RequireBinary(t, "ffprobe")
 	ts := newTestServer(t)
-	ctx := ctx20(t)
+	ctx := testCtx(t)
 	teacher, _ := ts.join(t, "sim", sfu.RoleTeacher, "T", goclient.Options{})
 
 	vp8 := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}

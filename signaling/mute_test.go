@@ -113,7 +113,7 @@ func publishMic(t *testing.T, c *goclient.Client, opus string) {
 func TestMuteIsServerState(t *testing.T) {
 	files := testmedia.ForTest(t)
 	ts := newTestServer(t)
-	ctx := ctx20(t)
+	ctx := testCtx(t)
 	heard := newPacketCounter()
 	teacher, _ := ts.join(t, "mute", sfu.RoleTeacher, "T", goclient.Options{OnTrack: heard.onTrack})
 	a, _ := ts.join(t, "mute", sfu.RoleClassroom, "Room A", goclient.Options{})

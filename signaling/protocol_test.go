@@ -32,7 +32,7 @@ func expectError(t *testing.T, c *goclient.Client, ctx context.Context, typ stri
 
 func TestProtocolBadMessagesChangeNothing(t *testing.T) {
 	ts := newTestServer(t)
-	ctx := ctx20(t)
+	ctx := testCtx(t)
 	c := ts.dial(t, "lesson-1", sfu.RoleTeacher, "Ann", goclient.Options{})
 
 	// Before join: nothing but join and ping is accepted.
@@ -109,7 +109,7 @@ func TestProtocolBadMessagesChangeNothing(t *testing.T) {
 
 func TestProtocolRolesAndRateLimits(t *testing.T) {
 	ts := newTestServer(t)
-	ctx := ctx20(t)
+	ctx := testCtx(t)
 	teacher, _ := ts.join(t, "l2", sfu.RoleTeacher, "T", goclient.Options{})
 	cls, _ := ts.join(t, "l2", sfu.RoleClassroom, "Room A", goclient.Options{})
 	viewer, _ := ts.join(t, "l2", sfu.RoleViewer, "V", goclient.Options{})
@@ -172,7 +172,7 @@ func TestProtocolRolesAndRateLimits(t *testing.T) {
 
 func TestWebsocketAuthRefusals(t *testing.T) {
 	ts := newTestServer(t)
-	ctx := ctx20(t)
+	ctx := testCtx(t)
 	past, _ := auth.NewIssuer(testSecret)
 	forger, _ := auth.NewIssuer("some-other-secret-0123456789")
 	forged, _, _ := forger.Issue(auth.Request{Room: "r", Role: sfu.RoleTeacher, Name: "T", TTL: time.Hour})
@@ -226,7 +226,7 @@ func TestOversizedMessageClosesSocket(t *testing.T) {
 
 func TestRejoinReplacesOldSession(t *testing.T) {
 	ts := newTestServer(t)
-	ctx := ctx20(t)
+	ctx := testCtx(t)
 	teacher, _ := ts.join(t, "rj", sfu.RoleTeacher, "T", goclient.Options{})
 	first, _ := ts.join(t, "rj", sfu.RoleClassroom, "A", goclient.Options{})
 	second, j := ts.join(t, "rj", sfu.RoleClassroom, "A", goclient.Options{})

@@ -83,7 +83,7 @@ func TestStatsReportsAreChecked(t *testing.T) {
 // is live again when it rejoins; one that leaves is gone.
 func TestDashboard(t *testing.T) {
 	ts := newTestServer(t)
-	ctx := ctx20(t)
+	ctx := testCtx(t)
 	teacher, _ := ts.join(t, "dash-1", sfu.RoleTeacher, "Ms Rivera", goclient.Options{})
 	hill, hillJoined := ts.join(t, "dash-1", sfu.RoleClassroom, "Hill School", goclient.Options{})
 	river, _ := ts.join(t, "dash-1", sfu.RoleClassroom, "River School", goclient.Options{})

@@ -47,7 +47,7 @@ func startWHIPPlaying(t *testing.T, ts *testServer, room, name string, api *webr
 	}
 	cam, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "obs-video", "obs")
 	mic, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}, "obs-audio", "obs")
-	sess, err := goclient.WHIPPublish(ctx20(t), api, ts.URL, room, ts.token(t, room, sfu.RoleTeacher, name), cam, mic)
+	sess, err := goclient.WHIPPublish(testCtx(t), api, ts.URL, room, ts.token(t, room, sfu.RoleTeacher, name), cam, mic)
 	if err != nil {
 		t.Fatalf("WHIP: %v", err)
 	}
@@ -177,7 +177,7 @@ func TestWHIPLessonEndsWhenPublisherLeaves(t *testing.T) {
 				room, ok := ts.SFU.Rooms.Room(tc.room)
 				return ok && len(room.Tracks()) == 2
 			})
-			watch, err := goclient.WHEPWatch(ctx20(t), nil, ts.URL, tc.room, ts.token(t, tc.room, sfu.RoleViewer, "V"), nil)
+			watch, err := goclient.WHEPWatch(testCtx(t), nil, ts.URL, tc.room, ts.token(t, tc.room, sfu.RoleViewer, "V"), nil)
 			if err != nil {
 				t.Fatalf("WHEP: %v", err)
 			}

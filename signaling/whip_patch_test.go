@@ -32,7 +32,7 @@ func TestWHIPWHEPPatchTrickleAndICERestart(t *testing.T) {
 	})
 	viewer := ts.token(t, room, sfu.RoleViewer, "V")
 	var videoPackets atomic.Int64
-	player, err := goclient.WHEPWatch(ctx20(t), nil, ts.URL, room, viewer, func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	player, err := goclient.WHEPWatch(testCtx(t), nil, ts.URL, room, viewer, func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		go func() {
 			buf := make([]byte, 1500)
 			for {
@@ -63,7 +63,7 @@ func TestWHIPWHEPPatchTrickleAndICERestart(t *testing.T) {
 
 	// Trickle: the player's own candidates again, as a late trickle.
 	local := sdpfrag.FromSDP(player.PC.LocalDescription().SDP)
-	if err := player.Trickle(ctx20(t), local.Candidates); err != nil {
+	if err := player.Trickle(testCtx(t), local.Candidates); err != nil {
 		t.Fatalf("trickle: %v", err)
 	}
 
@@ -120,7 +120,7 @@ func TestWHIPWHEPPatchTrickleAndICERestart(t *testing.T) {
 	}{{"player", player}, {"publisher", pub.sess}} {
 		oldETag := s.sess.ETag
 		oldUfrag := sdpfrag.FromSDP(s.sess.PC.RemoteDescription().SDP).Ufrag
-		if err := s.sess.RestartICE(ctx20(t)); err != nil {
+		if err := s.sess.RestartICE(testCtx(t)); err != nil {
 			t.Fatalf("%s ICE restart: %v", s.name, err)
 		}
 		if s.sess.ETag == "" || s.sess.ETag == oldETag {

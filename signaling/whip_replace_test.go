@@ -133,7 +133,7 @@ func TestWHIPReconnectReplacesStaleSession(t *testing.T) {
 func watchCaptured(t *testing.T, ts *testServer, room, name string) (*videoCapture, *goclient.HTTPSession) {
 	t.Helper()
 	vc := newVideoCapture(t)
-	player, err := goclient.WHEPWatch(ctx20(t), nil, ts.URL, room, ts.token(t, room, sfu.RoleViewer, name), func(tr *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
+	player, err := goclient.WHEPWatch(testCtx(t), nil, ts.URL, room, ts.token(t, room, sfu.RoleViewer, name), func(tr *webrtc.TrackRemote, r *webrtc.RTPReceiver) {
 		vc.onTrack(goclient.RemoteTrack{Track: tr, Receiver: r, Info: goclient.TrackInfo{ParticipantID: "whep", Source: "camera"}})
 	})
 	if err != nil {
