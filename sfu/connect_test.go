@@ -95,6 +95,9 @@ func TestConnectivity(t *testing.T) {
 		if err == nil && pair != nil && pair.Local.Protocol != webrtc.ICEProtocolTCP {
 			t.Errorf("selected pair uses %s, want tcp", pair.Local.Protocol)
 		}
+		if got := c.p.ReceiveStats().Transport; got != "tcp" {
+			t.Errorf("the server names the classroom's transport %q, want tcp", got)
+		}
 	})
 
 	t.Run("TURN relay", func(t *testing.T) {
@@ -110,6 +113,9 @@ func TestConnectivity(t *testing.T) {
 		testenv.WaitFor(t, 30*time.Second, "frames through TURN", func() bool { return c.stream(cam).stats().frames > 30 })
 		if s.turn.srv.AllocationCount() == 0 {
 			t.Error("TURN server has no allocation")
+		}
+		if got := c.p.ReceiveStats().Transport; got != "turn" {
+			t.Errorf("the server names the classroom's transport %q, want turn", got)
 		}
 	})
 

@@ -50,7 +50,7 @@ func (p *Participant) ReceiveStats() ReceiveStats {
 }
 
 func (s *subscriber) receiveStats() ReceiveStats {
-	st := ReceiveStats{Connection: s.pc.ConnectionState().String(), Transport: transportOf(s.pc)}
+	st := ReceiveStats{Connection: s.pc.ConnectionState().String(), Transport: s.transport.Load().(string)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, sub := range s.downs {
@@ -77,14 +77,21 @@ func (s *subscriber) receiveStats() ReceiveStats {
 	return st
 }
 
-// transportOf names the selected ICE candidate pair's transport.
-func transportOf(pc *webrtc.PeerConnection) string {
-	sctp := pc.SCTP()
-	if sctp == nil || sctp.Transport() == nil || sctp.Transport().ICETransport() == nil {
-		return ""
-	}
-	pair, err := sctp.Transport().ICETransport().GetSelectedCandidatePair()
-	if err != nil || pair == nil || pair.Local == nil || pair.Remote == nil {
+// watchTransport keeps the name of the selected ICE candidate pair's
+// transport as pion announces it. Asking pion for the selected pair from
+// another goroutine (the dashboard's) reads the ICE agent's candidates
+// while it works on them: a data race.
+func (s *subscriber) watchTransport() {
+	s.transport.Store("")
+	ice := s.pc.SCTP().Transport().ICETransport()
+	ice.OnSelectedCandidatePairChange(func(pair *webrtc.ICECandidatePair) {
+		s.transport.Store(transportName(pair))
+	})
+}
+
+// transportName names a candidate pair's transport.
+func transportName(pair *webrtc.ICECandidatePair) string {
+	if pair == nil || pair.Local == nil || pair.Remote == nil {
 		return ""
 	}
 	if pair.Remote.Typ == webrtc.ICECandidateTypeRelay || pair.Local.Typ == webrtc.ICECandidateTypeRelay {

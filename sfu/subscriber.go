@@ -19,6 +19,9 @@ type subscriber struct {
 	p     *Participant
 	pc    *webrtc.PeerConnection
 	queue *egress
+	// transport names the selected candidate pair's transport ("udp",
+	// "tcp", "turn"), kept from pion's change callback (watchTransport).
+	transport atomic.Value
 
 	changeMu    sync.Mutex // serializes add and remove
 	negMu       sync.Mutex
@@ -74,6 +77,7 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 	}
 	s := &subscriber{p: p, pc: pc, queue: newEgress(), downs: make(map[string]*subscription)}
 	s.probe.budget = &p.sfu.probes
+	s.watchTransport()
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateConnected {
 			s.connected.Store(true)
