@@ -397,7 +397,9 @@ type playState struct {
 
 // pagePlays starts the page's video (muted) and waits until it plays the
 // given playback (and, with live, a playlist without an end): its time
-// advances by a second and frames are presented.
+// advances by a second and frames are presented. (A page that switched
+// to the transcoded replay after the raw one ended is at its end: playing
+// starts it again.)
 func pagePlays(ctx context.Context, playback string, live bool) (playState, error) {
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
 	  const v = document.getElementById('video'); v.muted = true; v.play();
@@ -423,8 +425,8 @@ func pagePlays(ctx context.Context, playback string, live bool) (playState, erro
 			return st, fmt.Errorf("read the page: %w", err)
 		case st.Error != "":
 			return st, fmt.Errorf("the page shows %q", st.Error)
-		case st.Playback == playback && (st.Live || !live) && st.Frames > 0 && start < 0:
-			start = st.Time
+		case st.Playback == playback && (st.Live || !live) && st.Frames > 0 && (start < 0 || st.Time < start):
+			start = st.Time // from here (or from a restart: an ended video plays again from 0)
 		case st.Playback == playback && (st.Live || !live) && start >= 0 && st.Time > start+1 && st.Frames > 30:
 			return st, nil
 		}
