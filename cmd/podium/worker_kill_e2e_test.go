@@ -99,7 +99,7 @@ func TestKilledWorkersJobFinishesElsewhere(t *testing.T) {
 	t.Logf("killed job %s: taken up again %.1fs after the SIGKILL, its lesson ready %.1fs after it (rescue after %s)",
 		held.ID, pickedUp.Seconds(), ready.Seconds(), killRescueAfter)
 
-	checkJobsOnce(t, listJobs(t, p.URL, ops), lessons, held, victim.node)
+	checkJobsOnce(t, settledJobs(t, p.URL, ops), lessons, held, victim.node)
 	checkReplayPlays(t, store, held.Lesson)
 }
 
@@ -148,7 +148,7 @@ func TestKilledNodeTakesUpItsJobAfterRestart(t *testing.T) {
 	testenv.WaitFor(t, 5*time.Minute, "the lesson ready", func() bool { return lessonStatus(t, p, lesson) == vod.StatusReady })
 	t.Logf("node restarted %.1fs after the SIGKILL, took up job %s again at %.1fs, lesson ready at %.1fs (rescue after %s)",
 		restarted.Seconds(), held.ID, pickedUp.Seconds(), time.Since(killed).Seconds(), killRescueAfter)
-	checkJobsOnce(t, listJobs(t, p.URL, ops), []string{lesson}, held, oldNode)
+	checkJobsOnce(t, settledJobs(t, p.URL, ops), []string{lesson}, held, oldNode)
 	checkReplayPlays(t, store, lesson)
 }
 
@@ -282,6 +282,24 @@ func httpGet(url, token string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// settledJobs lists the jobs once none is waiting or running: a lesson is
+// ready when its outputs are published, a moment before River records its
+// job as completed.
+func settledJobs(t *testing.T, url, token string) []transcode.Job {
+	t.Helper()
+	var jobs []transcode.Job
+	testenv.WaitFor(t, time.Minute, "every job finished", func() bool {
+		jobs = listJobs(t, url, token)
+		for i := range jobs {
+			if !jobs[i].Finished() {
+				return false
+			}
+		}
+		return true
+	})
+	return jobs
 }
 
 func listJobs(t *testing.T, url, token string) []transcode.Job {
