@@ -117,8 +117,8 @@ func TestReplayPagePlaysLesson(t *testing.T) {
 	st := waitPlaying("lesson", 1)
 	// hls.js leaves out the audio-only variant when video variants exist
 	// (Safari's native player offers it); the page lists Auto + 2.
-	if st.Levels != 2 || st.Qualities != 3 || st.Chapters != 1 {
-		t.Errorf("player: %d levels, %d quality options, %d chapters; want 2 levels (720p, 360p), 3 options, 1 chapter", st.Levels, st.Qualities, st.Chapters)
+	if st.Levels != 2 || st.Qualities != 3 || st.Chapters != 2 {
+		t.Errorf("player: %d levels, %d quality options, %d chapters; want 2 levels (720p, 360p), 3 options, 2 chapters (the share and its end)", st.Levels, st.Qualities, st.Chapters)
 	}
 
 	// Pick 360p: the picture becomes 360 lines high (replaying from the

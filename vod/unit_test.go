@@ -257,7 +257,9 @@ func TestSyncImportsAnOlderVersionsCatalog(t *testing.T) {
 		}
 	}
 	now := time.Now()
-	put("lessons/geo-1/manifest.json", Manifest{Version: 1, Lesson: "geo-1", Title: "geo-1", Teacher: "Mr. Diallo", StartedAt: now.Add(-time.Hour), Complete: true})
+	recorded := []ManifestTrack{{ID: "teacher-camera", Role: "teacher", Kind: "video", Source: "camera", Codec: "h264", Init: "init.mp4",
+		Segments: []ManifestSegment{{Seq: 1, Key: "lessons/geo-1/rec/teacher-camera/1.m4s", Duration: 4 * time.Second, Bytes: 1000}}}}
+	put("lessons/geo-1/manifest.json", Manifest{Version: 1, Lesson: "geo-1", Title: "geo-1", Teacher: "Mr. Diallo", StartedAt: now.Add(-time.Hour), Complete: true, Tracks: recorded})
 	put("lessons/geo-2/manifest.json", Manifest{Version: 1, Lesson: "geo-2", Teacher: "Mr. Diallo", StartedAt: now})
 	put("catalog/courses/geography.json", CourseRecord{ID: "geography", Title: "Geography, year 8"})
 	put("catalog/lessons/geo-1.json", map[string]string{"course": "geography", "title": "Rivers of Africa"})

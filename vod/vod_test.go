@@ -223,7 +223,7 @@ func TestCatalogAndSignedPlayback(t *testing.T) {
 	if l.Title != "Fractions math-101" || l.Teacher != "Ms. Okafor" || l.Duration < 7 || l.Duration > 9 || l.Course != vod.UnsortedCourse {
 		t.Errorf("lesson: %+v", l)
 	}
-	if len(l.Chapters) != 1 || l.Chapters[0].Type != "screenStart" || l.Chapters[0].Time != 2 {
+	if len(l.Chapters) != 2 || l.Chapters[0].Type != "screenStart" || l.Chapters[0].Time != 2 || l.Chapters[1].Type != "screenStop" {
 		t.Errorf("chapters: %+v", l.Chapters)
 	}
 	if len(l.Renditions) != 3 {
