@@ -18,31 +18,6 @@ import (
 	"podium/vod"
 )
 
-// streamEnd is where the last packet of a file's audio or video stream
-// ends, in seconds, as ffprobe reads it.
-func streamEnd(t *testing.T, ffprobe, path, stream string) float64 {
-	t.Helper()
-	out, err := exec.Command(ffprobe, "-v", "error", "-select_streams", stream, "-show_entries",
-		"packet=pts_time,duration_time", "-of", "csv=p=0", path).Output()
-	if err != nil {
-		t.Fatalf("ffprobe %s %s: %v", path, stream, err)
-	}
-	end := 0.0
-	for _, line := range strings.Fields(string(out)) {
-		f := strings.Split(line, ",")
-		pts, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			continue
-		}
-		d := 0.0
-		if len(f) > 1 {
-			d, _ = strconv.ParseFloat(f[1], 64)
-		}
-		end = math.Max(end, pts+d)
-	}
-	return end
-}
-
 // decodedAudioSeconds is how long a player plays a file's audio: decoded
 // samples over the sample rate.
 func decodedAudioSeconds(t *testing.T, ffmpeg, path string) float64 {
@@ -227,7 +202,7 @@ func TestReplayFollowsRecordedAudioTimeline(t *testing.T) {
 	}
 	for _, r := range []string{"720p", "360p", "audio"} {
 		pl := filepath.Join(dir, "hls", r, "index.m3u8")
-		aEnd := streamEnd(t, ffprobe, pl, "a:0")
+		aEnd := transcodetest.StreamEnd(t, pl, "a:0")
 		played := decodedAudioSeconds(t, ffmpeg, pl)
 		var beeps []float64
 		for _, b := range beepTimes(t, ffmpeg, pl) {
@@ -242,7 +217,7 @@ func TestReplayFollowsRecordedAudioTimeline(t *testing.T) {
 		if r == "audio" {
 			continue
 		}
-		vEnd := streamEnd(t, ffprobe, pl, "v:0")
+		vEnd := transcodetest.StreamEnd(t, pl, "v:0")
 		flashes, frames := flashTimes(t, ffmpeg, pl)
 		t.Logf("%s: video ends at %.3f s (%d frames), flashes at %v", r, vEnd, frames, flashes)
 		if math.Abs(vEnd-aEnd) > 0.5 {

@@ -199,7 +199,7 @@ func TestReplayShowsAndPlaysTheWholeLesson(t *testing.T) {
 	at := func(d time.Duration) float64 { return d.Seconds() + lead }
 
 	// Durations: audio as long as video; the replay as long as the lesson.
-	vEnd, aEnd := streamEnd(t, ffprobe, pl, "v:0"), streamEnd(t, ffprobe, pl, "a:0")
+	vEnd, aEnd := transcodetest.StreamEnd(t, pl, "v:0"), transcodetest.StreamEnd(t, pl, "a:0")
 	var recorded time.Time // the end of the last recorded media
 	for _, tr := range m.Tracks {
 		if n := len(tr.Segments); n > 0 {

@@ -7,7 +7,6 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"podium/storage"
 	"podium/storage/s3"
 	"podium/transcode"
+	"podium/transcode/transcodetest"
 	"podium/vod"
 )
 
@@ -148,32 +148,7 @@ func replayDurations(t *testing.T, ctx context.Context, store storage.Store, les
 	if err != nil {
 		t.Fatal(err)
 	}
-	return packetsEnd(t, path, "v:0"), packetsEnd(t, path, "a:0")
-}
-
-// packetsEnd is where the last packet of a stream ends, in seconds.
-func packetsEnd(t *testing.T, path, stream string) float64 {
-	t.Helper()
-	ffprobe := testenv.RequireBinary(t, "ffprobe")
-	out, err := exec.Command(ffprobe, "-v", "error", "-select_streams", stream, "-show_entries",
-		"packet=pts_time,duration_time", "-of", "csv=p=0", path).Output()
-	if err != nil {
-		t.Fatalf("ffprobe %s %s: %v", path, stream, err)
-	}
-	end := 0.0
-	for _, line := range strings.Fields(string(out)) {
-		f := strings.Split(line, ",")
-		pts, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			continue
-		}
-		d := 0.0
-		if len(f) > 1 {
-			d, _ = strconv.ParseFloat(f[1], 64)
-		}
-		end = math.Max(end, pts+d)
-	}
-	return end
+	return transcodetest.StreamEnd(t, path, "v:0"), transcodetest.StreamEnd(t, path, "a:0")
 }
 
 // recordedSpan is the stretch of the lesson's recording clock that holds

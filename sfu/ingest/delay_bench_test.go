@@ -12,7 +12,6 @@ import (
 
 	"podium/internal/rtspcam"
 	"podium/internal/testenv"
-	"podium/sfu"
 )
 
 // BenchmarkCameraToClassroomDelay measures how long a camera's picture
@@ -38,25 +37,7 @@ func benchCameraDelay(b *testing.B, codec string) {
 		sent = append(sent, at)
 		mu.Unlock()
 	}})
-	rooms := sfu.NewRooms(testLoggerTB())
-	m, err := New(Config{Rooms: rooms, Log: testLoggerTB(), Backoff: Backoff{Min: 200 * time.Millisecond, Max: time.Second}, ReadTimeout: 3 * time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		m.Close()
-		rooms.EndAll("bench over")
-	})
-	info, err := m.Add("delay", SourceConfig{URL: cam.URL("", ""), Transport: TransportTCP})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var track *sfu.Track
-	testenv.WaitFor(b, 25*time.Second, "video track", func() bool {
-		var ok bool
-		track, ok = m.Track("delay", info.ID, sfu.KindVideo)
-		return ok
-	})
+	_, _, track := benchSource(b, cam)
 	vs := &videoSink{}
 	track.AddSink("classroom", vs)
 	defer track.RemoveSink("classroom")

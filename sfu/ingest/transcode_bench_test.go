@@ -93,9 +93,10 @@ func BenchmarkTranscodedSource(b *testing.B) {
 	}
 }
 
-func benchTranscoded(b *testing.B, codec string) {
-	const fps = 25
-	cam := rtspcam.Start(b, rtspcam.Options{Codec: codec})
+// benchSource registers cam as a source of lesson "bench" on a manager of
+// its own and returns them with the source's video track.
+func benchSource(b *testing.B, cam *rtspcam.Camera) (*Manager, SourceInfo, *sfu.Track) {
+	b.Helper()
 	rooms := sfu.NewRooms(testLoggerTB())
 	m, err := New(Config{Rooms: rooms, Log: testLoggerTB(), Backoff: Backoff{Min: 200 * time.Millisecond, Max: time.Second}, ReadTimeout: 3 * time.Second})
 	if err != nil {
@@ -115,6 +116,13 @@ func benchTranscoded(b *testing.B, codec string) {
 		track, ok = m.Track("bench", info.ID, sfu.KindVideo)
 		return ok
 	})
+	return m, info, track
+}
+
+func benchTranscoded(b *testing.B, codec string) {
+	const fps = 25
+	cam := rtspcam.Start(b, rtspcam.Options{Codec: codec})
+	m, info, track := benchSource(b, cam)
 	vs := &videoSink{}
 	track.AddSink("bench", vs)
 	defer track.RemoveSink("bench")
