@@ -89,7 +89,11 @@ func TestLessonWithoutVideoShowsFailed(t *testing.T) {
 	}
 	db := sqliteDB(t)
 	ctx := context.Background()
-	b, _ := json.Marshal(vod.Manifest{Version: 1, Lesson: "no-show", StartedAt: time.Now().Add(-time.Hour), Complete: true})
+	// The teacher's voice was recorded, no picture ever was (a lesson
+	// with nothing recorded at all is "empty" and gets no job).
+	voice := vod.ManifestTrack{ID: "teacher-microphone", Role: "teacher", Kind: "audio", Source: "microphone", Codec: "opus", Init: "init.mp4",
+		Segments: []vod.ManifestSegment{{Seq: 1, Key: "lessons/no-show/rec/teacher-microphone/1.m4s", Duration: 4 * time.Second, Bytes: 1000}}}
+	b, _ := json.Marshal(vod.Manifest{Version: 1, Lesson: "no-show", StartedAt: time.Now().Add(-time.Hour), Complete: true, Tracks: []vod.ManifestTrack{voice}})
 	if err := store.Put(ctx, "lessons/no-show/manifest.json", bytes.NewReader(b), int64(len(b)), "application/json"); err != nil {
 		t.Fatal(err)
 	}

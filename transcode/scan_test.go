@@ -27,7 +27,8 @@ func fakeBucket(t testing.TB, s storage.Store, done, live, fresh, segs int) {
 		for i := range segs {
 			put(storage.RecSegmentKey(id, "cam", i), "x")
 		}
-		transcodetest.PutJSON(t, s, vod.ManifestKey(id), vod.Manifest{Version: vod.ManifestVersion, Lesson: id, Complete: complete})
+		cam := vod.ManifestTrack{ID: "cam", Kind: "video", Codec: "h264", Segments: []vod.ManifestSegment{{Seq: 0, Key: storage.RecSegmentKey(id, "cam", 0), Bytes: 1}}}
+		transcodetest.PutJSON(t, s, vod.ManifestKey(id), vod.Manifest{Version: vod.ManifestVersion, Lesson: id, Complete: complete, Tracks: []vod.ManifestTrack{cam}})
 		if assets {
 			put(vod.LessonBase(id)+vod.AssetsFile, "{}")
 		}
