@@ -245,3 +245,85 @@ func TestReplayPageSignInTitleAndClips(t *testing.T) {
 		t.Logf("micro-lecture %.1f-%.1f s plays: %.1f s long, %d frames decoded, %d px wide", sel.Start, sel.End, r.Duration, r.Frames, r.Width)
 	})
 }
+
+// TestReplayPageStudentSeesOnlyTheirCourse: a school gives class 7B a
+// student token for its maths course. On the replay page the class sees
+// that course and its lesson, plays it, and sees nothing of the history
+// course; a link to a history lesson is refused on the page.
+func TestReplayPageStudentSeesOnlyTheirCourse(t *testing.T) {
+	testenv.RequireBinary(t, "ffmpeg")
+	node := testenv.StartPodium(t, "--vod-poll", "200ms", "--vod-ladder", "360:500")
+	store, err := local.New(filepath.Join(node.DataDir, "storage"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := node.Token("*", "admin", "IT office")
+	api := func(method, path, body string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, node.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+admin)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	courses := map[string]struct{ lesson, title string }{
+		"maths-7":   {"fractions-7b", "Maths, year 7"},
+		"history-7": {"romans-7b", "History, year 7"},
+	}
+	for course, c := range courses {
+		transcodetest.WriteRecording(t, store, c.lesson, 6, true)
+		if code := api("PUT", "/api/vod/courses/"+course, fmt.Sprintf(`{"title": %q}`, c.title)); code != http.StatusOK {
+			t.Fatalf("PUT course %s: %d", course, code)
+		}
+	}
+	for course, c := range courses {
+		testenv.WaitFor(t, 180*time.Second, c.lesson+" in the catalog", func() bool {
+			code, l := vodLesson(t, node, admin, c.lesson)
+			return code == http.StatusOK && l["status"] == "ready"
+		})
+		if code := api("PATCH", "/api/vod/lessons/"+c.lesson, fmt.Sprintf(`{"course": %q}`, course)); code != http.StatusOK {
+			t.Fatalf("PATCH %s into %s: %d", c.lesson, course, code)
+		}
+	}
+	student := node.StudentToken("Class 7B", "--course", "maths-7")
+
+	browser := testenv.StartChromium(t)
+	tab, cancel := chromedp.NewContext(browser)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(tab, chromedp.EmulateViewport(1440, 900), chromedp.Navigate(node.URL+"/replay#token="+student)); err != nil {
+		t.Fatal(err)
+	}
+	p := &page{name: "replay", ctx: tab}
+	p.waitVisible(t, `section.course[data-course="maths-7"] li.card[data-lesson="fractions-7b"] a`)
+	var shown struct{ Courses, Lessons []string }
+	_ = p.eval(`({ courses: [...document.querySelectorAll('section.course')].map(e => e.dataset.course),
+		lessons: [...document.querySelectorAll('li.card')].map(e => e.dataset.lesson) })`, &shown)
+	if strings.Join(shown.Courses, ",") != "maths-7" || strings.Join(shown.Lessons, ",") != "fractions-7b" {
+		t.Fatalf("the student's page shows courses %v and lessons %v, want only maths-7 with fractions-7b", shown.Courses, shown.Lessons)
+	}
+	if b := p.box(t, "#whoami"); !strings.Contains(b.Text, "Class 7B") {
+		t.Errorf("signed in as %q", b.Text)
+	}
+	p.click(t, `li.card[data-lesson="fractions-7b"] a`)
+	r := p.waitReplayPlaying(t, "the maths lesson")
+	if r.EditShown || r.ClipToolShow {
+		t.Errorf("a student is offered editing (title %v, clips %v)", r.EditShown, r.ClipToolShow)
+	}
+
+	// A link to the other course's lesson, shared in the class chat.
+	if err := chromedp.Do(p.ctx, chromedp.Navigate(node.URL+"/replay?lesson=romans-7b")); err != nil {
+		t.Fatal(err)
+	}
+	p.waitUntil(t, "the history lesson refused on the page", func() (bool, string) {
+		r := p.replay(t)
+		return r.Error != "" && r.Frames == 0, fmt.Sprintf("%+v", r)
+	})
+	if code, _ := vodLesson(t, node, student, "romans-7b"); code != http.StatusForbidden && code != http.StatusNotFound {
+		t.Errorf("the VOD API answers the student %d for the history lesson", code)
+	}
+	t.Logf("the student sees %v / %v and is refused the history lesson: %q", shown.Courses, shown.Lessons, p.replay(t).Error)
+}

@@ -7,7 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pion/webrtc/v4"
+
 	"podium/clients/goclient"
+	"podium/internal/testmedia"
 	"podium/sfu"
 )
 
@@ -154,5 +157,65 @@ func TestWHIPErrors(t *testing.T) {
 	}
 	if rooms := ts.SFU.Rooms.List(); len(rooms) != 0 && !rooms[0].Ended() {
 		t.Fatalf("refused WHIP requests left lesson %q live", rooms[0].ID())
+	}
+}
+
+// TestWHEPOfferWithoutTheLessonsCodec: a WHEP player that offers only
+// H.264 to a lesson whose camera is VP8 is told why (422 codec_mismatch),
+// and the refusal leaves no participant behind.
+func TestWHEPOfferWithoutTheLessonsCodec(t *testing.T) {
+	files := testmedia.ForTest(t)
+	ts := newTestServer(t)
+	teacher, _ := ts.join(t, "vp8", sfu.RoleTeacher, "Ms T", goclient.Options{})
+	publishFile(t, teacher, files.VP8[1], "")
+	waitEvent(t, teacher, "trackPublished", func(d json.RawMessage) bool { return strings.Contains(string(d), "camera") })
+	room, ok := ts.SFU.Rooms.Room("vp8")
+	if !ok {
+		t.Fatal("no lesson")
+	}
+	before := len(room.Participants())
+
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"},
+		PayloadType: 102,
+	}, webrtc.RTPCodecTypeVideo); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+
+	req, _ := http.NewRequest("POST", ts.URL+"/whep/vp8", strings.NewReader(pc.LocalDescription().SDP))
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set("Authorization", "Bearer "+ts.token(t, "vp8", sfu.RoleViewer, "H.264 only"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Code, Error string }
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != http.StatusUnprocessableEntity || body.Code != "codec_mismatch" {
+		t.Fatalf("an H.264-only offer to a VP8 lesson: %d %+v, want 422 codec_mismatch", resp.StatusCode, body)
+	}
+	t.Logf("refused: %s", body.Error)
+	if after := len(room.Participants()); after != before {
+		t.Fatalf("the refused player left %d participants (had %d)", after, before)
 	}
 }

@@ -203,7 +203,19 @@ func (p *Podium) exitErr() error {
 // Token mints a token for the node with `podium token`.
 func (p *Podium) Token(room, role, name string) string {
 	p.t.Helper()
-	cmd := exec.Command(p.bin, "token", "--secret", p.Secret, "--room", room, "--role", role, "--name", name, "--ttl", "2h")
+	return p.mint("--room", room, "--role", role, "--name", name)
+}
+
+// StudentToken mints a student's replay token; grant is what it covers
+// ("--course", "maths-7", "--lesson", "l1", "--all-lessons").
+func (p *Podium) StudentToken(name string, grant ...string) string {
+	p.t.Helper()
+	return p.mint(append([]string{"--role", "student", "--name", name}, grant...)...)
+}
+
+func (p *Podium) mint(args ...string) string {
+	p.t.Helper()
+	cmd := exec.Command(p.bin, append([]string{"token", "--secret", p.Secret, "--ttl", "2h"}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
