@@ -38,6 +38,12 @@ type lesson struct {
 	shift time.Duration
 	// resumeTimer closes an interrupted recording nobody resumed.
 	resumeTimer *time.Timer
+	// resumeDue: the recording started again (this node restarted, or the
+	// lesson was ended and started again) and no track has been recorded
+	// since. The downtime runs until the first one is: a restarted node
+	// offers its lessons again within a second, but the teacher's media
+	// comes back only when the teacher does.
+	resumeDue bool
 }
 
 func newLesson(r *Recorder, m Manifest) *lesson {
@@ -72,19 +78,13 @@ func (l *lesson) lastMediaEndLocked() time.Time {
 	return end
 }
 
-// resumeLocked starts a new stretch of a recording that stopped before
-// (this node restarted, or the lesson was ended and started again): the
-// time since its last media is cut from the recording clock but for
-// ResumePause, and marked as an interruption, so the replay does not carry
-// the downtime as frozen video. It runs before any track is recording.
-func (l *lesson) resumeLocked(now time.Time) {
-	if l.resumeTimer != nil {
-		l.resumeTimer.Stop()
-		l.resumeTimer = nil
-	}
-	if l.recording {
-		return
-	}
+// cutDowntimeLocked starts a new stretch of a recording that stopped
+// before: the time since its last media is cut from the recording clock but
+// for ResumePause, and marked as an interruption, so the replay does not
+// carry the downtime as frozen video. It runs before the stretch's first
+// track is recorded (or at the end, when none was).
+func (l *lesson) cutDowntimeLocked(now time.Time) {
+	l.resumeDue = false
 	end := l.lastMediaEndLocked()
 	if end.IsZero() {
 		return
@@ -101,6 +101,13 @@ func (l *lesson) resumeLocked(now time.Time) {
 	l.man.Interruptions = append(l.man.Interruptions, ManifestInterruption{
 		At: end, From: end.Add(l.shift), To: now, Cut: cut, Reason: reason})
 	l.shift += cut
+	// Events of the downtime (people coming back) happen where the
+	// recording resumes.
+	for i := range l.man.Events {
+		if l.man.Events[i].Time.After(end) {
+			l.man.Events[i].Time = end.Add(ResumePause)
+		}
+	}
 	l.r.log.Info("recording resumes after an interruption; the replay skips it", "lesson", l.id,
 		"reason", reason, "downtime", gap.Round(time.Millisecond), "cut", cut.Round(time.Millisecond))
 }
@@ -345,6 +352,9 @@ func (l *lesson) subscribe(t *sfu.Track) {
 	// everyone sees, so only it is recorded.
 	if role == sfu.RoleClassroom && (l.room == nil || l.room.Stage() != info.ParticipantID) {
 		return
+	}
+	if l.resumeDue {
+		l.cutDowntimeLocked(time.Now())
 	}
 	id := recordedID(role, info)
 	if mt := l.trackLocked(id); mt != nil && mt.Codec != codec {

@@ -246,7 +246,11 @@ func (r *Recorder) Start(room *sfu.Room) error {
 		l.mu.Unlock()
 		return nil
 	}
-	l.resumeLocked(time.Now())
+	if l.resumeTimer != nil { // an interrupted recording is resumed
+		l.resumeTimer.Stop()
+		l.resumeTimer = nil
+	}
+	l.resumeDue = true
 	l.recording, l.ended, l.complete = true, false, false
 	l.man.Complete, l.man.EndedAt = false, time.Time{}
 	l.room = room
@@ -370,6 +374,9 @@ func (r *Recorder) halt(l *lesson, end bool) {
 	room := l.room
 	l.recording = false
 	l.room = nil
+	if end && l.resumeDue { // resumed, but nothing came back to record
+		l.cutDowntimeLocked(time.Now())
+	}
 	if end && (l.man.EndedAt.IsZero() || wasRecording) {
 		l.man.EndedAt = l.clock(time.Now())
 	}

@@ -11,7 +11,7 @@ import (
 //   - This node's own: the spool keeps every closed segment and the full
 //     manifest (state.json). At start each is uploaded and the lesson is
 //     held "interrupted" for ResumeGrace; a lesson that comes back in that
-//     time continues the recording (resumeLocked cuts the downtime), else
+//     time continues the recording (cutDowntimeLocked cuts the downtime when its first track is recorded again), else
 //     it is closed at its last recorded media and transcode takes it.
 //   - Another node's: a manifest not complete whose owner has not written
 //     it for TakeoverAfter (heartbeat and storage time both) is adopted and
