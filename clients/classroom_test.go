@@ -233,8 +233,16 @@ func TestClassroomBigScreen(t *testing.T) {
 	})
 
 	t.Run("chat switched off by the teacher", func(t *testing.T) {
-		teacher.do(t, `window.podium.session.request('setChat', { enabled: false })`)
+		// The teacher's switch, in the console's chat panel.
+		if b := teacher.box(t, "#chat-switch"); !b.Shown || b.Text != "Classroom chat: on" {
+			t.Fatalf("the teacher's chat switch shows %+v", b)
+		}
+		teacher.click(t, "#chat-switch")
 		hill.waitShown(t, "#chat-off", true)
+		teacher.waitUntil(t, "the switch showing the chat off", func() (bool, string) {
+			b := teacher.box(t, "#chat-switch")
+			return b.Text == "Classroom chat: off", b.Text
+		})
 		if b := hill.box(t, "#chattext"); !b.Disabled {
 			t.Errorf("the chat input is enabled while the chat is off")
 		}
@@ -247,7 +255,7 @@ func TestClassroomBigScreen(t *testing.T) {
 		if code != "chat_disabled" {
 			t.Errorf("chat while off: %q, want chat_disabled", code)
 		}
-		teacher.do(t, `window.podium.session.request('setChat', { enabled: true })`)
+		teacher.click(t, "#chat-switch")
 		hill.waitShown(t, "#chat-off", false)
 		if b := hill.box(t, "#chattext"); b.Disabled {
 			t.Errorf("the chat input stays disabled after the chat is on again")

@@ -18,7 +18,7 @@ const ui = {
   grid: $('grid'), empty: $('empty'), chatlog: $('chatlog'), chatform: $('chatform'), chattext: $('chattext'),
   overlay: $('overlay'), overlayTitle: $('overlay-title'), overlayText: $('overlay-text'),
   muteAll: $('muteall'), unmuteAll: $('unmuteall'),
-  titleEdit: $('title-edit'), titleBox: $('titlebox'), titleForm: $('titleform'), titleInput: $('title-input'), titleCancel: $('title-cancel'),
+  chatSwitch: $('chat-switch'), titleEdit: $('title-edit'), titleBox: $('titlebox'), titleForm: $('titleform'), titleInput: $('title-input'), titleCancel: $('title-cancel'),
   rec: $('rec'), micMeter: $('micmeter'), micMeterFill: $('micmeter-fill'), replayLink: $('replay-link'),
 };
 
@@ -354,6 +354,23 @@ function renderLesson() {
   ui.rec.textContent = ui.rec.dataset.stale === 'true' ? 'REC?' : 'REC';
   ui.rec.title = ui.rec.dataset.stale === 'true' ? 'Recording when the connection was lost; not known now' : 'This lesson is being recorded for replay';
   if (l && l.title && !ui.titleForm.classList.contains('editing')) ui.title.textContent = l.title;
+  // The classroom chat switch shows the server's state, stale greyed.
+  const chatOn = !l || l.chatEnabled !== false;
+  ui.chatSwitch.textContent = 'Classroom chat: ' + (chatOn ? 'on' : 'off');
+  ui.chatSwitch.setAttribute('aria-pressed', String(chatOn));
+  ui.chatSwitch.dataset.stale = ui.rec.dataset.stale;
+  ui.chatSwitch.disabled = !session || session.state !== 'live';
+}
+
+async function toggleChat() {
+  const l = session && session.lesson;
+  if (!l || session.state !== 'live') return;
+  const enabled = l.chatEnabled === false;
+  try {
+    await session.request('setChat', { enabled });
+  } catch (err) {
+    showBanner('The chat switch failed: ' + err.message);
+  }
 }
 
 function editTitle() {
@@ -544,6 +561,7 @@ async function main() {
   ui.muteAll.addEventListener('click', () => muteAll(true));
   ui.unmuteAll.addEventListener('click', () => muteAll(false));
   ui.end.addEventListener('click', () => endLesson());
+  ui.chatSwitch.addEventListener('click', toggleChat);
   ui.titleEdit.addEventListener('click', editTitle);
   ui.titleCancel.addEventListener('click', closeTitle);
   ui.titleForm.addEventListener('submit', (e) => { e.preventDefault(); saveTitle(ui.titleInput.value); });
