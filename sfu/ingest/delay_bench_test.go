@@ -90,9 +90,16 @@ func frameCodes(tb testing.TB, annexB []byte) []int {
 	if err := os.WriteFile(path, annexB, 0o600); err != nil {
 		tb.Fatal(err)
 	}
+	return frameCodesOf(tb, "-f", "h264", "-i", path)
+}
+
+// frameCodesOf decodes the input ffmpeg's args name and reads each
+// picture's number from its six bands.
+func frameCodesOf(tb testing.TB, input ...string) []int {
+	tb.Helper()
 	var stderr bytes.Buffer
-	cmd := exec.Command(testenv.RequireBinary(tb, "ffmpeg"), "-v", "error", "-f", "h264", "-i", path,
-		"-vf", "scale=1:6:flags=area", "-pix_fmt", "gray", "-fps_mode", "passthrough", "-f", "rawvideo", "-")
+	cmd := exec.Command(testenv.RequireBinary(tb, "ffmpeg"), append(append([]string{"-v", "error"}, input...),
+		"-vf", "scale=1:6:flags=area", "-pix_fmt", "gray", "-fps_mode", "passthrough", "-f", "rawvideo", "-")...)
 	cmd.Stderr = &stderr
 	raw, err := cmd.Output()
 	if err != nil {

@@ -72,10 +72,12 @@ func recordedVideo(t *testing.T, store storage.Store, lesson, track string) stri
 // every classroom would see a picture seconds old, then smeared video, and
 // the recording would carry it out of its place. The late joiner starts at
 // the camera's next real keyframe; the recording's decode times stay
-// monotonic, one frame every 40 ms, no picture twice.
+// monotonic, one frame every 40 ms, no picture twice. The camera burns its
+// picture number into each picture, so what a classroom and the replay
+// show is read back and must count up, never back.
 func TestKeyframeRequestsNeverInjectStaleFrames(t *testing.T) {
 	const gop = 50 // 2 s at 25 fps
-	cam := rtspcam.Start(t, rtspcam.Options{GOP: gop})
+	cam := rtspcam.Start(t, rtspcam.Options{GOP: gop, FrameCode: true})
 	m, rooms := newTestManager(t)
 	_, store := s3test.Start(t, "recordings")
 	rec, err := recorder.New(recorder.Config{Store: store, SpoolDir: t.TempDir(), SegmentDuration: 2 * time.Second})
@@ -126,6 +128,7 @@ func TestKeyframeRequestsNeverInjectStaleFrames(t *testing.T) {
 	if got := decodedFrames(t, annexB); got < frames-1 {
 		t.Errorf("classroom A decoded %d of %d pictures", got, frames)
 	}
+	checkCameraClock(t, "classroom A", frameCodes(t, annexB))
 	lf, lidrs, lannexB, lviolations := late.snapshot()
 	if len(lviolations) > 0 {
 		t.Fatalf("classroom B got stale or broken pictures: %v", lviolations[:min(5, len(lviolations))])
@@ -182,4 +185,29 @@ func TestKeyframeRequestsNeverInjectStaleFrames(t *testing.T) {
 	if errs, err := exec.Command(ffmpeg, "-v", "error", "-i", path, "-f", "null", "-").CombinedOutput(); err != nil || len(bytes.TrimSpace(errs)) > 0 {
 		t.Errorf("recording does not decode cleanly: %v %s", err, errs)
 	}
+	checkCameraClock(t, "recording", frameCodesOf(t, "-i", path))
+}
+
+// checkCameraClock reads the camera's burnt-in picture numbers (modulo
+// 64) in the order they were shown: each must be the next one, or a few
+// ahead (a picture lost); one shown twice or an older one is a stale
+// picture.
+func checkCameraClock(t *testing.T, who string, codes []int) {
+	t.Helper()
+	if len(codes) < 50 {
+		t.Fatalf("%s: read the camera's clock on only %d pictures", who, len(codes))
+	}
+	skipped := 0
+	for i := 1; i < len(codes); i++ {
+		step := (codes[i] - codes[i-1] + 64) % 64
+		switch {
+		case step == 1:
+		case step > 1 && step <= 8:
+			skipped += step - 1
+		default:
+			t.Fatalf("%s: picture %d shows the camera's picture %d after %d: the clock went back or stood still (codes around it %v)",
+				who, i, codes[i], codes[i-1], codes[max(0, i-5):min(len(codes), i+5)])
+		}
+	}
+	t.Logf("%s: the camera's burnt-in clock counts up over %d pictures (%d skipped)", who, len(codes), skipped)
 }
