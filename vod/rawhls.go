@@ -77,6 +77,10 @@ type rawSeg struct {
 	duration float64 // seconds, up to the next segment (a hole is folded in)
 }
 
+// rawPartnerWait bounds how long a live lesson's raw replay waits for its
+// second track's first segment (a segment's length and an upload).
+const rawPartnerWait = 15 * time.Second
+
 // rawPlan is what the raw replay of a lesson plays.
 type rawPlan struct {
 	video, audio *rawTrack // either may be nil
@@ -115,9 +119,12 @@ func planRaw(m *Manifest) rawPlan {
 		return r
 	}
 	bestVideo, bestAudio := -1, -1
+	videoComing, audioComing := false, false // recorded, nothing stored yet
 	for i := range m.Tracks {
 		t := &m.Tracks[i]
 		if t.Init == "" || len(t.Segments) == 0 {
+			videoComing = videoComing || (t.Kind == "video" && t.Codec == "h264")
+			audioComing = audioComing || (t.Kind == "audio" && t.Codec == "opus")
 			continue
 		}
 		switch {
@@ -129,6 +136,17 @@ func planRaw(m *Manifest) rawPlan {
 			if r := rank(t, "microphone"); r > bestAudio {
 				bestAudio, p.audio = r, &rawTrack{t: t}
 			}
+		}
+	}
+	// A player reads the master playlist once: while the lesson runs, the
+	// picture is not offered without the sound whose first segment is on
+	// its way (nor the other way round), for up to rawPartnerWait.
+	if !m.Complete {
+		waiting := func(have *rawTrack, coming bool) bool {
+			return have != nil && coming && time.Since(have.t.Segments[0].Start) < rawPartnerWait
+		}
+		if (p.audio == nil && waiting(p.video, audioComing)) || (p.video == nil && waiting(p.audio, videoComing)) {
+			return rawPlan{}
 		}
 	}
 	// The recorder counts a track's media time from the track's own first

@@ -111,6 +111,31 @@ func TestPlanRawPlacesTracksOnTheLessonClock(t *testing.T) {
 	}
 }
 
+// TestPlanRawWaitsForTheOtherTrack: a player reads the master playlist
+// once, so while the lesson runs the camera's first segment is not offered
+// alone while the microphone's is on its way; after rawPartnerWait, or once
+// the recording is complete, what there is plays.
+func TestPlanRawWaitsForTheOtherTrack(t *testing.T) {
+	now := time.Now()
+	m := &Manifest{StartedAt: now.Add(-5 * time.Second), Tracks: []ManifestTrack{
+		{ID: "cam", Role: "teacher", Kind: "video", Source: "camera", Codec: "h264", Init: "i",
+			Segments: []ManifestSegment{{Key: "k", Start: now.Add(-4 * time.Second), Duration: 4 * time.Second}}},
+		{ID: "mic", Role: "teacher", Kind: "audio", Source: "microphone", Codec: "opus", Init: "i", Segments: []ManifestSegment{}},
+	}}
+	if p := planRaw(m); p.playback() != "" {
+		t.Errorf("live, the microphone's first segment on its way: playback %q, want none yet", p.playback())
+	}
+	m.Complete = true
+	if p := planRaw(m); p.playback() != PlaybackRaw || p.audio != nil {
+		t.Errorf("complete: playback %q, want the camera alone", p.playback())
+	}
+	m.Complete = false
+	m.Tracks[0].Segments[0].Start = now.Add(-rawPartnerWait - time.Second)
+	if p := planRaw(m); p.playback() != PlaybackRaw {
+		t.Errorf("live, the microphone silent for longer than %v: playback %q, want the camera", rawPartnerWait, p.playback())
+	}
+}
+
 // TestRawSignatures: a raw URL opens that object with that shift only, and
 // never a transcoded object of the same name.
 func TestRawSignatures(t *testing.T) {
