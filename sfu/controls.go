@@ -74,6 +74,40 @@ func (r *Room) SetCameraOff(participantID string, off bool) error {
 	if !ok {
 		return fmt.Errorf("set camera: %w: %s", ErrNoSuchParticipant, participantID)
 	}
+	r.turnCameraLocked(p, off)
+	return nil
+}
+
+// ApplyRelayedState takes a participant's control state as another node
+// of a cascade announced it (the node where the participant is connected,
+// or the origin for its teacher's mutes): microphone muted and by whom,
+// camera off. It changes and announces only what differs, and asks no
+// one to mute: the node that made the change did.
+func (r *Room) ApplyRelayedState(state ParticipantInfo) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return ErrRoomEnded
+	}
+	p, ok := r.participants[state.ID]
+	if !ok {
+		return fmt.Errorf("relayed state: %w: %s", ErrNoSuchParticipant, state.ID)
+	}
+	by := state.MicMutedBy
+	switch {
+	case !state.MicMuted:
+		by = MutedByTeacher // an unmute lifts either kind
+	case by != MutedByTeacher:
+		by = MutedBySelf
+	}
+	r.setMicMutedLocked(p, state.MicMuted, by, "")
+	r.turnCameraLocked(p, state.CameraOff)
+	return nil
+}
+
+// turnCameraLocked turns a participant's camera off or on. The caller holds
+// r.mu.
+func (r *Room) turnCameraLocked(p *ParticipantInfo, off bool) {
 	if off {
 		if r.cameraOff == nil {
 			r.cameraOff = make(map[string]bool)
@@ -97,7 +131,6 @@ func (r *Room) SetCameraOff(participantID string, off bool) error {
 	// Turned on with no camera published, it is not off any more either:
 	// the camera it publishes next is shown.
 	r.setCameraOffLocked(p, off)
-	return nil
 }
 
 // setCameraOffLocked sets the participant's state and announces a change.

@@ -106,8 +106,9 @@ func (r *Room) sortedParticipantIDsLocked() []string {
 }
 
 // setMicMutedLocked applies a state: the participant's microphone tracks
-// (trackUpdated to all, and a muteRequest to the owner when the teacher
-// asked), then participantUpdated. The caller holds r.mu.
+// (trackUpdated to all, and a muteRequest to the owner when the teacher,
+// requester, asked; a state relayed from another node has none), then
+// participantUpdated. The caller holds r.mu.
 func (r *Room) setMicMutedLocked(p *ParticipantInfo, muted bool, by, requester string) {
 	if by == MutedByTeacher {
 		if r.teacherMuted == nil {
@@ -131,7 +132,7 @@ func (r *Room) setMicMutedLocked(p *ParticipantInfo, muted bool, by, requester s
 		t.SetMuted(muted)
 		info := t.Info()
 		r.emit(Event{Type: EventTrackUpdated, Track: &info})
-		if by == MutedByTeacher {
+		if by == MutedByTeacher && requester != "" {
 			req := info
 			r.emit(Event{Type: EventMuteRequest, Track: &req, By: requester})
 		}

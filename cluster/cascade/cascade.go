@@ -131,6 +131,10 @@ type trackList struct {
 	Tracks       []sfu.TrackInfo       `json:"tracks"`
 	// Stage is the on-stage participant (origin lists only).
 	Stage string `json:"stage,omitempty"`
+	// ChatEnabled and Recording are the lesson's state (origin lists
+	// only; nil from an edge or an older origin).
+	ChatEnabled *bool `json:"chatEnabled,omitempty"`
+	Recording   *bool `json:"recording,omitempty"`
 }
 
 // pullRequest / pullResponse negotiate one relayed track.

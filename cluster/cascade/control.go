@@ -331,6 +331,9 @@ func (f *peerFilter) pass(e sfu.Event) (sfu.Event, bool) {
 		f.sentAny, f.spoken = true, ids
 		e.Speakers = ids
 		return e, true
+	case sfu.EventLessonUpdated:
+		// The lesson's state (chat switch, recording) is the origin's.
+		return e, !f.own && e.Lesson != nil
 	case sfu.EventLessonEnded:
 		return e, true
 	}
@@ -486,11 +489,35 @@ func (m *mirrorState) apply(ev sfu.Event) (refresh bool, err error) {
 			}
 			return false, nil // not shown here: the list adds it with its hand
 		}
-		if cur, ok := room.Participant(p.ID); ok && cur.HandRaised != p.HandRaised {
+		cur, ok := room.Participant(p.ID)
+		if !ok {
+			return false, nil
+		}
+		if cur.HandRaised != p.HandRaised {
 			if err := room.RaiseHand(p.ID, p.HandRaised); err != nil {
 				return false, fmt.Errorf("raise hand of %s: %w", p.ID, err)
 			}
 		}
+		if p.MicMutedBy != "" && p.MicMutedBy != sfu.MutedBySelf && p.MicMutedBy != sfu.MutedByTeacher {
+			return false, reject("participantUpdated with microphone muted by %q", truncate(p.MicMutedBy))
+		}
+		if cur.MicMuted != p.MicMuted || cur.MicMutedBy != p.MicMutedBy || cur.CameraOff != p.CameraOff {
+			if err := room.ApplyRelayedState(*p); err != nil {
+				return false, fmt.Errorf("state of %s: %w", p.ID, err)
+			}
+		}
+		return false, nil
+	case sfu.EventLessonUpdated:
+		if m.back {
+			return false, reject("an edge may not change the lesson's state")
+		}
+		if ev.Lesson == nil {
+			return false, reject("lessonUpdated without the lesson")
+		}
+		if err := room.SetChatEnabled(ev.Lesson.ChatEnabled); err != nil {
+			return false, fmt.Errorf("chat switch: %w", err)
+		}
+		room.SetRecording(ev.Lesson.Recording)
 		return false, nil
 	case sfu.EventTrackUpdated:
 		if ev.Track == nil || ev.Track.ID == "" {
@@ -522,6 +549,11 @@ func (m *mirrorState) apply(ev sfu.Event) (refresh bool, err error) {
 		}
 		if !mine(ev.By) {
 			return false, reject("muteRequest by %q, not the origin's teacher", truncate(ev.By))
+		}
+		if info := t.Info(); info.Kind == sfu.KindAudio && info.Source == sfu.SourceMicrophone {
+			// A microphone stands for its classroom: the teacher's mute
+			// is the classroom's state here too ("muted by the teacher").
+			return false, room.SetMicMuted(owner, ev.Track.Muted, sfu.MutedByTeacher, ev.By)
 		}
 		return false, room.RequestMute(t.ID(), ev.Track.Muted, ev.By)
 	case sfu.EventChat:

@@ -474,3 +474,103 @@ func TestEventStreamRefusesBadInput(t *testing.T) {
 		t.Errorf("%d forged mute requests reached the classroom", n)
 	}
 }
+
+// TestControlStateCrossesNodes: the lesson's control state is the same on
+// every node. The teacher on the origin switches the chat off, records,
+// turns the camera off and mutes an edge classroom: the edge's pages show
+// all of it (the classroom "muted by the teacher", unable to lift it), and
+// an edge that starts mirroring later finds the chat off. A classroom
+// muting itself on its edge shows on the origin's roster.
+func TestControlStateCrossesNodes(t *testing.T) {
+	o := startCascadeNode(t, "geo-5")
+	a := startCascadeNode(t, "geo-5")
+	b := startCascadeNode(t, "geo-5")
+	addParticipant(t, o.room, sfu.ParticipantInfo{ID: "teacher", Name: "Mr. Osei", Role: sfu.RoleTeacher})
+	silentTrack(t, o.room, "t-cam", "teacher")
+	addParticipant(t, a.room, sfu.ParticipantInfo{ID: "village-a", Name: "Village A", Role: sfu.RoleClassroom})
+	mic := sfu.NewTrack(sfu.TrackInfo{ID: "a-mic", ParticipantID: "village-a", Kind: sfu.KindAudio, Source: sfu.SourceMicrophone,
+		Codec: sfu.Codec{MimeType: "audio/opus", ClockRate: 48000, Channels: 2}}, nil)
+	if err := a.room.Publish(mic); err != nil {
+		t.Fatal(err)
+	}
+	startMirror(t, a, o.url)
+	testenv.WaitFor(t, 20*time.Second, "the teacher on edge A and village-a on the origin", func() bool {
+		_, ta := a.room.Participant("teacher")
+		_, ca := o.room.Participant("village-a")
+		_, am := o.room.Track("a-mic")
+		return ta && ca && am && testutil.ToFloat64(a.metrics.streams.WithLabelValues("origin")) == 1
+	})
+
+	// Chat off and recording, on the origin: edge A shows both and refuses
+	// its classroom's chat.
+	if err := o.room.SetChatEnabled(false); err != nil {
+		t.Fatal(err)
+	}
+	o.room.SetRecording(true)
+	testenv.WaitFor(t, 20*time.Second, "chat off and recording on edge A", func() bool {
+		info := a.room.Info()
+		return !info.ChatEnabled && info.Recording
+	})
+	if err := a.room.Chat("village-a", "can we ask?"); !errors.Is(err, sfu.ErrChatDisabled) {
+		t.Errorf("edge A took its classroom's chat while the teacher has it off: %v", err)
+	}
+
+	// The teacher's camera off: edge A's classrooms are told.
+	if err := o.room.SetCameraOff("teacher", true); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "the teacher's camera off on edge A", func() bool {
+		p, _ := a.room.Participant("teacher")
+		tr, ok := a.room.Track("t-cam")
+		return p.CameraOff && (!ok || tr.Info().Muted)
+	})
+
+	// The teacher mutes village-a: on its edge it is muted by the teacher,
+	// and the classroom cannot lift it itself.
+	if err := o.room.SetMicMuted("village-a", true, sfu.MutedByTeacher, "teacher"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "village-a muted by the teacher on edge A", func() bool {
+		p, _ := a.room.Participant("village-a")
+		tr, _ := a.room.Track("a-mic")
+		return p.MicMuted && p.MicMutedBy == sfu.MutedByTeacher && tr.Info().Muted
+	})
+	if err := a.room.SetMicMuted("village-a", false, sfu.MutedBySelf, ""); !errors.Is(err, sfu.ErrMutedByTeacher) {
+		t.Errorf("village-a lifted the teacher's mute itself: %v", err)
+	}
+	// The teacher lifts it; village-a then mutes itself on its edge: the
+	// origin's roster shows it muted by itself.
+	if err := o.room.SetMicMuted("village-a", false, sfu.MutedByTeacher, "teacher"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "village-a unmuted on edge A", func() bool {
+		p, _ := a.room.Participant("village-a")
+		return !p.MicMuted
+	})
+	if err := a.room.SetMicMuted("village-a", true, sfu.MutedBySelf, ""); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "village-a muted by itself on the origin", func() bool {
+		p, _ := o.room.Participant("village-a")
+		return p.MicMuted && p.MicMutedBy == sfu.MutedBySelf
+	})
+
+	// An edge that starts mirroring now finds the chat off and the
+	// recording on from the origin's list.
+	startMirror(t, b, o.url)
+	testenv.WaitFor(t, 20*time.Second, "chat off and recording on edge B", func() bool {
+		info := b.room.Info()
+		p, _ := b.room.Participant("teacher")
+		return !info.ChatEnabled && info.Recording && p.CameraOff
+	})
+
+	for name, n := range map[string]float64{
+		"edge A from its origin": testutil.ToFloat64(a.metrics.events.WithLabelValues("origin", "rejected")),
+		"edge B from its origin": testutil.ToFloat64(b.metrics.events.WithLabelValues("origin", "rejected")),
+		"the origin from edges":  testutil.ToFloat64(o.metrics.events.WithLabelValues("edge", "rejected")),
+	} {
+		if n != 0 {
+			t.Errorf("%s: %v events refused", name, n)
+		}
+	}
+}

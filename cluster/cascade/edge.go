@@ -273,9 +273,17 @@ func (m *mirrorState) sync(ctx context.Context) error {
 	}
 	for _, pi := range list.Participants {
 		if m.mirrored[pi.ID] {
-			// A raised hand on the peer shows here.
-			if cur, ok := room.Participant(pi.ID); ok && cur.HandRaised != pi.HandRaised {
-				_ = room.RaiseHand(pi.ID, pi.HandRaised)
+			// A raised hand, a muted microphone, a camera turned off on
+			// the peer show here. (Mute states only from the origin: the
+			// teacher's mute of an edge classroom shows on the origin
+			// before the edge has applied it; the edge's events bring it.)
+			if cur, ok := room.Participant(pi.ID); ok {
+				if cur.HandRaised != pi.HandRaised {
+					_ = room.RaiseHand(pi.ID, pi.HandRaised)
+				}
+				if !back && (cur.MicMuted != pi.MicMuted || cur.MicMutedBy != pi.MicMutedBy || cur.CameraOff != pi.CameraOff) {
+					_ = room.ApplyRelayedState(pi)
+				}
 			}
 			continue
 		}
@@ -313,6 +321,13 @@ func (m *mirrorState) sync(ctx context.Context) error {
 		if t, ok := room.Track(ti.ID); ok && !back && m.mirrored[ti.ParticipantID] && t.Info().Muted != ti.Muted {
 			_ = room.SetTrackMuted(ti.ID, ti.Muted)
 		}
+	}
+	// The lesson's chat switch and recording, as the origin has them.
+	if !back && list.ChatEnabled != nil {
+		_ = room.SetChatEnabled(*list.ChatEnabled)
+	}
+	if !back && list.Recording != nil {
+		room.SetRecording(*list.Recording)
 	}
 	// The teacher's stage, as the origin has it.
 	if !back && list.Stage != m.lastStage {

@@ -110,6 +110,8 @@ func (o *Origin) serveList(w http.ResponseWriter, r *http.Request) {
 	}
 	if !own {
 		list.Stage = room.Stage()
+		info := room.Info()
+		list.ChatEnabled, list.Recording = &info.ChatEnabled, &info.Recording
 		if edgeURL != "" {
 			o.mirrorBack(room, edgeURL)
 		}
