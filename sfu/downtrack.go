@@ -33,6 +33,10 @@ type DownTrack struct {
 	onSwitch func()       // counts layer switches; may be nil
 
 	closed atomic.Bool
+	// paused: the subscriber does not show this picture now (a classroom
+	// outside the teacher's tiles): nothing is forwarded, no bandwidth is
+	// allocated, and it starts again from a keyframe when shown.
+	paused atomic.Bool
 
 	mu      sync.Mutex
 	bound   bool
@@ -231,6 +235,18 @@ func (d *DownTrack) setMaxLayer(layer int) {
 	d.mu.Unlock()
 }
 
+// setPaused stops (or starts again) forwarding a video track to this
+// subscriber without renegotiating; it reports whether it changed.
+func (d *DownTrack) setPaused(paused bool) bool {
+	if d.kind != KindVideo || d.paused.Swap(paused) == paused {
+		return false
+	}
+	if !paused {
+		d.requestKeyframe()
+	}
+	return true
+}
+
 func (d *DownTrack) maxLayerCap() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -271,6 +287,12 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
 	if !d.bound || !d.ready.Load() {
 		// Packets written before the connection is up are lost; wait, and
 		// start from a keyframe once it is.
+		return -1
+	}
+	if d.paused.Load() {
+		// Shown again later: a new run, from a keyframe.
+		d.current = -1
+		d.currentLayer.Store(-1)
 		return -1
 	}
 	if r := d.track.resumes.Load(); r != d.resumes {

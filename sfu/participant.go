@@ -396,6 +396,20 @@ func (p *Participant) SetMaxLayer(trackID string, layer int) error {
 	return sub.setMaxLayer(trackID, layer)
 }
 
+// SetPaused stops forwarding a subscribed video track to the participant
+// while it does not show it (the teacher's console shows only a few
+// classrooms' pictures of many), or starts it again from a keyframe. The
+// track stays negotiated, so showing it again is immediate.
+func (p *Participant) SetPaused(trackID string, paused bool) error {
+	p.mu.Lock()
+	sub := p.sub
+	p.mu.Unlock()
+	if sub == nil {
+		return fmt.Errorf("%w: not subscribed to %s", ErrNoSuchTrack, trackID)
+	}
+	return sub.setPaused(trackID, paused)
+}
+
 // RestartICE makes a new offer with fresh ICE credentials for the
 // subscriber connection (the client restarts the publisher side itself by
 // sending an offer with iceRestart).

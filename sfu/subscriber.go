@@ -478,6 +478,9 @@ func (s *subscriber) allocate() {
 			}
 			continue
 		}
+		if sub.dt.paused.Load() {
+			continue // not shown: it costs nothing
+		}
 		dts = append(dts, sub.dt)
 		items = append(items, allocItem{
 			priority: s.p.priorityOf(sub.dt.track),
@@ -505,6 +508,19 @@ func (s *subscriber) setMaxLayer(trackID string, layer int) error {
 	}
 	sub.dt.setMaxLayer(layer)
 	s.allocate()
+	return nil
+}
+
+func (s *subscriber) setPaused(trackID string, paused bool) error {
+	s.mu.Lock()
+	sub, ok := s.downs[trackID]
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: not subscribed to %s", ErrNoSuchTrack, trackID)
+	}
+	if sub.dt.setPaused(paused) {
+		s.allocate()
+	}
 	return nil
 }
 

@@ -93,6 +93,13 @@ type TrackIDsData struct {
 	TrackIDs []string `json:"trackIds"`
 }
 
+// PauseData is `pause`: stop (or start again) forwarding subscribed video
+// tracks the page does not show now.
+type PauseData struct {
+	TrackIDs []string `json:"trackIds"`
+	Paused   bool     `json:"paused"`
+}
+
 type SetMaxLayerData struct {
 	TrackID string `json:"trackId"`
 	Layer   int    `json:"layer"`
@@ -194,7 +201,7 @@ type ShutdownData struct {
 // clientTypes are the message types a client may send.
 var clientTypes = map[string]bool{
 	"join": true, "offer": true, "answer": true, "trickle": true,
-	"subscribe": true, "unsubscribe": true, "setMaxLayer": true, "mute": true, "muteAll": true,
+	"subscribe": true, "unsubscribe": true, "setMaxLayer": true, "pause": true, "mute": true, "muteAll": true,
 	"camera": true, "setChat": true,
 	"stage": true, "raiseHand": true, "chat": true, "restartIce": true,
 	"endLesson": true, "leave": true, "ping": true, "stats": true,

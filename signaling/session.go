@@ -23,6 +23,10 @@ import (
 // further behind is disconnected rather than slowing its room.
 const outQueueSize = 256
 
+// maxPauseTracks bounds one `pause` (a console showing or hiding every
+// classroom of a large lesson at once).
+const maxPauseTracks = 512
+
 const writeTimeout = 10 * time.Second
 
 type outgoing struct {
@@ -510,6 +514,20 @@ func (s *session) dispatch(m Message) (*Message, error) {
 		}
 		if err := p.SetMaxLayer(d.TrackID, d.Layer); err != nil {
 			return nil, err
+		}
+		return ok(m.ID), nil
+	case "pause":
+		var d PauseData
+		if err := decodeData(m, &d); err != nil {
+			return nil, err
+		}
+		if len(d.TrackIDs) == 0 || len(d.TrackIDs) > maxPauseTracks {
+			return nil, perr(CodeBadRequest, "trackIds: 1 to %d track ids", maxPauseTracks)
+		}
+		for _, id := range d.TrackIDs {
+			if err := p.SetPaused(id, d.Paused); err != nil {
+				return nil, err
+			}
 		}
 		return ok(m.ID), nil
 	case "mute":

@@ -579,6 +579,12 @@ func (c *Client) SetMaxLayer(ctx context.Context, trackID string, layer int) err
 	return c.simple(ctx, "setMaxLayer", map[string]any{"trackId": trackID, "layer": layer})
 }
 
+// Pause stops (paused) or starts again forwarding subscribed video tracks
+// the client does not show now; they stay negotiated.
+func (c *Client) Pause(ctx context.Context, paused bool, trackIDs ...string) error {
+	return c.simple(ctx, "pause", map[string]any{"trackIds": trackIDs, "paused": paused})
+}
+
 // Mute sets a track's mute state.
 func (c *Client) Mute(ctx context.Context, trackID string, muted bool) error {
 	return c.simple(ctx, "mute", map[string]any{"trackId": trackID, "muted": muted})

@@ -53,6 +53,31 @@ export class Roster {
     this.entries = new Map(); // participant id -> entry
     this.nextSeq = 0;
     this.videos = new Map(); // participant id -> MediaStream of its camera
+    this.paused = new Map(); // server track id -> paused as the server has it
+  }
+
+  // syncPaused asks the server to send only the classroom pictures the
+  // tiles show: with 200 classrooms the console would otherwise receive
+  // and decode 200 videos. A paused picture stays negotiated, so a tile
+  // that appears (a hand, the stage) shows it at the next keyframe.
+  syncPaused(shown) {
+    const s = this.session;
+    if (s.state !== 'live') return;
+    const pause = [], resume = [];
+    for (const [trackId, info] of s.remote) {
+      if (info.track.kind !== 'video' || !isClassroom(s.participants.get(info.participantId))) continue;
+      const want = !shown.has(info.participantId);
+      if ((this.paused.get(trackId) || false) === want) continue;
+      this.paused.set(trackId, want);
+      (want ? pause : resume).push(trackId);
+    }
+    for (const trackId of this.paused.keys()) if (!s.remote.has(trackId)) this.paused.delete(trackId);
+    const send = (trackIds, paused) => {
+      if (!trackIds.length) return;
+      s.request('pause', { trackIds, paused }).catch(() => { for (const id of trackIds) this.paused.delete(id); });
+    };
+    send(resume, false);
+    send(pause, true);
   }
 
   entry(p) {
@@ -67,6 +92,7 @@ export class Roster {
   // joined: the page (re)joined; everyone listed is present now. Nobody is
   // announced: they were there already, or are coming back.
   joined() {
+    this.paused.clear(); // a new server session sends everything at first
     const now = Date.now();
     for (const p of this.session.participants.values()) {
       if (!isClassroom(p)) continue;
@@ -110,6 +136,7 @@ export class Roster {
     if (info.track.kind === 'video') {
       this.videos.set(p.id, info.stream);
       if (e.tile) this.attachVideo(e);
+      else this.render(); // not shown: paused
     } else {
       if (!e.audio) { e.audio = h('audio', { autoplay: true, 'data-participant': p.id }); this.ui.audios.append(e.audio); }
       attach(e.audio, info.stream);
@@ -277,6 +304,7 @@ export class Roster {
     const have = [...this.ui.grid.children];
     if (want.length !== have.length || want.some((r, i) => r !== have[i])) this.ui.grid.replaceChildren(...want);
     this.ui.grid.classList.toggle('hidden', want.length === 0);
+    this.syncPaused(keep);
     // Beside a long list the tiles are a strip of small pictures.
     this.ui.grid.classList.toggle('strip', here.length > FEW);
   }
