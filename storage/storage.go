@@ -32,6 +32,11 @@ type ObjectInfo struct {
 	Size         int64     `json:"size"`
 	LastModified time.Time `json:"lastModified"`
 	ContentType  string    `json:"contentType,omitempty"`
+	// Version changes whenever the object is written (S3: its ETag; a
+	// file: its modification time in nanoseconds and size). S3 keeps
+	// LastModified to the second, so two writes within one second have
+	// the same LastModified, not the same Version.
+	Version string `json:"version,omitempty"`
 }
 
 // Store is an object store. Keys are slash-separated relative paths without

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"podium/storage"
@@ -16,13 +17,23 @@ import (
 type scanState struct {
 	// done: lessons with assets or a job; never looked at again.
 	done map[string]bool
-	// seen: the manifest time of a lesson whose recording was not
-	// complete when last read.
-	seen map[string]time.Time
+	// seen: the manifest version of a lesson whose recording was not
+	// complete when last read. (Not its time: S3 keeps that to the
+	// second, and a recording's last two manifests, "stopped" and
+	// "complete", are often written within one.)
+	seen map[string]string
 }
 
 func newScanState() scanState {
-	return scanState{done: map[string]bool{}, seen: map[string]time.Time{}}
+	return scanState{done: map[string]bool{}, seen: map[string]string{}}
+}
+
+// manifestVersion tells one write of a manifest from another.
+func manifestVersion(st storage.ObjectInfo) string {
+	if st.Version != "" {
+		return st.Version
+	}
+	return st.LastModified.Format(time.RFC3339Nano) + "-" + strconv.FormatInt(st.Size, 10)
 }
 
 // poll scans for completed recordings every PollInterval.
@@ -71,7 +82,7 @@ func (q *Queue) ScanRecordings(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("stat manifest of %s: %w", lesson, err)
 		}
-		if looked && seen.Equal(st.LastModified) {
+		if looked && seen == manifestVersion(st) {
 			continue
 		}
 		queue, err := q.needsJob(ctx, lesson)
@@ -81,7 +92,7 @@ func (q *Queue) ScanRecordings(ctx context.Context) error {
 		}
 		q.mu.Lock()
 		if queue == scanWait {
-			q.scan.seen[lesson] = st.LastModified
+			q.scan.seen[lesson] = manifestVersion(st)
 		} else {
 			delete(q.scan.seen, lesson)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"podium/storage"
+	"podium/storage/s3/s3test"
 	"podium/transcode/transcodetest"
 	"podium/vod"
 )
@@ -109,4 +110,48 @@ func diff(before, after map[string]int) map[string]int {
 		}
 	}
 	return out
+}
+
+// TestScanSeesARecordingCompletedWithinTheSameSecond: S3 keeps an object's
+// time to the second, and a recording's last two manifests ("stopped",
+// then "complete" once the last segments are up) are often written within
+// one. A scan that read the first must still queue the second.
+func TestScanSeesARecordingCompletedWithinTheSameSecond(t *testing.T) {
+	_, store := s3test.Start(t, "recordings")
+	q := startNode(t, sqliteDB(t), store, QueueConfig{Workers: -1})
+	ctx := context.Background()
+	const lesson = "same-second"
+	cam := vod.ManifestTrack{ID: "cam", Kind: "video", Codec: "h264", Segments: []vod.ManifestSegment{{Seq: 0, Key: storage.RecSegmentKey(lesson, "cam", 0), Bytes: 1}}}
+	write := func(complete bool) storage.ObjectInfo {
+		transcodetest.PutJSON(t, store, vod.ManifestKey(lesson), vod.Manifest{Version: vod.ManifestVersion, Lesson: lesson, Complete: complete, Tracks: []vod.ManifestTrack{cam}})
+		st, err := store.Stat(ctx, vod.ManifestKey(lesson))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	for attempt := 0; ; attempt++ {
+		stopped := write(false)
+		if err := q.ScanRecordings(ctx); err != nil {
+			t.Fatal(err)
+		}
+		complete := write(true)
+		if !complete.LastModified.Equal(stopped.LastModified) {
+			if attempt < 10 {
+				continue // a second boundary fell between them: again
+			}
+			t.Fatalf("never two writes within a second: %v, %v", stopped.LastModified, complete.LastModified)
+		}
+		break
+	}
+	if err := q.ScanRecordings(ctx); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := q.Jobs(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].Lesson != lesson {
+		t.Fatalf("jobs %+v, want the completed recording's", jobs)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"podium/internal/privfs"
@@ -277,6 +278,7 @@ func info(key string, st fs.FileInfo) storage.ObjectInfo {
 		Size:         st.Size(),
 		LastModified: st.ModTime(),
 		ContentType:  contentType(key),
+		Version:      strconv.FormatInt(st.ModTime().UnixNano(), 10) + "-" + strconv.FormatInt(st.Size(), 10),
 	}
 }
 

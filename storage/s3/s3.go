@@ -362,5 +362,5 @@ func wrap(err error) error {
 }
 
 func info(o minio.ObjectInfo) storage.ObjectInfo {
-	return storage.ObjectInfo{Key: o.Key, Size: o.Size, LastModified: o.LastModified, ContentType: o.ContentType}
+	return storage.ObjectInfo{Key: o.Key, Size: o.Size, LastModified: o.LastModified, ContentType: o.ContentType, Version: o.ETag}
 }
