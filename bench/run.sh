@@ -29,6 +29,8 @@
 #                     with a cpu cgroup (needs root; cgroup v1 or v2), so
 #                     the tool keeps CPU when nodes and tool share 2 cores
 #   OUT=bench/results directory for the reports
+#   SERVER_ARGS=      more `podium serve` flags (e.g. --udp-unbatched, to
+#                     compare sendto with the default sendmmsg batches)
 #   PROFILE=1         take a CPU profile of the server in the steady phase from
 #                     its /debug/pprof (OUT/<scenario>.cpu.pprof, top in .pprof.txt;
 #                     PROFILE_DELAY=12 seconds after the start, DURATION/2 long)
@@ -92,7 +94,7 @@ start_server() {
   taskset -c "$SERVER_CPU" "$BIN/podium" serve \
     --http-addr "127.0.0.1:$PORT" --secret "$SECRET" --data-dir "$BIN/data" \
     --ice-udp-port 0 --ice-tcp-port -1 --bind-ip 127.0.0.1 --log-level warn \
-    >>"$OUT/$name.server.log" 2>&1 &
+    ${SERVER_ARGS:-} >>"$OUT/$name.server.log" 2>&1 &
   SERVER_PID=$!
   cap_cpu "$SERVER_PID" server
   for _ in $(seq 1 100); do

@@ -56,6 +56,10 @@ type egress struct {
 	delayTarget atomic.Int64 // bit/s
 	lossQ16     atomic.Uint32
 
+	// batch, when set, sends each drained batch in one sendmmsg (the
+	// subscriber's socket, batchconn.go).
+	batch *batchConn
+
 	// Owned by the egress goroutine.
 	twccSeq uint16
 	sent    [sentHistory]sentPacket
@@ -324,6 +328,9 @@ func (e *egress) drain() {
 			return
 		}
 		now := time.Now().UnixNano() // one clock read per batch
+		if e.batch != nil {
+			e.batch.begin()
+		}
 		if resend {
 			e.sendRetransmissions(now)
 		}
@@ -331,6 +338,9 @@ func (e *egress) drain() {
 			// The slot is ours until head moves: push never fills it before.
 			s := &e.slots[p%ringSlots]
 			e.send(s.stream, &s.hdr, s.buf[:s.n], &s.twcc, now)
+		}
+		if e.batch != nil {
+			e.batch.end()
 		}
 		e.mu.Lock()
 		e.head += n

@@ -42,6 +42,10 @@ type Config struct {
 	// teacher, classroom or RTSP source left (0: DefaultEmptyLessonGrace,
 	// < 0: until someone ends it).
 	EmptyLessonGrace time.Duration
+	// UnbatchedSends writes each media datagram with its own sendto, as
+	// pion does, instead of sendmmsg batches (batchconn.go): for
+	// comparing the two.
+	UnbatchedSends bool
 }
 
 // TURNConfig configures the embedded TURN server (pion/turn) that relays
@@ -83,6 +87,7 @@ type SFU struct {
 	settings webrtc.SettingEngine
 	udpConn  net.PacketConn
 	udpMux   ice.UDPMux
+	batcher  *batchConn // the ICE UDP socket's sendmmsg batches; nil when not UDP
 	tcpLn    net.Listener
 	tcpMux   ice.TCPMux
 	turn     *turnServer
@@ -112,6 +117,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*SFU, error) 
 		s.closePorts()
 		return nil, err
 	}
+	if err := registerBatchMetrics(reg, s.batcher); err != nil {
+		s.closePorts()
+		return nil, fmt.Errorf("sfu metrics: %w", err)
+	}
 	if cfg.TURN.Enabled {
 		t, err := startTURN(cfg.TURN, cfg.BindIP, s.advertisedIP())
 		if err != nil {
@@ -136,7 +145,11 @@ func (s *SFU) listen() error {
 	}
 	s.udpConn = udp
 	growSocketBuffers(udp, s.log)
-	s.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), udp)
+	var muxConn net.PacketConn = udp
+	if !s.cfg.UnbatchedSends {
+		muxConn, s.batcher = newBatchConn(udp, s.log)
+	}
+	s.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), muxConn)
 	s.settings.SetICEUDPMux(s.udpMux)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	if s.cfg.ICETCPPort >= 0 {

@@ -76,6 +76,7 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 		return nil, err
 	}
 	s := &subscriber{p: p, pc: pc, queue: newEgress(), downs: make(map[string]*subscription)}
+	s.queue.batch = p.sfu.batcher
 	s.probe.budget = &p.sfu.probes
 	s.watchTransport()
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {

@@ -55,6 +55,7 @@ type serveConfig struct {
 	connLimitExempt listFlag
 
 	iceUDPPort  int
+	unbatched   bool
 	iceTCPPort  int
 	publicIPs   listFlag
 	bindIP      string
@@ -91,6 +92,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.Var(&c.connLimitExempt, "http-conn-limit-exempt", "addresses (CIDR) the per-address cap does not apply to, added to the default loopback and private ranges where proxies live (\"none\" first clears the list)")
 
 	fs.IntVar(&c.iceUDPPort, "ice-udp-port", 7882, "UDP port shared by every WebRTC connection (0: any free port)")
+	fs.BoolVar(&c.unbatched, "udp-unbatched", false, "send each media datagram with its own sendto instead of sendmmsg batches (to compare them)")
 	fs.IntVar(&c.iceTCPPort, "ice-tcp-port", 7881, "TCP port for ICE over TCP (0: any free port, -1: off)")
 	fs.Var(&c.publicIPs, "public-ip", "public IP address(es) to advertise in ICE candidates (1:1 NAT); repeat or comma-separate")
 	fs.StringVar(&c.bindIP, "bind-ip", "", "address the media ports listen on (default: all)")
@@ -308,7 +310,7 @@ func build(c *serveConfig, log *slog.Logger) (_ *built, err error) {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
 	s, err := sfu.New(sfu.Config{
-		ICEUDPPort: c.iceUDPPort, ICETCPPort: c.iceTCPPort, PublicIPs: c.publicIPs, BindIP: c.bindIP,
+		ICEUDPPort: c.iceUDPPort, ICETCPPort: c.iceTCPPort, PublicIPs: c.publicIPs, BindIP: c.bindIP, UnbatchedSends: c.unbatched,
 		EmptyLessonGrace: c.emptyLessonGrace,
 		TURN: sfu.TURNConfig{Enabled: c.turnEnabled, UDPPort: c.turnUDPPort, TCPPort: c.turnTCPPort,
 			Realm: c.turnRealm, Secret: derive(c.secret, "turn")},
