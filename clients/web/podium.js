@@ -431,7 +431,8 @@ export class Session extends EventTarget {
         } else if (item.maxBitrate) {
           init.sendEncodings = [{ maxBitrate: item.maxBitrate, maxFramerate: item.maxFramerate }];
         }
-        pc.addTransceiver(item.track, init);
+        const tr = pc.addTransceiver(item.track, init);
+        if (item.preferH264) preferH264(tr);
       } else {
         pc.addTransceiver(item.track, { direction: 'sendonly', streams: [stream] });
       }
@@ -596,6 +597,26 @@ const STATS_REPORT_MS = 2000;
 // from a receiving connection's getStats: cumulative packet counters, per
 // video track the decoded size, rate and Chromium's freezeCount, and the
 // selected candidate pair's round trip and transport.
+// preferH264 puts H.264 (constrained baseline, packetization mode 1) first
+// in a video transceiver's codecs, the others after it as fallbacks. The
+// recorder stores it as it comes, and a lesson's H.264 plays as HLS the
+// moment it ends (browsers cannot play VP8 from fMP4); smart boards decode
+// it in hardware. A browser that cannot send H.264 keeps its default.
+function preferH264(transceiver) {
+  if (!transceiver.setCodecPreferences || !window.RTCRtpSender || !RTCRtpSender.getCapabilities) return;
+  const caps = RTCRtpSender.getCapabilities('video');
+  if (!caps) return;
+  const rank = (c) => {
+    if (c.mimeType.toLowerCase() !== 'video/h264') return 3;
+    const f = c.sdpFmtpLine || '';
+    if (f.includes('packetization-mode=1') && f.includes('profile-level-id=42e01f')) return 0;
+    return f.includes('packetization-mode=1') ? 1 : 2;
+  };
+  const codecs = [...caps.codecs].sort((a, b) => rank(a) - rank(b));
+  if (rank(codecs[0]) > 1) return; // no H.264 to send with
+  try { transceiver.setCodecPreferences(codecs); } catch (err) { console.warn('codec preferences', err); }
+}
+
 export async function receiveReportFrom(pc, trackIdOf = (id) => id) {
   if (!pc) return null;
   const report = await pc.getStats();

@@ -111,10 +111,10 @@ function publishItems() {
   if (camStream) {
     const v = camStream.getVideoTracks()[0];
     const a = camStream.getAudioTracks()[0];
-    if (v) items.push({ track: v, source: 'camera', name: 'Teacher camera', simulcast: true });
+    if (v) items.push({ track: v, source: 'camera', name: 'Teacher camera', simulcast: true, preferH264: true });
     if (a) items.push({ track: a, source: 'microphone', name: 'Teacher microphone' });
   }
-  if (screenTrack) items.push({ track: screenTrack, source: 'screen', name: 'Slides', maxBitrate: 2_500_000, maxFramerate: 5 });
+  if (screenTrack) items.push({ track: screenTrack, source: 'screen', name: 'Slides', maxBitrate: 2_500_000, maxFramerate: 5, preferH264: true });
   return items;
 }
 
