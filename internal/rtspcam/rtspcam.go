@@ -153,7 +153,7 @@ func (c *Camera) Start() {
 		args = append(args, "-c:v", "mjpeg", "-q:v", "5", "-huffman", "default")
 		pixFmt = "yuvj420p"
 	case "h265":
-		args = append(args, "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:keyint="+strconv.Itoa(c.opts.GOP))
+		args = append(args, "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error:bframes=0:keyint="+strconv.Itoa(c.opts.GOP))
 	default:
 		args = append(args, "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
 			"-g", strconv.Itoa(c.opts.GOP), "-sc_threshold", "0")
