@@ -221,6 +221,21 @@ func runLesson(t *testing.T, browser context.Context, baseURL string, token func
 			c.waitVideo(t, "teacher camera", fromTeacher("camera"))
 			c.waitVideo(t, "teacher screen", fromTeacher("screen"))
 			c.waitAudio(t, "teacher microphone", fromTeacher("microphone"))
+			// The teacher's voice comes as RED (the server adds copies of
+			// earlier packets by the classroom's loss; none on loopback),
+			// and the page decodes it: sound, not concealment.
+			var a struct{ Samples, Concealed, Level float64 }
+			c.waitUntil(t, "the teacher's voice decoded", func() (bool, string) {
+				_ = c.eval(`(async () => {
+					const st = await window.podium.session.sub.getStats();
+					let out = { samples: 0, concealed: 0, level: 0 };
+					st.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'audio' && r.totalSamplesReceived > out.samples)
+						out = { samples: r.totalSamplesReceived, concealed: r.concealedSamples, level: r.audioLevel || 0 }; });
+					return out;
+				})()`, &a)
+				return a.Samples > 48000 && a.Concealed < a.Samples/4, fmt.Sprintf("%+v", a)
+			})
+			t.Logf("%s: %.0f samples of the teacher's voice, %.0f concealed, level %.3f", c.name, a.Samples, a.Concealed, a.Level)
 			c.waitVisible(t, "#pip") // camera as picture-in-picture beside the screen
 			c.waitUntil(t, "network badge graded", func() (bool, string) {
 				var level string

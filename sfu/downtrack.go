@@ -43,7 +43,11 @@ type DownTrack struct {
 	stream  *egressStream // the negotiated stream on the subscriber's egress
 	ssrc    uint32
 	pt      uint8
-	stripRE bool // publisher sends RED, subscriber takes plain Opus
+	stripRE bool // publisher sends RED: its primary is taken out
+	// red wraps Opus into RED for a subscriber that negotiated it, with
+	// redDistance earlier packets (red.go); nil otherwise.
+	red         *redWrapper
+	redDistance atomic.Int32
 
 	current  int // layer forwarded now, -1 before the first keyframe
 	target   int // layer the allocator wants
@@ -146,7 +150,15 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if !ok {
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("down-track %s: %w", d.id, webrtc.ErrUnsupportedCodec)
 	}
+	var red *redWrapper
+	if d.family == familyOpus || d.family == familyRED {
+		if redCodec, opusPT, ok := redOf(codecs); ok {
+			codec, strip = redCodec, d.family == familyRED
+			red = &redWrapper{pt: opusPT}
+		}
+	}
 	d.mu.Lock()
+	d.red = red
 	d.bound = true
 	d.stream = newEgressStream(ctx, uint8(codec.PayloadType))
 	d.ssrc = uint32(ctx.SSRC())
@@ -156,6 +168,24 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.current = -1
 	d.mu.Unlock()
 	return codec, nil
+}
+
+// redOf finds audio/red and the Opus it carries among negotiated codecs.
+func redOf(codecs []webrtc.RTPCodecParameters) (red webrtc.RTPCodecParameters, opusPT uint8, ok bool) {
+	var haveRED, haveOpus bool
+	for _, c := range codecs {
+		switch familyOf(c.MimeType) {
+		case familyRED:
+			if !haveRED {
+				red, haveRED = c, true
+			}
+		case familyOpus:
+			if !haveOpus {
+				opusPT, haveOpus = uint8(c.PayloadType), true
+			}
+		}
+	}
+	return red, opusPT, haveRED && haveOpus
 }
 
 // matchCodec finds the negotiated codec for a track's codec: the same mime
@@ -348,6 +378,9 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
 
 	if d.resync {
 		d.resync = false
+		if d.red != nil {
+			d.red.reset()
+		}
 		if !d.started {
 			d.started = true
 			d.seqOffset = 0
@@ -404,6 +437,9 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
 			return -1
 		}
 		payload = primary
+	}
+	if d.red != nil {
+		payload = d.red.wrap(outTS, payload, int(d.redDistance.Load()))
 	}
 	hdr := rtp.Header{
 		Version:        2,

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -153,7 +154,7 @@ func (tp *testPeer) newSubscriberPC(cfg webrtc.Configuration) *webrtc.PeerConnec
 				}
 			}
 		}()
-		log := &streamLog{streamID: remote.StreamID(), family: familyOf(remote.Codec().MimeType)}
+		log := &streamLog{streamID: remote.StreamID(), family: familyOf(remote.Codec().MimeType), keepAudio: true}
 		tp.mu.Lock()
 		tp.streams[remote.ID()] = log
 		tp.mu.Unlock()
@@ -232,6 +233,8 @@ type streamLog struct {
 	tsBackwards int // timestamp went back on an in-order packet
 	picBreaks   int // VP8 picture id jumps no loss explains
 	lastPic     int
+	keepAudio   bool                   // set from the start: keep audio payloads
+	audio       map[uint16]audioPacket // by sequence number, keepAudio only
 }
 
 func (l *streamLog) add(pkt *rtp.Packet) {
@@ -279,6 +282,30 @@ func (l *streamLog) add(pkt *rtp.Packet) {
 	}
 	l.seen[pkt.SequenceNumber] = true
 	l.packets++
+	if l.keepAudio && (l.family == familyOpus || l.family == familyRED) {
+		if l.audio == nil {
+			l.audio = make(map[uint16]audioPacket)
+		}
+		l.audio[pkt.SequenceNumber] = audioPacket{ts: pkt.Timestamp, payload: bytes.Clone(pkt.Payload)}
+	}
+}
+
+// audioPacket is an audio packet as a subscriber received it.
+type audioPacket struct {
+	ts      uint32
+	payload []byte
+}
+
+// audioPackets returns the audio packets received so far, by sequence
+// number (keepAudio streams only).
+func (l *streamLog) audioPackets() map[uint16]audioPacket {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[uint16]audioPacket, len(l.audio))
+	for k, v := range l.audio {
+		out[k] = v
+	}
+	return out
 }
 
 type streamStats struct {

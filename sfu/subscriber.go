@@ -31,6 +31,10 @@ type subscriber struct {
 
 	mu    sync.Mutex
 	downs map[string]*subscription // by track id
+	// RED redundancy for the audio down-tracks (under mu): raised as
+	// soon as the loss calls for it, lowered after redHold of less.
+	redDist  int32
+	redSince time.Time
 
 	connected atomic.Bool
 	remb      atomic.Uint64
@@ -472,11 +476,13 @@ func (s *subscriber) allocate() {
 		items []allocItem
 		audio float64
 	)
+	s.updateREDLocked(time.Now())
 	for _, sub := range s.downs {
 		if sub.dt.kind == KindAudio {
 			for _, r := range sub.rates {
 				audio += r
 			}
+			sub.dt.redDistance.Store(s.redDist)
 			continue
 		}
 		if sub.dt.paused.Load() {
@@ -510,6 +516,22 @@ func (s *subscriber) setMaxLayer(trackID string, layer int) error {
 	sub.dt.setMaxLayer(layer)
 	s.allocate()
 	return nil
+}
+
+// redHold is how long the loss must stay lower before the redundancy of
+// a subscriber's audio comes down: loss comes in bursts.
+const redHold = 10 * time.Second
+
+// updateREDLocked sets how many earlier packets the subscriber's audio
+// repeats (red.go) from its last reported loss. The caller holds s.mu.
+func (s *subscriber) updateREDLocked(now time.Time) {
+	want := redDistanceFor(float64(s.lossQ8.Load()) / 256)
+	switch {
+	case want >= s.redDist:
+		s.redDist, s.redSince = want, now
+	case now.Sub(s.redSince) >= redHold:
+		s.redDist, s.redSince = want, now
+	}
 }
 
 func (s *subscriber) setPaused(trackID string, paused bool) error {

@@ -1,0 +1,98 @@
+package sfu
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"testing"
+)
+
+// redParsed is one block of a RED payload.
+type redParsed struct {
+	pt     uint8
+	offset uint32 // timestamp offset back from the packet's (0: primary)
+	data   []byte
+}
+
+// parseRED splits a RED payload (RFC 2198) into its blocks, oldest first,
+// the primary last.
+func parseRED(p []byte) ([]redParsed, error) {
+	var hdrs []redParsed
+	var lens []int
+	i := 0
+	for {
+		if i >= len(p) {
+			return nil, fmt.Errorf("truncated header")
+		}
+		if p[i]&0x80 == 0 {
+			hdrs = append(hdrs, redParsed{pt: p[i] & 0x7f})
+			i++
+			break
+		}
+		if i+4 > len(p) {
+			return nil, fmt.Errorf("truncated block header")
+		}
+		v := binary.BigEndian.Uint32(p[i:])
+		hdrs = append(hdrs, redParsed{pt: p[i] & 0x7f, offset: (v >> 10) & 0x3fff})
+		lens = append(lens, int(v&0x3ff))
+		i += 4
+	}
+	for k := range hdrs {
+		if k == len(hdrs)-1 {
+			hdrs[k].data = p[i:]
+			break
+		}
+		if i+lens[k] > len(p) {
+			return nil, fmt.Errorf("block %d past the end", k)
+		}
+		hdrs[k].data = p[i : i+lens[k]]
+		i += lens[k]
+	}
+	return hdrs, nil
+}
+
+// TestREDWrapCarriesEarlierPackets: each RED payload carries the primary
+// and, oldest first, as many earlier primaries as asked for, with their
+// timestamp offsets; redPrimary (what a subscriber without RED gets) reads
+// the same primary back; a gap too long for RED's 14-bit offset (a muted
+// stretch) carries nothing stale.
+func TestREDWrapCarriesEarlierPackets(t *testing.T) {
+	var w redWrapper
+	w.pt = 111
+	frame := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 60+i) }
+	for i := 0; i < 6; i++ {
+		ts := uint32(1000 + 960*i)
+		distance := min(i, 2)
+		out := w.wrap(ts, frame(i), distance)
+		blocks, err := parseRED(out)
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if len(blocks) != distance+1 {
+			t.Fatalf("packet %d: %d blocks, want %d", i, len(blocks), distance+1)
+		}
+		for k, b := range blocks {
+			back := distance - k // how many packets before this one
+			if b.pt != 111 || b.offset != uint32(960*back) || !bytes.Equal(b.data, frame(i-back)) {
+				t.Fatalf("packet %d block %d: pt %d offset %d, %d bytes; want packet %d", i, k, b.pt, b.offset, len(b.data), i-back)
+			}
+		}
+		if _, primary, err := redPrimary(out); err != nil || !bytes.Equal(primary, frame(i)) {
+			t.Fatalf("packet %d: redPrimary %v", i, err)
+		}
+	}
+	// 20 s later (a muted microphone): the earlier packets are too old.
+	out := w.wrap(1000+960*5+48000*20, frame(9), 2)
+	if blocks, _ := parseRED(out); len(blocks) != 1 {
+		t.Fatalf("after a long gap: %d blocks, want the primary alone", len(blocks))
+	}
+	if d := redDistanceFor(0.005); d != 0 {
+		t.Errorf("0.5 %% loss: distance %d", d)
+	}
+	if d := redDistanceFor(0.03); d != 1 {
+		t.Errorf("3 %% loss: distance %d", d)
+	}
+	if d := redDistanceFor(0.08); d != 2 {
+		t.Errorf("8 %% loss: distance %d", d)
+	}
+}
