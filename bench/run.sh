@@ -6,6 +6,7 @@
 #
 # usage: bench/run.sh [scenario...]      (default: all, in the order below)
 #   scenarios: fanout50 fanout200 fanout500 lossy30 lessons10x20 whep200
+#              satellite20 (1 Mbit/s, 3 % loss, 300 ms each way, 20 ms jitter)
 #              smoke (5 classrooms, to check the setup)
 #              custom (the tool flags in $CUSTOM, e.g. CUSTOM="--classrooms 120")
 #              restart50 (5 lessons x 10 classrooms rejoining by themselves,
@@ -282,6 +283,8 @@ scenario() {
     fanout500)    run fanout500 --classrooms 500 --join-rate 50 ;;
     # Rural classrooms: 1 Mbit/s, 3 % loss, 40 ms +- 10 ms, 200 ms queue.
     lossy30)      run lossy30   --classrooms 30  --join-rate 10 --link "rate=1mbit,loss=3%,delay=40ms,jitter=10ms" ;;
+    # Satellite schools (#16): 1 Mbit/s, 3 % loss, 300 ms each way, 20 ms jitter.
+    satellite20)  run satellite20 --classrooms 20 --join-rate 10 --link "rate=1mbit,loss=3%,delay=300ms,jitter=20ms" ;;
     # Ten lessons at once, twenty classrooms each.
     lessons10x20) run lessons10x20 --lessons 10 --classrooms 20 --join-rate 40 ;;
     # The same fan-out through plain WHEP (comparable with other servers).

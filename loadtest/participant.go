@@ -284,6 +284,11 @@ func (s *session) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 			st = &s.stats.audio
 		}
 	}
+	if !video && strings.EqualFold(tr.Codec().MimeType, "audio/red") {
+		st.mu.Lock()
+		st.red = true
+		st.mu.Unlock()
+	}
 	var book *stampBook
 	if fromTeacher && video {
 		book = s.l.book

@@ -26,7 +26,7 @@ type peerOptions struct {
 }
 
 // registerCodecs offers what a browser offers and Podium forwards: Opus with
-// in-band FEC, VP8 and constrained-baseline H.264, each video codec with RTX
+// in-band FEC (and RED over it), VP8 and constrained-baseline H.264, each video codec with RTX
 // and the feedback a browser announces.
 func registerCodecs(m *webrtc.MediaEngine) error {
 	fb := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "transport-cc"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
@@ -35,6 +35,9 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 		kind webrtc.RTPCodecType
 	}{
 		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}, webrtc.RTPCodecTypeAudio},
+		// RED (RFC 2198) over that Opus, as Chromium offers it: the server
+		// adds redundancy by the classroom's loss.
+		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/red", ClockRate: 48000, Channels: 2, SDPFmtpLine: "111/111"}, PayloadType: 63}, webrtc.RTPCodecTypeAudio},
 		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}, PayloadType: 96}, webrtc.RTPCodecTypeVideo},
 		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=96"}, PayloadType: 97}, webrtc.RTPCodecTypeVideo},
 		{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,

@@ -31,6 +31,12 @@ type streamStats struct {
 	priorExpected, priorDistinct uint64
 
 	// Video frames (a frame ends with the marker bit).
+	// red: the stream is Opus in RED (RFC 2198); rebuilt counts packets
+	// lost on the link and rebuilt from a later packet's redundancy, as a
+	// browser's RED decoder does (they count as received).
+	red     bool
+	rebuilt uint64
+
 	frames      uint64
 	firstFrame  time.Time
 	lastFrame   time.Time
@@ -70,6 +76,43 @@ func (s *streamStats) seq(seq uint16) bool {
 	return s.mark(ext)
 }
 
+// opusPacketTicks is the Opus packet length the publishers send (20 ms at
+// 48 kHz): a RED block's timestamp offset in packets.
+const opusPacketTicks = 960
+
+// rebuildFromRED marks the earlier packets a RED payload carries copies of
+// as received, when they were not.
+func (s *streamStats) rebuildFromRED(seq uint16, p []byte) {
+	for i := 0; i+4 <= len(p) && p[i]&0x80 != 0; i += 4 {
+		off := (binary.BigEndian.Uint32(p[i:]) >> 10) & 0x3fff
+		if off == 0 || off%opusPacketTicks != 0 || off/opusPacketTicks > 8 {
+			continue
+		}
+		if s.markEarlier(seq - uint16(off/opusPacketTicks)) {
+			s.rebuilt++
+		}
+	}
+}
+
+// markEarlier marks a sequence number at or below the highest seen as
+// received if it was not; it reports whether it did.
+func (s *streamStats) markEarlier(seq uint16) bool {
+	if !s.started {
+		return false
+	}
+	ext := uint64(int64(s.maxSeq) + int64(int16(seq-uint16(s.maxSeq))))
+	if ext < s.baseSeq || ext > s.maxSeq || s.maxSeq-ext >= uint64(len(s.seen)*64) {
+		return false
+	}
+	w, b := (ext/64)%uint64(len(s.seen)), ext%64
+	if s.seen[w]&(1<<b) != 0 {
+		return false
+	}
+	s.seen[w] |= 1 << b
+	s.distinct++
+	return true
+}
+
 func (s *streamStats) mark(ext uint64) bool {
 	w, b := (ext/64)%uint64(len(s.seen)), ext%64
 	if s.seen[w]&(1<<b) != 0 {
@@ -82,7 +125,7 @@ func (s *streamStats) mark(ext uint64) bool {
 }
 
 // lossRate is the share of packets never received, retransmissions
-// included.
+// (and packets rebuilt from RED) included.
 func (s *streamStats) lossRate() float64 {
 	expected, distinct := s.priorExpected, s.priorDistinct
 	if s.started {
@@ -93,6 +136,15 @@ func (s *streamStats) lossRate() float64 {
 		return 0
 	}
 	return float64(expected-distinct) / float64(expected)
+}
+
+// expected is how many packets the stream should have had so far.
+func (s *streamStats) expected() uint64 {
+	n := s.priorExpected
+	if s.started {
+		n += s.maxSeq - s.baseSeq + 1
+	}
+	return n
 }
 
 // newRun starts a new sequence space (the stream of a new connection after
@@ -153,7 +205,11 @@ func (s *streamStats) onPacket(now time.Time, b []byte, video bool, book *stampB
 	s.bytes += uint64(len(b))
 	// A duplicate (a retransmission of a packet already here) is counted
 	// in the bytes but is no new frame and says nothing about delay.
-	if !s.seq(v.seq) || !video || !v.marker || len(v.payload) == 0 {
+	fresh := s.seq(v.seq)
+	if s.red && !video {
+		s.rebuildFromRED(v.seq, v.payload)
+	}
+	if !fresh || !video || !v.marker || len(v.payload) == 0 {
 		return
 	}
 	s.frames++

@@ -51,6 +51,38 @@ func TestStreamStatsLossWrapAndRetransmission(t *testing.T) {
 	}
 }
 
+// TestStreamStatsREDRebuildsLostAudio: a lost Opus packet whose copy
+// comes in a later RED payload counts as received, as a browser plays it;
+// one no payload carried stays lost.
+func TestStreamStatsREDRebuildsLostAudio(t *testing.T) {
+	s := streamStats{red: true}
+	now := time.Unix(0, 0)
+	// RED with one earlier packet (offset 960, 2 bytes), then the primary.
+	red := func(withPrevious bool) []byte {
+		if !withPrevious {
+			return []byte{111, 9, 9, 9}
+		}
+		return []byte{0x80 | 111, byte(960 >> 6), byte(960<<2&0xff) | 0, 2, 111, 7, 7, 9, 9, 9}
+	}
+	for i := 0; i < 100; i++ {
+		seq := uint16(65500 + i)
+		switch i {
+		case 10, 40: // lost on the link
+			continue
+		case 11: // carries 10
+			s.onPacket(now, rtpBytes(t, seq, false, red(true)), false, nil)
+		default: // carries nothing (41 does not rebuild 40)
+			s.onPacket(now, rtpBytes(t, seq, false, red(false)), false, nil)
+		}
+	}
+	if s.rebuilt != 1 {
+		t.Fatalf("rebuilt %d packets, want 1", s.rebuilt)
+	}
+	if got, want := s.lossRate(), 1.0/100; got < want-1e-9 || got > want+1e-9 {
+		t.Fatalf("loss after RED = %v, want %v", got, want)
+	}
+}
+
 func TestStreamStatsFreezesDelayAndLayer(t *testing.T) {
 	book := newStampBook()
 	var s streamStats

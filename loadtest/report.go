@@ -142,7 +142,12 @@ type Report struct {
 	// VideoLossPct is the share of video packets never received, after
 	// NACK retransmissions (per classroom, whole run).
 	VideoLossPct Dist `json:"videoLossPct"`
+	// AudioLossPct is after recovery: packets rebuilt from RED count as
+	// received, as a browser's decoder plays them.
 	AudioLossPct Dist `json:"audioLossPct"`
+	// AudioRebuiltPct is the share of audio packets lost on the link and
+	// rebuilt from the server's RED.
+	AudioRebuiltPct Dist `json:"audioRebuiltPct"`
 	// LinkDroppedPackets is what the emulated links dropped (random loss
 	// and full queues), before NACK recovered any of it.
 	LinkDroppedPackets uint64 `json:"linkDroppedPackets"`
@@ -424,7 +429,7 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 	rep.Measured = end.Sub(rep.Started).Round(time.Millisecond).String()
 	rep.Classrooms = len(all)
 	rep.SettledLayer = map[string]int{}
-	var join, vk, ak, ok, vl, al, fpm, lfpm, ftp, dup []float64
+	var join, vk, ak, ok, vl, al, ar, fpm, lfpm, ftp, dup []float64
 	var delay histogram
 	steps := map[string][]float64{}
 	since := func(name string, from, at time.Time) {
@@ -510,6 +515,9 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 		a.mu.Lock()
 		if a.packets > 0 {
 			al = append(al, a.lossRate()*100)
+			if exp := a.expected(); exp > 0 {
+				ar = append(ar, float64(a.rebuilt)/float64(exp)*100)
+			}
 			if !half.IsZero() && halfDur > 0 {
 				ak = append(ak, float64(a.bytes-s.halfAudioBytes)*8/halfDur/1000)
 			}
@@ -529,7 +537,7 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 		rep.JoinStepsMs[k] = distOf(v)
 	}
 	rep.VideoKbps, rep.AudioKbps, rep.OtherKbps = distOf(vk), distOf(ak), distOf(ok)
-	rep.VideoLossPct, rep.AudioLossPct = distOf(vl), distOf(al)
+	rep.VideoLossPct, rep.AudioLossPct, rep.AudioRebuiltPct = distOf(vl), distOf(al), distOf(ar)
 	rep.FreezesPerMin, rep.LongFreezesPerMin, rep.FreezeTimePct = distOf(fpm), distOf(lfpm), distOf(ftp)
 	rep.DelayMs = distOfHist(&delay)
 
@@ -579,7 +587,10 @@ func (rep *Report) WriteTable(w io.Writer) {
 		row("other classrooms kbit/s", rep.OtherKbps, 0)
 	}
 	row("video loss after NACK (%)", rep.VideoLossPct, 3)
-	row("audio loss (%)", rep.AudioLossPct, 3)
+	row("audio loss after RED (%)", rep.AudioLossPct, 3)
+	if rep.AudioRebuiltPct.N > 0 && rep.AudioRebuiltPct.Max > 0 {
+		row("audio rebuilt from RED (%)", rep.AudioRebuiltPct, 3)
+	}
 	row("video duplicates (packets)", rep.VideoDuplicates, 0)
 	row("freezes >500ms per min", rep.FreezesPerMin, 2)
 	row("freezes >1s per min", rep.LongFreezesPerMin, 2)

@@ -48,6 +48,8 @@ type DownTrack struct {
 	// redDistance earlier packets (red.go); nil otherwise.
 	red         *redWrapper
 	redDistance atomic.Int32
+	lossQ8      atomic.Uint32 // audio: this stream's fraction lost * 256
+	redSince    time.Time     // owned by the subscriber's allocator
 
 	current  int // layer forwarded now, -1 before the first keyframe
 	target   int // layer the allocator wants
@@ -123,7 +125,30 @@ func newDownTrack(t *Track, q *egress, ready *atomic.Bool, onSwitch func()) *Dow
 		d.clock = 90000
 	}
 	d.currentLayer.Store(-1)
+	// One copy of each audio packet until the classroom's first reports
+	// say its link is clean: the first seconds of a lossy link are heard.
+	d.redDistance.Store(1)
+	d.redSince = time.Now()
 	return d
+}
+
+// redHold is how long an audio stream's loss must stay lower before its
+// redundancy comes down: loss comes in bursts.
+const redHold = 10 * time.Second
+
+// updateRED sets how many earlier packets the stream repeats from its
+// last reported loss: raised at once, lowered after redHold of less. Only
+// the subscriber's allocator calls it.
+func (d *DownTrack) updateRED(now time.Time) {
+	want := redDistanceFor(float64(d.lossQ8.Load()) / 256)
+	switch {
+	case want >= d.redDistance.Load():
+		d.redDistance.Store(want)
+		d.redSince = now
+	case now.Sub(d.redSince) >= redHold:
+		d.redDistance.Store(want)
+		d.redSince = now
+	}
 }
 
 // ID is the msid track id: the published Track's id.

@@ -31,10 +31,6 @@ type subscriber struct {
 
 	mu    sync.Mutex
 	downs map[string]*subscription // by track id
-	// RED redundancy for the audio down-tracks (under mu): raised as
-	// soon as the loss calls for it, lowered after redHold of less.
-	redDist  int32
-	redSince time.Time
 
 	connected atomic.Bool
 	remb      atomic.Uint64
@@ -323,6 +319,17 @@ func (s *subscriber) answerNack(dt *DownTrack, nack *rtcp.TransportLayerNack) {
 
 func (s *subscriber) receptionReport(rr rtcp.ReceptionReport) {
 	s.lossQ8.Store(uint32(rr.FractionLost))
+	// Each audio stream's own loss sets its redundancy (red.go).
+	s.mu.Lock()
+	for _, sub := range s.downs {
+		if sub.dt.kind != KindAudio {
+			continue
+		}
+		if st := sub.dt.egressStream(); st != nil && st.ssrc == rr.SSRC {
+			sub.dt.lossQ8.Store(uint32(rr.FractionLost))
+		}
+	}
+	s.mu.Unlock()
 	s.p.sfu.m.loss.Observe(float64(rr.FractionLost) / 256)
 	if rr.LastSenderReport == 0 {
 		return
@@ -476,13 +483,13 @@ func (s *subscriber) allocate() {
 		items []allocItem
 		audio float64
 	)
-	s.updateREDLocked(time.Now())
+	now := time.Now()
 	for _, sub := range s.downs {
 		if sub.dt.kind == KindAudio {
 			for _, r := range sub.rates {
 				audio += r
 			}
-			sub.dt.redDistance.Store(s.redDist)
+			sub.dt.updateRED(now)
 			continue
 		}
 		if sub.dt.paused.Load() {
@@ -516,22 +523,6 @@ func (s *subscriber) setMaxLayer(trackID string, layer int) error {
 	sub.dt.setMaxLayer(layer)
 	s.allocate()
 	return nil
-}
-
-// redHold is how long the loss must stay lower before the redundancy of
-// a subscriber's audio comes down: loss comes in bursts.
-const redHold = 10 * time.Second
-
-// updateREDLocked sets how many earlier packets the subscriber's audio
-// repeats (red.go) from its last reported loss. The caller holds s.mu.
-func (s *subscriber) updateREDLocked(now time.Time) {
-	want := redDistanceFor(float64(s.lossQ8.Load()) / 256)
-	switch {
-	case want >= s.redDist:
-		s.redDist, s.redSince = want, now
-	case now.Sub(s.redSince) >= redHold:
-		s.redDist, s.redSince = want, now
-	}
 }
 
 func (s *subscriber) setPaused(trackID string, paused bool) error {
