@@ -132,6 +132,18 @@ func newDownTrack(t *Track, q *egress, ready *atomic.Bool, onSwitch func()) *Dow
 	return d
 }
 
+// redCopies is how many earlier packets each packet sent carries (0
+// without RED).
+func (d *DownTrack) redCopies() int32 {
+	d.mu.Lock()
+	on := d.red != nil
+	d.mu.Unlock()
+	if !on {
+		return 0
+	}
+	return d.redDistance.Load()
+}
+
 // redHold is how long an audio stream's loss must stay lower before its
 // redundancy comes down: loss comes in bursts.
 const redHold = 10 * time.Second

@@ -486,10 +486,11 @@ func (s *subscriber) allocate() {
 	now := time.Now()
 	for _, sub := range s.downs {
 		if sub.dt.kind == KindAudio {
-			for _, r := range sub.rates {
-				audio += r
-			}
 			sub.dt.updateRED(now)
+			copies := float64(1 + sub.dt.redCopies()) // RED carries earlier packets again
+			for _, r := range sub.rates {
+				audio += r * copies
+			}
 			continue
 		}
 		if sub.dt.paused.Load() {
