@@ -55,6 +55,12 @@ func clientAPIOn(t *testing.T, networks []webrtc.NetworkType, extra ...intercept
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
 	}
+	return clientAPIWith(t, m, networks, extra...)
+}
+
+// clientAPIWith is clientAPIOn with the client's own codecs.
+func clientAPIWith(t *testing.T, m *webrtc.MediaEngine, networks []webrtc.NetworkType, extra ...interceptor.Factory) *webrtc.API {
+	t.Helper()
 	reg := &interceptor.Registry{}
 	for _, f := range extra {
 		reg.Add(f)

@@ -387,11 +387,9 @@ func (p *Participant) SetMaxLayer(trackID string, layer int) error {
 	if layer < -1 {
 		return fmt.Errorf("layer %d: must be -1 or a layer index", layer)
 	}
-	p.mu.Lock()
-	sub := p.sub
-	p.mu.Unlock()
-	if sub == nil {
-		return fmt.Errorf("%w: not subscribed to %s", ErrNoSuchTrack, trackID)
+	sub, err := p.subscriberFor(trackID)
+	if err != nil {
+		return err
 	}
 	return sub.setMaxLayer(trackID, layer)
 }
@@ -401,13 +399,23 @@ func (p *Participant) SetMaxLayer(trackID string, layer int) error {
 // classrooms' pictures of many), or starts it again from a keyframe. The
 // track stays negotiated, so showing it again is immediate.
 func (p *Participant) SetPaused(trackID string, paused bool) error {
+	sub, err := p.subscriberFor(trackID)
+	if err != nil {
+		return err
+	}
+	return sub.setPaused(trackID, paused)
+}
+
+// subscriberFor is the participant's subscriber connection, for a call
+// about one of its tracks.
+func (p *Participant) subscriberFor(trackID string) (*subscriber, error) {
 	p.mu.Lock()
 	sub := p.sub
 	p.mu.Unlock()
 	if sub == nil {
-		return fmt.Errorf("%w: not subscribed to %s", ErrNoSuchTrack, trackID)
+		return nil, fmt.Errorf("%w: not subscribed to %s", ErrNoSuchTrack, trackID)
 	}
-	return sub.setPaused(trackID, paused)
+	return sub, nil
 }
 
 // RestartICE makes a new offer with fresh ICE credentials for the

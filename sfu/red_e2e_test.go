@@ -3,12 +3,10 @@ package sfu
 import (
 	"bytes"
 	"math/rand/v2"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
@@ -64,19 +62,7 @@ func browserAudioAPI(t *testing.T, extra ...interceptor.Factory) *webrtc.API {
 	}, webrtc.RTPCodecTypeAudio); err != nil {
 		t.Fatal(err)
 	}
-	reg := &interceptor.Registry{}
-	for _, f := range extra {
-		reg.Add(f)
-	}
-	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
-		t.Fatal(err)
-	}
-	var se webrtc.SettingEngine
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+	return clientAPIWith(t, m, []webrtc.NetworkType{webrtc.NetworkTypeUDP4}, extra...)
 }
 
 // TestREDRebuildsLostAudio: the teacher sends plain Opus. A classroom

@@ -108,6 +108,21 @@ func startMirror(t *testing.T, n *cascadeNode, url string) <-chan error {
 	return done
 }
 
+// noEventRefused checks that no node refused an event of its peer: none
+// sent back what it got, or what was not its to send.
+func noEventRefused(t *testing.T, origin, edgeA, edgeB *cascadeNode) {
+	t.Helper()
+	for name, n := range map[string]float64{
+		"edge A from its origin": testutil.ToFloat64(edgeA.metrics.events.WithLabelValues("origin", "rejected")),
+		"edge B from its origin": testutil.ToFloat64(edgeB.metrics.events.WithLabelValues("origin", "rejected")),
+		"the origin from edges":  testutil.ToFloat64(origin.metrics.events.WithLabelValues("edge", "rejected")),
+	} {
+		if n != 0 {
+			t.Errorf("%s: %v events refused", name, n)
+		}
+	}
+}
+
 func isMuteRequest(track string) func(sfu.Event) bool {
 	return func(e sfu.Event) bool { return e.Type == sfu.EventMuteRequest && e.Track.ID == track }
 }
@@ -236,15 +251,7 @@ func TestControlEventsCrossNodes(t *testing.T) {
 		t.Errorf("the origin announced village-a's hand %d times, want once", n)
 	}
 	// Nothing was refused: no node sent back what it got.
-	for name, n := range map[string]float64{
-		"edge A from its origin": testutil.ToFloat64(a.metrics.events.WithLabelValues("origin", "rejected")),
-		"edge B from its origin": testutil.ToFloat64(b.metrics.events.WithLabelValues("origin", "rejected")),
-		"the origin from edges":  testutil.ToFloat64(o.metrics.events.WithLabelValues("edge", "rejected")),
-	} {
-		if n != 0 {
-			t.Errorf("%s: %v events refused", name, n)
-		}
-	}
+	noEventRefused(t, o, a, b)
 
 	// The teacher ends the lesson: both edges learn why.
 	o.room.End("the teacher ended the lesson")
@@ -564,13 +571,5 @@ func TestControlStateCrossesNodes(t *testing.T) {
 		return !info.ChatEnabled && info.Recording && p.CameraOff
 	})
 
-	for name, n := range map[string]float64{
-		"edge A from its origin": testutil.ToFloat64(a.metrics.events.WithLabelValues("origin", "rejected")),
-		"edge B from its origin": testutil.ToFloat64(b.metrics.events.WithLabelValues("origin", "rejected")),
-		"the origin from edges":  testutil.ToFloat64(o.metrics.events.WithLabelValues("edge", "rejected")),
-	} {
-		if n != 0 {
-			t.Errorf("%s: %v events refused", name, n)
-		}
-	}
+	noEventRefused(t, o, a, b)
 }
