@@ -488,6 +488,7 @@ func (pub *testPublisher) pliCount() int {
 // interceptor sees it: a lossy rural link.
 type dropInterceptor struct {
 	interceptor.NoOp
+	audio    bool // drop the audio instead of the video
 	fraction float64
 	mu       sync.Mutex
 	rng      *rand.Rand
@@ -504,7 +505,8 @@ func (d *dropInterceptor) setFraction(f float64) {
 }
 
 func (d *dropInterceptor) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
-	if info.MimeType == webrtc.MimeTypeOpus {
+	f := familyOf(info.MimeType)
+	if audio := f == familyOpus || f == familyRED; audio != d.audio {
 		return reader
 	}
 	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {

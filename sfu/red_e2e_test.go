@@ -3,7 +3,6 @@ package sfu
 import (
 	"bytes"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,41 +12,6 @@ import (
 	"podium/internal/testenv"
 	"podium/internal/testmedia"
 )
-
-// audioDrop loses a fraction of the audio a subscriber receives, before
-// its receiver reports count it (a lossy link's audio).
-type audioDrop struct {
-	interceptor.NoOp
-	fraction float64
-	mu       sync.Mutex
-	rng      *rand.Rand
-	dropped  int
-}
-
-func (d *audioDrop) NewInterceptor(string) (interceptor.Interceptor, error) { return d, nil }
-
-func (d *audioDrop) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
-	if familyOf(info.MimeType) != familyOpus && familyOf(info.MimeType) != familyRED {
-		return reader
-	}
-	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
-		for {
-			n, attr, err := reader.Read(b, a)
-			if err != nil {
-				return n, attr, err
-			}
-			d.mu.Lock()
-			drop := d.rng.Float64() < d.fraction
-			if drop {
-				d.dropped++
-			}
-			d.mu.Unlock()
-			if !drop {
-				return n, attr, nil
-			}
-		}
-	})
-}
 
 // browserAudioAPI is a subscriber that, like Chromium, takes audio/red.
 func browserAudioAPI(t *testing.T, extra ...interceptor.Factory) *webrtc.API {
@@ -80,7 +44,7 @@ func TestREDRebuildsLostAudio(t *testing.T) {
 	}
 	teacher := joinPeer(t, s, room, "teacher", RoleTeacher, clientAPI(t))
 	publishMedia(t, teacher, files, false)
-	drop := &audioDrop{fraction: 0.05, rng: rand.New(rand.NewPCG(7, 8))}
+	drop := &dropInterceptor{audio: true, fraction: 0.05, rng: rand.New(rand.NewPCG(7, 8))}
 	lossy := joinPeer(t, s, room, "lossy", RoleClassroom, browserAudioAPI(t, drop))
 	clean := joinPeer(t, s, room, "clean", RoleClassroom, clientAPI(t))
 
