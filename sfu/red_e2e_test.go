@@ -96,7 +96,7 @@ func TestREDRebuildsLostAudio(t *testing.T) {
 		}
 	}
 	if firstRed < 0 {
-		t.Fatalf("no redundancy reached the classroom losing 5 %% (%d packets dropped)", drop.dropped)
+		t.Fatalf("no redundancy reached the classroom losing 5 %% (%d packets dropped)", drop.droppedCount())
 	}
 	// Losses after redundancy began (the reports take a second or two).
 	lost, recovered := 0, 0
@@ -122,7 +122,7 @@ func TestREDRebuildsLostAudio(t *testing.T) {
 	}
 	span := int(uint16(last-uint16(firstRed))) + 1
 	t.Logf("lossy classroom: %d audio packets dropped on the link; after redundancy began: %d of %d lost, %d rebuilt (loss after recovery %.2f %%)",
-		drop.dropped, lost, span, recovered, 100*float64(lost-recovered)/float64(span))
+		drop.droppedCount(), lost, span, recovered, 100*float64(lost-recovered)/float64(span))
 	if lost == 0 {
 		t.Fatal("no audio lost after redundancy began: the test link did not drop")
 	}
