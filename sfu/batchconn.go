@@ -2,13 +2,12 @@ package sfu
 
 import (
 	"log/slog"
-
-	"github.com/prometheus/client_golang/prometheus"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/ipv4"
 )
 
@@ -99,7 +98,7 @@ func (b *batchConn) end() {
 // WriteTo implements net.PacketConn.
 func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)
-	if b.open.Load() == 0 || !ok || len(p) > maxDatagramSize {
+	if b.open.Load() == 0 || !ok || ua.IP.To4() == nil || len(p) > maxDatagramSize {
 		return b.PacketConn.WriteTo(p, addr)
 	}
 	b.mu.Lock()
