@@ -53,7 +53,7 @@ func redPrimary(p []byte) (pt uint8, primary []byte, err error) {
 // lost packet is then rebuilt from the next one, with no round trip:
 // retransmission is too slow for audio on a satellite link.
 
-// redLossFor is the redundancy for a fraction lost: none below 1 %, the
+// redDistanceFor is the redundancy for a fraction lost: none below 1 %, the
 // previous packet up to 5 %, the previous two above.
 func redDistanceFor(loss float64) int32 {
 	switch {
