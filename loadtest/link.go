@@ -215,17 +215,18 @@ func (f *linkFactory) wait() {
 	}
 }
 
-// dropped returns how many packets the links dropped.
-func (f *linkFactory) dropped() uint64 {
+// dropped returns how many packets the links dropped in all, and of them
+// how many because the bottleneck's queue was full.
+func (f *linkFactory) dropped() (all, queueFull uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var n uint64
 	for _, l := range f.links {
 		l.mu.Lock()
-		n += l.dropped
+		all += l.dropped
+		queueFull += l.queueDropped
 		l.mu.Unlock()
 	}
-	return n
+	return all, queueFull
 }
 
 // linkInterceptor is one connection's bottleneck: every remote stream of the
@@ -242,6 +243,9 @@ type linkInterceptor struct {
 	nextFree time.Time // when the bottleneck finishes sending what it holds
 	lastOut  time.Time // release time of the latest packet (no reordering)
 	dropped  uint64
+	// queueDropped: of dropped, those the full bottleneck queue dropped
+	// (the rest is random loss).
+	queueDropped uint64
 }
 
 // admit decides the fate of one packet of n bytes arriving now: dropped, or
@@ -261,6 +265,7 @@ func (l *linkInterceptor) admit(now time.Time, n int) (time.Time, bool) {
 		}
 		if start.Sub(now) > l.profile.Queue {
 			l.dropped++
+			l.queueDropped++
 			return time.Time{}, false // the router's buffer is full
 		}
 		l.nextFree = start.Add(time.Duration(float64(n*8) / float64(l.profile.RateBits) * float64(time.Second)))

@@ -59,10 +59,11 @@ type classroomStats struct {
 	other  streamStats // tracks of other classrooms (publish-back)
 
 	// Counters at the middle of the measuring time (markHalf).
-	halfVideoBytes  uint64
-	halfAudioBytes  uint64
-	halfLayerFrames [4]uint64
-	linkDropped     uint64
+	halfVideoBytes   uint64
+	halfAudioBytes   uint64
+	halfLayerFrames  [4]uint64
+	linkDropped      uint64
+	linkQueueDropped uint64
 
 	mu       sync.Mutex
 	err      string

@@ -151,6 +151,9 @@ type Report struct {
 	// LinkDroppedPackets is what the emulated links dropped (random loss
 	// and full queues), before NACK recovered any of it.
 	LinkDroppedPackets uint64 `json:"linkDroppedPackets"`
+	// LinkQueueDroppedPackets is the part of LinkDroppedPackets the full
+	// bottleneck queues dropped: what was sent faster than the link.
+	LinkQueueDroppedPackets uint64 `json:"linkQueueDroppedPackets"`
 	// VideoDuplicates counts video packets received twice (a retransmission
 	// of a packet that had arrived), per classroom.
 	VideoDuplicates Dist `json:"videoDuplicates"`
@@ -470,6 +473,7 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 			rep.Errors[errMsg]++
 		}
 		rep.LinkDroppedPackets += s.linkDropped
+		rep.LinkQueueDroppedPackets += s.linkQueueDropped
 		v := &s.video
 		v.mu.Lock()
 		if v.frames > 0 {
@@ -610,6 +614,10 @@ func (rep *Report) WriteTable(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "settled layer (2nd half): %s; longest freeze %.0f ms\n", strings.Join(layers, " "), rep.MaxFreezeMs)
+	if rep.LinkDroppedPackets > 0 {
+		fmt.Fprintf(w, "emulated links dropped %d packets: %d at random, %d by a full queue\n",
+			rep.LinkDroppedPackets, rep.LinkDroppedPackets-rep.LinkQueueDroppedPackets, rep.LinkQueueDroppedPackets)
+	}
 	if len(rep.Lessons) > 1 {
 		fmt.Fprintf(w, "per lesson (receiving/classrooms, video kbit/s p50, loss %%):")
 		for _, l := range rep.Lessons {

@@ -462,7 +462,7 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 			return
 		}
 		s := &session{r: r, l: l, name: name, token: tok, api: api, link: lf, stats: st}
-		defer func() { st.linkDropped = lf.dropped() }() // after close, below
+		defer func() { st.linkDropped, st.linkQueueDropped = lf.dropped() }() // after close, below
 		defer s.close()
 		if c.Subscribe == "whep" {
 			res, err := s.subscribeWHEP(roomCtx, r.http)
