@@ -32,6 +32,10 @@ type Config struct {
 	// ICETCPPort is the port for ICE over TCP (RFC 6544) for schools whose
 	// firewalls drop UDP; 0 picks a free port, -1 disables ICE-TCP.
 	ICETCPPort int
+	// ICETCPListener, when set, is ICE-TCP's listener instead of a port of
+	// its own (ICETCPPort is then unused): a child of the node's shared
+	// port (internal/portmux), so ICE-TCP candidates name that port.
+	ICETCPListener net.Listener
 	// PublicIPs are advertised instead of the host's addresses (1:1 NAT).
 	PublicIPs []string
 	// BindIP is the address the media ports listen on ("" = all).
@@ -54,6 +58,15 @@ type TURNConfig struct {
 	Enabled bool
 	UDPPort int // 0 picks a free port
 	TCPPort int // 0 picks a free port
+	// TCPListener, when set, carries TURN over TCP instead of a port of
+	// its own (TCPPort is then unused); TLSListener carries TURN over TLS,
+	// its connections already terminated (only with TCPListener). Both
+	// are children of the node's shared port (internal/portmux).
+	TCPListener net.Listener
+	TLSListener net.Listener
+	// TLSHost is the name turns: URLs give (the name in the node's
+	// certificate, so the client's check passes; default the relay IP).
+	TLSHost string
 	Realm   string
 	// Secret signs short-lived TURN credentials (RFC 8489 long-term
 	// credentials derived per user, TURN REST API style).
@@ -152,10 +165,12 @@ func (s *SFU) listen() error {
 	s.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), muxConn)
 	s.settings.SetICEUDPMux(s.udpMux)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
-	if s.cfg.ICETCPPort >= 0 {
-		ln, err := net.Listen("tcp4", net.JoinHostPort(bind, strconv.Itoa(s.cfg.ICETCPPort)))
-		if err != nil {
-			return fmt.Errorf("sfu: listen ICE TCP: %w", err)
+	if s.cfg.ICETCPListener != nil || s.cfg.ICETCPPort >= 0 {
+		ln := s.cfg.ICETCPListener
+		if ln == nil {
+			if ln, err = net.Listen("tcp4", net.JoinHostPort(bind, strconv.Itoa(s.cfg.ICETCPPort))); err != nil {
+				return fmt.Errorf("sfu: listen ICE TCP: %w", err)
+			}
 		}
 		s.tcpLn = ln
 		s.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("ice-tcp"), ln, 64)

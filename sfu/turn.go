@@ -13,11 +13,12 @@ import (
 // reply stay valid; a lesson longer than this re-joins with fresh ones.
 const turnCredentialTTL = 12 * time.Hour
 
-// turnServer is the embedded TURN relay (UDP and TCP listeners) for
-// classrooms whose firewalls let only TCP through.
+// turnServer is the embedded TURN relay (UDP and TCP listeners, and TLS
+// on a shared port) for classrooms whose firewalls let only TCP through.
 type turnServer struct {
 	srv     *turn.Server
 	host    string // address handed to clients
+	tlsHost string // name turns: URLs give; "" without TURN over TLS
 	udpPort int
 	tcpPort int
 	secret  string
@@ -42,10 +43,12 @@ func startTURN(cfg TURNConfig, bindIP, relayIP string) (*turnServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("turn: listen udp: %w", err)
 	}
-	tcp, err := net.Listen("tcp4", net.JoinHostPort(listenIP, strconv.Itoa(cfg.TCPPort)))
-	if err != nil {
-		udp.Close()
-		return nil, fmt.Errorf("turn: listen tcp: %w", err)
+	tcp := cfg.TCPListener
+	if tcp == nil {
+		if tcp, err = net.Listen("tcp4", net.JoinHostPort(listenIP, strconv.Itoa(cfg.TCPPort))); err != nil {
+			udp.Close()
+			return nil, fmt.Errorf("turn: listen tcp: %w", err)
+		}
 	}
 	realm := cfg.Realm
 	if realm == "" {
@@ -54,20 +57,35 @@ func startTURN(cfg TURNConfig, bindIP, relayIP string) (*turnServer, error) {
 	gen := func() turn.RelayAddressGenerator {
 		return &turn.RelayAddressGeneratorStatic{RelayAddress: ip, Address: listenIP}
 	}
+	listeners := []turn.ListenerConfig{{Listener: tcp, RelayAddressGenerator: gen()}}
+	tlsHost := ""
+	if cfg.TLSListener != nil && cfg.TCPListener != nil {
+		// The shared port hands over connections already terminated:
+		// pion/turn reads them as it reads TCP.
+		listeners = append(listeners, turn.ListenerConfig{Listener: cfg.TLSListener, RelayAddressGenerator: gen()})
+		tlsHost = cfg.TLSHost
+		if tlsHost == "" {
+			tlsHost = relayIP
+		}
+	}
 	srv, err := turn.NewServer(turn.ServerConfig{
 		Realm:             realm,
 		AuthHandler:       turn.LongTermTURNRESTAuthHandler(cfg.Secret, nil),
 		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: udp, RelayAddressGenerator: gen()}},
-		ListenerConfigs:   []turn.ListenerConfig{{Listener: tcp, RelayAddressGenerator: gen()}},
+		ListenerConfigs:   listeners,
 	})
 	if err != nil {
 		udp.Close()
 		tcp.Close()
+		if cfg.TLSListener != nil {
+			cfg.TLSListener.Close()
+		}
 		return nil, fmt.Errorf("turn: %w", err)
 	}
 	return &turnServer{
 		srv:     srv,
 		host:    relayIP,
+		tlsHost: tlsHost,
 		udpPort: udp.LocalAddr().(*net.UDPAddr).Port,
 		tcpPort: tcp.Addr().(*net.TCPAddr).Port,
 		secret:  cfg.Secret,
@@ -83,8 +101,12 @@ func (t *turnServer) iceServer(participantID string) (ICEServer, error) {
 	}
 	hp := net.JoinHostPort(t.host, strconv.Itoa(t.udpPort))
 	tp := net.JoinHostPort(t.host, strconv.Itoa(t.tcpPort))
+	urls := []string{"turn:" + hp + "?transport=udp", "turn:" + tp + "?transport=tcp"}
+	if t.tlsHost != "" {
+		urls = append(urls, "turns:"+net.JoinHostPort(t.tlsHost, strconv.Itoa(t.tcpPort))+"?transport=tcp")
+	}
 	return ICEServer{
-		URLs:       []string{"turn:" + hp + "?transport=udp", "turn:" + tp + "?transport=tcp"},
+		URLs:       urls,
 		Username:   user,
 		Credential: pass,
 	}, nil

@@ -114,6 +114,10 @@ type Options struct {
 	API *webrtc.API
 	// OnTrack is called (on pion's goroutine) for every received track.
 	OnTrack func(RemoteTrack)
+	// AdjustICE, when set, changes the ICE configuration made from the
+	// join reply before the peer connections use it: a test forces the
+	// relay, or keeps one of the TURN URLs.
+	AdjustICE func(*webrtc.Configuration)
 }
 
 // NewAPI makes a pion API with the default codecs and interceptors (NACK,
@@ -124,6 +128,16 @@ func NewAPI(loopbackOnly bool) (*webrtc.API, error) { return NewAPIWith(loopback
 // chain, before the defaults: a test's lossy link drops packets before the
 // receiver reports count them.
 func NewAPIWith(loopbackOnly bool, first ...interceptor.Factory) (*webrtc.API, error) {
+	return newAPI(loopbackOnly, []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4}, first)
+}
+
+// NewLoopbackAPIOn is NewAPI(true) gathering only the given network types:
+// a classroom whose firewall lets only TCP out uses TCP4 alone.
+func NewLoopbackAPIOn(networks ...webrtc.NetworkType) (*webrtc.API, error) {
+	return newAPI(true, networks, nil)
+}
+
+func newAPI(loopbackOnly bool, networks []webrtc.NetworkType, first []interceptor.Factory) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		return nil, fmt.Errorf("codecs: %w", err)
@@ -141,7 +155,7 @@ func NewAPIWith(loopbackOnly bool, first ...interceptor.Factory) (*webrtc.API, e
 	if loopbackOnly {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+		se.SetNetworkTypes(networks)
 		se.SetInterfaceFilter(func(name string) bool { return name == "lo" || name == "lo0" })
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
@@ -152,6 +166,8 @@ type Client struct {
 	conn    *websocket.Conn
 	api     *webrtc.API
 	onTrack func(RemoteTrack)
+	// adjustICE is Options.AdjustICE.
+	adjustICE func(*webrtc.Configuration)
 
 	writeMu sync.Mutex
 	nextID  atomic.Int64
@@ -162,6 +178,11 @@ type Client struct {
 	iceConfig webrtc.Configuration
 	pub, sub  *webrtc.PeerConnection
 	subQueue  []webrtc.ICECandidateInit // server candidates before the first offer
+	// joined is set by the first join reply; an offer the server sent
+	// ahead of it (earlyOffer) waits for it, so the subscriber connection
+	// is made with the reply's ICE servers. Both are the read goroutine's.
+	joined     bool
+	earlyOffer string
 	pubQueue  []webrtc.ICECandidateInit
 	closed    bool
 
@@ -198,7 +219,7 @@ func Dial(ctx context.Context, serverURL, token string, opts Options) (*Client, 
 		return nil, fmt.Errorf("dial %s: %w", serverURL, err)
 	}
 	c := &Client{
-		conn: conn, api: api, onTrack: opts.OnTrack,
+		conn: conn, api: api, onTrack: opts.OnTrack, adjustICE: opts.AdjustICE,
 		pending: map[string]chan Message{}, tracks: map[string]TrackInfo{},
 		events: make(chan Message, 1024), done: make(chan struct{}),
 	}
@@ -305,6 +326,12 @@ func (c *Client) readLoop() {
 		if err := json.Unmarshal(b, &m); err != nil {
 			continue
 		}
+		if m.Type == "joined" {
+			// Before the reply reaches Join: the server's first offer
+			// comes right behind it and is answered on this goroutine,
+			// with the ICE servers of this reply.
+			c.applyJoined(m.Data)
+		}
 		if m.ID != "" {
 			c.mu.Lock()
 			ch := c.pending[m.ID]
@@ -328,9 +355,14 @@ func (c *Client) handleServer(m Message) {
 	switch m.Type {
 	case "offer":
 		var d struct{ SDP string }
-		if json.Unmarshal(m.Data, &d) == nil {
-			c.answerOffer(d.SDP) // in order, on the read goroutine: it never waits for the server
+		if json.Unmarshal(m.Data, &d) != nil {
+			return
 		}
+		if !c.joined {
+			c.earlyOffer = d.SDP
+			return
+		}
+		c.answerOffer(d.SDP) // in order, on the read goroutine: it never waits for the server
 	case "trickle":
 		var d struct {
 			Target    string                  `json:"target"`
@@ -378,16 +410,34 @@ func (c *Client) Join(ctx context.Context, autoSubscribe bool) (*Joined, error) 
 	if err := json.Unmarshal(r.Data, &j); err != nil {
 		return nil, fmt.Errorf("joined: %w", err)
 	}
+	return &j, nil
+}
+
+// applyJoined keeps what a join reply tells the client: the tracks, its
+// own participant and the ICE servers.
+func (c *Client) applyJoined(data json.RawMessage) {
+	var j Joined
+	if err := json.Unmarshal(data, &j); err != nil {
+		return // Join reports it
+	}
 	c.mu.Lock()
 	for _, t := range j.Tracks {
 		c.tracks[t.ID] = t
 	}
 	c.self = j.Participant
+	c.iceConfig.ICEServers = nil // a join again brings fresh credentials
 	for _, s := range j.ICEServers {
 		c.iceConfig.ICEServers = append(c.iceConfig.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
+	if c.adjustICE != nil {
+		c.adjustICE(&c.iceConfig)
+	}
 	c.mu.Unlock()
-	return &j, nil
+	c.joined = true
+	if sdp := c.earlyOffer; sdp != "" {
+		c.earlyOffer = ""
+		c.answerOffer(sdp)
+	}
 }
 
 func (c *Client) newPC(target string) (*webrtc.PeerConnection, error) {
@@ -651,6 +701,25 @@ func (c *Client) Close() error {
 
 // Conn gives tests the raw websocket (e.g. to check close codes).
 func (c *Client) Conn() *websocket.Conn { return c.conn }
+
+// ReceivePair is the ICE candidate pair the subscriber connection (what
+// the client receives on) selected; nil before it has one.
+func (c *Client) ReceivePair() *webrtc.ICECandidatePair {
+	c.mu.Lock()
+	pc := c.sub
+	c.mu.Unlock()
+	if pc == nil {
+		return nil
+	}
+	for _, r := range pc.GetReceivers() {
+		if tr := r.Transport(); tr != nil {
+			if pair, err := tr.ICETransport().GetSelectedCandidatePair(); err == nil {
+				return pair
+			}
+		}
+	}
+	return nil
+}
 
 // HTTPClient is used by the WHIP/WHEP helpers.
 var HTTPClient = http.DefaultClient

@@ -145,7 +145,7 @@ func buildNode(t *testing.T, extra ...string) *built {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := build(c, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	b, err := build(c, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -30,6 +31,7 @@ import (
 	"podium/clients"
 	"podium/internal/connlimit"
 	"podium/internal/httpx"
+	"podium/internal/portmux"
 	"podium/sfu"
 	"podium/signaling"
 	"podium/signaling/auth"
@@ -63,6 +65,7 @@ type serveConfig struct {
 	turnUDPPort int
 	turnTCPPort int
 	turnRealm   string
+	singlePort  bool
 }
 
 // serveFlags registers every flag of `podium serve`: serve's and the sfu's
@@ -100,6 +103,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.turnUDPPort, "turn-udp-port", 3478, "TURN UDP port (0: any free port)")
 	fs.IntVar(&c.turnTCPPort, "turn-tcp-port", 3478, "TURN TCP port (0: any free port)")
 	fs.StringVar(&c.turnRealm, "turn-realm", "podium", "TURN realm")
+	fs.BoolVar(&c.singlePort, "single-port", false, "serve ICE over TCP and the embedded TURN (over TCP, and over TLS with --tls-cert) on the HTTP port too, told apart by their first bytes, for schools whose firewall lets only TCP 443 out; turns the embedded TURN on (--ice-tcp-port and --turn-tcp-port are then unused)")
 
 	registerDBFlags(fs)
 	registerStorageFlags(fs)
@@ -254,8 +258,10 @@ type built struct {
 	draining     *atomic.Bool
 }
 
-// build wires every part of a node. On error, what was built is closed.
-func build(c *serveConfig, log *slog.Logger) (_ *built, err error) {
+// build wires every part of a node. shared is the node's one port in
+// --single-port mode (nil otherwise): the sfu takes its ICE-TCP and TURN
+// listeners from it. On error, what was built is closed.
+func build(c *serveConfig, log *slog.Logger, shared *portmux.Mux) (_ *built, err error) {
 	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -309,12 +315,16 @@ func build(c *serveConfig, log *slog.Logger) (_ *built, err error) {
 	if err := wireStorage(a); err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	s, err := sfu.New(sfu.Config{
+	sc := sfu.Config{
 		ICEUDPPort: c.iceUDPPort, ICETCPPort: c.iceTCPPort, PublicIPs: c.publicIPs, BindIP: c.bindIP, UnbatchedSends: c.unbatched,
 		EmptyLessonGrace: c.emptyLessonGrace,
 		TURN: sfu.TURNConfig{Enabled: c.turnEnabled, UDPPort: c.turnUDPPort, TCPPort: c.turnTCPPort,
 			Realm: c.turnRealm, Secret: derive(c.secret, "turn")},
-	}, log.With("part", "sfu"), reg)
+	}
+	if shared != nil {
+		useSharedPort(&sc, c, shared)
+	}
+	s, err := sfu.New(sc, log.With("part", "sfu"), reg)
 	if err != nil {
 		return nil, fmt.Errorf("sfu: %w", err)
 	}
@@ -368,6 +378,27 @@ func build(c *serveConfig, log *slog.Logger) (_ *built, err error) {
 	return b, nil
 }
 
+// useSharedPort gives the sfu its ICE-TCP and TURN listeners from the
+// node's one port. A school that lets only TCP 443 out reaches the node by
+// ICE-TCP where its browser gathers TCP candidates, else only through
+// TURN over TCP or TLS: so the embedded TURN is on in this mode.
+func useSharedPort(sc *sfu.Config, c *serveConfig, shared *portmux.Mux) {
+	sc.ICETCPListener = shared.Listener(portmux.RouteICETCP)
+	sc.TURN.Enabled = true
+	sc.TURN.TCPListener = shared.Listener(portmux.RouteTURN)
+	if c.tlsCert == "" {
+		// Nothing serves it: its connections are then closed, not held.
+		_ = shared.Listener(portmux.RouteTURNTLS).Close()
+		return
+	}
+	sc.TURN.TLSListener = shared.Listener(portmux.RouteTURNTLS)
+	// turns: URLs name the host of the public URL, which the certificate
+	// names too: a browser checks a TURN server's certificate.
+	if u, err := url.Parse(c.publicURL); err == nil && u.Hostname() != "" {
+		sc.TURN.TLSHost = u.Hostname()
+	}
+}
+
 // handler is the node's whole HTTP handler.
 func (b *built) handler() http.Handler { return clusterFront(b.app.mux) }
 
@@ -383,8 +414,27 @@ func (b *built) close(ctx context.Context) {
 
 // serve builds the app, serves until ctx ends, then drains.
 func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
-	b, err := build(c, log)
+	// The port is open before the parts are built: in --single-port mode
+	// the sfu's ICE-TCP and TURN listen on it.
+	ln, refused, err := listenHTTP(c)
 	if err != nil {
+		return err
+	}
+	shared, httpLn, err := sharePort(c, ln, log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	closePort := func() {
+		if shared != nil {
+			_ = shared.Close()
+		} else {
+			_ = ln.Close()
+		}
+	}
+	b, err := build(c, log, shared)
+	if err != nil {
+		closePort()
 		return err
 	}
 	a, sig, ready, draining, secretSource, reg := b.app, b.sig, b.ready, b.draining, b.secretSource, b.app.reg
@@ -392,25 +442,29 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 	defer func() {
 		if !started {
 			b.close(context.Background())
+			closePort()
 		}
 	}()
+	reg.MustRegister(refused)
 
-	ln, err := listenHTTP(c, reg)
-	if err != nil {
-		return err
-	}
 	srv := &http.Server{Handler: b.handler(), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		// A client that trickles its headers or body, or idles on a
 		// keep-alive connection, does not keep a descriptor for long.
 		// Websockets are hijacked (gorilla clears the deadlines) and
 		// downloads have no write timeout.
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 90 * time.Second}
+	if shared != nil {
+		// The shared port terminated TLS already; requests it read into
+		// to route them get their r.TLS back here.
+		srv.Handler = portmux.WithTLSState(srv.Handler)
+		srv.ConnContext = portmux.ConnContext
+	}
 	serveErr := make(chan error, 1)
 	go func() {
-		if c.tlsCert != "" {
-			serveErr <- srv.ServeTLS(ln, c.tlsCert, c.tlsKey)
+		if c.tlsCert != "" && shared == nil {
+			serveErr <- srv.ServeTLS(httpLn, c.tlsCert, c.tlsKey)
 		} else {
-			serveErr <- srv.Serve(ln)
+			serveErr <- srv.Serve(httpLn)
 		}
 	}()
 	ready.Store(true)
@@ -456,6 +510,9 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger) error {
 		}
 		b.closeSFU()
 		runClosers(dctx, a, log)
+		// Last: ICE-TCP and TURN connections came through it until the
+		// sfu closed.
+		closePort()
 	}()
 	// The drain is bounded whatever a part does: an operator's SIGTERM must
 	// end the process. Nothing recorded is lost by giving up here: closed
@@ -505,11 +562,39 @@ func metricsHandler(reg *prometheus.Registry, token string) http.Handler {
 	})
 }
 
-// listenHTTP opens the HTTP listener with the per-address connection cap.
-func listenHTTP(c *serveConfig, reg prometheus.Registerer) (net.Listener, error) {
+// sharePort puts the portmux on the HTTP listener in --single-port mode
+// and returns the listener HTTP is served on (ln itself otherwise).
+func sharePort(c *serveConfig, ln net.Listener, log *slog.Logger) (*portmux.Mux, net.Listener, error) {
+	if !c.singlePort {
+		return nil, ln, nil
+	}
+	var tc *tls.Config
+	if c.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--single-port: load --tls-cert and --tls-key: %w", err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	m := portmux.New(ln, portmux.Config{TLS: tc, Log: log.With("part", "portmux")})
+	log.Info("one port for HTTP, ICE-TCP and TURN", "addr", ln.Addr().String(), "turn_tls", tc != nil)
+	return m, m.Listener(portmux.RouteHTTP), nil
+}
+
+// listenHTTP opens the HTTP listener with the per-address connection cap
+// and returns the cap's refusal counter, registered by the caller once
+// the node's registry exists.
+//
+// In --single-port mode the cap wraps the shared port, before the demux,
+// so it counts every connection (HTTP, ICE-TCP, TURN and those still
+// sending their first bytes): it is there to keep one address from taking
+// all the descriptors, and each of them takes one. A school behind one NAT
+// address uses a few per classroom (pages, websocket, two ICE or TURN
+// connections), far under the default 256.
+func listenHTTP(c *serveConfig) (net.Listener, prometheus.Counter, error) {
 	ln, err := net.Listen("tcp", c.httpAddr)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", c.httpAddr, err)
+		return nil, nil, fmt.Errorf("listen %s: %w", c.httpAddr, err)
 	}
 	var exempt []netip.Prefix
 	for _, p := range c.connLimitExempt {
@@ -517,15 +602,16 @@ func listenHTTP(c *serveConfig, reg prometheus.Registerer) (net.Listener, error)
 	}
 	refused := prometheus.NewCounter(prometheus.CounterOpts{Name: "podium_http_connections_refused_total",
 		Help: "TCP connections closed at accept because their address held --http-max-conns-per-ip already."})
-	reg.MustRegister(refused)
-	plain := c.tlsCert == ""
+	// A TLS client cannot read a plain answer, and on the shared port a
+	// refused connection may be ICE or TURN (it has sent nothing yet).
+	plainHTTP := c.tlsCert == "" && !c.singlePort
 	return connlimit.New(ln, connlimit.Config{MaxPerIP: c.maxConnsPerIP, Exempt: exempt, OnRefuse: refused.Inc,
 		Refuse: func(conn net.Conn) {
-			if !plain {
-				return // a TLS client cannot read a plain answer
+			if !plainHTTP {
+				return
 			}
 			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 			body := `{"error":"too many connections from your address","code":"too_many_connections"}`
 			_, _ = fmt.Fprintf(conn, "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-		}}), nil
+		}}), refused, nil
 }

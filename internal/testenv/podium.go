@@ -3,6 +3,8 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -21,11 +23,15 @@ import (
 // Podium is a `podium serve` process started by a test: the real binary on
 // loopback ports with a temporary data dir and a known secret.
 type Podium struct {
-	URL     string // http://127.0.0.1:<port>
+	URL     string // http://127.0.0.1:<port> (https:// with PodiumOptions.TLS)
 	Secret  string
 	DataDir string
 	// Ports the node's media listens on.
 	ICEUDPPort, ICETCPPort, TURNUDPPort, TURNTCPPort int
+	// CertFile is the node's self-signed certificate and RootCAs a pool
+	// trusting it, with PodiumOptions.TLS (else empty and nil).
+	CertFile string
+	RootCAs  *x509.CertPool
 
 	t    testing.TB
 	bin  string
@@ -102,6 +108,9 @@ type PodiumOptions struct {
 	// Args are appended to serve's flags; a flag given here wins over
 	// testenv's own.
 	Args []string
+	// TLS serves HTTPS with a fresh self-signed certificate for 127.0.0.1
+	// and localhost (TestCert).
+	TLS bool
 }
 
 // StartPodiumWith is StartPodium with the node's address and secret chosen
@@ -127,6 +136,13 @@ func StartPodiumWith(t testing.TB, opts PodiumOptions) *Podium {
 		addr = FreeAddr(t)
 	}
 	p.URL = "http://" + addr
+	var tlsArgs []string
+	if opts.TLS {
+		var keyFile string
+		p.CertFile, keyFile, p.RootCAs = TestCert(t)
+		p.URL = "https://" + addr
+		tlsArgs = []string{"--tls-cert", p.CertFile, "--tls-key", keyFile}
+	}
 	p.args = append([]string{"serve",
 		"--http-addr", addr,
 		"--data-dir", p.DataDir,
@@ -136,7 +152,7 @@ func StartPodiumWith(t testing.TB, opts PodiumOptions) *Podium {
 		"--turn-udp-port", strconv.Itoa(p.TURNUDPPort),
 		"--turn-tcp-port", strconv.Itoa(p.TURNTCPPort),
 		"--log-level", "debug",
-	}, opts.Args...)
+	}, append(tlsArgs, opts.Args...)...)
 	// Other parts' directories default relative to the working directory,
 	// which is the data dir; the secret goes through the environment so it
 	// does not show in process listings.
@@ -173,7 +189,8 @@ func (p *Podium) start() {
 		close(done)
 	}()
 	deadline := time.Now().Add(60 * time.Second)
-	client := &http.Client{Timeout: 2 * time.Second}
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.RootCAs}}}
+	defer client.CloseIdleConnections()
 	for {
 		select {
 		case <-done:
