@@ -183,8 +183,8 @@ type Client struct {
 	// is made with the reply's ICE servers. Both are the read goroutine's.
 	joined     bool
 	earlyOffer string
-	pubQueue  []webrtc.ICECandidateInit
-	closed    bool
+	pubQueue   []webrtc.ICECandidateInit
+	closed     bool
 
 	events chan Message
 	done   chan struct{}
