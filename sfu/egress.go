@@ -34,9 +34,12 @@ import (
 // the teacher or anyone else.
 type egress struct {
 	mu    sync.Mutex
-	slots []egressSlot
-	head  uint64 // next slot to send; advanced by the egress goroutine only
-	tail  uint64 // next slot to fill
+	slots []egressSlot // a power of two long; grown, never shrunk
+	mask  uint64       // len(slots) - 1
+	head  uint64       // next slot to send; advanced by the egress goroutine only
+	tail  uint64       // next slot to fill
+	// queuedBytes is what waits between head and tail, for the pacer.
+	queuedBytes int
 	// retransmit holds ring positions NACKed and not yet resent; they go
 	// out ahead of queued media.
 	retransmit []uint64
@@ -60,20 +63,36 @@ type egress struct {
 	// subscriber's socket, batchconn.go).
 	batch *batchConn
 
+	// rttNs is the subscriber's round trip (from its receiver reports),
+	// which sizes the retransmission history.
+	rttNs atomic.Int64
+
 	// Owned by the egress goroutine.
-	twccSeq uint16
-	sent    [sentHistory]sentPacket
-	rtx     egressSlot // scratch for building a retransmission
-	gcc     *gccEstimator
+	pace      pacer
+	paceTimer *time.Timer // drains again when the pacer allows; stopped when idle
+	sizedAt   int64       // unix ns of the last look at the ring's size
+	sizedPos  uint64      // tail then
+	twccSeq   uint16
+	sent      [sentHistory]sentPacket
+	rtx       egressSlot // scratch for building a retransmission
+	gcc       *gccEstimator
 }
 
-// Ring geometry. ringSlots bounds the retransmission history (about 3 s of
-// a 1.5 Mbit/s layer with its audio, longer than any round trip a NACK is
-// still worth answering on); maxQueued bounds what may wait to be sent
-// (about 0.3 s of a 3 Mbit/s subscriber) and keeps the rest of the ring as
-// history.
+// Ring geometry. The ring starts at minRingSlots (about 3 s of a 1.5 Mbit/s
+// layer with its audio) and is grown by the egress goroutine so that it
+// holds historySpan of the subscriber's packets: on a satellite link a lost
+// packet may need three round trips of 600 ms before it gets through, and
+// a packet gone from the history is lost for good (maxRingSlots bounds the
+// memory: 2048 slots are about 3 MiB). maxQueued bounds what may wait to
+// be sent (about 0.3 s of a 3 Mbit/s subscriber) and keeps the rest of the
+// ring as history.
 const (
-	ringSlots    = 512
+	minRingSlots = 512
+	maxRingSlots = 2048
+	// posSlots is how many of one stream's latest sequence numbers can be
+	// looked up: as many as the largest ring holds.
+	posSlots     = maxRingSlots
+	ringCheck    = time.Second
 	maxQueued    = 128
 	maxBatch     = 64
 	maxRetrans   = 64 // NACKed packets waiting; more are not worth a backlog
@@ -120,13 +139,12 @@ type egressStream struct {
 	twccID  uint8 // 0: the subscriber did not negotiate TWCC
 	// pos maps a sequence number to the ring position it was queued at,
 	// plus one (0: none); written under egress.mu.
-	pos    [ringSlots]uint64
+	pos    [posSlots]uint64
 	rtxSeq uint16 // owned by the egress goroutine
 }
 
 func newEgress() *egress {
 	e := &egress{
-		slots:      make([]egressSlot, ringSlots),
 		wake:       make(chan struct{}, 1),
 		retransmit: make([]uint64, 0, maxRetrans),
 		feedback:   make(chan *rtcp.TransportLayerCC, 16),
@@ -134,14 +152,65 @@ func newEgress() *egress {
 	}
 	e.target.Store(bweInitialBitrate)
 	e.delayTarget.Store(bweInitialBitrate)
-	// Room for the TWCC extension in every slot up front, so stamping
-	// never allocates.
-	exts := make([]rtp.Extension, ringSlots+1)
-	for i := range e.slots {
-		e.slots[i].hdr.Extensions = exts[i : i : i+1]
-	}
-	e.rtx.hdr.Extensions = exts[ringSlots:ringSlots:len(exts)]
+	e.slots, e.mask = newSlots(minRingSlots), minRingSlots-1
+	e.paceTimer = time.NewTimer(time.Hour)
+	e.paceTimer.Stop()
+	e.rtx.hdr.Extensions = make([]rtp.Extension, 0, 1)
 	return e
+}
+
+// newSlots makes a ring of n slots, each with room for the TWCC extension
+// up front, so stamping never allocates.
+func newSlots(n int) []egressSlot {
+	slots := make([]egressSlot, n)
+	exts := make([]rtp.Extension, n)
+	for i := range slots {
+		slots[i].hdr.Extensions = exts[i : i : i+1]
+	}
+	return slots
+}
+
+// historySpan is how long the ring should keep sent packets for a round
+// trip: a first NACK comes after about one, and each retransmission lost
+// again costs another.
+func historySpan(rtt time.Duration) time.Duration {
+	return max(2*time.Second, 3*rtt+time.Second)
+}
+
+// sizeRing doubles the ring, at most up to maxRingSlots, when it holds less
+// than historySpan at the rate packets were queued over the last second.
+// Egress goroutine only, between batches.
+func (e *egress) sizeRing(now int64) {
+	if e.sizedAt == 0 {
+		e.sizedAt, e.sizedPos = now, e.tail
+		return
+	}
+	if now-e.sizedAt < int64(ringCheck) {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	perSec := float64(e.tail-e.sizedPos) / time.Duration(now-e.sizedAt).Seconds()
+	e.sizedAt, e.sizedPos = now, e.tail
+	want := perSec * historySpan(time.Duration(e.rttNs.Load())).Seconds()
+	n := len(e.slots)
+	for float64(n) < want && n < maxRingSlots {
+		n *= 2
+	}
+	if n == len(e.slots) {
+		return
+	}
+	// Positions stay what they are; each held slot moves to its index in
+	// the larger ring.
+	slots, mask := newSlots(n), uint64(n-1)
+	first := e.tail - min(e.tail, uint64(len(e.slots)))
+	for p := first; p < e.tail; p++ {
+		dst, src := &slots[p&mask], &e.slots[p&e.mask]
+		ext := dst.hdr.Extensions
+		*dst = *src
+		dst.hdr.Extensions = ext // a sent slot's TWCC stamp is not kept
+	}
+	e.slots, e.mask = slots, mask
 }
 
 // newEgressStream describes a bound down-track's stream from its binding:
@@ -196,7 +265,7 @@ func (e *egress) push(st *egressStream, hdr *rtp.Header, payload []byte, vp8 *vp
 		return false
 	}
 	pos := e.tail
-	s := &e.slots[pos%ringSlots]
+	s := &e.slots[pos&e.mask]
 	s.stream = st
 	ext := s.hdr.Extensions[:0]
 	s.hdr = *hdr
@@ -207,8 +276,9 @@ func (e *egress) push(st *egressStream, hdr *rtp.Header, payload []byte, vp8 *vp
 	} else {
 		s.n = copy(s.buf[:maxPayload], payload)
 	}
-	st.pos[hdr.SequenceNumber%ringSlots] = pos + 1
+	st.pos[hdr.SequenceNumber%posSlots] = pos + 1
 	e.tail++
+	e.queuedBytes += s.n + rtpHeaderSize
 	e.mu.Unlock()
 	e.signal()
 	return true
@@ -236,13 +306,13 @@ func (e *egress) nack(st *egressStream, seqs []uint16, gap time.Duration, maxBps
 	queued := 0
 	e.mu.Lock()
 	for _, seq := range seqs {
-		p := st.pos[seq%ringSlots]
+		p := st.pos[seq%posSlots]
 		if p == 0 {
 			continue
 		}
 		p--
-		s := &e.slots[p%ringSlots]
-		if p >= e.head || e.tail-p > ringSlots || s.stream != st || s.hdr.SequenceNumber != seq {
+		s := &e.slots[p&e.mask]
+		if p >= e.head || e.tail-p > uint64(len(e.slots)) || s.stream != st || s.hdr.SequenceNumber != seq {
 			continue // not sent yet (it will be), or no longer held
 		}
 		if s.resentAt != 0 && at-s.resentAt < int64(gap) {
@@ -270,6 +340,8 @@ func (e *egress) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-e.wake:
+			e.drain()
+		case <-e.paceTimer.C:
 			e.drain()
 		case fb := <-e.feedback:
 			e.onFeedback(fb, time.Now())
@@ -311,7 +383,7 @@ func (e *egress) estimates() (target, delayTarget float64, loss float64) {
 }
 
 // drain sends retransmissions, then up to maxBatch queued packets, until
-// nothing waits.
+// nothing waits or the pacer says wait; then the pace timer drains again.
 func (e *egress) drain() {
 	for {
 		select { // a subscriber kept busy by media still hears its feedback
@@ -323,36 +395,99 @@ func (e *egress) drain() {
 		resend := len(e.retransmit) > 0
 		n := min(e.tail-e.head, maxBatch)
 		first := e.head
+		queued := e.queuedBytes
 		e.mu.Unlock()
 		if !resend && n == 0 {
 			return
 		}
 		now := time.Now().UnixNano() // one clock read per batch
+		rate := e.paceRate(queued)
+		if !e.pace.refill(now, rate) {
+			e.paceTimer.Reset(e.pace.wait(rate))
+			return
+		}
 		if e.batch != nil {
 			e.batch.begin()
 		}
 		if resend {
 			e.sendRetransmissions(now)
 		}
-		for p := first; p < first+n; p++ {
+		sent, sentBytes := uint64(0), 0
+		for p := first; p < first+n && e.pace.budget > 0; p++ {
 			// The slot is ours until head moves: push never fills it before.
-			s := &e.slots[p%ringSlots]
+			s := &e.slots[p&e.mask]
 			e.send(s.stream, &s.hdr, s.buf[:s.n], &s.twcc, now)
+			e.pace.budget -= float64(s.n + rtpHeaderSize)
+			sent++
+			sentBytes += s.n + rtpHeaderSize
 		}
 		if e.batch != nil {
 			e.batch.end()
 		}
 		e.mu.Lock()
-		e.head += n
+		e.head += sent
+		e.queuedBytes -= sentBytes
 		e.mu.Unlock()
+		e.sizeRing(now)
 	}
+}
+
+// Pacing. A keyframe (tens of packets) or a loss burst's retransmissions
+// written at once arrive at a classroom's bottleneck at once: a 1 Mbit/s
+// satellite link with a 200 ms router queue holds 25 kB, about one 360p
+// keyframe, and drops whatever comes behind it, audio and retransmissions
+// included. So each connection's packets leave at no more than paceFactor
+// times its estimate, after a burst of paceBurst at that rate. On a link
+// that carries the estimate, only keyframes and retransmission bursts ever
+// wait, and only for the part of them above the burst.
+const (
+	paceFactor = 2.5 // libwebrtc's pacing factor
+	paceBurst  = 40 * time.Millisecond
+	// paceMaxDelay bounds how long a packet waits in the pacer: when more
+	// is queued, the rate rises to send it within this (a classroom would
+	// rather lose a packet on its link, where a NACK can still get it back,
+	// than have its queue here overflow, where nothing can).
+	paceMaxDelay = 250 * time.Millisecond
+)
+
+// paceRate is the pacing rate in bit/s: paceFactor times the estimate the
+// allocator plans with, or faster when queued bytes would otherwise wait
+// longer than paceMaxDelay. Egress goroutine only.
+func (e *egress) paceRate(queued int) float64 {
+	est := gccEstimate(float64(e.gcc.target), float64(e.gcc.delayTarget), e.gcc.loss.averageLoss)
+	return max(paceFactor*est, float64(queued)*8/paceMaxDelay.Seconds())
+}
+
+// pacer is a byte budget refilled at the pacing rate; a packet may leave
+// while the budget is positive and takes its size from it.
+type pacer struct {
+	budget float64 // bytes; negative after a packet larger than what was left
+	at     int64   // unix ns of the last refill
+}
+
+// refill adds what rate (bit/s) allows since the last refill, up to the
+// burst, and reports whether a packet may leave.
+func (p *pacer) refill(now int64, rate float64) bool {
+	if p.at == 0 {
+		p.budget = rate / 8 * paceBurst.Seconds()
+	} else {
+		p.budget += rate / 8 * time.Duration(now-p.at).Seconds()
+		p.budget = min(p.budget, rate/8*paceBurst.Seconds())
+	}
+	p.at = now
+	return p.budget > 0
+}
+
+// wait is how long until the budget is positive again at rate.
+func (p *pacer) wait(rate float64) time.Duration {
+	return max(time.Millisecond, time.Duration((-p.budget+1)*8/rate*float64(time.Second)))
 }
 
 // sendRetransmissions builds each NACKed packet into the scratch slot (as
 // RTX when negotiated: the original sequence number ahead of the payload,
 // RFC 4588) and sends it.
 func (e *egress) sendRetransmissions(now int64) {
-	for {
+	for e.pace.budget > 0 {
 		e.mu.Lock()
 		if len(e.retransmit) == 0 {
 			e.mu.Unlock()
@@ -360,8 +495,8 @@ func (e *egress) sendRetransmissions(now int64) {
 		}
 		p := e.retransmit[0]
 		e.retransmit = append(e.retransmit[:0], e.retransmit[1:]...)
-		s := &e.slots[p%ringSlots]
-		if e.tail-p > ringSlots || s.stream == nil { // overwritten meanwhile
+		s := &e.slots[p&e.mask]
+		if e.tail-p > uint64(len(e.slots)) || s.stream == nil { // overwritten meanwhile
 			e.mu.Unlock()
 			continue
 		}
@@ -382,6 +517,7 @@ func (e *egress) sendRetransmissions(now int64) {
 			st.rtxSeq++
 		}
 		e.send(st, &r.hdr, r.buf[:r.n], &r.twcc, now)
+		e.pace.budget -= float64(r.n + rtpHeaderSize)
 		e.resent.Add(1)
 	}
 }

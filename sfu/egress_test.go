@@ -3,6 +3,7 @@ package sfu
 import (
 	"bytes"
 	"encoding/binary"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -64,6 +65,7 @@ func twccSeq(t *testing.T, p rtp.Packet, id uint8) uint16 {
 func TestEgressAnswersNACKsFromItsRing(t *testing.T) {
 	w := &wireWriter{}
 	e := newEgress()
+	e.sizedAt = math.MaxInt64 // the ring keeps its first size here (see TestEgressRingGrowsWithTheRoundTrip)
 	st := &egressStream{writer: w, ssrc: 1234, rtxSSRC: 5678, rtxPT: 97, twccID: 3}
 	pushSeqs(t, e, st, 100, 110)
 	e.drain()
@@ -117,12 +119,55 @@ func TestEgressAnswersNACKsFromItsRing(t *testing.T) {
 	}
 
 	// Once the ring has moved on by its size, the packet is gone.
-	for seq := uint16(112); seq != 112+ringSlots; seq += 64 {
+	for seq := uint16(112); seq != 112+minRingSlots; seq += 64 {
 		pushSeqs(t, e, st, seq, seq+64)
 		e.drain()
 	}
-	if n := e.nack(st, []uint16{104, 112 + ringSlots - 1}, 0, 1e9, t0.Add(time.Hour)); n != 1 {
+	if n := e.nack(st, []uint16{104, 112 + minRingSlots - 1}, 0, 1e9, t0.Add(time.Hour)); n != 1 {
 		t.Fatalf("NACK of an overwritten and a held packet queued %d, want 1", n)
+	}
+}
+
+// TestEgressRingGrowsWithTheRoundTrip: at a satellite round trip the ring
+// grows to hold three of them, and what it held before can still be
+// retransmitted from the larger ring.
+func TestEgressRingGrowsWithTheRoundTrip(t *testing.T) {
+	w := &wireWriter{}
+	e := newEgress()
+	st := &egressStream{writer: w, ssrc: 1234, twccID: 3}
+	t0 := time.Now()
+	e.sizeRing(t0.UnixNano())
+
+	// 400 packets a second at 40 ms: two seconds of history are 800
+	// packets, so the ring doubles once.
+	e.rttNs.Store(int64(40 * time.Millisecond))
+	send := func(from, to uint16) { // in batches the queue takes
+		for seq := from; seq < to; seq += 100 {
+			pushSeqs(t, e, st, seq, min(seq+100, to))
+			e.drain()
+		}
+	}
+	send(0, 400)
+	e.sizeRing(t0.Add(time.Second).UnixNano())
+	if got := len(e.slots); got != 2*minRingSlots {
+		t.Fatalf("ring of %d slots at 400 packets/s and 40 ms, want %d", got, 2*minRingSlots)
+	}
+	// At 600 ms, 3 RTT + 1 s = 2.8 s: 1,120 packets, and the ring stops at
+	// its cap whatever the rate.
+	e.rttNs.Store(int64(600 * time.Millisecond))
+	send(400, 1400)
+	e.sizeRing(t0.Add(2 * time.Second).UnixNano())
+	if got := len(e.slots); got != maxRingSlots {
+		t.Fatalf("ring of %d slots at 1000 packets/s and 600 ms, want the cap %d", got, maxRingSlots)
+	}
+	sent := len(w.packets())
+	if n := e.nack(st, []uint16{400, 1399}, 0, 1e9, t0.Add(3*time.Second)); n != 2 {
+		t.Fatalf("NACK of packets held across two resizes queued %d, want 2", n)
+	}
+	e.drain()
+	got := w.packets()[sent:]
+	if len(got) != 2 || got[0].SequenceNumber != 400 || got[1].SequenceNumber != 1399 {
+		t.Fatalf("retransmitted %v, want 400 and 1399", got)
 	}
 }
 

@@ -340,6 +340,7 @@ func (s *subscriber) receptionReport(rr rtcp.ReceptionReport) {
 		return
 	}
 	s.rttNs.Store(int64(time.Duration(rtt) * time.Second / 65536))
+	s.queue.rttNs.Store(s.rttNs.Load())
 }
 
 // ntpTime is t as a 64-bit NTP timestamp.
