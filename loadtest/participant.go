@@ -27,6 +27,9 @@ type joinedData struct {
 	Participant struct {
 		ID string `json:"id"`
 	} `json:"participant"`
+	// ICEServers are the server's TURN URLs and credentials, if its TURN
+	// is on; a turn-tcp classroom relays through them.
+	ICEServers []iceServer `json:"iceServers"`
 }
 
 // session is one synthetic participant's signaling and connections. Its
@@ -43,6 +46,8 @@ type session struct {
 
 	link *linkFactory
 	api  *peerAPI
+	// iceServers are the last join reply's (set before answerOffers runs).
+	iceServers []iceServer
 
 	signal  sync.WaitGroup  // answerOffers
 	readers sync.WaitGroup  // track readers
@@ -58,6 +63,9 @@ type classroomStats struct {
 	audio  streamStats
 	other  streamStats // tracks of other classrooms (publish-back)
 
+	// transport is what the selected candidate pair of the classroom's
+	// receiving connection ran over at the end (transportOf).
+	transport string
 	// Counters at the middle of the measuring time (markHalf).
 	halfVideoBytes   uint64
 	halfAudioBytes   uint64
@@ -68,6 +76,8 @@ type classroomStats struct {
 	mu       sync.Mutex
 	err      string
 	joinedAt time.Time
+	// recv is the receiving connection, read at the end for its transport.
+	recv *webrtc.PeerConnection
 	// Milestones of the join, to tell where join time goes.
 	replyAt, offerAt, connectedAt, firstPacketAt time.Time
 	// With --reconnect: when the classroom first lost its link, the same
@@ -136,6 +146,7 @@ func (s *session) publishWS(ctx context.Context, plan mediaPlan, autoSubscribe b
 	}
 	var jd joinedData
 	_ = json.Unmarshal(reply.Data, &jd)
+	s.iceServers = jd.ICEServers
 	if s.stats == nil {
 		s.l.teacherID = jd.Participant.ID
 	} else {
@@ -157,11 +168,15 @@ func (s *session) publishWS(ctx context.Context, plan mediaPlan, autoSubscribe b
 	if s.stats == nil {
 		book = s.l.book
 	}
-	api, err := newAPI(peerOptions{stamps: &stampFactory{book: book, layers: &layers}, loopbackOnly: s.r.cfg.LoopbackOnly})
+	api, err := newAPI(peerOptions{stamps: &stampFactory{book: book, layers: &layers}, loopbackOnly: s.r.cfg.LoopbackOnly, transport: s.transport()})
 	if err != nil {
 		return err
 	}
-	pub, err := newPublisher(api.API, plan, "loadtest", &layers)
+	cfg, err := connConfig(s.transport(), s.iceServers)
+	if err != nil {
+		return err
+	}
+	pub, err := newPublisher(api.API, cfg, plan, "loadtest", &layers)
 	if err != nil {
 		return err
 	}
@@ -218,7 +233,11 @@ func (s *session) answerOffers(ctx context.Context) {
 
 func (s *session) answer(ctx context.Context, offer string) error {
 	if s.sub == nil {
-		pc, err := s.api.NewPeerConnection(webrtc.Configuration{})
+		cfg, err := connConfig(s.transport(), s.iceServers)
+		if err != nil {
+			return err
+		}
+		pc, err := s.api.NewPeerConnection(cfg)
 		if err != nil {
 			return fmt.Errorf("subscriber connection: %w", err)
 		}
@@ -317,6 +336,30 @@ func (s *session) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	}()
 }
 
+// transport is the session's --transport: a classroom's; a teacher keeps
+// the default (UDP), as the docs say.
+func (s *session) transport() string {
+	if s.stats == nil {
+		return TransportUDP
+	}
+	return s.r.cfg.Transport
+}
+
+// recordTransport notes what the classroom's receiving connection runs
+// over; called before the session closes it.
+func (c *classroomStats) recordTransport() {
+	c.mu.Lock()
+	pc := c.recv
+	c.mu.Unlock()
+	if pc == nil {
+		return
+	}
+	t := transportOf(pc)
+	c.mu.Lock()
+	c.transport = t
+	c.mu.Unlock()
+}
+
 // close ends the session: leave, close connections, wait for readers.
 func (s *session) close() {
 	if s.ws != nil {
@@ -386,7 +429,7 @@ func (s *session) publishWHIP(ctx context.Context, client *http.Client, plan med
 	if err != nil {
 		return "", err
 	}
-	pub, err := newPublisher(api.API, plan, "loadtest", &layers)
+	pub, err := newPublisher(api.API, webrtc.Configuration{}, plan, "loadtest", &layers)
 	if err != nil {
 		return "", err
 	}
@@ -451,6 +494,9 @@ func (s *session) watchConnected(pc *webrtc.PeerConnection) {
 	if s.stats == nil {
 		return
 	}
+	s.stats.mu.Lock()
+	s.stats.recv = pc
+	s.stats.mu.Unlock()
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateConnected {
 			s.stats.mark(&s.stats.connectedAt)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -23,7 +24,24 @@ type peerOptions struct {
 	stamps *stampFactory
 	// loopbackOnly gathers only 127.0.0.1 candidates.
 	loopbackOnly bool
+	// transport is a classroom's --transport; "" (teachers) is TransportUDP.
+	transport string
 }
+
+// Classroom transports (--transport): what a classroom's connections may
+// use to reach the server.
+const (
+	// TransportUDP gathers UDP and TCP host candidates, as a browser does;
+	// ICE then picks UDP.
+	TransportUDP = "udp"
+	// TransportTCP gathers TCP candidates only (ICE-TCP, RFC 6544): the
+	// classroom opens no UDP socket at all, as behind a firewall that lets
+	// only TCP out.
+	TransportTCP = "tcp"
+	// TransportTURNTCP relays everything through the server's TURN over
+	// TCP (the join reply's ?transport=tcp URLs, relay policy).
+	TransportTURNTCP = "turn-tcp"
+)
 
 // registerCodecs offers what a browser offers and Podium forwards: Opus with
 // in-band FEC (and RED over it), VP8 and constrained-baseline H.264, each video codec with RTX
@@ -96,13 +114,86 @@ func newAPI(o peerOptions) (*peerAPI, error) {
 	// protect nothing here.
 	se.DisableSRTPReplayProtection(true)
 	se.DisableSRTCPReplayProtection(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+	switch o.transport {
+	case TransportTCP:
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	case TransportTURNTCP:
+		// A relay candidate is a UDP address on the TURN server, so pion
+		// publishes relay candidates only with UDP4 enabled; the classroom
+		// itself sends nothing over UDP: the relay policy gathers no host
+		// candidates and relayConfig keeps only TURN URLs over TCP.
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	default:
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+	}
 	if o.loopbackOnly {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
 	return &peerAPI{API: api, repair: repair}, nil
+}
+
+// iceServer is one entry of the join reply's iceServers.
+type iceServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username"`
+	Credential string   `json:"credential"`
+}
+
+// connConfig is the configuration of a connection of a participant on
+// transport: with TransportTURNTCP only the relay, through the join
+// reply's TURN URLs over TCP (turn: and turns:); otherwise pion's default,
+// no ICE servers (the tool and the server share the host).
+func connConfig(transport string, servers []iceServer) (webrtc.Configuration, error) {
+	if transport != TransportTURNTCP {
+		return webrtc.Configuration{}, nil
+	}
+	var relays []webrtc.ICEServer
+	for _, s := range servers {
+		var urls []string
+		for _, u := range s.URLs {
+			if (strings.HasPrefix(u, "turn:") || strings.HasPrefix(u, "turns:")) && strings.Contains(u, "transport=tcp") {
+				urls = append(urls, u)
+			}
+		}
+		if len(urls) > 0 {
+			relays = append(relays, webrtc.ICEServer{URLs: urls, Username: s.Username, Credential: s.Credential})
+		}
+	}
+	if len(relays) == 0 {
+		return webrtc.Configuration{}, errors.New("transport turn-tcp: the join reply names no TURN URL over TCP (is the server's TURN on? --single-port turns it on)")
+	}
+	return webrtc.Configuration{ICEServers: relays, ICETransportPolicy: webrtc.ICETransportPolicyRelay}, nil
+}
+
+// transportOf names what a connection's selected candidate pair runs over,
+// seen from the tool's side: "udp", "tcp" (ICE-TCP), or "relay-" and the
+// protocol to the TURN server ("relay-tcp"); "" while no pair is selected.
+// It asks pion's agent, so it must not run inside a pion callback.
+func transportOf(pc *webrtc.PeerConnection) string {
+	var ice *webrtc.ICETransport
+	for _, t := range pc.GetTransceivers() {
+		if r := t.Receiver(); r != nil && r.Transport() != nil {
+			ice = r.Transport().ICETransport() // one for all: bundled
+			break
+		}
+	}
+	if ice == nil {
+		return ""
+	}
+	pair, ok := ice.GetSelectedCandidatePairStats()
+	if !ok {
+		return ""
+	}
+	local, ok := pc.GetStats()[pair.LocalCandidateID].(webrtc.ICECandidateStats)
+	if !ok {
+		return ""
+	}
+	if local.CandidateType == webrtc.ICECandidateTypeRelay {
+		return "relay-" + local.RelayProtocol
+	}
+	return local.Protocol
 }
 
 // peerAPI is one participant's pion API (one per connection) and the RTX

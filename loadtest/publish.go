@@ -94,8 +94,8 @@ func midOf(pc *webrtc.PeerConnection, s *webrtc.RTPSender) func() string {
 
 // newPublisher makes the connection and its tracks; the caller negotiates
 // it and then runs the players.
-func newPublisher(api *webrtc.API, plan mediaPlan, streamID string, layers *ssrcLayers) (*publisher, error) {
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+func newPublisher(api *webrtc.API, cfg webrtc.Configuration, plan mediaPlan, streamID string, layers *ssrcLayers) (*publisher, error) {
+	pc, err := api.NewPeerConnection(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("publisher connection: %w", err)
 	}

@@ -168,6 +168,11 @@ type Report struct {
 	// DelayMs is the end-to-end delay of video frames (teacher's
 	// connection to classroom's track reader), over all classrooms.
 	DelayMs Dist `json:"delayMs"`
+	// Transports counts classrooms by what the selected candidate pair of
+	// their receiving connection ran over at the end: "udp", "tcp"
+	// (ICE-TCP), "relay-tcp" (TURN over TCP), ...; "none" when no pair was
+	// selected. A TCP-only run proves here that no UDP was used.
+	Transports map[string]int `json:"transports"`
 
 	// Lessons breaks the main figures down per lesson (several lessons
 	// share one server: is any of them starved?).
@@ -416,6 +421,7 @@ func reportConfig(c Config) map[string]any {
 		"server": c.Server, "lessons": c.Lessons, "classroomsPerLesson": c.Classrooms,
 		"joinRate": c.JoinRate, "duration": c.Duration.String(), "codec": c.Codec,
 		"link": c.Link.String(), "publish": c.Publish, "subscribe": c.Subscribe, "publishBack": c.PublishBack,
+		"transport": c.Transport,
 	}
 	if c.Reconnect {
 		m["reconnect"] = true
@@ -432,6 +438,7 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 	rep.Measured = end.Sub(rep.Started).Round(time.Millisecond).String()
 	rep.Classrooms = len(all)
 	rep.SettledLayer = map[string]int{}
+	rep.Transports = map[string]int{}
 	var join, vk, ak, ok, vl, al, ar, fpm, lfpm, ftp, dup []float64
 	var delay histogram
 	steps := map[string][]float64{}
@@ -461,7 +468,12 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 		since("2 offer", s.start, s.offerAt)
 		since("3 connected", s.start, s.connectedAt)
 		since("4 first packet", s.start, s.firstPacketAt)
+		transport := s.transport
 		s.mu.Unlock()
+		if transport == "" {
+			transport = "none"
+		}
+		rep.Transports[transport]++
 		if joined {
 			rep.Joined++
 		}
@@ -614,6 +626,11 @@ func (rep *Report) WriteTable(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "settled layer (2nd half): %s; longest freeze %.0f ms\n", strings.Join(layers, " "), rep.MaxFreezeMs)
+	var transports []string
+	for _, t := range slices.Sorted(maps.Keys(rep.Transports)) {
+		transports = append(transports, fmt.Sprintf("%s=%d", t, rep.Transports[t]))
+	}
+	fmt.Fprintf(w, "classrooms' selected candidate pairs (--transport %v): %s\n", rep.Config["transport"], strings.Join(transports, " "))
 	if rep.LinkDroppedPackets > 0 {
 		fmt.Fprintf(w, "emulated links dropped %d packets: %d at random, %d by a full queue\n",
 			rep.LinkDroppedPackets, rep.LinkDroppedPackets-rep.LinkQueueDroppedPackets, rep.LinkQueueDroppedPackets)

@@ -86,6 +86,11 @@ type Config struct {
 	Progress time.Duration
 	// LoopbackOnly gathers only 127.0.0.1 ICE candidates.
 	LoopbackOnly bool
+	// Transport is what classrooms' connections may use: TransportUDP (the
+	// default), TransportTCP (ICE-TCP only, no UDP at all) or
+	// TransportTURNTCP (only the server's TURN over TCP). Teachers always
+	// use the default: the scenario is a school behind a TCP-only firewall.
+	Transport string
 	// Reconnect makes teachers and classrooms rejoin by themselves when
 	// they lose the server, as the web pages do (backoff, and every 5 s
 	// while the lesson is not live), and reports recovery: from the
@@ -124,6 +129,16 @@ func (c *Config) validate() error {
 	}
 	if c.PublishBack && c.Subscribe != "ws" {
 		errs = append(errs, errors.New("publish-back needs subscribe=ws"))
+	}
+	switch c.Transport {
+	case "", TransportUDP, TransportTCP: // "" is TransportUDP
+	case TransportTURNTCP:
+		// The TURN URLs and credentials come in the Podium join reply.
+		if c.Subscribe != "ws" {
+			errs = append(errs, errors.New("transport turn-tcp needs subscribe=ws"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("transport must be udp, tcp or turn-tcp, got %q", c.Transport))
 	}
 	if c.Secret == "" && c.Bearer == "" {
 		errs = append(errs, errors.New("need --secret (to mint tokens) or --bearer"))
@@ -176,6 +191,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&c.LessonPrefix, "lesson-prefix", "loadtest", "lesson ids are <prefix>-1, <prefix>-2, ...")
 	fs.DurationVar(&c.Progress, "progress", 2*time.Second, "progress line interval (0 disables)")
 	fs.BoolVar(&c.LoopbackOnly, "loopback", true, "gather only 127.0.0.1 ICE candidates")
+	fs.StringVar(&c.Transport, "transport", TransportUDP, "classrooms' connections: udp (UDP and TCP candidates, as a browser), tcp (ICE-TCP only, no UDP), or turn-tcp (relayed by the server's TURN over TCP only); teachers use udp")
 	fs.BoolVar(&c.Reconnect, "reconnect", false, "rejoin after losing the server, as the web pages do, and report recovery (for a server killed and restarted during the run)")
 	jsonPath := fs.String("json", "", `write the JSON report to this file ("-" = stdout)`)
 	verbose := fs.Bool("v", false, "log errors of single classrooms")
@@ -265,6 +281,9 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 	}
 	if c.Link.Queue == 0 {
 		c.Link.Queue = defaultQueue
+	}
+	if c.Transport == "" {
+		c.Transport = TransportUDP
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -447,7 +466,7 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 		statsMu.Unlock()
 		r := nodeRunners[node]
 		lf := &linkFactory{profile: c.Link}
-		api, err := newAPI(peerOptions{link: lf, loopbackOnly: c.LoopbackOnly})
+		api, err := newAPI(peerOptions{link: lf, loopbackOnly: c.LoopbackOnly, transport: c.Transport})
 		if err != nil {
 			st.fail(err)
 			return
@@ -464,6 +483,7 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 		s := &session{r: r, l: l, name: name, token: tok, api: api, link: lf, stats: st}
 		defer func() { st.linkDropped, st.linkQueueDropped = lf.dropped() }() // after close, below
 		defer s.close()
+		defer st.recordTransport() // before close, above
 		if c.Subscribe == "whep" {
 			res, err := s.subscribeWHEP(roomCtx, r.http)
 			if res != "" {
