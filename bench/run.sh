@@ -7,6 +7,10 @@
 # usage: bench/run.sh [scenario...]      (default: all, in the order below)
 #   scenarios: fanout50 fanout200 fanout500 lossy30 lessons10x20 whep200
 #              satellite20 (1 Mbit/s, 3 % loss, 300 ms each way, 20 ms jitter)
+#              tcp443 (serve --single-port; 20 classrooms with no UDP, over
+#              ICE-TCP on the HTTP port, behind 2 Mbit/s, 0.5 % loss, 40 ms
+#              +- 5 ms; the teacher stays on UDP)
+#              tcp443-turn (the same relayed by the TURN over TCP of that port)
 #              smoke (5 classrooms, to check the setup)
 #              custom (the tool flags in $CUSTOM, e.g. CUSTOM="--classrooms 120")
 #              restart50 (5 lessons x 10 classrooms rejoining by themselves,
@@ -285,6 +289,15 @@ scenario() {
     lossy30)      run lossy30   --classrooms 30  --join-rate 10 --link "rate=1mbit,loss=3%,delay=40ms,jitter=10ms" ;;
     # Satellite schools (#16): 1 Mbit/s, 3 % loss, 300 ms each way, 20 ms jitter.
     satellite20)  run satellite20 --classrooms 20 --join-rate 10 --link "rate=1mbit,loss=3%,delay=300ms,jitter=20ms" ;;
+    # Schools whose firewall lets only TCP 443 out (#16), on a county
+    # network: the node in --single-port mode (HTTP, ICE-TCP and TURN over
+    # TCP on its one port), classrooms with no UDP at all; the teacher
+    # publishes over UDP. A variable set before a function call holds for
+    # that call only, so the other scenarios keep their server flags.
+    tcp443)       SERVER_ARGS="${SERVER_ARGS:-} --single-port" \
+                  run tcp443 --classrooms 20 --join-rate 10 --transport tcp --link "rate=2mbit,loss=0.5%,delay=40ms,jitter=5ms" ;;
+    tcp443-turn)  SERVER_ARGS="${SERVER_ARGS:-} --single-port" \
+                  run tcp443-turn --classrooms 20 --join-rate 10 --transport turn-tcp --link "rate=2mbit,loss=0.5%,delay=40ms,jitter=5ms" ;;
     # Ten lessons at once, twenty classrooms each.
     lessons10x20) run lessons10x20 --lessons 10 --classrooms 20 --join-rate 40 ;;
     # The same fan-out through plain WHEP (comparable with other servers).
