@@ -37,6 +37,8 @@ type DownTrack struct {
 	// outside the teacher's tiles): nothing is forwarded, no bandwidth is
 	// allocated, and it starts again from a keyframe when shown.
 	paused atomic.Bool
+	// mode is what the allocator lets through (forwardMode, stills.go).
+	mode atomic.Int32
 
 	mu      sync.Mutex
 	bound   bool
@@ -58,6 +60,10 @@ type DownTrack struct {
 	resync   bool // next forwarded packet starts a new run of offsets
 	started  bool
 	askedAt  time.Time // last keyframe request for target
+	// In stills mode: the keyframe being forwarded (its timestamp).
+	stillOpen bool
+	stillTS   uint32
+	stillAt   time.Time // when the last still started
 
 	seqOffset  uint16
 	tsOffset   uint32
@@ -149,10 +155,17 @@ func (d *DownTrack) redCopies() int32 {
 const redHold = 10 * time.Second
 
 // updateRED sets how many earlier packets the stream repeats from its
-// last reported loss: raised at once, lowered after redHold of less. Only
-// the subscriber's allocator calls it.
-func (d *DownTrack) updateRED(now time.Time) {
+// last reported loss, at most maxCopies: raised at once, lowered after
+// redHold of less (at once when the link cannot carry them). Only the
+// subscriber's allocator calls it.
+func (d *DownTrack) updateRED(now time.Time, maxCopies int32) {
 	want := redDistanceFor(float64(d.lossQ8.Load()) / 256)
+	if want > maxCopies {
+		want = maxCopies
+		d.redDistance.Store(want)
+		d.redSince = now
+		return
+	}
 	switch {
 	case want >= d.redDistance.Load():
 		d.redDistance.Store(want)
@@ -356,7 +369,7 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
 		// start from a keyframe once it is.
 		return -1
 	}
-	if d.paused.Load() {
+	if d.paused.Load() || forwardMode(d.mode.Load()) == forwardNone {
 		// Shown again later: a new run, from a keyframe.
 		d.current = -1
 		d.currentLayer.Store(-1)
@@ -388,6 +401,14 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
 		d.current = layer
 		d.currentLayer.Store(int32(layer))
 		d.resync = true
+	}
+	if d.kind == KindVideo && forwardMode(d.mode.Load()) == forwardStills {
+		if ok, ask := d.stillsFilterLocked(pkt.Timestamp, pkt.Payload, now); !ok {
+			if pkt.Marker && d.padBps > 0 {
+				d.padLocked(now) // probing goes on between stills
+			}
+			return ask
+		}
 	}
 	if d.kind == KindAudio && d.current != layer {
 		d.current = layer

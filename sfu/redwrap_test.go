@@ -96,3 +96,21 @@ func TestREDWrapCarriesEarlierPackets(t *testing.T) {
 		t.Errorf("8 %% loss: distance %d", d)
 	}
 }
+
+// TestREDCopiesFitTheLink: the audio's redundancy never takes more than
+// redShare of the estimate: two copies on a broad link, one where two
+// would not fit, none on a link that carries little more than the voice.
+func TestREDCopiesFitTheLink(t *testing.T) {
+	s := &subscriber{downs: map[string]*subscription{
+		"mic": {dt: &DownTrack{kind: KindAudio}, rates: []float64{32_000}},
+		"cam": {dt: &DownTrack{kind: KindVideo}, rates: []float64{150_000, 500_000}},
+	}}
+	for _, c := range []struct {
+		est  float64
+		want int32
+	}{{1_000_000, 2}, {100_000, 1}, {70_000, 0}, {0, 0}} {
+		if got := s.redCopiesFitting(c.est); got != c.want {
+			t.Errorf("estimate %.0f with a 32 kbit/s voice: %d copies, want %d", c.est, got, c.want)
+		}
+	}
+}

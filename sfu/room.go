@@ -31,11 +31,15 @@ func (r Role) Valid() bool {
 // ParticipantInfo is the public description of someone (or something) in a
 // lesson.
 type ParticipantInfo struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Role       Role      `json:"role"`
-	HandRaised bool      `json:"handRaised"`
-	JoinedAt   time.Time `json:"joinedAt"`
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	Role       Role   `json:"role"`
+	HandRaised bool   `json:"handRaised"`
+	// Stills: the participant's link cannot carry video now; it receives
+	// the lesson's audio and a still picture every few seconds
+	// (sfu/stills.go).
+	Stills   bool      `json:"stills,omitempty"`
+	JoinedAt time.Time `json:"joinedAt"`
 	// MicMuted is the server's truth about the participant's microphone
 	// (sfu/mute.go): while true its microphone tracks are not forwarded.
 	// MicMutedBy says who muted it: MutedBySelf or MutedByTeacher.

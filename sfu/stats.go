@@ -30,6 +30,9 @@ type VideoForward struct {
 	// subscriber has not capped itself below (setMaxLayer): Layer below
 	// Top means the link, not the choice, holds the picture down.
 	Top int
+	// Stills: only a keyframe every few seconds is forwarded (the
+	// subscriber's link cannot carry video, sfu/stills.go).
+	Stills bool
 	// FramesSent counts the frames forwarded so far.
 	FramesSent uint64
 }
@@ -71,6 +74,7 @@ func (s *subscriber) receiveStats() ReceiveStats {
 			Layers:     sub.dt.track.info.Layers,
 			Layer:      sub.dt.CurrentLayer(),
 			Top:        top,
+			Stills:     forwardMode(sub.dt.mode.Load()) == forwardStills,
 			FramesSent: sub.dt.framesSent.Load(),
 		})
 	}

@@ -3,6 +3,7 @@ package sfu
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,10 @@ type subscriber struct {
 
 	probeMu sync.Mutex
 	probe   prober
+
+	// Owned by the allocator goroutine.
+	stills          stillsState
+	stillsAnnounced bool
 }
 
 type subscription struct {
@@ -474,20 +479,45 @@ func (sub *subscription) measure(secs float64) {
 	}
 }
 
+// redShare is the most of a subscriber's estimate its audio may take with
+// its redundancy: on a link of ~150 kbit/s, two copies of a 64 kbit/s
+// voice would overflow it by themselves and lose more than they save.
+const redShare = 0.8
+
+// redCopiesFitting is how many earlier packets RED may repeat (0 to 2) so
+// that the subscriber's audio stays within redShare of est. The caller
+// holds s.mu.
+func (s *subscriber) redCopiesFitting(est float64) int32 {
+	plain := 0.0
+	for _, sub := range s.downs {
+		if sub.dt.kind == KindAudio {
+			for _, r := range sub.rates {
+				plain += r
+			}
+		}
+	}
+	if plain <= 0 {
+		return 2
+	}
+	return int32(max(0, min(2, math.Floor(redShare*est/plain)-1)))
+}
+
 // allocate chooses every video down-track's layer from the one estimate.
 func (s *subscriber) allocate() {
 	est := s.estimate()
 	s.estBps.Store(uint64(est))
 	s.mu.Lock()
 	var (
-		dts   []*DownTrack
-		items []allocItem
-		audio float64
+		dts    []*DownTrack
+		items  []allocItem
+		audio  float64
+		paused []*DownTrack
 	)
 	now := time.Now()
+	maxCopies := s.redCopiesFitting(est)
 	for _, sub := range s.downs {
 		if sub.dt.kind == KindAudio {
-			sub.dt.updateRED(now)
+			sub.dt.updateRED(now, maxCopies)
 			copies := float64(1 + sub.dt.redCopies()) // RED carries earlier packets again
 			for _, r := range sub.rates {
 				audio += r * copies
@@ -495,6 +525,7 @@ func (s *subscriber) allocate() {
 			continue
 		}
 		if sub.dt.paused.Load() {
+			paused = append(paused, sub.dt)
 			continue // not shown: it costs nothing
 		}
 		dts = append(dts, sub.dt)
@@ -507,12 +538,27 @@ func (s *subscriber) allocate() {
 	}
 	s.mu.Unlock()
 	layers := allocate(est-audio, items)
+	stills := s.stills.decide(now, est-audio, items)
+	modes := make([]forwardMode, len(items))
+	if stills {
+		modes = stillsModes(items)
+	}
 	for i, dt := range dts {
 		dt.setTarget(layers[i])
+		dt.setMode(modes[i])
+	}
+	for _, dt := range paused {
+		dt.setMode(forwardAll) // the pause alone decides; shown again, it gets video
 	}
 	s.probeMu.Lock()
-	defer s.probeMu.Unlock()
 	s.probe.step(time.Now(), est, float64(s.sendBps.Load()), float64(s.lossQ8.Load())/256, items, layers, dts)
+	s.probeMu.Unlock()
+	if stills != s.stillsAnnounced {
+		s.stillsAnnounced = stills
+		if err := s.p.room.SetStills(s.p.info.ID, stills); err != nil && !errors.Is(err, ErrRoomEnded) {
+			s.p.log.Warn("announce stills", "stills", stills, "err", err)
+		}
+	}
 }
 
 func (s *subscriber) setMaxLayer(trackID string, layer int) error {

@@ -122,8 +122,10 @@ type ClassroomQuality struct {
 	Grade  string   `json:"grade,omitempty"`
 	Reason []string `json:"reasons,omitempty"` // why not good
 	// Layer is the simulcast layer of the teacher's camera forwarded now
-	// ("q", "h", "f"; "" without simulcast), TopLayer the best one the
-	// teacher sends that the classroom did not cap itself below.
+	// ("q", "h", "f"; "" without simulcast; "stills" when the classroom's
+	// link carries only audio and a still picture every few seconds),
+	// TopLayer the best one the teacher sends that the classroom did not
+	// cap itself below.
 	Layer    string  `json:"layer,omitempty"`
 	TopLayer string  `json:"topLayer,omitempty"`
 	Width    int     `json:"width,omitempty"`
@@ -419,6 +421,9 @@ func (b *board) rowQuality(r *row, p *sfu.Participant, teachers map[string]bool,
 		if main.Layer >= 0 && main.Layer < len(main.Layers) {
 			q.Layer = layerName(main.Layers, main.Layer)
 		}
+		if main.Stills {
+			q.Layer = "stills"
+		}
 		q.TopLayer = layerName(main.Layers, main.Top)
 		// The forwarded frame rate, from the counter's growth.
 		if r.framesTrack == main.TrackID && !r.framesAt.IsZero() {
@@ -494,7 +499,7 @@ func round1(v float64) float64 { return math.Round(v*10) / 10 }
 //	freezes in the last minute        1           5
 //	loss (server or page, the worse)  2 %         8 %
 //	round-trip time                   250 ms      600 ms
-//	teacher's camera layer            below top   lowest while top is 2 above
+//	teacher's camera layer            below top   lowest while top is 2 above; stills
 //	decoded / forwarded frame rate    < 0.8       < 0.5
 //
 // Bitrate is not graded: a still slide needs almost none.
@@ -536,7 +541,9 @@ func grade(q ClassroomQuality, haveVideo bool, main sfu.VideoForward, fpsForward
 	case q.RTT >= rttFair:
 		note(1, itoa(q.RTT)+" ms round trip")
 	}
-	if haveVideo && main.Layer >= 0 && main.Layer < main.Top {
+	if haveVideo && main.Stills {
+		note(2, "audio and stills only: the link cannot carry video")
+	} else if haveVideo && main.Layer >= 0 && main.Layer < main.Top {
 		l := 1
 		if main.Layer == 0 && main.Top >= 2 {
 			l = 2

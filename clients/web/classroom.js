@@ -23,6 +23,7 @@ const ui = {
   teacherAudio: $('teacher-audio'), stageAudio: $('stage-audio'),
   overlay: $('overlay'), overlayTitle: $('overlay-title'), overlayText: $('overlay-text'),
   micBanner: $('mic-banner'),
+  stillsBanner: $('stills-banner'),
 };
 
 let session = null;
@@ -289,6 +290,16 @@ function renderMic() {
   ui.micBanner.classList.toggle('hidden', !mutedByTeacher);
 }
 
+// renderStills shows, while the server sends this classroom only sound and
+// a still picture every few seconds (its link cannot carry video), why the
+// picture hardly moves.
+function renderStills(me) {
+  const on = !!(me && me.stills);
+  const was = !ui.stillsBanner.classList.contains('hidden');
+  ui.stillsBanner.classList.toggle('hidden', !on);
+  if (was && !on) toast('The connection is better: the moving picture is back.');
+}
+
 async function setHand(raised) {
   if (!session || session.state !== 'live') return;
   handRaised = raised;
@@ -453,7 +464,7 @@ async function main() {
   session.addEventListener('tracks', resync);
   session.addEventListener('participants', (e) => {
     const p = e.detail.participant;
-    if (session.self && p.id === session.self.id) { handRaised = !!p.handRaised; renderHand(); applyServerMic(); }
+    if (session.self && p.id === session.self.id) { handRaised = !!p.handRaised; renderHand(); applyServerMic(); renderStills(p); }
     resync();
   });
   session.addEventListener('stage', (e) => {

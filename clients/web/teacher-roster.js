@@ -268,7 +268,8 @@ export class Roster {
     setText(c.grade, v.grade ? GRADE_TEXT[v.grade] : STATE_TEXT[v.state] || '—');
     c.grade.title = v.reasons.length ? v.reasons.join('; ') : '';
     let picture = q.width ? `${q.width}×${q.height}` : '';
-    if (q.layer) picture += (picture ? ' · ' : '') + (q.topLayer && q.topLayer !== q.layer ? `${q.layer} of ${q.topLayer}` : q.layer);
+    if (q.layer === 'stills') picture += (picture ? ' · ' : '') + 'sound + stills';
+    else if (q.layer) picture += (picture ? ' · ' : '') + (q.topLayer && q.topLayer !== q.layer ? `${q.layer} of ${q.topLayer}` : q.layer);
     setText(c.picture, picture || '—');
     setText(c.fps, q.fps !== undefined && q.state ? String(Math.round(q.fps)) : '—');
     setText(c.freezes, q.clientStats ? String(q.freezes) : '—');
