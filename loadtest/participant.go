@@ -346,7 +346,7 @@ func (s *session) transport() string {
 }
 
 // recordTransport notes what the classroom's receiving connection runs
-// over; called before the session closes it.
+// over; called at the end of the measuring time, before the rooms stop.
 func (c *classroomStats) recordTransport() {
 	c.mu.Lock()
 	pc := c.recv

@@ -483,7 +483,6 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 		s := &session{r: r, l: l, name: name, token: tok, api: api, link: lf, stats: st}
 		defer func() { st.linkDropped, st.linkQueueDropped = lf.dropped() }() // after close, below
 		defer s.close()
-		defer st.recordTransport() // before close, above
 		if c.Subscribe == "whep" {
 			res, err := s.subscribeWHEP(roomCtx, r.http)
 			if res != "" {
@@ -640,6 +639,14 @@ measure:
 	for _, s := range all {
 		s.video.finish(finished)
 	}
+	// Read what each classroom ran over while every connection is still
+	// up: once the rooms stop, the server closes its side, and a TCP pair
+	// can be gone before a classroom's own teardown would look at it.
+	var transports sync.WaitGroup
+	for _, s := range all {
+		transports.Go(s.recordTransport)
+	}
+	transports.Wait()
 	stopRooms()
 	rooms.Wait()
 	cancel()
