@@ -51,8 +51,19 @@ func main() {
 			}
 			cores += " (" + strings.Join(per, ", ") + ")"
 		}
+		// A run whose classrooms did not all use UDP says what they used
+		// (--transport tcp, turn-tcp): "tcp443 (tcp=20)".
+		name := strings.TrimSuffix(filepath.Base(path), ".json")
+		if r.Transports["udp"] != r.Classrooms && len(r.Transports) > 0 {
+			var ts []string
+			for t, n := range r.Transports {
+				ts = append(ts, fmt.Sprintf("%s=%d", t, n))
+			}
+			sort.Strings(ts)
+			name += " (" + strings.Join(ts, " ") + ")"
+		}
 		fmt.Printf("| %s | %d / %d | %.0f / %.0f | %.0f (%s) | %.3f / %.3f | %.2f | %.1f / %.1f | %s | %.0f | %.0f | %s |\n",
-			strings.TrimSuffix(filepath.Base(path), ".json"), r.Receiving, r.Classrooms,
+			name, r.Receiving, r.Classrooms,
 			r.JoinToFirstFrameMs.P50, r.JoinToFirstFrameMs.P95,
 			r.VideoKbps.P50, strings.Join(layers, " "),
 			r.VideoLossPct.Mean, r.VideoLossPct.Max, r.LongFreezesPerMin.Max,
