@@ -164,6 +164,16 @@ func (s *SFU) listen() error {
 	}
 	s.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), muxConn)
 	s.settings.SetICEUDPMux(s.udpMux)
+	// The server has only host candidates. A classroom that reaches it
+	// over ICE-TCP shows as peer-reflexive, one through TURN as relayed,
+	// and pion waits 1 s and 2 s before it accepts such pairs in case a
+	// better one succeeds: a classroom that can use UDP has done so within
+	// milliseconds, so the wait only delayed a TCP-only school's first
+	// picture (tcp443: join to first frame 1.4 s over ICE-TCP, 2.4 s
+	// through TURN, against 0.5 s over UDP). A short wait is kept for
+	// relays, whose checks run beside the direct ones.
+	s.settings.SetPrflxAcceptanceMinWait(0)
+	s.settings.SetRelayAcceptanceMinWait(300 * time.Millisecond)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
 	if s.cfg.ICETCPListener != nil || s.cfg.ICETCPPort >= 0 {
 		ln := s.cfg.ICETCPListener
