@@ -67,23 +67,73 @@ type classroomStats struct {
 	// receiving connection ran over at the end (transportOf).
 	transport string
 	// Counters at the middle of the measuring time (markHalf).
-	halfVideoBytes   uint64
-	halfAudioBytes   uint64
-	halfLayerFrames  [4]uint64
-	linkDropped      uint64
-	linkQueueDropped uint64
+	halfVideoBytes  uint64
+	halfAudioBytes  uint64
+	halfLayerFrames [4]uint64
+	// The streams' expected and distinct packets then, for the loss in
+	// the second half (after the join's first seconds).
+	halfVideoExpected, halfVideoDistinct uint64
+	halfAudioExpected, halfAudioDistinct uint64
+	halfStillsTime                       time.Duration
+	halfStillsFrames                     uint64
+	linkDropped                          uint64
+	linkQueueDropped                     uint64
 
 	mu       sync.Mutex
 	err      string
 	joinedAt time.Time
 	// recv is the receiving connection, read at the end for its transport.
 	recv *webrtc.PeerConnection
+	// Audio and stills (the server's sfu/stills.go): time spent on stills
+	// and the pictures that came meanwhile.
+	stillsOn     bool
+	stillsSince  time.Time
+	stillsTime   time.Duration
+	stillsFrames uint64 // video frames received while on stills
+	stillsFrom   uint64 // video frames when the current stills began
 	// Milestones of the join, to tell where join time goes.
 	replyAt, offerAt, connectedAt, firstPacketAt time.Time
 	// With --reconnect: when the classroom first lost its link, the same
 	// milestones of its rejoin, and when the teacher's first video frame
 	// arrived after it.
 	lostAt, rejoinedAt, reofferAt, reconnectedAt, recoveredAt time.Time
+}
+
+// setStills follows the server's word that the classroom gets only sound
+// and stills (or video again).
+func (c *classroomStats) setStills(on bool) {
+	now := time.Now()
+	c.video.mu.Lock()
+	frames := c.video.frames
+	c.video.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if on == c.stillsOn {
+		return
+	}
+	c.stillsOn = on
+	if on {
+		c.stillsSince, c.stillsFrom = now, frames
+		return
+	}
+	c.stillsTime += now.Sub(c.stillsSince)
+	c.stillsFrames += frames - c.stillsFrom
+}
+
+// stillsUntil returns the time on stills and the frames received on
+// stills up to end, counting a stills period still running.
+func (c *classroomStats) stillsUntil(end time.Time) (time.Duration, uint64) {
+	c.video.mu.Lock()
+	frames := c.video.frames
+	c.video.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, n := c.stillsTime, c.stillsFrames
+	if c.stillsOn && end.After(c.stillsSince) {
+		d += end.Sub(c.stillsSince)
+		n += frames - c.stillsFrom
+	}
+	return d, n
 }
 
 // markAfterLoss records a rejoin milestone the first time it happens after
@@ -152,6 +202,7 @@ func (s *session) publishWS(ctx context.Context, plan mediaPlan, autoSubscribe b
 	} else {
 		s.stats.mark(&s.stats.replyAt)
 		s.stats.markAfterLoss(&s.stats.rejoinedAt)
+		ws.watchStills(jd.Participant.ID, s.stats.setStills)
 	}
 	s.signal.Add(1)
 	go func() {
@@ -479,12 +530,15 @@ func waitConnected(ctx context.Context, pc *webrtc.PeerConnection, timeout time.
 // the report can say what a classroom settled on (bitrate, layer) in the
 // second half, after congestion control had time to find its rate.
 func (c *classroomStats) markHalf() {
+	c.halfStillsTime, c.halfStillsFrames = c.stillsUntil(time.Now())
 	c.video.mu.Lock()
 	c.halfVideoBytes = c.video.bytes
 	c.halfLayerFrames = c.video.layerFrames
+	c.halfVideoExpected, c.halfVideoDistinct = c.video.counts()
 	c.video.mu.Unlock()
 	c.audio.mu.Lock()
 	c.halfAudioBytes = c.audio.bytes
+	c.halfAudioExpected, c.halfAudioDistinct = c.audio.counts()
 	c.audio.mu.Unlock()
 }
 

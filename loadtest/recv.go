@@ -138,6 +138,30 @@ func (s *streamStats) lossRate() float64 {
 	return float64(expected-distinct) / float64(expected)
 }
 
+// counts returns how many packets the stream should have had so far and
+// how many distinct ones it had, for a loss rate over a window.
+func (s *streamStats) counts() (expected, distinct uint64) {
+	expected, distinct = s.priorExpected, s.priorDistinct
+	if s.started {
+		expected += s.maxSeq - s.baseSeq + 1
+		distinct += s.distinct
+	}
+	return expected, distinct
+}
+
+// lossSince is the loss rate since counts returned expected0, distinct0.
+func (s *streamStats) lossSince(expected0, distinct0 uint64) (float64, bool) {
+	expected, distinct := s.counts()
+	if expected <= expected0 {
+		return 0, false
+	}
+	e, d := expected-expected0, distinct-distinct0
+	if d >= e {
+		return 0, true
+	}
+	return float64(e-d) / float64(e), true
+}
+
 // expected is how many packets the stream should have had so far.
 func (s *streamStats) expected() uint64 {
 	n := s.priorExpected

@@ -148,6 +148,19 @@ type Report struct {
 	// AudioRebuiltPct is the share of audio packets lost on the link and
 	// rebuilt from the server's RED.
 	AudioRebuiltPct Dist `json:"audioRebuiltPct"`
+	// StillsTimePct is the share of each classroom's watching time spent
+	// on sound and stills (its link could not carry the lowest layers);
+	// StillsPerMin the pictures a classroom on stills received per minute
+	// of it in the second half (in the first, late retransmissions of the
+	// join's video still arrive).
+	StillsTimePct Dist `json:"stillsTimePct"`
+	// VideoLossHalfPct and AudioLossHalfPct are the same losses in the
+	// second half of the measuring time only: what a classroom keeps once
+	// the first seconds of its join (an estimate that starts high) are
+	// over.
+	VideoLossHalfPct Dist `json:"videoLossHalfPct"`
+	AudioLossHalfPct Dist `json:"audioLossHalfPct"`
+	StillsPerMin     Dist `json:"stillsPerMin"`
 	// LinkDroppedPackets is what the emulated links dropped (random loss
 	// and full queues), before NACK recovered any of it.
 	LinkDroppedPackets uint64 `json:"linkDroppedPackets"`
@@ -439,7 +452,7 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 	rep.Classrooms = len(all)
 	rep.SettledLayer = map[string]int{}
 	rep.Transports = map[string]int{}
-	var join, vk, ak, ok, vl, al, ar, fpm, lfpm, ftp, dup []float64
+	var join, vk, ak, ok, vl, al, ar, fpm, lfpm, ftp, stp, spm, dup, vlh, alh []float64
 	var delay histogram
 	steps := map[string][]float64{}
 	since := func(name string, from, at time.Time) {
@@ -486,6 +499,7 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 		}
 		rep.LinkDroppedPackets += s.linkDropped
 		rep.LinkQueueDroppedPackets += s.linkQueueDropped
+		onStills, stills := s.stillsUntil(end)
 		v := &s.video
 		v.mu.Lock()
 		if v.frames > 0 {
@@ -497,9 +511,16 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 				fpm = append(fpm, float64(v.freezes)/watched)
 				lfpm = append(lfpm, float64(v.longFreezes)/watched)
 				ftp = append(ftp, v.freezeTime.Minutes()/watched*100)
+				stp = append(stp, onStills.Minutes()/watched*100)
+				if late := onStills - s.halfStillsTime; late > 0 && !half.IsZero() {
+					spm = append(spm, float64(stills-s.halfStillsFrames)/late.Minutes())
+				}
 			}
 			rep.MaxFreezeMs = max(rep.MaxFreezeMs, float64(v.maxGap)/float64(time.Millisecond))
 			vl = append(vl, v.lossRate()*100)
+			if l, ok := v.lossSince(s.halfVideoExpected, s.halfVideoDistinct); ok && !half.IsZero() {
+				vlh = append(vlh, l*100)
+			}
 			dup = append(dup, float64(v.dups))
 			la.recv++
 			la.loss = append(la.loss, v.lossRate()*100)
@@ -531,6 +552,9 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 		a.mu.Lock()
 		if a.packets > 0 {
 			al = append(al, a.lossRate()*100)
+			if l, ok := a.lossSince(s.halfAudioExpected, s.halfAudioDistinct); ok && !half.IsZero() {
+				alh = append(alh, l*100)
+			}
 			if exp := a.expected(); exp > 0 {
 				ar = append(ar, float64(a.rebuilt)/float64(exp)*100)
 			}
@@ -555,6 +579,8 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 	rep.VideoKbps, rep.AudioKbps, rep.OtherKbps = distOf(vk), distOf(ak), distOf(ok)
 	rep.VideoLossPct, rep.AudioLossPct, rep.AudioRebuiltPct = distOf(vl), distOf(al), distOf(ar)
 	rep.FreezesPerMin, rep.LongFreezesPerMin, rep.FreezeTimePct = distOf(fpm), distOf(lfpm), distOf(ftp)
+	rep.StillsTimePct, rep.StillsPerMin = distOf(stp), distOf(spm)
+	rep.VideoLossHalfPct, rep.AudioLossHalfPct = distOf(vlh), distOf(alh)
 	rep.DelayMs = distOfHist(&delay)
 
 	if len(costs) == 1 {
@@ -604,6 +630,10 @@ func (rep *Report) WriteTable(w io.Writer) {
 	}
 	row("video loss after NACK (%)", rep.VideoLossPct, 3)
 	row("audio loss after RED (%)", rep.AudioLossPct, 3)
+	if rep.VideoLossHalfPct.N > 0 {
+		row("video loss after NACK, 2nd half (%)", rep.VideoLossHalfPct, 3)
+		row("audio loss after RED, 2nd half (%)", rep.AudioLossHalfPct, 3)
+	}
 	if rep.AudioRebuiltPct.N > 0 && rep.AudioRebuiltPct.Max > 0 {
 		row("audio rebuilt from RED (%)", rep.AudioRebuiltPct, 3)
 	}
@@ -611,6 +641,10 @@ func (rep *Report) WriteTable(w io.Writer) {
 	row("freezes >500ms per min", rep.FreezesPerMin, 2)
 	row("freezes >1s per min", rep.LongFreezesPerMin, 2)
 	row("frozen time (%)", rep.FreezeTimePct, 2)
+	if rep.StillsTimePct.Max > 0 {
+		row("time on sound + stills (%)", rep.StillsTimePct, 1)
+		row("stills per minute on stills, 2nd half", rep.StillsPerMin, 1)
+	}
 	row("e2e video delay (ms)", rep.DelayMs, 1)
 	if r := rep.Recovery; r != nil {
 		row(fmt.Sprintf("restart to first frame (ms; %d of %d recovered)", r.Recovered, r.LostLink), r.RestartToFirstFrameMs, 0)

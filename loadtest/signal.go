@@ -54,6 +54,27 @@ type wsSession struct {
 	offers chan string
 	ended  chan struct{} // closed when the socket is gone
 	err    error         // why, set before ended closes
+
+	// selfID and onStills (under mu): the participant whose "stills"
+	// state (participantUpdated) is reported to onStills.
+	selfID   string
+	onStills func(bool)
+}
+
+// watchStills reports the participant's audio-and-stills state (the
+// server sends it only sound and a still picture every few seconds) to fn.
+func (s *wsSession) watchStills(id string, fn func(bool)) {
+	s.mu.Lock()
+	s.selfID, s.onStills = id, fn
+	s.mu.Unlock()
+}
+
+// participantData is what the tool reads of participantUpdated.
+type participantData struct {
+	Participant struct {
+		ID     string `json:"id"`
+		Stills bool   `json:"stills"`
+	} `json:"participant"`
 }
 
 // wsURL turns the server's base URL into the websocket URL with a token.
@@ -138,6 +159,20 @@ func (s *wsSession) read() {
 				case s.offers <- d.SDP:
 				default: // a burst of renegotiations: the later offer wins anyway
 				}
+			}
+		case "participantUpdated":
+			var d participantData
+			if json.Unmarshal(m.Data, &d) != nil {
+				continue
+			}
+			s.mu.Lock()
+			fn := s.onStills
+			if d.Participant.ID != s.selfID {
+				fn = nil
+			}
+			s.mu.Unlock()
+			if fn != nil {
+				fn(d.Participant.Stills)
 			}
 		case "lessonEnded", "shutdown":
 			s.err = fmt.Errorf("server sent %s", m.Type)
