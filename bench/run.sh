@@ -7,7 +7,8 @@
 # usage: bench/run.sh [scenario...]      (default: all, in the order below)
 #   scenarios: fanout50 fanout200 fanout500 lossy30 lessons10x20 whep200
 #              satellite20 (1 Mbit/s, 3 % loss, 300 ms each way, 20 ms jitter)
-#              lowband (150 kbit/s, 5 % loss, 60 ms: sound and stills)
+#              lowband (150 kbit/s, 5 % loss, 60 ms: sound and stills; the
+#              teacher's voice mono at 32 kbit/s, as a browser sends it)
 #              tcp443 (serve --single-port; 20 classrooms with no UDP, over
 #              ICE-TCP on the HTTP port, behind 2 Mbit/s, 0.5 % loss, 40 ms
 #              +- 5 ms; the teacher stays on UDP)
@@ -291,7 +292,7 @@ scenario() {
     # Satellite schools (#16): 1 Mbit/s, 3 % loss, 300 ms each way, 20 ms jitter.
     satellite20)  run satellite20 --classrooms 20 --join-rate 10 --link "rate=1mbit,loss=3%,delay=300ms,jitter=20ms" ;;
     # Below the lowest layer (#16): 150 kbit/s, 5 % loss; sound and stills.
-    lowband)      run lowband --classrooms 10 --join-rate 5 --link "rate=150kbit,loss=5%,delay=60ms,jitter=10ms" ;;
+    lowband)      run lowband --classrooms 10 --join-rate 5 --audio voice --link "rate=150kbit,loss=5%,delay=60ms,jitter=10ms" ;;
     # Schools whose firewall lets only TCP 443 out (#16), on a county
     # network: the node in --single-port mode (HTTP, ICE-TCP and TURN over
     # TCP on its one port), classrooms with no UDP at all; the teacher

@@ -22,6 +22,9 @@ type mediaPlan struct {
 	// (a classroom's small camera).
 	simulcast bool
 	audio     bool
+	// voice sends the microphone as a browser sends speech (mono, 32
+	// kbit/s) instead of the 48 kbit/s stereo test tone.
+	voice bool
 }
 
 // publisher is a send-only peer connection with its tracks and the players
@@ -181,6 +184,9 @@ func newPublisher(api *webrtc.API, cfg webrtc.Configuration, plan mediaPlan, str
 		}
 		go readRTCP(s, "", nil)
 		path := plan.files.Opus
+		if plan.voice {
+			path = plan.files.Voice
+		}
 		p.players = append(p.players, func(ctx context.Context) error { return testmedia.PlayOgg(ctx, path, tr, true) })
 		p.decl = append(p.decl, trackDecl{TrackID: "microphone", Source: "microphone", Name: "loadtest microphone"})
 	}

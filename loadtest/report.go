@@ -432,7 +432,7 @@ var layerNames = []string{"q", "h", "f", "3"}
 func reportConfig(c Config) map[string]any {
 	m := map[string]any{
 		"server": c.Server, "lessons": c.Lessons, "classroomsPerLesson": c.Classrooms,
-		"joinRate": c.JoinRate, "duration": c.Duration.String(), "codec": c.Codec,
+		"joinRate": c.JoinRate, "duration": c.Duration.String(), "codec": c.Codec, "audio": c.Audio,
 		"link": c.Link.String(), "publish": c.Publish, "subscribe": c.Subscribe, "publishBack": c.PublishBack,
 		"transport": c.Transport,
 	}

@@ -51,6 +51,9 @@ type Config struct {
 	Duration time.Duration
 	// Codec is the teacher's video: "vp8" (simulcast q/h/f) or "h264".
 	Codec string
+	// Audio is the teacher's microphone: "tone" (48 kbit/s stereo; also
+	// "") or "voice" (mono 32 kbit/s, as a browser sends speech).
+	Audio string
 	// Link shapes every classroom's downlink.
 	Link LinkProfile
 	// Publish is how teachers publish: "ws" (Podium protocol), "whip" or
@@ -118,6 +121,9 @@ func (c *Config) validate() error {
 	if c.Duration <= 0 {
 		errs = append(errs, fmt.Errorf("duration must be positive, got %s", c.Duration))
 	}
+	if c.Audio != "" && c.Audio != "tone" && c.Audio != "voice" {
+		errs = append(errs, fmt.Errorf("audio must be tone or voice, got %q", c.Audio))
+	}
 	if c.Codec != "vp8" && c.Codec != "h264" {
 		errs = append(errs, fmt.Errorf("codec must be vp8 or h264, got %q", c.Codec))
 	}
@@ -177,6 +183,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.Float64Var(&c.JoinRate, "join-rate", 20, "classrooms joining per second")
 	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "measuring time after the last classroom joined")
 	fs.StringVar(&c.Codec, "codec", "vp8", "teacher video: vp8 (simulcast 180p/360p/720p) or h264 (360p)")
+	fs.StringVar(&c.Audio, "audio", "tone", "teacher microphone: tone (Opus 48 kbit/s stereo) or voice (mono 32 kbit/s, as a browser sends speech)")
 	link := fs.String("link", "none", `classroom downlink, e.g. "1mbit,3%" or "rate=1mbit,loss=3%,delay=40ms,jitter=10ms"`)
 	fs.StringVar(&c.Publish, "publish", "ws", "teacher publishes over ws (Podium protocol), whip, or none")
 	fs.StringVar(&c.Subscribe, "subscribe", "ws", "classrooms watch over ws (Podium protocol) or whep")
@@ -390,7 +397,7 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 		}
 	}()
 
-	plan := mediaPlan{files: r.files, clips: r.clips, codec: c.Codec, simulcast: true, audio: true}
+	plan := mediaPlan{files: r.files, clips: r.clips, codec: c.Codec, simulcast: true, audio: true, voice: c.Audio == "voice"}
 	var players sync.WaitGroup
 	defer players.Wait()
 	defer cancel()

@@ -442,7 +442,14 @@ func (e *egress) drain() {
 // wait, and only for the part of them above the burst.
 const (
 	paceFactor = 2.5 // libwebrtc's pacing factor
-	paceBurst  = 40 * time.Millisecond
+	// Below paceNarrow the factor falls towards paceFactorNarrow: on a
+	// narrow link a keyframe is as large as the router's whole queue (a
+	// 180p keyframe of ~5 kB against 3.75 kB at 150 kbit/s and 200 ms),
+	// and sent at 2.5 times the link's rate it pushed the audio behind it
+	// out of that queue.
+	paceNarrow       = 1_000_000
+	paceFactorNarrow = 1.25
+	paceBurst        = 40 * time.Millisecond
 	// paceMaxDelay bounds how long a packet waits in the pacer: when more
 	// is queued, the rate rises to send it within this (a classroom would
 	// rather lose a packet on its link, where a NACK can still get it back,
@@ -455,7 +462,11 @@ const (
 // longer than paceMaxDelay. Egress goroutine only.
 func (e *egress) paceRate(queued int) float64 {
 	est := gccEstimate(float64(e.gcc.target), float64(e.gcc.delayTarget), e.gcc.loss.averageLoss)
-	return max(paceFactor*est, float64(queued)*8/paceMaxDelay.Seconds())
+	factor := paceFactor
+	if est < paceNarrow {
+		factor = paceFactorNarrow + (paceFactor-paceFactorNarrow)*max(0, est-paceNarrow/4)/(paceNarrow*3/4)
+	}
+	return max(factor*est, float64(queued)*8/paceMaxDelay.Seconds())
 }
 
 // pacer is a byte budget refilled at the pacing rate; a packet may leave

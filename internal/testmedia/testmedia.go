@@ -27,7 +27,7 @@ import (
 
 // cacheVersion is bumped whenever the encoding settings below change, so a
 // stale cache is never reused.
-const cacheVersion = "v1"
+const cacheVersion = "v2"
 
 // Files are the generated media files.
 type Files struct {
@@ -39,6 +39,8 @@ type Files struct {
 	H264 string
 	// Opus is an Ogg Opus file, 48 kHz stereo, 20 ms per page.
 	Opus string
+	// Voice is Opus as a browser sends speech: mono at 32 kbit/s.
+	Voice string
 	// Seconds is the length of every file.
 	Seconds int
 }
@@ -63,6 +65,7 @@ func files(dir string, seconds int) Files {
 		},
 		H264:    filepath.Join(dir, "h264.h264"),
 		Opus:    filepath.Join(dir, "opus.ogg"),
+		Voice:   filepath.Join(dir, "voice.ogg"),
 		Seconds: seconds,
 	}
 }
@@ -91,7 +94,7 @@ func Cached(ffmpeg string) (Files, error) {
 }
 
 func complete(f Files) bool {
-	for _, p := range []string{f.VP8[0], f.VP8[1], f.VP8[2], f.H264, f.Opus} {
+	for _, p := range []string{f.VP8[0], f.VP8[1], f.VP8[2], f.H264, f.Opus, f.Voice} {
 		if st, err := os.Stat(p); err != nil || st.Size() == 0 {
 			return false
 		}
@@ -120,6 +123,8 @@ func Generate(ffmpeg, dir string, seconds int) (Files, error) {
 			"-x264-params", "slices=1:repeat-headers=1", "-b:v", "600k", "-f", "h264", f.H264),
 		{"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", dur, "-ac", "2",
 			"-c:a", "libopus", "-b:a", "48k", "-frame_duration", "20", "-page_duration", "20000", f.Opus},
+		{"-f", "lavfi", "-i", "sine=frequency=220:sample_rate=48000", "-t", dur, "-ac", "1",
+			"-c:a", "libopus", "-b:a", "32k", "-application", "voip", "-frame_duration", "20", "-page_duration", "20000", f.Voice},
 	}
 	for _, args := range jobs {
 		full := append([]string{"-hide_banner", "-loglevel", "error", "-y"}, args...)
