@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +18,6 @@ import (
 	"podium/clients/goclient"
 	"podium/internal/testenv"
 	"podium/internal/testmedia"
-	"podium/sfu"
 )
 
 // TestSinglePortE2E runs `podium serve --single-port` with TLS and reaches
@@ -77,17 +75,7 @@ func TestSinglePortE2E(t *testing.T) {
 	if !slices.Contains(urls, turnTCP) || !slices.Contains(urls, turnTLS) {
 		t.Fatalf("join reply ICE servers %v lack %s and %s", urls, turnTCP, turnTLS)
 	}
-	cam, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", "teacher")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := teacher.Publish(ctx, goclient.LocalTrack{Track: cam, Source: string(sfu.SourceCamera), Name: "camera"}); err != nil {
-		t.Fatal(err)
-	}
-	playCtx, stopPlay := context.WithCancel(ctx)
-	var playing sync.WaitGroup
-	playing.Go(func() { _ = testmedia.PlayIVF(playCtx, files.VP8[1], cam, true) })
-	defer func() { stopPlay(); playing.Wait() }()
+	defer publishTestCamera(ctx, t, teacher, "teacher", files.VP8[1])()
 
 	for _, tc := range []struct {
 		name string

@@ -248,17 +248,7 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 	if owner, ok, err := observer.Owner(ctx, "maths-9"); err != nil || !ok || owner.ID != "n1" {
 		t.Fatalf("lesson owner %+v %v %v, want n1", owner, ok, err)
 	}
-	cam, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", "teacher")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := teacher.Publish(ctx, goclient.LocalTrack{Track: cam, Source: string(sfu.SourceCamera), Name: "camera"}); err != nil {
-		t.Fatal(err)
-	}
-	playCtx, stopPlay := context.WithCancel(ctx)
-	var playing sync.WaitGroup
-	playing.Go(func() { _ = testmedia.PlayIVF(playCtx, files.VP8[1], cam, true) })
-	defer func() { stopPlay(); playing.Wait() }()
+	defer publishTestCamera(ctx, t, teacher, "teacher", files.VP8[1])()
 
 	testenv.WaitFor(t, 30*time.Second, "node 1 to publish its teacher's load", func() bool {
 		nodes, err := observer.Nodes(ctx)
@@ -342,14 +332,7 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 
 	// Classroom A shares its camera; the teacher mutes it: classroom A is
 	// asked to stop sending it (muteRequest), as on one node.
-	classCam, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", "village-a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := classA.Publish(ctx, goclient.LocalTrack{Track: classCam, Source: string(sfu.SourceCamera), Name: "camera"}); err != nil {
-		t.Fatal(err)
-	}
-	playing.Go(func() { _ = testmedia.PlayIVF(playCtx, files.VP8[0], classCam, true) })
+	defer publishTestCamera(ctx, t, classA, "village-a", files.VP8[0])()
 	var classCamID string
 	testenv.WaitFor(t, 30*time.Second, "the teacher to see classroom A's camera", func() bool {
 		classCamID = teacherEvents.trackOf(classA.Self().ID)
@@ -408,4 +391,21 @@ func TestClusterThreeNodeCascade(t *testing.T) {
 			t.Errorf("%s's socket stayed open after lessonEnded", name)
 		}
 	}
+}
+
+// publishTestCamera publishes a VP8 camera (stream id stream) for the
+// client, playing the IVF file until the returned stop is called.
+func publishTestCamera(ctx context.Context, t *testing.T, c *goclient.Client, stream, ivf string) (stop func()) {
+	t.Helper()
+	cam, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "cam", stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(ctx, goclient.LocalTrack{Track: cam, Source: string(sfu.SourceCamera), Name: "camera"}); err != nil {
+		t.Fatal(err)
+	}
+	playCtx, stopPlay := context.WithCancel(ctx)
+	var playing sync.WaitGroup
+	playing.Go(func() { _ = testmedia.PlayIVF(playCtx, ivf, cam, true) })
+	return func() { stopPlay(); playing.Wait() }
 }
