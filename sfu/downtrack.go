@@ -403,7 +403,7 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
 		d.resync = true
 	}
 	if d.kind == KindVideo && forwardMode(d.mode.Load()) == forwardStills {
-		if ok, ask := d.stillsFilterLocked(pkt.Timestamp, pkt.Payload, now); !ok {
+		if ok, ask := d.stillsFilterLocked(layer, pkt.Timestamp, pkt.Payload, now); !ok {
 			if pkt.Marker && d.padBps > 0 {
 				d.padLocked(now) // probing goes on between stills
 			}

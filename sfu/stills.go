@@ -125,18 +125,21 @@ func (d *DownTrack) setMode(m forwardMode) {
 // frame is dropped, and so are keyframes that come sooner than about
 // stillsEvery after the last still (a camera that sends one every second
 // would otherwise triple the cost). A new keyframe is asked for every
-// stillsEvery. It returns whether to forward the packet and a layer to ask
-// a keyframe of (or -1).
-func (d *DownTrack) stillsFilterLocked(ts uint32, payload []byte, now time.Time) (forward bool, ask int) {
+// stillsEvery. Only the allocator's layer (the lowest) gives stills: a
+// classroom that was on 720p when its line failed must not get 720p
+// keyframes of 50 kB on a line of 100 kbit/s while it waits for the
+// switch. It returns whether to forward the packet and a layer to ask a
+// keyframe of (or -1).
+func (d *DownTrack) stillsFilterLocked(layer int, ts uint32, payload []byte, now time.Time) (forward bool, ask int) {
 	if d.stillOpen && ts == d.stillTS {
 		return true, -1
 	}
 	soon := !d.stillAt.IsZero() && now.Sub(d.stillAt) < stillsEvery*4/5
-	if soon || len(payload) == 0 || !isKeyframe(d.family, payload) {
+	if soon || layer != d.target || len(payload) == 0 || !isKeyframe(d.family, payload) {
 		d.stillOpen = false
 		if now.Sub(d.askedAt) >= stillsEvery {
 			d.askedAt = now
-			return false, max(d.current, d.target)
+			return false, d.target
 		}
 		return false, -1
 	}
