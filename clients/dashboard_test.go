@@ -83,10 +83,18 @@ func (p *page) waitLong(t *testing.T, d time.Duration, what string, cond func() 
 	return 0
 }
 
-// shapeNetwork makes Chromium drop a share of the page's WebRTC packets
-// (DevTools' network emulation, whose global conditions apply to peer
-// connections); 0 lifts it.
+// shapeNetwork makes Chromium drop a share of the page's WebRTC packets;
+// 0 lifts it.
 func (p *page) shapeNetwork(t *testing.T, lossPercent float64) {
+	t.Helper()
+	p.emulateLine(t, 0, lossPercent)
+}
+
+// emulateLine makes the page's line weak with DevTools' network emulation
+// (its global conditions apply to peer connections made after they are
+// set): what it may receive capped at bytesPerSec (0: no cap) and
+// lossPercent of its WebRTC packets lost; both 0 lift it.
+func (p *page) emulateLine(t *testing.T, bytesPerSec, lossPercent float64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	defer cancel()
@@ -94,8 +102,12 @@ func (p *page) shapeNetwork(t *testing.T, lossPercent float64) {
 		t.Fatalf("%s: network enable: %v", p.name, err)
 	}
 	conds := []*network.Conditions{}
-	if lossPercent > 0 {
-		conds = append(conds, &network.Conditions{DownloadThroughput: -1, UploadThroughput: -1, PacketLoss: lossPercent})
+	if bytesPerSec > 0 || lossPercent > 0 {
+		down := bytesPerSec
+		if down <= 0 {
+			down = -1
+		}
+		conds = append(conds, &network.Conditions{DownloadThroughput: down, UploadThroughput: -1, PacketLoss: lossPercent})
 	}
 	if _, err := chromedp.Call(ctx, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: conds}); err != nil {
 		t.Fatalf("%s: emulate network conditions: %v", p.name, err)

@@ -1,37 +1,15 @@
 package clients
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"podium/internal/testenv"
 )
-
-// throttle makes the page's line weak with DevTools' network emulation
-// (its global conditions apply to peer connections): what it may receive
-// capped at bytesPerSec and lossPercent of its WebRTC packets lost; 0
-// lifts both.
-func (p *page) throttle(t *testing.T, bytesPerSec, lossPercent float64) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
-	defer cancel()
-	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
-		t.Fatalf("%s: network enable: %v", p.name, err)
-	}
-	conds := []*network.Conditions{}
-	if bytesPerSec > 0 {
-		conds = append(conds, &network.Conditions{DownloadThroughput: bytesPerSec, UploadThroughput: -1, PacketLoss: lossPercent})
-	}
-	if _, err := chromedp.Call(ctx, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: conds}); err != nil {
-		t.Fatalf("%s: emulate network conditions: %v", p.name, err)
-	}
-}
 
 // TestClassroomOnAWeakLinkShowsSoundAndStills: a classroom big screen on
 // a failing village line (~100 kbit/s, a third of its packets lost), less
@@ -52,7 +30,7 @@ func TestClassroomOnAWeakLinkShowsSoundAndStills(t *testing.T) {
 	teacher.waitState(t, "live")
 
 	hill := openBoard(t, browser, "Hill School", "about:blank")
-	hill.throttle(t, 12_000, 30)
+	hill.emulateLine(t, 12_000, 30)
 	if err := chromedp.Do(hill.ctx, chromedp.Navigate(node.URL+"/classroom#token="+token("classroom", "Hill School"))); err != nil {
 		t.Fatal(err)
 	}
