@@ -63,8 +63,8 @@ type egress struct {
 	// subscriber's socket, batchconn.go).
 	batch *batchConn
 
-	// rttNs is the subscriber's round trip (from its receiver reports),
-	// which sizes the retransmission history.
+	// rttNs is the subscriber's round trip (from its receiver reports):
+	// it spaces retransmissions and sizes their history.
 	rttNs atomic.Int64
 
 	// Owned by the egress goroutine.
@@ -417,9 +417,10 @@ func (e *egress) drain() {
 			// The slot is ours until head moves: push never fills it before.
 			s := &e.slots[p&e.mask]
 			e.send(s.stream, &s.hdr, s.buf[:s.n], &s.twcc, now)
-			e.pace.budget -= float64(s.n + rtpHeaderSize)
+			size := s.n + rtpHeaderSize
+			e.pace.budget -= float64(size)
 			sent++
-			sentBytes += s.n + rtpHeaderSize
+			sentBytes += size
 		}
 		if e.batch != nil {
 			e.batch.end()

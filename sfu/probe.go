@@ -43,7 +43,11 @@ const (
 	// GCC lets its estimate reach 1.5 times what arrives; aim for the
 	// next layer's rate with a little margin over that.
 	probeReach = 1.4
-	probeFill  = 1.1
+	// probeFill caps what the subscriber is sent, padding included, at
+	// this share of its estimate: GCC climbs at its own pace whatever is
+	// padded, and padding beyond it only overflowed satellite links, whose
+	// feedback comes 600 ms late.
+	probeFill = 1.1
 )
 
 // probeBudget caps the padding a whole node sends at once. Padding costs
@@ -105,7 +109,8 @@ func (p *prober) step(now time.Time, est, sending, loss float64, items []allocIt
 		return
 	}
 	// Pad so that what arrives lets the estimate reach the current choice
-	// plus the next layer's step: media already sent counts.
+	// plus the next layer's step, within probeFill of the estimate: media
+	// already sent counts.
 	pad := min((est+extra)/probeReach, est*probeFill)
 	pad = min(pad-sending+p.granted, probeMaxBps)
 	p.granted = p.budget.exchange(p.granted, pad)

@@ -78,10 +78,14 @@ func (st *stillsState) decide(now time.Time, budget float64, items []allocItem) 
 	return st.on
 }
 
-// stillsModes returns each item's forward mode on stills: the most
-// important picture as stills, every other one stopped.
-func stillsModes(items []allocItem) []forwardMode {
+// forwardModes returns each item's forward mode: everything off stills;
+// on stills the most important picture as stills, every other one
+// stopped.
+func forwardModes(items []allocItem, stills bool) []forwardMode {
 	out := make([]forwardMode, len(items))
+	if !stills {
+		return out // forwardAll
+	}
 	top := -1
 	for i, it := range items {
 		out[i] = forwardNone

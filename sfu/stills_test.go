@@ -51,7 +51,7 @@ func TestStillsNeedsTimeBothWays(t *testing.T) {
 		t.Fatal("still on stills after the estimate held for stillsHold")
 	}
 
-	modes := stillsModes(items)
+	modes := forwardModes(items, true)
 	if modes[0] != forwardNone || modes[1] != forwardStills {
 		t.Fatalf("modes %v: want the camera stopped and the screen as stills", modes)
 	}

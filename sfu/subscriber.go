@@ -37,7 +37,6 @@ type subscriber struct {
 	remb      atomic.Uint64
 	sawTWCC   atomic.Bool
 	lossQ8    atomic.Uint32 // fraction lost * 256, last receiver report
-	rttNs     atomic.Int64
 	sendBps   atomic.Uint64
 	estBps    atomic.Uint64
 
@@ -302,7 +301,7 @@ func (s *subscriber) answerNack(dt *DownTrack, nack *rtcp.TransportLayerNack) {
 	if st == nil || st.ssrc != nack.MediaSSRC {
 		return
 	}
-	gap := time.Duration(s.rttNs.Load()) + 5*time.Millisecond
+	gap := time.Duration(s.queue.rttNs.Load()) + 5*time.Millisecond
 	if gap <= 5*time.Millisecond {
 		gap = defaultResendGap
 	}
@@ -344,8 +343,7 @@ func (s *subscriber) receptionReport(rr rtcp.ReceptionReport) {
 	if int32(rtt) <= 0 {
 		return
 	}
-	s.rttNs.Store(int64(time.Duration(rtt) * time.Second / 65536))
-	s.queue.rttNs.Store(s.rttNs.Load())
+	s.queue.rttNs.Store(int64(time.Duration(rtt) * time.Second / 65536))
 }
 
 // ntpTime is t as a 64-bit NTP timestamp.
@@ -539,10 +537,7 @@ func (s *subscriber) allocate() {
 	s.mu.Unlock()
 	layers := allocate(est-audio, items)
 	stills := s.stills.decide(now, est-audio, items)
-	modes := make([]forwardMode, len(items))
-	if stills {
-		modes = stillsModes(items)
-	}
+	modes := forwardModes(items, stills)
 	for i, dt := range dts {
 		dt.setTarget(layers[i])
 		dt.setMode(modes[i])
@@ -591,7 +586,7 @@ func (s *subscriber) quality() Quality {
 		EstimatedBitrate: s.estBps.Load(),
 		SendBitrate:      s.sendBps.Load(),
 		Loss:             float64(s.lossQ8.Load()) / 256,
-		RTT:              time.Duration(s.rttNs.Load()),
+		RTT:              time.Duration(s.queue.rttNs.Load()),
 		Layers:           make(map[string]int),
 	}
 	s.mu.Lock()
