@@ -49,13 +49,18 @@ type stillsState struct {
 }
 
 // decide updates the decision from the budget left after audio and the
-// rate the lowest layers of the video items need, and reports whether the
-// subscriber is on stills now.
+// rate the lowest layer of the most important picture needs, and reports
+// whether the subscriber is on stills now. Only that picture counts: a
+// classroom that can carry the teacher's slides but not also the camera
+// and a stage classroom keeps the slides moving (the allocator's lowest
+// layers of the rest are what it cannot carry), where counting every
+// picture sent a 2 Mbit/s classroom to stills as soon as the teacher
+// shared a screen.
 func (st *stillsState) decide(now time.Time, budget float64, items []allocItem) bool {
 	need := 0.0
-	for _, it := range items {
-		r := effectiveRates(it.rates)
-		need += r[lowestAvailable(r)]
+	if top := mostImportant(items); top >= 0 {
+		r := effectiveRates(items[top].rates)
+		need = r[lowestAvailable(r)]
 	}
 	if need == 0 {
 		st.on, st.since = false, time.Time{}
@@ -86,17 +91,25 @@ func forwardModes(items []allocItem, stills bool) []forwardMode {
 	if !stills {
 		return out // forwardAll
 	}
+	for i := range out {
+		out[i] = forwardNone
+	}
+	if top := mostImportant(items); top >= 0 {
+		out[top] = forwardStills
+	}
+	return out
+}
+
+// mostImportant is the index of the highest-priority item (the first of
+// equals), -1 for none.
+func mostImportant(items []allocItem) int {
 	top := -1
 	for i, it := range items {
-		out[i] = forwardNone
 		if top < 0 || it.priority > items[top].priority {
 			top = i
 		}
 	}
-	if top >= 0 {
-		out[top] = forwardStills
-	}
-	return out
+	return top
 }
 
 // setMode sets what the down-track forwards. Leaving stills or none it

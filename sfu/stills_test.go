@@ -23,9 +23,9 @@ import (
 func TestStillsNeedsTimeBothWays(t *testing.T) {
 	items := []allocItem{
 		{priority: priorityStage, rates: []float64{150e3, 500e3, 1500e3}, maxLayer: -1, current: 0},
-		{priority: priorityScreen, rates: []float64{100e3}, maxLayer: -1, current: 0},
+		{priority: priorityScreen, rates: []float64{250e3}, maxLayer: -1, current: 0},
 	}
-	// The lowest layers need 250 kbit/s.
+	// The most important picture, the screen, needs 250 kbit/s.
 	var st stillsState
 	t0 := time.Now()
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
