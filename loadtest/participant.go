@@ -82,8 +82,11 @@ type classroomStats struct {
 	mu       sync.Mutex
 	err      string
 	joinedAt time.Time
-	// recv is the receiving connection, read at the end for its transport.
-	recv *webrtc.PeerConnection
+	// recv is the receiving connection, read at the end for its transport;
+	// recvMu is held while it is read and taken to close it, since pion's
+	// GetStats races with its Close.
+	recvMu sync.Mutex
+	recv   *webrtc.PeerConnection
 	// Audio and stills (the server's sfu/stills.go): time spent on stills
 	// and the pictures that came meanwhile.
 	stillsOn     bool
@@ -399,16 +402,26 @@ func (s *session) transport() string {
 // recordTransport notes what the classroom's receiving connection runs
 // over; called at the end of the measuring time, before the rooms stop.
 func (c *classroomStats) recordTransport() {
-	c.mu.Lock()
-	pc := c.recv
-	c.mu.Unlock()
-	if pc == nil {
+	c.recvMu.Lock()
+	var t string
+	if c.recv != nil {
+		t = transportOf(c.recv)
+	}
+	c.recvMu.Unlock()
+	if t == "" {
 		return
 	}
-	t := transportOf(pc)
 	c.mu.Lock()
 	c.transport = t
 	c.mu.Unlock()
+}
+
+// forgetRecv lets the receiving connection go before it is closed, once
+// any reading of its transport is done.
+func (c *classroomStats) forgetRecv() {
+	c.recvMu.Lock()
+	c.recv = nil
+	c.recvMu.Unlock()
 }
 
 // close ends the session: leave, close connections, wait for readers.
@@ -431,6 +444,9 @@ func (s *session) closeConns() {
 		_ = s.pub.pc.Close()
 	}
 	if s.sub != nil {
+		if s.stats != nil {
+			s.stats.forgetRecv()
+		}
 		_ = s.sub.Close()
 	}
 	s.readers.Wait()
@@ -548,9 +564,9 @@ func (s *session) watchConnected(pc *webrtc.PeerConnection) {
 	if s.stats == nil {
 		return
 	}
-	s.stats.mu.Lock()
+	s.stats.recvMu.Lock()
 	s.stats.recv = pc
-	s.stats.mu.Unlock()
+	s.stats.recvMu.Unlock()
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateConnected {
 			s.stats.mark(&s.stats.connectedAt)

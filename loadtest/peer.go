@@ -114,6 +114,10 @@ func newAPI(o peerOptions) (*peerAPI, error) {
 	// protect nothing here.
 	se.DisableSRTPReplayProtection(true)
 	se.DisableSRTCPReplayProtection(true)
+	// The tool closes its connections itself (closeConns); pion closing one
+	// on the server's DTLS close_notify, from a goroutine of its own, would
+	// race with the end-of-run reading of the selected pair (GetStats).
+	se.DisableCloseByDTLS(true)
 	switch o.transport {
 	case TransportTCP:
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
