@@ -1,5 +1,7 @@
 package sfu
 
+import "time"
+
 // The stream allocator chooses, for one subscriber, the simulcast layer of
 // every subscribed video track from one bandwidth estimate: the most
 // important pictures (a screen share, the teacher or the on-stage classroom)
@@ -43,8 +45,12 @@ var defaultLayerRates = []float64{150_000, 500_000, 1_500_000}
 // allocate returns the layer index for each item. Every track gets at least
 // its lowest available layer (a frozen picture is worse than a small one);
 // the rest of the budget goes to tracks in priority order, each taking the
-// highest layer that fits.
-func allocate(budget float64, items []allocItem) []int {
+// highest layer that fits. budget is what new layers are chosen with and
+// keepBudget (at least budget) what a layer already forwarded is kept with:
+// the subscriber passes the lowest and the highest estimate of the last
+// second (estimateHold), so neither a spike nor a dip alone moves a layer.
+func allocate(budget, keepBudget float64, items []allocItem) []int {
+	keepSlack := max(0, keepBudget-budget)
 	out := make([]int, len(items))
 	order := make([]int, len(items))
 	for i := range items {
@@ -74,14 +80,14 @@ func allocate(budget float64, items []allocItem) []int {
 			if r[l] == 0 {
 				continue
 			}
-			cost := r[l] - base
+			cost, slack := r[l]-base, 0.0
 			switch {
 			case l > it.current:
 				cost = r[l]*upgradeHeadroom - base
 			case l == it.current:
-				cost = r[l]*keepMargin - base
+				cost, slack = r[l]*keepMargin-base, keepSlack
 			}
-			if cost <= budget {
+			if cost <= budget+slack {
 				budget -= r[l] - base
 				out[i] = l
 				break
@@ -120,4 +126,49 @@ func lowestAvailable(rates []float64) int {
 		}
 	}
 	return 0
+}
+
+// estimateHold is how long an estimate must last to move a layer: the
+// current and the previous allocation's. GCC's estimate on a rural link
+// swings within a second (satellite20: 0.27 to 1.6 Mbit/s on a 1 Mbit/s
+// line, tcp443: 2 to 1 Mbit/s and back): a layer given up on one low
+// reading and taken again on the next high one cost two keyframes, each
+// a burst the line had to carry on top of the layer.
+const estimateHold = allocateInterval + allocateInterval/5
+
+// estimateSettle is how long a new subscriber's estimate is taken as it
+// comes: it starts from a guess (bweInitialBitrate) that a rural line
+// cannot carry, and a layer chosen on the guess is left at once, not held.
+const estimateSettle = 3 * time.Second
+
+// estimateWindow keeps a subscriber's recent estimates.
+type estimateWindow struct {
+	samples [8]estimateSample
+	next    int
+	first   time.Time
+}
+
+type estimateSample struct {
+	at  time.Time
+	est float64
+}
+
+// add records an estimate and returns the lowest and the highest of those
+// within estimateHold.
+func (w *estimateWindow) add(now time.Time, est float64) (low, high float64) {
+	if w.first.IsZero() {
+		w.first = now
+	}
+	w.samples[w.next] = estimateSample{at: now, est: est}
+	w.next = (w.next + 1) % len(w.samples)
+	low, high = est, est
+	if now.Sub(w.first) < estimateSettle {
+		return low, high
+	}
+	for _, s := range w.samples {
+		if !s.at.IsZero() && now.Sub(s.at) <= estimateHold {
+			low, high = min(low, s.est), max(high, s.est)
+		}
+	}
+	return low, high
 }

@@ -289,7 +289,7 @@ func (d *DownTrack) CurrentLayer() int { return int(d.currentLayer.Load()) }
 
 // setTarget sets the layer the allocator wants (clamped to the cap); when it
 // differs from the current one it asks for a keyframe there.
-func (d *DownTrack) setTarget(layer int) {
+func (d *DownTrack) setTarget(layer int) (changed bool) {
 	d.mu.Lock()
 	if d.maxLayer >= 0 && layer > d.maxLayer {
 		layer = d.maxLayer
@@ -297,7 +297,7 @@ func (d *DownTrack) setTarget(layer int) {
 	if layer < 0 {
 		layer = 0
 	}
-	changed := layer != d.target
+	changed = layer != d.target
 	d.target = layer
 	ask := changed && layer != d.current && d.kind == KindVideo
 	if ask {
@@ -307,6 +307,7 @@ func (d *DownTrack) setTarget(layer int) {
 	if ask {
 		d.track.RequestKeyframe(layer)
 	}
+	return changed
 }
 
 func (d *DownTrack) setMaxLayer(layer int) {

@@ -226,26 +226,29 @@ func TestAllocate(t *testing.T) {
 		budget float64
 		items  []allocItem
 		want   []int
+		keep   float64 // keepBudget when above budget
 	}{
-		{"plenty", 10e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{2}},
-		{"tight keeps lowest", 50e3, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{0}},
-		{"cap respected", 10e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: 1, current: -1}}, []int{1}},
+		{"plenty", 10e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{2}, 0},
+		{"tight keeps lowest", 50e3, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{0}, 0},
+		{"cap respected", 10e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: 1, current: -1}}, []int{1}, 0},
 		{"screen first", 2e6, []allocItem{
 			{priority: priorityGrid, rates: rates, maxLayer: -1, current: 0},
 			{priority: priorityScreen, rates: rates, maxLayer: -1, current: 2},
-		}, []int{0, 2}},
-		{"upgrade needs headroom", 1.6e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 1}}, []int{1}},
-		{"keep current without headroom", 1.6e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{2}},
-		{"keep current a little short", 1.3e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{2}},
-		{"keep current through one back-off", 1.2e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{2}},
-		{"give up current far short", 1.0e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{1}},
-		{"no discount for a layer not held", 1.3e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 1}}, []int{1}},
-		{"unmeasured uses defaults", 1e6, []allocItem{{priority: priorityStage, rates: []float64{0, 0, 0}, maxLayer: -1, current: -1}}, []int{1}},
-		{"missing layer skipped", 10e6, []allocItem{{priority: priorityStage, rates: []float64{150e3, 500e3, 0}, maxLayer: -1, current: -1}}, []int{1}},
+		}, []int{0, 2}, 0},
+		{"upgrade needs headroom", 1.6e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 1}}, []int{1}, 0},
+		{"keep current without headroom", 1.6e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{2}, 0},
+		{"keep current a little short", 1.3e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{2}, 0},
+		{"keep current through one back-off", 1.2e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{2}, 0},
+		{"give up current far short", 1.0e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{1}, 0},
+		{"no discount for a layer not held", 1.3e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 1}}, []int{1}, 0},
+		{"unmeasured uses defaults", 1e6, []allocItem{{priority: priorityStage, rates: []float64{0, 0, 0}, maxLayer: -1, current: -1}}, []int{1}, 0},
+		{"a dip shorter than the hold keeps the layer", 1.0e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 2}}, []int{2}, 1.6e6},
+		{"a spike shorter than the hold lifts nothing", 1.5e6, []allocItem{{priority: priorityStage, rates: rates, maxLayer: -1, current: 1}}, []int{1}, 2.0e6},
+		{"missing layer skipped", 10e6, []allocItem{{priority: priorityStage, rates: []float64{150e3, 500e3, 0}, maxLayer: -1, current: -1}}, []int{1}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := allocate(tt.budget, tt.items)
+			got := allocate(tt.budget, max(tt.budget, tt.keep), tt.items)
 			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
 				t.Errorf("got %v, want %v", got, tt.want)
 			}

@@ -25,7 +25,7 @@ func TestStoppedLayerIsGivenUp(t *testing.T) {
 		sub.measure(0.5)
 	}
 	choose := func() int {
-		return allocate(10e6, []allocItem{{priority: priorityStage, rates: append([]float64(nil), sub.rates...), maxLayer: -1, current: 2}})[0]
+		return allocate(10e6, 10e6, []allocItem{{priority: priorityStage, rates: append([]float64(nil), sub.rates...), maxLayer: -1, current: 2}})[0]
 	}
 	for range 3 {
 		tick(0, 1, 2)

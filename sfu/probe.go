@@ -75,7 +75,7 @@ func (b *probeBudget) exchange(held, want float64) float64 {
 // step runs once per allocation with the allocator's inputs and choice;
 // sending is the subscriber's measured send rate (media and padding).
 func (p *prober) step(now time.Time, est, sending, loss float64, items []allocItem, layers []int, dts []*DownTrack) {
-	want := allocate(math.Inf(1), items)
+	want := allocate(math.Inf(1), math.Inf(1), items)
 	held, extra := -1, 0.0
 	for i := range items {
 		if layers[i] >= want[i] || items[i].current < 0 {

@@ -30,8 +30,9 @@ type subscriber struct {
 	pending     bool // something changed meanwhile: offer again after it
 	restart     bool // the next offer restarts ICE
 
-	mu    sync.Mutex
-	downs map[string]*subscription // by track id
+	mu        sync.Mutex
+	downs     map[string]*subscription // by track id
+	estimates estimateWindow           // the last second's, for allocate
 
 	connected atomic.Bool
 	remb      atomic.Uint64
@@ -512,6 +513,7 @@ func (s *subscriber) allocate() {
 		paused []*DownTrack
 	)
 	now := time.Now()
+	low, high := s.estimates.add(now, est)
 	maxCopies := s.redCopiesFitting(est)
 	for _, sub := range s.downs {
 		if sub.dt.kind == KindAudio {
@@ -535,18 +537,25 @@ func (s *subscriber) allocate() {
 		})
 	}
 	s.mu.Unlock()
-	layers := allocate(est-audio, items)
+	layers := allocate(low-audio, high-audio, items)
 	stills := s.stills.decide(now, est-audio, items)
 	modes := forwardModes(items, stills)
 	for i, dt := range dts {
-		dt.setTarget(layers[i])
+		if dt.setTarget(layers[i]) {
+			s.p.log.Debug("layer target", "track", dt.track.ID(), "from", items[i].current, "to", layers[i],
+				"estimate", int(est), "audio", int(audio))
+		}
 		dt.setMode(modes[i])
 	}
 	for _, dt := range paused {
 		dt.setMode(forwardAll) // the pause alone decides; shown again, it gets video
 	}
 	s.probeMu.Lock()
-	s.probe.step(time.Now(), est, float64(s.sendBps.Load()), float64(s.lossQ8.Load())/256, items, layers, dts)
+	wasProbing, wasGrant := s.probe.dt != nil, s.probe.granted
+	s.probe.step(now, est, float64(s.sendBps.Load()), float64(s.lossQ8.Load())/256, items, layers, dts)
+	if probing := s.probe.dt != nil; probing != wasProbing {
+		s.p.log.Debug("probe", "on", probing, "estimate", int(est), "grant", int(s.probe.granted), "was", int(wasGrant), "backoff", s.probe.backoff, "sending", s.sendBps.Load())
+	}
 	s.probeMu.Unlock()
 	if stills != s.stillsAnnounced {
 		s.stillsAnnounced = stills
