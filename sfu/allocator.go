@@ -47,8 +47,9 @@ var defaultLayerRates = []float64{150_000, 500_000, 1_500_000}
 // the rest of the budget goes to tracks in priority order, each taking the
 // highest layer that fits. budget is what new layers are chosen with and
 // keepBudget (at least budget) what a layer already forwarded is kept with:
-// the subscriber passes the lowest and the highest estimate of the last
-// second (estimateHold), so neither a spike nor a dip alone moves a layer.
+// the subscriber passes the lower and the higher of its last two
+// allocations' estimates (estimateHold), so neither a spike nor a dip alone
+// moves a layer.
 func allocate(budget, keepBudget float64, items []allocItem) []int {
 	keepSlack := max(0, keepBudget-budget)
 	out := make([]int, len(items))

@@ -32,7 +32,7 @@ type subscriber struct {
 
 	mu        sync.Mutex
 	downs     map[string]*subscription // by track id
-	estimates estimateWindow           // the last second's, for allocate
+	estimates estimateWindow           // the last allocations', for the estimate hold
 
 	connected atomic.Bool
 	remb      atomic.Uint64
@@ -554,7 +554,7 @@ func (s *subscriber) allocate() {
 	wasProbing, wasGrant := s.probe.dt != nil, s.probe.granted
 	s.probe.step(now, est, float64(s.sendBps.Load()), float64(s.lossQ8.Load())/256, items, layers, dts)
 	if probing := s.probe.dt != nil; probing != wasProbing {
-		s.p.log.Debug("probe", "on", probing, "estimate", int(est), "grant", int(s.probe.granted), "was", int(wasGrant), "backoff", s.probe.backoff, "sending", s.sendBps.Load())
+		s.p.log.Debug("probe", "on", probing, "estimate", int(est), "grant", int(s.probe.granted), "previousGrant", int(wasGrant), "backoff", s.probe.backoff, "sending", s.sendBps.Load())
 	}
 	s.probeMu.Unlock()
 	if stills != s.stillsAnnounced {
