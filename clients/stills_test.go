@@ -26,8 +26,7 @@ func TestClassroomOnAWeakLinkShowsSoundAndStills(t *testing.T) {
 
 	teacher := openPage(t, browser, "teacher", node.URL+"/teacher#token="+token("teacher", "Ms Rivera"))
 	teacher.waitState(t, "ready")
-	teacher.do(t, `(window.podium.goLive(), true)`)
-	teacher.waitState(t, "live")
+	goLive(t, teacher)
 
 	hill := openBoard(t, browser, "Hill School", "about:blank")
 	hill.emulateLine(t, 12_000, 30)

@@ -7,18 +7,17 @@ import (
 	"github.com/pion/rtcp"
 )
 
-// gccEstimator is Google Congestion Control for one subscriber connection,
-// fed from its egress's send-time array and the subscriber's TWCC
-// feedback, on the egress goroutine; it allocates nothing. The delay-based
-// part groups packets sent within 5 ms and hands each group's delay
-// variation to libwebrtc's trendline detector (trendline.go: overuse,
-// normal, underuse), which steers an AIMD rate controller on the received
-// rate, cut at most once a round trip; the loss-based part raises its
-// estimate by 5 % while loss is under 2 % and cuts it above 10 %. The
-// estimate is the lower of the two. The grouping, the rate controller and
-// the loss-based part are pion/interceptor's pkg/gcc (MIT), which the sfu
-// ran before; its detector was the draft's Kalman filter (see trendline.go
-// for why it went).
+// gccEstimator is Google Congestion Control (draft-ietf-rmcat-gcc-02) for
+// one subscriber connection, fed from its egress's send-time array and the
+// subscriber's TWCC feedback, on the egress goroutine; it allocates
+// nothing. The algorithms and constants are those of pion/interceptor's
+// pkg/gcc (MIT), which the sfu ran before, so classrooms get the same
+// estimates: the delay-based part groups packets sent within 5 ms, filters
+// the inter-group delay variation with a Kalman filter, compares it with
+// an adaptive threshold (overuse, normal, underuse) and steers an AIMD rate
+// controller on the received rate; the loss-based part raises its estimate
+// by 5 % while loss is under 2 % and cuts it above 10 %. The estimate is
+// the lower of the two.
 type gccEstimator struct {
 	acks []gccAck // scratch for one feedback packet
 
@@ -32,10 +31,11 @@ type gccEstimator struct {
 	prevInit  bool
 	prev      arrivalGroup
 
-	trend        trendlineDetector
-	lastDecrease time.Time
-	rate         rateController
-	loss         lossController
+	kalman    kalmanFilter
+	threshold adaptiveThreshold
+	overuse   overuseDetector
+	rate      rateController
+	loss      lossController
 
 	target      int
 	delayTarget int
@@ -64,7 +64,9 @@ func newGCCEstimator(initial, minRate, maxRate int, now time.Time) *gccEstimator
 		target:      initial,
 		delayTarget: initial,
 	}
-	g.trend = newTrendlineDetector()
+	g.threshold = adaptiveThreshold{thresh: 12500 * time.Microsecond, up: 0.01, down: 0.00018, min: 6 * time.Millisecond, max: 600 * time.Millisecond}
+	g.kalman = kalmanFilter{processUncertainty: 1e-3, estimateError: 0.1}
+	g.overuse.lastUpdate = now.UnixNano()
 	g.rate = rateController{target: initial, min: minRate, max: maxRate}
 	g.loss = lossController{bitrate: initial}
 	return g
@@ -210,26 +212,42 @@ func (g *gccEstimator) onGroup(ag arrivalGroup, now time.Time) {
 		return
 	}
 	measurement := time.Duration((ag.arrival - g.prev.arrival) - (ag.departure - g.prev.departure))
-	prevDeparture := g.prev.departure
 	g.prev = ag
-	use := g.trend.update(measurement, time.Duration(ag.departure-prevDeparture), ag.arrival, now)
-	if use == usageOver {
-		// The trendline's overuse lasts until the queue stops growing; as
-		// in libwebrtc, the rate is cut at most once a round trip (10 to
-		// 200 ms) unless what arrives fell below half the estimate.
-		interval := min(max(g.rate.latestRTT, 10*time.Millisecond), 200*time.Millisecond)
-		if now.Sub(g.lastDecrease) < interval && float64(g.rate.latestReceivedRate) >= 0.5*float64(g.delayTarget) {
-			return
-		}
-		g.lastDecrease = now
-	}
+	estimate := g.kalman.update(measurement)
+	use := g.overuse.detect(&g.threshold, estimate, now)
 	if target, ok := g.rate.onUsage(use, now); ok {
 		g.delayTarget = target
 		g.target = min(target, g.loss.estimate(target))
 	}
 }
 
-// usage is the delay-based detector's hypothesis about the link.
+// kalmanFilter estimates the delay gradient from inter-group delay
+// variations.
+type kalmanFilter struct {
+	estimate               time.Duration
+	processUncertainty     float64
+	estimateError          float64
+	measurementUncertainty float64
+}
+
+func (k *kalmanFilter) update(measurement time.Duration) time.Duration {
+	const chi = 0.001
+	z := measurement - k.estimate
+	zms := float64(z.Microseconds()) / 1000.0
+	alpha := math.Pow(1-chi, 30.0/(1000.0*5*float64(time.Millisecond)))
+	root3 := 3 * math.Sqrt(k.measurementUncertainty)
+	if zms > root3 {
+		k.measurementUncertainty = math.Max(alpha*k.measurementUncertainty+(1-alpha)*root3*root3, 1)
+	} else {
+		k.measurementUncertainty = math.Max(alpha*k.measurementUncertainty+(1-alpha)*zms*zms, 1)
+	}
+	estimateUncertainty := k.estimateError + k.processUncertainty
+	gain := estimateUncertainty / (estimateUncertainty + k.measurementUncertainty)
+	k.estimate += time.Duration(gain * zms * float64(time.Millisecond))
+	k.estimateError = (1 - gain) * estimateUncertainty
+	return k.estimate
+}
+
 type usage int
 
 const (
@@ -237,6 +255,88 @@ const (
 	usageOver
 	usageUnder
 )
+
+// adaptiveThreshold compares the delay gradient with a threshold that
+// follows it slowly, so a link's own jitter does not read as congestion.
+type adaptiveThreshold struct {
+	thresh     time.Duration
+	up, down   float64
+	min, max   time.Duration
+	lastUpdate int64
+	numDeltas  int
+}
+
+func (a *adaptiveThreshold) compare(estimate time.Duration, now time.Time) (usage, time.Duration) {
+	const maxDeltas = 60
+	a.numDeltas++
+	if a.numDeltas < 2 {
+		return usageNormal, estimate
+	}
+	t := time.Duration(min(a.numDeltas, maxDeltas)) * estimate
+	use := usageNormal
+	if t > a.thresh {
+		use = usageOver
+	} else if t < -a.thresh {
+		use = usageUnder
+	}
+	a.update(t, now.UnixNano())
+	return use, t
+}
+
+func (a *adaptiveThreshold) update(estimate time.Duration, now int64) {
+	if a.lastUpdate == 0 {
+		a.lastUpdate = now
+	}
+	abs := time.Duration(math.Abs(float64(estimate.Microseconds()))) * time.Microsecond
+	if abs > a.thresh+15*time.Millisecond {
+		a.lastUpdate = now
+		return
+	}
+	k := a.up
+	if abs < a.thresh {
+		k = a.down
+	}
+	dt := min(time.Duration(now-a.lastUpdate).Milliseconds(), 100)
+	d := abs - a.thresh
+	add := k * float64(d.Milliseconds()) * float64(dt)
+	a.thresh = min(max(a.thresh+time.Duration(add*1000)*time.Microsecond, a.min), a.max)
+	a.lastUpdate = now
+}
+
+// overuseDetector signals overuse only when the threshold is exceeded for
+// more than gccOveruseTime and the gradient still grows.
+type overuseDetector struct {
+	lastEstimate       time.Duration
+	lastUpdate         int64
+	increasingDuration time.Duration
+	increasingCounter  int
+}
+
+func (d *overuseDetector) detect(th *adaptiveThreshold, estimate time.Duration, now time.Time) usage {
+	delta := time.Duration(now.UnixNano() - d.lastUpdate)
+	d.lastUpdate = now.UnixNano()
+	thresholdUse, est := th.compare(estimate, now)
+	use := usageNormal
+	switch thresholdUse {
+	case usageOver:
+		if d.increasingDuration == 0 {
+			d.increasingDuration = delta / 2
+		} else {
+			d.increasingDuration += delta
+		}
+		d.increasingCounter++
+		if d.increasingDuration > gccOveruseTime && d.increasingCounter > 1 && est > d.lastEstimate {
+			use = usageOver
+		}
+	case usageUnder:
+		d.increasingCounter, d.increasingDuration = 0, 0
+		use = usageUnder
+	default:
+		d.increasingCounter, d.increasingDuration = 0, 0
+	}
+	d.lastEstimate = est
+	return use
+}
 
 type rateState int
 
