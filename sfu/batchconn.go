@@ -22,6 +22,8 @@ func registerBatchMetrics(reg prometheus.Registerer, b *batchConn) error {
 			func() float64 { return float64(b.calls.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "podium_udp_batched_datagrams_total", Help: "Datagrams sent in sendmmsg batches."},
 			func() float64 { return float64(b.datagrams.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "podium_udp_gso_datagrams_total", Help: "Batched datagrams that left as segments of one UDP GSO message (same classroom, back to back)."},
+			func() float64 { return float64(b.segmented.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "podium_udp_batch_refused_total", Help: "Datagrams of a batch the kernel refused (dropped, as a failed sendto)."},
 			func() float64 { return float64(b.failed.Load()) }),
 	} {
@@ -40,6 +42,13 @@ func registerBatchMetrics(reg prometheus.Registerer, b *batchConn) error {
 // of one each. With no batch open (ICE checks, DTLS, a publisher's RTCP)
 // a datagram is written at once, as before.
 //
+// Where the kernel has UDP GSO, datagrams that follow each other to the
+// same classroom (a frame's packets, which the packetizer cuts to one
+// size, the last smaller) go as one message that the kernel cuts into
+// datagrams (UDP_SEGMENT): the stack below the socket runs once for the
+// run instead of once per datagram. A batch is written back to back into
+// one arena, so a run is one contiguous buffer.
+//
 // Nothing waits for a timer: a batched datagram leaves when the drain that
 // was running beside it ends, tens of microseconds later.
 type batchConn struct {
@@ -48,23 +57,39 @@ type batchConn struct {
 	log *slog.Logger
 
 	open atomic.Int32 // batches begun and not ended
+	gso  atomic.Bool  // runs go as one GSO message; off after the kernel refuses one
 
-	mu    sync.Mutex
-	msgs  []ipv4.Message // len = datagrams waiting
-	bufs  [][]byte       // one per message slot, maxDatagramSize each
-	iovs  [][][]byte     // one per message slot: its one buffer
-	addrs []net.UDPAddr  // one per message slot: copies, the caller's may change
+	mu      sync.Mutex
+	arena   []byte         // the batch's datagrams, back to back
+	used    int            // bytes of arena taken
+	waiting int            // datagrams in the batch
+	msgs    []ipv4.Message // len = messages waiting
+	runs    []gsoRun       // one per message slot
+	iovs    [][][]byte     // one per message slot: its one buffer, in arena
+	oobs    [][]byte       // one per message slot: its UDP_SEGMENT control message
+	addrs   []net.UDPAddr  // one per message slot: copies, the caller's may change
 
 	// Counters for /metrics and the benchmarks.
 	calls     atomic.Uint64 // sendmmsg calls
 	datagrams atomic.Uint64 // datagrams sent in them
+	segmented atomic.Uint64 // of those, datagrams sent as segments of a GSO message
 	failed    atomic.Uint64 // datagrams the kernel refused
 	lastWarn  time.Time
+}
+
+// gsoRun is one message of a batch: count datagrams of size bytes, the
+// last of which may be shorter (then the run is closed: GSO cuts every
+// segment but the last to one size).
+type gsoRun struct {
+	size, count, bytes int
+	closed             bool
 }
 
 const (
 	maxDatagrams    = 64
 	maxDatagramSize = 1500
+	// maxGSOBytes keeps a GSO message within one UDP datagram's 64 KiB.
+	maxGSOBytes = 60000
 )
 
 // newBatchConn wraps a UDP socket; any other PacketConn is returned as it
@@ -75,12 +100,14 @@ func newBatchConn(c net.PacketConn, log *slog.Logger) (net.PacketConn, *batchCon
 		return c, nil
 	}
 	b := &batchConn{PacketConn: udp, pc: ipv4.NewPacketConn(udp), log: log,
-		msgs: make([]ipv4.Message, 0, maxDatagrams), bufs: make([][]byte, maxDatagrams),
-		iovs: make([][][]byte, maxDatagrams), addrs: make([]net.UDPAddr, maxDatagrams)}
-	for i := range b.bufs {
-		b.bufs[i] = make([]byte, maxDatagramSize)
+		arena: make([]byte, maxDatagrams*maxDatagramSize),
+		msgs:  make([]ipv4.Message, 0, maxDatagrams), runs: make([]gsoRun, maxDatagrams),
+		iovs: make([][][]byte, maxDatagrams), oobs: make([][]byte, maxDatagrams), addrs: make([]net.UDPAddr, maxDatagrams)}
+	for i := range b.iovs {
 		b.iovs[i] = make([][]byte, 1)
+		b.oobs[i] = make([]byte, gsoControlLen)
 	}
+	b.gso.Store(gsoSupported(udp))
 	return b, b
 }
 
@@ -102,39 +129,79 @@ func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		return b.PacketConn.WriteTo(p, addr)
 	}
 	b.mu.Lock()
-	i := len(b.msgs)
-	n := copy(b.bufs[i], p)
-	a := &b.addrs[i]
-	a.IP = append(a.IP[:0], ua.IP...)
-	a.Port, a.Zone = ua.Port, ua.Zone
-	b.iovs[i][0] = b.bufs[i][:n]
-	b.msgs = append(b.msgs, ipv4.Message{Buffers: b.iovs[i], Addr: a})
-	if len(b.msgs) == maxDatagrams {
+	start := b.used
+	n := copy(b.arena[start:], p)
+	b.used += n
+	b.waiting++
+	if i := len(b.msgs) - 1; i >= 0 && b.joins(i, ua, n) {
+		r := &b.runs[i]
+		r.count++
+		r.bytes += n
+		r.closed = n < r.size
+		// The run's buffer ends where this datagram begins: extend it.
+		b.iovs[i][0] = b.iovs[i][0][:r.bytes]
+	} else {
+		i = len(b.msgs)
+		a := &b.addrs[i]
+		a.IP = append(a.IP[:0], ua.IP...)
+		a.Port, a.Zone = ua.Port, ua.Zone
+		b.runs[i] = gsoRun{size: n, count: 1, bytes: n}
+		b.iovs[i][0] = b.arena[start:b.used]
+		b.msgs = append(b.msgs, ipv4.Message{Buffers: b.iovs[i], Addr: a})
+	}
+	if b.waiting == maxDatagrams {
 		b.flushLocked()
 	}
 	b.mu.Unlock()
 	return n, nil
 }
 
+// joins reports whether a datagram of n bytes to ua may be the next
+// segment of message i.
+func (b *batchConn) joins(i int, ua *net.UDPAddr, n int) bool {
+	r := &b.runs[i]
+	a := &b.addrs[i]
+	return b.gso.Load() && !r.closed && n <= r.size && r.bytes+n <= maxGSOBytes &&
+		a.Port == ua.Port && a.IP.Equal(ua.IP)
+}
+
 // flushLocked sends the waiting datagrams. A datagram the kernel refuses
 // (an address gone unreachable) is dropped, as a failed sendto would
 // have been, and the rest still go. The caller holds b.mu.
 func (b *batchConn) flushLocked() {
-	msgs := b.msgs
+	for i := range b.msgs {
+		if r := &b.runs[i]; r.count > 1 {
+			putGSOControl(b.oobs[i], r.size)
+			b.msgs[i].OOB = b.oobs[i]
+		}
+	}
+	msgs, runs := b.msgs, b.runs
 	for len(msgs) > 0 {
 		n, err := b.pc.WriteBatch(msgs, 0)
 		b.calls.Add(1)
-		if n > 0 {
-			b.datagrams.Add(uint64(n))
-			msgs = msgs[n:]
-		}
-		if err != nil {
-			b.failed.Add(1)
-			if now := time.Now(); now.Sub(b.lastWarn) > 10*time.Second {
-				b.lastWarn = now
-				b.log.Warn("sfu: sending a batch of datagrams", "to", msgs[0].Addr, "err", err)
+		for _, r := range runs[:max(n, 0)] {
+			b.datagrams.Add(uint64(r.count))
+			if r.count > 1 {
+				b.segmented.Add(uint64(r.count))
 			}
-			msgs = msgs[1:] // the one refused
+		}
+		if n > 0 {
+			msgs, runs = msgs[n:], runs[n:]
+		}
+		if err != nil && len(msgs) > 0 {
+			if runs[0].count > 1 && isGSOError(err) && b.gso.Swap(false) {
+				b.log.Warn("sfu: the kernel cannot segment UDP here; sending datagrams one by one", "err", err)
+			}
+			if runs[0].count > 1 && !b.gso.Load() {
+				b.writeSegments(msgs[0], runs[0])
+			} else {
+				b.failed.Add(uint64(runs[0].count))
+				if now := time.Now(); now.Sub(b.lastWarn) > 10*time.Second {
+					b.lastWarn = now
+					b.log.Warn("sfu: sending a batch of datagrams", "to", msgs[0].Addr, "err", err)
+				}
+			}
+			msgs, runs = msgs[1:], runs[1:] // the one refused
 		} else if n == 0 {
 			break
 		}
@@ -143,4 +210,20 @@ func (b *batchConn) flushLocked() {
 		b.msgs[i] = ipv4.Message{}
 	}
 	b.msgs = b.msgs[:0]
+	b.used, b.waiting = 0, 0
+}
+
+// writeSegments sends a GSO message's datagrams one by one, after the
+// kernel refused to segment it.
+func (b *batchConn) writeSegments(m ipv4.Message, r gsoRun) {
+	buf := m.Buffers[0]
+	for len(buf) > 0 {
+		n := min(r.size, len(buf))
+		if _, err := b.PacketConn.WriteTo(buf[:n], m.Addr); err != nil {
+			b.failed.Add(1)
+		} else {
+			b.datagrams.Add(1)
+		}
+		buf = buf[n:]
+	}
 }

@@ -86,6 +86,11 @@ func TestConnectivity(t *testing.T) {
 			t.Fatal(err)
 		}
 		testenv.WaitFor(t, 30*time.Second, "WHEP frames", func() bool { return tp.stream(cam).stats().frames > 30 })
+		// The WHEP client offered: the node answered as the DTLS server
+		// and protects the packets itself.
+		if direct, all := sentDirectly(viewer); direct == 0 || direct != all {
+			t.Errorf("%d of %d packets sent with the egress's own SRTP, want all", direct, all)
+		}
 	})
 
 	t.Run("ICE over TCP only", func(t *testing.T) {
@@ -97,6 +102,10 @@ func TestConnectivity(t *testing.T) {
 		}
 		if got := c.p.ReceiveStats().Transport; got != "tcp" {
 			t.Errorf("the server names the classroom's transport %q, want tcp", got)
+		}
+		// ICE-TCP framing is pion's: every packet went through it.
+		if direct, all := sentDirectly(c.p); direct != 0 || all == 0 {
+			t.Errorf("%d of %d packets sent directly over a TCP pair, want none", direct, all)
 		}
 	})
 
@@ -116,6 +125,10 @@ func TestConnectivity(t *testing.T) {
 		}
 		if got := c.p.ReceiveStats().Transport; got != "turn" {
 			t.Errorf("the server names the classroom's transport %q, want turn", got)
+		}
+		// The relay's address is UDP: the node writes to it directly.
+		if direct, _ := sentDirectly(c.p); direct == 0 {
+			t.Error("no packet sent directly to the classroom's relay")
 		}
 	})
 
@@ -152,4 +165,16 @@ func teacherSees(tp *testPeer, id string) bool {
 	sub := tp.p.sub
 	tp.p.mu.Unlock()
 	return sub != nil && sub.subscribed(id)
+}
+
+// sentDirectly is how many packets a participant's subscriber egress
+// protected and wrote itself (sendDirect), of all it sent.
+func sentDirectly(p *Participant) (direct, all uint64) {
+	p.mu.Lock()
+	sub := p.sub
+	p.mu.Unlock()
+	if sub == nil {
+		return 0, 0
+	}
+	return sub.queue.direct.Load(), sub.queue.packets.Load()
 }

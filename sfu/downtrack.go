@@ -67,7 +67,7 @@ type DownTrack struct {
 
 	seqOffset  uint16
 	tsOffset   uint32
-	refSeq     uint16 // first input sequence number of the current run
+	refSeq     uint16 // first input sequence number of the current run, or runLookback behind its newest
 	lastInSeq  uint16
 	lastOutSeq uint16
 	lastOutTS  uint32
@@ -362,6 +362,10 @@ func (d *DownTrack) WriteRTP(layer int, pkt *rtp.Packet) {
 	}
 }
 
+// runLookback is how far behind a run's newest packet a late one (a
+// publisher's retransmission) may be and still be forwarded.
+const runLookback = 8192
+
 // forwardLocked does the per-packet work under d.mu and returns a layer to
 // request a keyframe on, or -1.
 func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
@@ -473,6 +477,13 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
 	outTS := pkt.Timestamp + d.tsOffset
 	if int16(pkt.SequenceNumber-d.lastInSeq) > 0 {
 		d.lastInSeq = pkt.SequenceNumber
+		// refSeq follows a long run: compared as int16, a run's packets
+		// would otherwise read as older than its start once 32,768 had
+		// passed, and the next 32,768 were dropped (a classroom lost the
+		// teacher's sound from the 11th minute to the 22nd).
+		if uint16(d.lastInSeq-d.refSeq) > 2*runLookback {
+			d.refSeq = d.lastInSeq - runLookback
+		}
 	}
 	if int16(outSeq-d.lastOutSeq) > 0 {
 		d.lastOutSeq = outSeq

@@ -3,12 +3,15 @@ package sfu
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
 )
 
 // recordingWriter is a webrtc.TrackLocalWriter that keeps what it is given.
@@ -58,6 +61,41 @@ func boundDownTrack(tb testing.TB, t *Track, w interface {
 	d := newDownTrack(t, q, ready, nil)
 	d.bound, d.stream, d.ssrc, d.pt, d.resync = true, &egressStream{writer: w, ssrc: 1234}, 1234, 96, true
 	return d
+}
+
+// TestDownTrackForwardsLongRuns: a run of packets longer than half the
+// sequence number space (an hour's sound is 180,000 packets; a picture
+// that never switches layers, 500,000) is forwarded whole, across
+// sequence number wraps, and a packet late by more than runLookback is
+// not.
+func TestDownTrackForwardsLongRuns(t *testing.T) {
+	track := NewTrack(TrackInfo{ID: "mic", Kind: KindAudio, Codec: Codec{MimeType: "audio/opus", ClockRate: 48000}, Layers: []string{""}}, nil)
+	w := &discardWriter{}
+	e := newEgress()
+	ready := &atomic.Bool{}
+	ready.Store(true)
+	d := newDownTrack(track, e, ready, nil)
+	d.bound, d.stream, d.ssrc, d.pt, d.resync = true, &egressStream{writer: w, ssrc: 1234}, 1234, 111, true
+	const packets = 150_000
+	seq, ts := uint16(60_000), uint32(1)
+	for range packets {
+		d.WriteRTP(0, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq, Timestamp: ts, SSRC: 9},
+			Payload: []byte{0xfc, 0xff, 0xfe}})
+		seq++
+		ts += 960
+		e.pace.at = 0 // a fresh pacer: the loop is faster than any link
+		e.drain()
+	}
+	if got := w.n.Load(); got != packets {
+		t.Fatalf("%d of %d packets of one run forwarded", got, packets)
+	}
+	d.WriteRTP(0, &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq - 3*runLookback, Timestamp: 1, SSRC: 9},
+		Payload: []byte{0xfc, 0xff, 0xfe}})
+	e.pace.at = 0
+	e.drain()
+	if got := w.n.Load(); got != packets {
+		t.Errorf("a packet from %d packets back was forwarded", 3*runLookback)
+	}
 }
 
 // vp8Frame is a one-packet VP8 frame with a 15-bit picture id.
@@ -315,47 +353,88 @@ func FuzzDownTrackForward(f *testing.F) {
 }
 
 // BenchmarkForward is the server's per-packet work from a publisher's
-// packet to what SRTP encrypts, for n subscribers: the Track's fan-out, each
+// packet to the network, for n subscribers: the Track's fan-out, each
 // down-track's rewrite into its subscriber's egress ring, and each egress
-// sending it (transport-wide sequence number and send history for GCC) to a
-// writer that discards it. The egresses are drained in the loop rather than
-// by their goroutines, so ns/op is the whole cost. SRTP and the socket are
-// not included.
+// sending it (transport-wide sequence number and send history for GCC).
+// With send=discard the egress hands the packet to a writer that drops it
+// (what pion's SRTP session would get); with send=srtp+udp it protects the
+// packet with AES-128-GCM SRTP and writes it into a sendmmsg batch of a
+// loopback UDP socket (sendDirect), the system call included. The egresses
+// are drained in the loop rather than by their goroutines, so ns/op is the
+// whole cost.
 func BenchmarkForward(b *testing.B) {
-	for _, n := range []int{1, 10, 100} {
-		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-			track := NewTrack(TrackInfo{ID: "t", Kind: KindVideo, Codec: Codec{MimeType: "video/VP8", ClockRate: 90000}, Layers: []string{"q", "h", "f"}}, nil)
-			ready := &atomic.Bool{}
-			ready.Store(true)
-			egresses := make([]*egress, n)
-			for i := range egresses {
-				e := newEgress()
-				egresses[i] = e
-				d := newDownTrack(track, e, ready, nil)
-				d.bound, d.ssrc, d.pt, d.resync = true, 1234, 96, true
-				d.stream = &egressStream{writer: &discardWriter{}, ssrc: 1234, rtxSSRC: 5678, rtxPT: 97, twccID: 3}
-				d.setTarget(0)
-				track.AddSink(fmt.Sprint(i), d)
+	for _, send := range []string{"discard", "srtp+udp"} {
+		for _, n := range []int{1, 10, 100} {
+			b.Run(fmt.Sprintf("send=%s/subscribers=%d", send, n), func(b *testing.B) {
+				benchmarkForward(b, n, send == "srtp+udp")
+			})
+		}
+	}
+}
+
+func benchmarkForward(b *testing.B, n int, direct bool) {
+	track := NewTrack(TrackInfo{ID: "t", Kind: KindVideo, Codec: Codec{MimeType: "video/VP8", ClockRate: 90000}, Layers: []string{"q", "h", "f"}}, nil)
+	ready := &atomic.Bool{}
+	ready.Store(true)
+	var batch *batchConn
+	var sink *net.UDPConn
+	if direct {
+		udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer udp.Close()
+		// Nobody reads the sink: the kernel drops what its buffer cannot hold.
+		if sink, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+			b.Fatal(err)
+		}
+		defer sink.Close()
+		_, batch = newBatchConn(udp, slog.Default())
+	}
+	egresses := make([]*egress, n)
+	for i := range egresses {
+		e := newEgress()
+		egresses[i] = e
+		if direct {
+			key := make([]byte, 16+12)
+			ctx, err := srtp.CreateContext(key[:16], key[16:], srtp.ProtectionProfileAeadAes128Gcm)
+			if err != nil {
+				b.Fatal(err)
 			}
-			src := &layerSource{seq: 1, ts: 1, pic: 1}
-			track.WriteRTP(0, src.next(true))
-			pkt := vp8Frame(0, 0, 0, false)
-			pkt.Payload = append(pkt.Payload, make([]byte, 1000)...)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				pkt.SequenceNumber = src.seq
-				pkt.Timestamp = src.ts
-				src.seq++
-				src.ts += 3000
-				track.WriteRTP(0, pkt)
-				for _, e := range egresses {
-					e.drain()
-				}
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/packet/subscriber")
-		})
+			e.batch = batch
+			e.srtpOut.Store(ctx)
+			e.dest.Store(sink.LocalAddr().(*net.UDPAddr))
+		}
+		d := newDownTrack(track, e, ready, nil)
+		d.bound, d.ssrc, d.pt, d.resync = true, 1234, 96, true
+		d.stream = &egressStream{writer: &discardWriter{}, ssrc: 1234, rtxSSRC: 5678, rtxPT: 97, twccID: 3}
+		d.setTarget(0)
+		track.AddSink(fmt.Sprint(i), d)
+	}
+	src := &layerSource{seq: 1, ts: 1, pic: 1}
+	track.WriteRTP(0, src.next(true))
+	pkt := vp8Frame(0, 0, 0, false)
+	pkt.Payload = append(pkt.Payload, make([]byte, 1000)...)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		pkt.SequenceNumber = src.seq
+		pkt.Timestamp = src.ts
+		src.seq++
+		src.ts += 3000
+		track.WriteRTP(0, pkt)
+		for _, e := range egresses {
+			// The loop makes packets far faster than any link takes them:
+			// a fresh pacer lets each one go at once instead of queueing
+			// it until the queue is full and dropping the rest.
+			e.pace.at = 0
+			e.drain()
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/packet/subscriber")
+	if direct && egresses[0].direct.Load() == 0 {
+		b.Fatal("nothing was sent directly")
 	}
 }
 

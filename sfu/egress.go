@@ -3,6 +3,7 @@ package sfu
 import (
 	"context"
 	"encoding/binary"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -63,6 +65,15 @@ type egress struct {
 	// subscriber's socket, batchconn.go).
 	batch *batchConn
 
+	// Direct sending (sendDirect): the SRTP context that protects what
+	// the node sends, once the DTLS handshake's keys are known
+	// (srtpkeys.go), and the classroom's address while the selected pair
+	// is UDP on the node's socket. While either is nil, packets go
+	// through pion's SRTP session and ICE connection.
+	srtpOut atomic.Pointer[srtp.Context]
+	dest    atomic.Pointer[net.UDPAddr]
+	direct  atomic.Uint64 // packets sent directly
+
 	// rttNs is the subscriber's round trip (from its receiver reports):
 	// it spaces retransmissions and sizes their history.
 	rttNs atomic.Int64
@@ -75,6 +86,9 @@ type egress struct {
 	twccSeq   uint16
 	sent      [sentHistory]sentPacket
 	rtx       egressSlot // scratch for building a retransmission
+	plain     []byte     // scratch: a packet before SRTP
+	sealed    []byte     // scratch: a packet after SRTP
+	sealedHdr rtp.Header // scratch for the SRTP context's parse
 	gcc       *gccEstimator
 }
 
@@ -156,6 +170,8 @@ func newEgress() *egress {
 	e.paceTimer = time.NewTimer(time.Hour)
 	e.paceTimer.Stop()
 	e.rtx.hdr.Extensions = make([]rtp.Extension, 0, 1)
+	e.plain = make([]byte, maxPacket)
+	e.sealed = make([]byte, 0, maxPacket+srtpOverhead)
 	return e
 }
 
@@ -545,9 +561,43 @@ func (e *egress) send(st *egressStream, hdr *rtp.Header, payload []byte, twcc *[
 			e.sent[seq%sentHistory] = sentPacket{at: now, size: int32(hdr.MarshalSize() + len(payload)), seq: seq}
 		}
 	}
+	if ctx, dst := e.srtpOut.Load(), e.dest.Load(); ctx != nil && dst != nil && e.batch != nil {
+		e.sendDirect(ctx, dst, hdr, payload)
+		return
+	}
 	if n, err := st.writer.WriteRTP(hdr, payload); err == nil {
 		e.packets.Add(1)
 		e.bytes.Add(uint64(n))
+	}
+}
+
+// Sizes for direct sending: the largest RTP packet a slot makes (header
+// with CSRCs and extensions, payload) and what SRTP adds (an
+// authentication tag of at most 16 bytes).
+const (
+	maxPacket    = maxPayload + 2 + 128
+	srtpOverhead = 16
+)
+
+// sendDirect protects the packet with the connection's SRTP context and
+// writes it to the classroom's address on the node's UDP socket, into the
+// batch that is open: what pion's SRTP session, ICE connection and mux
+// would do, without their locks, hand-offs and copies. Nothing is
+// allocated.
+func (e *egress) sendDirect(ctx *srtp.Context, dst *net.UDPAddr, hdr *rtp.Header, payload []byte) {
+	n, err := hdr.MarshalTo(e.plain)
+	if err != nil || n+len(payload) > len(e.plain) {
+		return
+	}
+	n += copy(e.plain[n:], payload)
+	out, err := ctx.EncryptRTP(e.sealed[:0], e.plain[:n], &e.sealedHdr)
+	if err != nil {
+		return
+	}
+	if _, err := e.batch.WriteTo(out, dst); err == nil {
+		e.packets.Add(1)
+		e.bytes.Add(uint64(n))
+		e.direct.Add(1)
 	}
 }
 

@@ -50,6 +50,9 @@ type Config struct {
 	// pion does, instead of sendmmsg batches (batchconn.go): for
 	// comparing the two.
 	UnbatchedSends bool
+	// NoGSO sends each batched datagram as a message of its own instead
+	// of segmenting runs with UDP GSO: for comparing the two.
+	NoGSO bool
 }
 
 // TURNConfig configures the embedded TURN server (pion/turn) that relays
@@ -161,6 +164,9 @@ func (s *SFU) listen() error {
 	var muxConn net.PacketConn = udp
 	if !s.cfg.UnbatchedSends {
 		muxConn, s.batcher = newBatchConn(udp, s.log)
+		if s.cfg.NoGSO && s.batcher != nil {
+			s.batcher.gso.Store(false)
+		}
 	}
 	s.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), muxConn)
 	s.settings.SetICEUDPMux(s.udpMux)
@@ -279,7 +285,10 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 // negotiated as before, and sender reports come from the down-tracks'
 // counters (subscriber.sendReports). repair (publisher connections) unwraps
 // the client's RTX retransmissions ahead of every other interceptor.
-func (s *SFU) newPeerConnection(subscriber bool, repair *rtxrepair.Factory) (*webrtc.PeerConnection, error) {
+//
+// keys (subscriber connections) learns the SRTP keys of the connection's
+// DTLS handshake, on which the node takes the server's role (srtpkeys.go).
+func (s *SFU) newPeerConnection(subscriber bool, repair *rtxrepair.Factory, keys *srtpKeys) (*webrtc.PeerConnection, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, fmt.Errorf("register codecs: %w", err)
@@ -318,7 +327,15 @@ func (s *SFU) newPeerConnection(subscriber bool, repair *rtxrepair.Factory) (*we
 	} else if err := webrtc.ConfigureTWCCSender(m, reg); err != nil {
 		return nil, fmt.Errorf("twcc feedback: %w", err)
 	}
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s.settings))
+	settings := s.settings
+	if keys != nil {
+		if err := settings.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
+			return nil, fmt.Errorf("dtls role: %w", err)
+		}
+		settings.SetDTLSServerHelloMessageHook(keys.onServerHello)
+		settings.SetDTLSKeyLogWriter(keys)
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(settings))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, fmt.Errorf("new peer connection: %w", err)

@@ -53,7 +53,7 @@ type upTrack struct {
 
 func newPublisher(p *Participant) (*publisher, error) {
 	repair := rtxrepair.NewFactory()
-	pc, err := p.sfu.newPeerConnection(false, repair)
+	pc, err := p.sfu.newPeerConnection(false, repair, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -52,4 +52,10 @@ func TestEachLostPacketIsRetransmittedAboutOnceByTheEgress(t *testing.T) {
 	if resent < uint64(len(lost)) || resent > uint64(len(lost)+len(lost)/2) {
 		t.Fatalf("%d packets lost once, %d retransmissions: want about one each", len(lost), resent)
 	}
+	// Media and retransmissions alike were protected by the egress itself
+	// (the first packets may have left before the handshake's keys were
+	// known).
+	if direct, all := sentDirectly(class.p); direct < all*9/10 {
+		t.Errorf("%d of %d packets sent with the egress's own SRTP, want nearly all", direct, all)
+	}
 }

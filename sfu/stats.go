@@ -1,6 +1,10 @@
 package sfu
 
-import "github.com/pion/webrtc/v4"
+import (
+	"net"
+
+	"github.com/pion/webrtc/v4"
+)
 
 // ReceiveStats is what the server forwards to one participant, as the
 // teacher's per-classroom dashboard needs it (package signaling grades it):
@@ -90,7 +94,23 @@ func (s *subscriber) watchTransport() {
 	ice := s.pc.SCTP().Transport().ICETransport()
 	ice.OnSelectedCandidatePairChange(func(pair *webrtc.ICECandidatePair) {
 		s.transport.Store(transportName(pair))
+		s.queue.dest.Store(directDestination(pair))
 	})
+}
+
+// directDestination is where the egress may send SRTP itself for a
+// selected pair: the remote address when the node's end is UDP (the node's
+// one UDP socket; a relayed classroom's relay address is UDP too), nil when
+// it is TCP (ICE-TCP framing stays pion's) or the address is a name.
+func directDestination(pair *webrtc.ICECandidatePair) *net.UDPAddr {
+	if pair == nil || pair.Local == nil || pair.Remote == nil || pair.Local.Protocol != webrtc.ICEProtocolUDP {
+		return nil
+	}
+	ip := net.ParseIP(pair.Remote.Address)
+	if ip == nil || ip.To4() == nil {
+		return nil
+	}
+	return &net.UDPAddr{IP: ip.To4(), Port: int(pair.Remote.Port)}
 }
 
 // transportName names a candidate pair's transport.

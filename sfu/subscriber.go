@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -76,11 +77,13 @@ const (
 )
 
 func newSubscriber(p *Participant) (*subscriber, error) {
-	pc, err := p.sfu.newPeerConnection(true, nil)
+	queue := newEgress()
+	keys := &srtpKeys{ready: func(c *srtp.Context) { queue.srtpOut.Store(c) }}
+	pc, err := p.sfu.newPeerConnection(true, nil, keys)
 	if err != nil {
 		return nil, err
 	}
-	s := &subscriber{p: p, pc: pc, queue: newEgress(), downs: make(map[string]*subscription)}
+	s := &subscriber{p: p, pc: pc, queue: queue, downs: make(map[string]*subscription)}
 	s.queue.batch = p.sfu.batcher
 	s.probe.budget = &p.sfu.probes
 	s.watchTransport()

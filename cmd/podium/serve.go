@@ -58,6 +58,7 @@ type serveConfig struct {
 
 	iceUDPPort  int
 	unbatched   bool
+	noGSO       bool
 	iceTCPPort  int
 	publicIPs   listFlag
 	bindIP      string
@@ -96,6 +97,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 
 	fs.IntVar(&c.iceUDPPort, "ice-udp-port", 7882, "UDP port shared by every WebRTC connection (0: any free port)")
 	fs.BoolVar(&c.unbatched, "udp-unbatched", false, "send each media datagram with its own sendto instead of sendmmsg batches (to compare them)")
+	fs.BoolVar(&c.noGSO, "udp-no-gso", false, "send each batched datagram as its own message instead of cutting a classroom's back-to-back datagrams with UDP GSO (to compare them)")
 	fs.IntVar(&c.iceTCPPort, "ice-tcp-port", 7881, "TCP port for ICE over TCP (0: any free port, -1: off)")
 	fs.Var(&c.publicIPs, "public-ip", "public IP address(es) to advertise in ICE candidates (1:1 NAT); repeat or comma-separate")
 	fs.StringVar(&c.bindIP, "bind-ip", "", "address the media ports listen on (default: all)")
@@ -316,7 +318,7 @@ func build(c *serveConfig, log *slog.Logger, shared *portmux.Mux) (_ *built, err
 		return nil, fmt.Errorf("storage: %w", err)
 	}
 	sc := sfu.Config{
-		ICEUDPPort: c.iceUDPPort, ICETCPPort: c.iceTCPPort, PublicIPs: c.publicIPs, BindIP: c.bindIP, UnbatchedSends: c.unbatched,
+		ICEUDPPort: c.iceUDPPort, ICETCPPort: c.iceTCPPort, PublicIPs: c.publicIPs, BindIP: c.bindIP, UnbatchedSends: c.unbatched, NoGSO: c.noGSO,
 		EmptyLessonGrace: c.emptyLessonGrace,
 		TURN: sfu.TURNConfig{Enabled: c.turnEnabled, UDPPort: c.turnUDPPort, TCPPort: c.turnTCPPort,
 			Realm: c.turnRealm, Secret: derive(c.secret, "turn")},

@@ -1,0 +1,133 @@
+package sfu
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"sync"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/dtls/v3/pkg/crypto/prf"
+	"github.com/pion/dtls/v3/pkg/protocol/extension"
+	"github.com/pion/dtls/v3/pkg/protocol/handshake"
+	"github.com/pion/srtp/v3"
+)
+
+// srtpKeys learns the SRTP keys a subscriber connection's DTLS handshake
+// agrees, so that the egress can protect its packets itself and write them
+// straight to the node's UDP socket (egress.sendDirect) instead of through
+// pion's SRTP session, ICE connection and mux, which cost a forwarded
+// packet about as much again as the encryption (docs/SENDPATH.md).
+//
+// pion/webrtc keeps its DTLS connection private, so the keys are derived
+// as pion/srtp does (RFC 5764 section 4.2: the TLS exporter with the label
+// "EXTRACTOR-dtls_srtp") from what the handshake lets an application see:
+// the server's hello (random, cipher suite, SRTP profile), through the
+// setting engine's hello hook, and the master secret with the client's
+// random, through its key log writer, which receives them and nothing else.
+// The node is the DTLS server on subscriber connections (it offers actpass
+// and clients answer active; as the answerer it chooses passive), the side
+// that sees the server's hello. Where it is not, or nothing was learnt, the
+// egress writes through pion as before.
+type srtpKeys struct {
+	mu           sync.Mutex
+	serverRandom [handshake.RandomLength]byte
+	suite        dtls.CipherSuiteID
+	profile      srtp.ProtectionProfile
+	sawHello     bool
+	done         bool
+	// ready receives the context that protects what the node sends, once.
+	ready func(*srtp.Context)
+}
+
+// onServerHello notes what the node's hello announces and sends it as is.
+func (k *srtpKeys) onServerHello(m handshake.MessageServerHello) handshake.Message {
+	k.mu.Lock()
+	k.serverRandom = m.Random.MarshalFixed()
+	if m.CipherSuiteID != nil {
+		k.suite = dtls.CipherSuiteID(*m.CipherSuiteID)
+	}
+	for _, e := range m.Extensions {
+		if u, ok := e.(*extension.UseSRTP); ok && len(u.ProtectionProfiles) == 1 {
+			k.profile = srtp.ProtectionProfile(u.ProtectionProfiles[0])
+		}
+	}
+	k.sawHello = k.profile != 0
+	k.mu.Unlock()
+	return &m
+}
+
+// Write takes the handshake's key log line, in the NSS format pion writes:
+// "CLIENT_RANDOM <client random> <master secret>".
+func (k *srtpKeys) Write(line []byte) (int, error) {
+	fields := bytes.Fields(line)
+	if len(fields) != 3 || string(fields[0]) != "CLIENT_RANDOM" {
+		return len(line), nil
+	}
+	clientRandom, err1 := hex.DecodeString(string(fields[1]))
+	master, err2 := hex.DecodeString(string(fields[2]))
+	if err1 != nil || err2 != nil || len(clientRandom) != handshake.RandomLength {
+		return len(line), nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.sawHello || k.done {
+		return len(line), nil
+	}
+	ctx, err := serverSRTPContext(master, clientRandom, k.serverRandom[:], k.suite, k.profile)
+	if err != nil {
+		return len(line), nil // the egress keeps writing through pion
+	}
+	k.done = true
+	k.ready(ctx)
+	return len(line), nil
+}
+
+// srtpExporterLabel is RFC 5764's label for SRTP keying material.
+const srtpExporterLabel = "EXTRACTOR-dtls_srtp"
+
+// exportKeyingMaterial is the TLS 1.2 exporter (RFC 5705) with no context,
+// as pion/dtls computes it.
+func exportKeyingMaterial(master, clientRandom, serverRandom []byte, suite dtls.CipherSuiteID, n int) ([]byte, error) {
+	seed := make([]byte, 0, len(srtpExporterLabel)+len(clientRandom)+len(serverRandom))
+	seed = append(append(append(seed, srtpExporterLabel...), clientRandom...), serverRandom...)
+	return prf.PHash(master, seed, n, prfHash(suite))
+}
+
+// prfHash is the cipher suite's PRF hash: SHA-384 for the *_SHA384 suites,
+// SHA-256 for every other (TLS 1.2's default, also for the *_CBC_SHA ones).
+func prfHash(suite dtls.CipherSuiteID) func() hash.Hash {
+	switch suite {
+	case dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, dtls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384:
+		return sha512.New384
+	}
+	return sha256.New
+}
+
+// serverSRTPContext derives the DTLS server's write key and salt (RFC 5764
+// section 4.2: client key, server key, client salt, server salt) and makes
+// the SRTP context that protects what the server sends.
+func serverSRTPContext(master, clientRandom, serverRandom []byte, suite dtls.CipherSuiteID, profile srtp.ProtectionProfile) (*srtp.Context, error) {
+	keyLen, err := profile.KeyLen()
+	if err != nil {
+		return nil, fmt.Errorf("srtp profile %#x: %w", uint16(profile), err)
+	}
+	saltLen, err := profile.SaltLen()
+	if err != nil {
+		return nil, fmt.Errorf("srtp profile %#x: %w", uint16(profile), err)
+	}
+	material, err := exportKeyingMaterial(master, clientRandom, serverRandom, suite, 2*(keyLen+saltLen))
+	if err != nil {
+		return nil, fmt.Errorf("srtp keying material: %w", err)
+	}
+	key := material[keyLen : 2*keyLen]
+	salt := material[2*keyLen+saltLen:]
+	ctx, err := srtp.CreateContext(key, salt, profile)
+	if err != nil {
+		return nil, fmt.Errorf("srtp context: %w", err)
+	}
+	return ctx, nil
+}

@@ -1,0 +1,112 @@
+package sfu
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"testing"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+)
+
+// TestSRTPKeysFromTheHandshake: from what a DTLS server's hello hook and
+// key log see, srtpKeys derives the server's SRTP write keys, and a
+// packet it protects is what the DTLS client (as a browser or pion
+// would) decrypts with the keys its own connection exports, for each
+// SRTP profile and for SHA-256 and SHA-384 cipher suites.
+func TestSRTPKeysFromTheHandshake(t *testing.T) {
+	cases := []struct {
+		suite   dtls.CipherSuiteID
+		profile dtls.SRTPProtectionProfile
+	}{
+		{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, dtls.SRTP_AEAD_AES_128_GCM},
+		{dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, dtls.SRTP_AEAD_AES_256_GCM},
+		{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, dtls.SRTP_AES128_CM_HMAC_SHA1_80},
+	}
+	for _, c := range cases {
+		t.Run(c.suite.String()+"/"+srtp.ProtectionProfile(c.profile).String(), func(t *testing.T) {
+			var got *srtp.Context
+			keys := &srtpKeys{ready: func(ctx *srtp.Context) { got = ctx }}
+			clientState := handshakeDTLS(t, c.suite, c.profile, keys)
+			if got == nil {
+				t.Fatal("no SRTP context from the handshake's hello and key log")
+			}
+
+			cfg := srtp.Config{Profile: srtp.ProtectionProfile(c.profile)}
+			if err := cfg.ExtractSessionKeysFromDTLS(clientState, true); err != nil {
+				t.Fatal(err)
+			}
+			clientSide, err := srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, cfg.Profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 7, Timestamp: 90000, SSRC: 0x1234},
+				Payload: []byte("a picture of the teacher's slide")}
+			plain, err := pkt.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sealed, err := got.EncryptRTP(nil, plain, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opened, err := clientSide.DecryptRTP(nil, sealed, nil)
+			if err != nil {
+				t.Fatalf("the client cannot decrypt what the derived keys protect: %v", err)
+			}
+			if !bytes.Equal(opened, plain) {
+				t.Fatalf("decrypted %x, want %x", opened, plain)
+			}
+		})
+	}
+}
+
+// handshakeDTLS runs a DTLS handshake over loopback UDP, the server side
+// with keys' hooks, and returns the client's state.
+func handshakeDTLS(t *testing.T, suite dtls.CipherSuiteID, profile dtls.SRTPProtectionProfile, keys *srtpKeys) *dtls.State {
+	t.Helper()
+	a, b := listenLoopback(t), listenLoopback(t)
+	cert := func() tls.Certificate {
+		c, err := selfsign.GenerateSelfSigned()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	server, err := dtls.Server(a, b.LocalAddr(), &dtls.Config{
+		Certificates: []tls.Certificate{cert()}, CipherSuites: []dtls.CipherSuiteID{suite},
+		SRTPProtectionProfiles: []dtls.SRTPProtectionProfile{profile}, InsecureSkipVerify: true,
+		ServerHelloMessageHook: keys.onServerHello, KeyLogWriter: keys,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	client, err := dtls.Client(b, a.LocalAddr(), &dtls.Config{
+		Certificates: []tls.Certificate{cert()}, CipherSuites: []dtls.CipherSuiteID{suite},
+		SRTPProtectionProfiles: []dtls.SRTPProtectionProfile{profile}, InsecureSkipVerify: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- server.HandshakeContext(ctx) }()
+	if err := client.HandshakeContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	state, ok := client.ConnectionState()
+	if !ok {
+		t.Fatal("no client state")
+	}
+	return &state
+}
