@@ -519,7 +519,7 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
 		Timestamp:      outTS,
 		SSRC:           d.ssrc,
 	}
-	if d.queue.push(d.stream, &hdr, payload, &vp8) {
+	if d.queue.push(d.stream, &hdr, payload, &vp8, pkt.Marker || d.kind != KindVideo) {
 		d.sentPackets++
 		d.sentOctets += uint32(len(payload))
 		if pkt.Marker && d.kind == KindVideo {
@@ -578,7 +578,7 @@ func (d *DownTrack) padLocked(now time.Time) {
 		d.lastOutSeq++
 		d.seqOffset++
 		hdr := rtp.Header{Version: 2, Padding: true, PayloadType: d.pt, SequenceNumber: d.lastOutSeq, Timestamp: d.lastOutTS, SSRC: d.ssrc}
-		if d.queue.push(d.stream, &hdr, payload[:], nil) {
+		if d.queue.push(d.stream, &hdr, payload[:], nil, true) {
 			d.sentPackets++
 			d.sentOctets += padSize
 		}

@@ -198,7 +198,9 @@ func historySpan(rtt time.Duration) time.Duration {
 // Egress goroutine only, between batches.
 func (e *egress) sizeRing(now int64) {
 	if e.sizedAt == 0 {
-		e.sizedAt, e.sizedPos = now, e.tail
+		e.mu.Lock()
+		e.sizedAt, e.sizedPos = now, e.tail // tail is push's, under mu
+		e.mu.Unlock()
 		return
 	}
 	if now-e.sizedAt < int64(ringCheck) {
@@ -266,7 +268,16 @@ func rtxPayloadType(pt uint8, codecs []webrtc.RTPCodecParameters) uint8 {
 
 // push copies one packet into the ring and applies the VP8 id rewrite to
 // the copy. It never blocks and reports false when the packet was dropped.
-func (e *egress) push(st *egressStream, hdr *rtp.Header, payload []byte, vp8 *vp8Rewrite) bool {
+//
+// wake says whether the egress goroutine should send it now: a down-track
+// wakes it with a picture's last packet (the marker) and with every sound
+// packet, not with the packets before a picture's last. A classroom shows
+// a picture only once all of it has arrived, so sending its first packets
+// earlier gains nothing, and one wake-up then sends the whole picture (one
+// GSO message) instead of one wake-up per packet; the classroom's sound,
+// every 20 ms, or the next picture sends what a lost marker left behind,
+// and so does a queue that reaches wakeBacklog.
+func (e *egress) push(st *egressStream, hdr *rtp.Header, payload []byte, vp8 *vp8Rewrite, wake bool) bool {
 	if st == nil {
 		return false
 	}
@@ -295,10 +306,17 @@ func (e *egress) push(st *egressStream, hdr *rtp.Header, payload []byte, vp8 *vp
 	st.pos[hdr.SequenceNumber%posSlots] = pos + 1
 	e.tail++
 	e.queuedBytes += s.n + rtpHeaderSize
+	wake = wake || e.tail-e.head >= wakeBacklog
 	e.mu.Unlock()
-	e.signal()
+	if wake {
+		e.signal()
+	}
 	return true
 }
+
+// wakeBacklog is how many queued packets wake the egress goroutine even
+// without a picture's last packet (a quarter of what may wait).
+const wakeBacklog = maxQueued / 4
 
 func (e *egress) signal() {
 	select {

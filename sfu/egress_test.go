@@ -45,7 +45,7 @@ func pushSeqs(t *testing.T, e *egress, st *egressStream, from, to uint16) {
 	t.Helper()
 	for seq := from; seq != to; seq++ {
 		hdr := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: st.ssrc}
-		if !e.push(st, &hdr, []byte{0xaa, byte(seq), byte(seq >> 8)}, nil) {
+		if !e.push(st, &hdr, []byte{0xaa, byte(seq), byte(seq >> 8)}, nil, true) {
 			t.Fatalf("packet %d dropped", seq)
 		}
 	}
@@ -193,7 +193,7 @@ func TestEgressResendsWithoutRTX(t *testing.T) {
 
 	pushSeqs(t, e, st, 3, 3+maxQueued)
 	hdr := rtp.Header{Version: 2, SequenceNumber: 999, SSRC: 1234}
-	if e.push(st, &hdr, []byte{1}, nil) {
+	if e.push(st, &hdr, []byte{1}, nil, true) {
 		t.Fatal("push into a full queue succeeded")
 	}
 	if e.dropped.Load() != 1 {
@@ -221,5 +221,49 @@ func TestEgressRetransmitsWithinTheEstimate(t *testing.T) {
 	}
 	if n := e.nack(st, all, time.Millisecond, bps, t0.Add(resendWindow+resendWindow/10)); n != 3 {
 		t.Fatalf("queued %d after the window, want 3", n)
+	}
+}
+
+// TestEgressWakesOncePerPicture: a picture's packets before its last wait
+// in the ring without waking the egress goroutine; its last packet (the
+// marker) wakes it once, and the drain then sends the whole picture. A
+// backlog of wakeBacklog wakes it even without a marker.
+func TestEgressWakesOncePerPicture(t *testing.T) {
+	e := newEgress()
+	w := &wireWriter{}
+	st := &egressStream{writer: w, ssrc: 1}
+	woken := func() bool {
+		select {
+		case <-e.wake:
+			return true
+		default:
+			return false
+		}
+	}
+	picture := func(from uint16, n int) {
+		for i := range n {
+			hdr := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: from + uint16(i), Timestamp: uint32(from), SSRC: 1, Marker: i == n-1}
+			if !e.push(st, &hdr, []byte{0xaa}, nil, hdr.Marker) {
+				t.Fatalf("packet %d dropped", i)
+			}
+			if i < n-1 && woken() {
+				t.Fatalf("packet %d of %d woke the egress before the picture's last", i+1, n)
+			}
+		}
+		if !woken() {
+			t.Fatal("the picture's last packet did not wake the egress")
+		}
+	}
+	picture(100, 6)
+	e.drain()
+	if got := len(w.packets()); got != 6 {
+		t.Fatalf("one wake-up sent %d packets, want the picture's 6", got)
+	}
+	for i := range wakeBacklog {
+		hdr := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 200 + uint16(i), SSRC: 1}
+		e.push(st, &hdr, []byte{0xaa}, nil, false)
+	}
+	if !woken() {
+		t.Errorf("%d queued packets without a marker did not wake the egress", wakeBacklog)
 	}
 }
