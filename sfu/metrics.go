@@ -11,6 +11,7 @@ type metrics struct {
 	packetsIn     prometheus.Counter
 	bytesOut      prometheus.Counter
 	packetsOut    prometheus.Counter
+	packetsDirect prometheus.Counter
 	nacksReceived prometheus.Counter
 	plisSent      prometheus.Counter
 	plisReceived  prometheus.Counter
@@ -29,6 +30,7 @@ func newMetrics(reg prometheus.Registerer, rooms *Rooms) (*metrics, error) {
 		packetsIn:     prometheus.NewCounter(prometheus.CounterOpts{Name: "podium_media_packets_in_total", Help: "RTP packets received from publishers."}),
 		bytesOut:      prometheus.NewCounter(prometheus.CounterOpts{Name: "podium_media_bytes_out_total", Help: "RTP bytes sent to subscribers."}),
 		packetsOut:    prometheus.NewCounter(prometheus.CounterOpts{Name: "podium_media_packets_out_total", Help: "RTP packets sent to subscribers."}),
+		packetsDirect: prometheus.NewCounter(prometheus.CounterOpts{Name: "podium_media_packets_out_srtp_direct_total", Help: "Of the RTP packets sent to subscribers, those the node protected with SRTP and wrote to its UDP socket itself (the rest went through pion: ICE-TCP, or before the DTLS keys were known)."}),
 		nacksReceived: prometheus.NewCounter(prometheus.CounterOpts{Name: "podium_nacks_received_total", Help: "NACK packets received from subscribers."}),
 		plisSent:      prometheus.NewCounter(prometheus.CounterOpts{Name: "podium_plis_sent_total", Help: "Keyframe requests (PLI) sent to publishers, after merging."}),
 		plisReceived:  prometheus.NewCounter(prometheus.CounterOpts{Name: "podium_plis_received_total", Help: "PLI and FIR packets received from subscribers."}),
@@ -56,7 +58,7 @@ func newMetrics(reg prometheus.Registerer, rooms *Rooms) (*metrics, error) {
 			}
 			return float64(n)
 		})
-	for _, c := range []prometheus.Collector{lessons, tracks, m.participants, m.bytesIn, m.packetsIn, m.bytesOut, m.packetsOut,
+	for _, c := range []prometheus.Collector{lessons, tracks, m.participants, m.bytesIn, m.packetsIn, m.bytesOut, m.packetsOut, m.packetsDirect,
 		m.nacksReceived, m.plisSent, m.plisReceived, m.layerSwitches, m.queueDrops, m.estimate, m.loss} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

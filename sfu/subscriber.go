@@ -416,6 +416,7 @@ func (s *subscriber) allocateLoop() {
 	defer tick.Stop()
 	lastBytes := s.queue.bytes.Load()
 	lastPackets := s.queue.packets.Load()
+	lastDirect := s.queue.direct.Load()
 	lastDrops := s.queue.dropped.Load()
 	last := time.Now()
 	ticks := 0
@@ -435,6 +436,9 @@ func (s *subscriber) allocateLoop() {
 			pk := s.queue.packets.Load()
 			m.packetsOut.Add(float64(pk - lastPackets))
 			lastPackets = pk
+			direct := s.queue.direct.Load()
+			m.packetsDirect.Add(float64(direct - lastDirect))
+			lastDirect = direct
 			m.queueDrops.Add(float64(d - lastDrops))
 			lastBytes, lastDrops, last = b, d, now
 			s.measure(secs)
