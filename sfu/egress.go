@@ -86,6 +86,7 @@ type egress struct {
 	twccSeq   uint16
 	sent      [sentHistory]sentPacket
 	rtx       egressSlot // scratch for building a retransmission
+	viaPion   bool       // pion carried a packet after the keys were known: no direct sends
 	plain     []byte     // scratch: a packet before SRTP
 	sealed    []byte     // scratch: a packet after SRTP
 	sealedHdr rtp.Header // scratch for the SRTP context's parse
@@ -579,9 +580,16 @@ func (e *egress) send(st *egressStream, hdr *rtp.Header, payload []byte, twcc *[
 			e.sent[seq%sentHistory] = sentPacket{at: now, size: int32(hdr.MarshalSize() + len(payload)), seq: seq}
 		}
 	}
-	if ctx, dst := e.srtpOut.Load(), e.dest.Load(); ctx != nil && dst != nil && e.batch != nil {
-		e.sendDirect(ctx, dst, hdr, payload)
-		return
+	if ctx := e.srtpOut.Load(); ctx != nil && !e.viaPion {
+		if dst := e.dest.Load(); dst != nil && e.batch != nil {
+			e.sendDirect(ctx, dst, hdr, payload)
+			return
+		}
+		// pion's SRTP context and the egress's each count the rollovers
+		// of a stream's sequence numbers from what they encrypted: once
+		// pion has carried a packet (the pair moved to TCP), the two
+		// could disagree, so pion keeps the connection.
+		e.viaPion = true
 	}
 	if n, err := st.writer.WriteRTP(hdr, payload); err == nil {
 		e.packets.Add(1)

@@ -3,12 +3,15 @@ package sfu
 import (
 	"bytes"
 	"encoding/binary"
+	"log/slog"
 	"math"
+	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
 )
 
 // wireWriter keeps each packet as it would go on the wire (marshalled when
@@ -265,5 +268,43 @@ func TestEgressWakesOncePerPicture(t *testing.T) {
 	}
 	if !woken() {
 		t.Errorf("%d queued packets without a marker did not wake the egress", wakeBacklog)
+	}
+}
+
+// TestEgressLeavesSRTPToPionOnceItCarriedAPacket: the egress protects and
+// sends packets itself while the pair is UDP; once the pair moved to TCP
+// and pion carried a packet, it never sends directly again, even back on
+// UDP (pion's SRTP context and its own would count rollovers apart).
+func TestEgressLeavesSRTPToPionOnceItCarriedAPacket(t *testing.T) {
+	udp := listenLoopback(t)
+	sink := listenLoopback(t)
+	_, batch := newBatchConn(udp, slog.Default())
+	e := newEgress()
+	e.batch = batch
+	key := make([]byte, 16+12)
+	ctx, err := srtp.CreateContext(key[:16], key[16:], srtp.ProtectionProfileAeadAes128Gcm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srtpOut.Store(ctx)
+	w := &wireWriter{}
+	st := &egressStream{writer: w, ssrc: 1}
+	sendOne := func(seq uint16) {
+		hdr := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: 1, Marker: true}
+		e.push(st, &hdr, []byte{0xaa}, nil, true)
+		e.pace.at = 0
+		e.drain()
+	}
+	e.dest.Store(sink.LocalAddr().(*net.UDPAddr))
+	sendOne(1)
+	if e.direct.Load() != 1 || len(w.packets()) != 0 {
+		t.Fatalf("on UDP: %d direct, %d through pion; want 1, 0", e.direct.Load(), len(w.packets()))
+	}
+	e.dest.Store(nil) // the pair moved to TCP
+	sendOne(2)
+	e.dest.Store(sink.LocalAddr().(*net.UDPAddr)) // and back to UDP
+	sendOne(3)
+	if e.direct.Load() != 1 || len(w.packets()) != 2 {
+		t.Fatalf("after TCP: %d direct, %d through pion; want 1, 2", e.direct.Load(), len(w.packets()))
 	}
 }
