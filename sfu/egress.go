@@ -84,13 +84,16 @@ type egress struct {
 	sizedAt   int64       // unix ns of the last look at the ring's size
 	sizedPos  uint64      // tail then
 	twccSeq   uint16
-	sent      [sentHistory]sentPacket
-	rtx       egressSlot // scratch for building a retransmission
-	viaPion   bool       // pion carried a packet after the keys were known: no direct sends
-	plain     []byte     // scratch: a packet before SRTP
-	sealed    []byte     // scratch: a packet after SRTP
-	sealedHdr rtp.Header // scratch for the SRTP context's parse
-	gcc       *gccEstimator
+	// heardAt is when TWCC feedback last came (unix ns; or when the first
+	// stamped packet went out), silenceCutAt when checkFeedback last cut.
+	heardAt, silenceCutAt int64
+	sent                  [sentHistory]sentPacket
+	rtx                   egressSlot // scratch for building a retransmission
+	viaPion               bool       // pion carried a packet after the keys were known: no direct sends
+	plain                 []byte     // scratch: a packet before SRTP
+	sealed                []byte     // scratch: a packet after SRTP
+	sealedHdr             rtp.Header // scratch for the SRTP context's parse
+	gcc                   *gccEstimator
 }
 
 // Ring geometry. The ring starts at minRingSlots (about 3 s of a 1.5 Mbit/s
@@ -395,10 +398,40 @@ func (e *egress) addFeedback(fb *rtcp.TransportLayerCC) {
 }
 
 func (e *egress) onFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
+	e.heardAt = now.UnixNano()
 	e.gcc.onFeedback(fb, e.sentPacket, now)
+	e.publishEstimate()
+}
+
+func (e *egress) publishEstimate() {
 	e.target.Store(int64(e.gcc.target))
 	e.delayTarget.Store(int64(e.gcc.delayTarget))
 	e.lossQ16.Store(uint32(min(e.gcc.loss.averageLoss, 1) * 65535))
+}
+
+// feedbackTimeout is how long an egress that sends TWCC-stamped packets
+// waits for feedback before it halves its estimate, and then again each
+// time as long; at least two round trips. Browsers send feedback every
+// 50-100 ms.
+func feedbackTimeout(rtt time.Duration) time.Duration {
+	return max(time.Second, 2*rtt)
+}
+
+// checkFeedback halves the estimate when packets stamped for TWCC have
+// gone out and no feedback has come for feedbackTimeout (gcc.onSilence).
+// Egress goroutine only; now is unix ns.
+func (e *egress) checkFeedback(now int64) {
+	if e.heardAt == 0 {
+		e.heardAt = now // the first stamped packet starts the wait
+		return
+	}
+	wait := int64(feedbackTimeout(time.Duration(e.rttNs.Load())))
+	if now-e.heardAt < wait || now-e.silenceCutAt < wait {
+		return
+	}
+	e.silenceCutAt = now
+	e.gcc.onSilence()
+	e.publishEstimate()
 }
 
 // sentPacket looks a transport-wide sequence number up in the send
@@ -465,6 +498,9 @@ func (e *egress) drain() {
 		e.queuedBytes -= sentBytes
 		e.mu.Unlock()
 		e.sizeRing(now)
+		if e.twccSeq != 0 { // the classroom negotiated TWCC: feedback is due
+			e.checkFeedback(now)
+		}
 	}
 }
 

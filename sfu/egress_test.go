@@ -308,3 +308,42 @@ func TestEgressLeavesSRTPToPionOnceItCarriedAPacket(t *testing.T) {
 		t.Fatalf("after TCP: %d direct, %d through pion; want 1, 2", e.direct.Load(), len(w.packets()))
 	}
 }
+
+// TestEgressHalvesItsEstimateWhenFeedbackStops: packets stamped for TWCC
+// go out and no feedback comes back (a line so bad that the classroom's
+// reports are lost): after feedbackTimeout the estimate halves, and again
+// each time as long, down to the minimum; feedback that comes again
+// resets the wait.
+func TestEgressHalvesItsEstimateWhenFeedbackStops(t *testing.T) {
+	e := newEgress()
+	start := time.Now().UnixNano()
+	second := int64(time.Second)
+	e.checkFeedback(start) // the first stamped packet
+	if got := e.target.Load(); got != bweInitialBitrate {
+		t.Fatalf("estimate %d before any wait, want %d", got, bweInitialBitrate)
+	}
+	e.checkFeedback(start + second/2)
+	if got := e.target.Load(); got != bweInitialBitrate {
+		t.Fatalf("estimate %d after 0.5 s without feedback, want it kept", got)
+	}
+	e.checkFeedback(start + second + 1)
+	if got := e.target.Load(); got != bweInitialBitrate/2 {
+		t.Fatalf("estimate %d after 1 s without feedback, want %d", got, bweInitialBitrate/2)
+	}
+	e.checkFeedback(start + second + second/2)
+	if got := e.target.Load(); got != bweInitialBitrate/2 {
+		t.Fatalf("estimate %d: cut twice within a second", got)
+	}
+	for i := int64(2); i < 20; i++ {
+		e.checkFeedback(start + i*second + 2)
+	}
+	if got := e.target.Load(); got != bweMinBitrate {
+		t.Fatalf("estimate %d after 20 s without feedback, want the minimum %d", got, bweMinBitrate)
+	}
+	// Feedback again: the wait starts over.
+	e.heardAt = start + 20*second
+	e.checkFeedback(start + 20*second + second/2)
+	if got := e.target.Load(); got != bweMinBitrate {
+		t.Fatalf("estimate %d right after feedback", got)
+	}
+}

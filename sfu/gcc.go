@@ -93,6 +93,20 @@ func (g *gccEstimator) onFeedback(fb *rtcp.TransportLayerCC, sent func(seq uint1
 	}
 }
 
+// onSilence halves the estimate (not below the minimum) when no feedback
+// has come for a while although packets went out (egress.checkFeedback):
+// on a line so bad that the classroom's reports do not get back, the
+// estimate would otherwise stay wherever it was, and the classroom be sent
+// a layer its line cannot carry for as long as the silence lasts. Feedback
+// that comes again moves the estimate on from there.
+func (g *gccEstimator) onSilence() {
+	cut := max(g.rate.min, g.target/2)
+	g.target = min(g.target, cut)
+	g.delayTarget = min(g.delayTarget, cut)
+	g.rate.target = min(g.rate.target, cut)
+	g.loss.bitrate = min(g.loss.bitrate, cut)
+}
+
 // parse turns a feedback packet into acknowledgments of packets the egress
 // sent (as pion's FeedbackAdapter does).
 func (g *gccEstimator) parse(fb *rtcp.TransportLayerCC, sent func(uint16) (int64, int, bool)) []gccAck {
