@@ -85,15 +85,16 @@ type egress struct {
 	sizedPos  uint64      // tail then
 	twccSeq   uint16
 	// heardAt is when TWCC feedback last came (unix ns; or when the first
-	// stamped packet went out), silenceCutAt when checkFeedback last cut.
-	heardAt, silenceCutAt int64
-	sent                  [sentHistory]sentPacket
-	rtx                   egressSlot // scratch for building a retransmission
-	viaPion               bool       // pion carried a packet after the keys were known: no direct sends
-	plain                 []byte     // scratch: a packet before SRTP
-	sealed                []byte     // scratch: a packet after SRTP
-	sealedHdr             rtp.Header // scratch for the SRTP context's parse
-	gcc                   *gccEstimator
+	// stamped packet after a pause went out), stampedAt when stamped
+	// packets last went out, silenceCutAt when checkFeedback last cut.
+	heardAt, stampedAt, silenceCutAt int64
+	sent                             [sentHistory]sentPacket
+	rtx                              egressSlot // scratch for building a retransmission
+	viaPion                          bool       // pion carried a packet after the keys were known: no direct sends
+	plain                            []byte     // scratch: a packet before SRTP
+	sealed                           []byte     // scratch: a packet after SRTP
+	sealedHdr                        rtp.Header // scratch for the SRTP context's parse
+	gcc                              *gccEstimator
 }
 
 // Ring geometry. The ring starts at minRingSlots (about 3 s of a 1.5 Mbit/s
@@ -421,11 +422,14 @@ func feedbackTimeout(rtt time.Duration) time.Duration {
 // gone out and no feedback has come for feedbackTimeout (gcc.onSilence).
 // Egress goroutine only; now is unix ns.
 func (e *egress) checkFeedback(now int64) {
-	if e.heardAt == 0 {
-		e.heardAt = now // the first stamped packet starts the wait
-		return
-	}
 	wait := int64(feedbackTimeout(time.Duration(e.rttNs.Load())))
+	if e.heardAt == 0 || now-e.stampedAt > wait {
+		// The first stamped packet, or the first after a pause (the
+		// teacher away: nothing to send, nothing to report), starts the
+		// wait.
+		e.heardAt = now
+	}
+	e.stampedAt = now
 	if now-e.heardAt < wait || now-e.silenceCutAt < wait {
 		return
 	}

@@ -334,16 +334,25 @@ func TestEgressHalvesItsEstimateWhenFeedbackStops(t *testing.T) {
 	if got := e.target.Load(); got != bweInitialBitrate/2 {
 		t.Fatalf("estimate %d: cut twice within a second", got)
 	}
-	for i := int64(2); i < 20; i++ {
-		e.checkFeedback(start + i*second + 2)
+	for at := start + 2*second; at < start+20*second; at += second / 4 {
+		e.checkFeedback(at)
 	}
 	if got := e.target.Load(); got != bweMinBitrate {
 		t.Fatalf("estimate %d after 20 s without feedback, want the minimum %d", got, bweMinBitrate)
 	}
-	// Feedback again: the wait starts over.
-	e.heardAt = start + 20*second
-	e.checkFeedback(start + 20*second + second/2)
-	if got := e.target.Load(); got != bweMinBitrate {
-		t.Fatalf("estimate %d right after feedback", got)
+
+	// Feedback resets the wait; so does a pause in sending (nothing sent,
+	// nothing to report), however long.
+	e = newEgress()
+	e.checkFeedback(start)
+	e.heardAt = start + second/2 // feedback
+	e.checkFeedback(start + second + second/4)
+	if got := e.target.Load(); got != bweInitialBitrate {
+		t.Fatalf("estimate %d 0.75 s after feedback, want it kept", got)
+	}
+	e.checkFeedback(start + 60*second) // the first packet after a minute's pause
+	e.checkFeedback(start + 60*second + second/2)
+	if got := e.target.Load(); got != bweInitialBitrate {
+		t.Fatalf("estimate %d just after a pause in sending, want it kept", got)
 	}
 }
