@@ -2,7 +2,9 @@ package loadtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -183,10 +185,11 @@ type serverWatch struct {
 	url    string
 	client *http.Client
 
-	mu   sync.Mutex
-	up   bool
-	down time.Time   // the current outage began (zero while up)
-	back []time.Time // when the server answered again after each outage
+	mu      sync.Mutex
+	up      bool
+	down    time.Time   // the current outage began (zero while up)
+	back    []time.Time // when the server answered again after each outage
+	started string      // the run of the server that answered last (its /readyz "started")
 }
 
 func newServerWatch(base string) *serverWatch {
@@ -207,7 +210,13 @@ func (w *serverWatch) run(ctx context.Context) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.url, nil)
 		resp, err := w.client.Do(req)
 		ok := err == nil && resp.StatusCode == http.StatusOK
+		var ready struct {
+			Started string `json:"started"`
+		}
 		if resp != nil {
+			if ok {
+				_ = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&ready)
+			}
 			resp.Body.Close()
 		}
 		if ctx.Err() != nil {
@@ -221,6 +230,12 @@ func (w *serverWatch) run(ctx context.Context) {
 		case !w.up && ok:
 			w.up, w.down = true, time.Time{}
 			w.back = append(w.back, now)
+		case ok && ready.Started != "" && w.started != "" && ready.Started != w.started:
+			// Killed and started again between two probes.
+			w.back = append(w.back, now)
+		}
+		if ok && ready.Started != "" {
+			w.started = ready.Started
 		}
 		w.mu.Unlock()
 	}

@@ -366,6 +366,10 @@ func build(c *serveConfig, log *slog.Logger, shared *portmux.Mux) (_ *built, err
 	a.routes.HandleFunc("GET /healthz", auth.PublicScope(), func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "alive"})
 	})
+	// started tells one run of the node from the next: a restart quicker
+	// than a probe's interval still shows (the load tool's --reconnect
+	// measures recovery from it).
+	started := time.Now().UTC().Format(time.RFC3339Nano)
 	a.routes.HandleFunc("GET /readyz", auth.PublicScope(), func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case b.draining.Load():
@@ -373,7 +377,7 @@ func build(c *serveConfig, log *slog.Logger, shared *portmux.Mux) (_ *built, err
 		case !b.ready.Load():
 			httpx.WriteError(w, http.StatusServiceUnavailable, "starting", "server is starting")
 		default:
-			httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+			httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready", "started": started})
 		}
 	})
 	a.routes.Handle("/", auth.PublicScope(), clients.Handler())
