@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-	"github.com/pion/srtp/v3"
 )
 
 // recordingWriter is a webrtc.TrackLocalWriter that keeps what it is given.
@@ -396,13 +395,8 @@ func benchmarkForward(b *testing.B, n int, direct bool) {
 		e := newEgress()
 		egresses[i] = e
 		if direct {
-			key := make([]byte, 16+12)
-			ctx, err := srtp.CreateContext(key[:16], key[16:], srtp.ProtectionProfileAeadAes128Gcm)
-			if err != nil {
-				b.Fatal(err)
-			}
 			e.batch = batch
-			e.srtpOut.Store(ctx)
+			e.srtpOut.Store(testSRTPContext(b))
 			e.dest.Store(sink.LocalAddr().(*net.UDPAddr))
 		}
 		d := newDownTrack(track, e, ready, nil)

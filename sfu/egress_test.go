@@ -281,12 +281,7 @@ func TestEgressLeavesSRTPToPionOnceItCarriedAPacket(t *testing.T) {
 	_, batch := newBatchConn(udp, slog.Default())
 	e := newEgress()
 	e.batch = batch
-	key := make([]byte, 16+12)
-	ctx, err := srtp.CreateContext(key[:16], key[16:], srtp.ProtectionProfileAeadAes128Gcm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.srtpOut.Store(ctx)
+	e.srtpOut.Store(testSRTPContext(t))
 	w := &wireWriter{}
 	st := &egressStream{writer: w, ssrc: 1}
 	sendOne := func(seq uint16) {
@@ -355,4 +350,16 @@ func TestEgressHalvesItsEstimateWhenFeedbackStops(t *testing.T) {
 	if got := e.target.Load(); got != bweInitialBitrate {
 		t.Fatalf("estimate %d just after a pause in sending, want it kept", got)
 	}
+}
+
+// testSRTPContext is an AES-128-GCM SRTP context with an all-zero key, for
+// egresses that send directly.
+func testSRTPContext(tb testing.TB) *srtp.Context {
+	tb.Helper()
+	key := make([]byte, 16+12)
+	ctx, err := srtp.CreateContext(key[:16], key[16:], srtp.ProtectionProfileAeadAes128Gcm)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ctx
 }

@@ -86,15 +86,21 @@ func (k *srtpKeys) Write(line []byte) (int, error) {
 	return len(line), nil
 }
 
-// srtpExporterLabel is RFC 5764's label for SRTP keying material.
-const srtpExporterLabel = "EXTRACTOR-dtls_srtp"
+// handshakeExporter is the TLS 1.2 exporter (RFC 5705) of a finished
+// handshake, computed as pion/dtls does from its master secret and the two
+// hellos' randoms; pion/srtp's key extraction reads it.
+type handshakeExporter struct {
+	master, clientRandom, serverRandom []byte
+	suite                              dtls.CipherSuiteID
+}
 
-// exportKeyingMaterial is the TLS 1.2 exporter (RFC 5705) with no context,
-// as pion/dtls computes it.
-func exportKeyingMaterial(master, clientRandom, serverRandom []byte, suite dtls.CipherSuiteID, n int) ([]byte, error) {
-	seed := make([]byte, 0, len(srtpExporterLabel)+len(clientRandom)+len(serverRandom))
-	seed = append(append(append(seed, srtpExporterLabel...), clientRandom...), serverRandom...)
-	return prf.PHash(master, seed, n, prfHash(suite))
+func (x handshakeExporter) ExportKeyingMaterial(label string, context []byte, n int) ([]byte, error) {
+	if len(context) != 0 {
+		return nil, fmt.Errorf("keying material with a context is not supported")
+	}
+	seed := make([]byte, 0, len(label)+len(x.clientRandom)+len(x.serverRandom))
+	seed = append(append(append(seed, label...), x.clientRandom...), x.serverRandom...)
+	return prf.PHash(x.master, seed, n, prfHash(x.suite))
 }
 
 // prfHash is the cipher suite's PRF hash: SHA-384 for the *_SHA384 suites,
@@ -107,25 +113,16 @@ func prfHash(suite dtls.CipherSuiteID) func() hash.Hash {
 	return sha256.New
 }
 
-// serverSRTPContext derives the DTLS server's write key and salt (RFC 5764
-// section 4.2: client key, server key, client salt, server salt) and makes
-// the SRTP context that protects what the server sends.
+// serverSRTPContext makes the SRTP context that protects what the DTLS
+// server sends: pion/srtp lays the exported material out into keys and
+// salts (RFC 5764 section 4.2), as it does for pion's own session.
 func serverSRTPContext(master, clientRandom, serverRandom []byte, suite dtls.CipherSuiteID, profile srtp.ProtectionProfile) (*srtp.Context, error) {
-	keyLen, err := profile.KeyLen()
-	if err != nil {
-		return nil, fmt.Errorf("srtp profile %#x: %w", uint16(profile), err)
+	cfg := srtp.Config{Profile: profile}
+	exporter := handshakeExporter{master: master, clientRandom: clientRandom, serverRandom: serverRandom, suite: suite}
+	if err := cfg.ExtractSessionKeysFromDTLS(exporter, false); err != nil {
+		return nil, fmt.Errorf("srtp keys (profile %#x): %w", uint16(profile), err)
 	}
-	saltLen, err := profile.SaltLen()
-	if err != nil {
-		return nil, fmt.Errorf("srtp profile %#x: %w", uint16(profile), err)
-	}
-	material, err := exportKeyingMaterial(master, clientRandom, serverRandom, suite, 2*(keyLen+saltLen))
-	if err != nil {
-		return nil, fmt.Errorf("srtp keying material: %w", err)
-	}
-	key := material[keyLen : 2*keyLen]
-	salt := material[2*keyLen+saltLen:]
-	ctx, err := srtp.CreateContext(key, salt, profile)
+	ctx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
 	if err != nil {
 		return nil, fmt.Errorf("srtp context: %w", err)
 	}
