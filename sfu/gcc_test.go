@@ -12,12 +12,15 @@ import (
 )
 
 // link is a simulated downlink: a bottleneck of rate bit/s (0: none) with
-// a tail-drop queue, random loss and a fixed delay.
+// a tail-drop queue, random loss and a fixed delay. Over tcp, a lost
+// packet is not lost: it is resent a round trip later, and every packet
+// behind it waits (head-of-line blocking).
 type link struct {
 	rate     float64
 	queue    time.Duration
 	loss     float64
 	delay    time.Duration
+	tcp      bool
 	rng      *rand.Rand
 	lastDone time.Time
 }
@@ -25,12 +28,19 @@ type link struct {
 // arrive returns when a packet of size bytes sent at t arrives, or false
 // when it is lost.
 func (l *link) arrive(t time.Time, size int) (time.Time, bool) {
+	resent := false
 	if l.rng.Float64() < l.loss {
-		return time.Time{}, false
+		if !l.tcp {
+			return time.Time{}, false
+		}
+		resent = true
 	}
 	start := t
 	if l.lastDone.After(start) {
 		start = l.lastDone
+	}
+	if resent {
+		start = start.Add(2 * l.delay)
 	}
 	if l.rate > 0 {
 		if start.Sub(t) > l.queue {
@@ -104,6 +114,26 @@ func TestGCCFindsTheBottleneck(t *testing.T) {
 	t.Logf("a sender following the estimate over 1 Mbit/s: target %.0f, delay-based %.0f, loss %.3f", target, delay, loss)
 	if target > 1.2e6 || target < 400e3 {
 		t.Errorf("estimate %.0f bit/s for a 1 Mbit/s bottleneck", target)
+	}
+}
+
+// TestGCCFindsAFullTwoMegabitLine: through a full 2 Mbit/s line packets
+// arrive less than 5 ms apart, which pion's grouping took for one endless
+// burst: the estimate stayed at its 2.5 Mbit/s start with a fifth of the
+// packets lost. Over UDP and over TCP (where a lost segment is resent and
+// holds the queue a round trip), the estimate must come down to the line.
+func TestGCCFindsAFullTwoMegabitLine(t *testing.T) {
+	for _, tcp := range []bool{false, true} {
+		l := &link{rate: 2e6, queue: 300 * time.Millisecond, loss: 0.005, delay: 40 * time.Millisecond, tcp: tcp, rng: rand.New(rand.NewPCG(1, 2))}
+		e := simulateGCC(t, 2_500_000, 3e6, true, l, 30*time.Second)
+		target, delay, loss := e.estimates()
+		t.Logf("over tcp %v: target %.0f, delay-based %.0f, loss %.3f", tcp, target, delay, loss)
+		if target > 2.3e6 || target < 1.2e6 {
+			t.Errorf("over tcp %v: estimate %.0f bit/s for a 2 Mbit/s line", tcp, target)
+		}
+		if loss > 0.05 {
+			t.Errorf("over tcp %v: %.3f of the packets lost following the estimate", tcp, loss)
+		}
 	}
 }
 
