@@ -77,6 +77,9 @@ type egress struct {
 	// rttNs is the subscriber's round trip (from its receiver reports):
 	// it spaces retransmissions and sizes their history.
 	rttNs atomic.Int64
+	// heard is set once TWCC feedback came: the estimate is then the
+	// line's, no longer the starting guess.
+	heard atomic.Bool
 
 	// Owned by the egress goroutine.
 	pace      pacer
@@ -167,10 +170,8 @@ func newEgress() *egress {
 		wake:       make(chan struct{}, 1),
 		retransmit: make([]uint64, 0, maxRetrans),
 		feedback:   make(chan *rtcp.TransportLayerCC, 16),
-		gcc:        newGCCEstimator(bweInitialBitrate, bweMinBitrate, bweMaxBitrate, time.Now()),
 	}
-	e.target.Store(bweInitialBitrate)
-	e.delayTarget.Store(bweInitialBitrate)
+	e.startAt(bweInitialBitrate)
 	e.slots, e.mask = newSlots(minRingSlots), minRingSlots-1
 	e.paceTimer = time.NewTimer(time.Hour)
 	e.paceTimer.Stop()
@@ -178,6 +179,13 @@ func newEgress() *egress {
 	e.plain = make([]byte, maxPacket)
 	e.sealed = make([]byte, 0, maxPacket+srtpOverhead)
 	return e
+}
+
+// startAt sets the estimate the egress starts from; before it runs.
+func (e *egress) startAt(bps int) {
+	e.gcc = newGCCEstimator(bps, bweMinBitrate, bweMaxBitrate, time.Now())
+	e.target.Store(int64(bps))
+	e.delayTarget.Store(int64(bps))
 }
 
 // newSlots makes a ring of n slots, each with room for the TWCC extension
@@ -400,6 +408,7 @@ func (e *egress) addFeedback(fb *rtcp.TransportLayerCC) {
 
 func (e *egress) onFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	e.heardAt = now.UnixNano()
+	e.heard.Store(true)
 	e.gcc.onFeedback(fb, e.sentPacket, now)
 	e.publishEstimate()
 }

@@ -108,6 +108,7 @@ type SFU struct {
 	tcpMux   ice.TCPMux
 	turn     *turnServer
 	probes   probeBudget // bandwidth probing, shared by all subscribers
+	lines    lineMemory  // estimates of closed connections, for rejoins
 
 	mu           sync.Mutex
 	participants map[*Participant]struct{}

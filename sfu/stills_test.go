@@ -171,3 +171,63 @@ func TestClassroomBelowTheLowestLayerGetsStills(t *testing.T) {
 		t.Errorf("leaving stills broke the stream's numbering: %+v", st)
 	}
 }
+
+// TestClassroomRejoinsAtItsLinesEstimate: a classroom whose connection
+// closed on a weak line starts its next connection from the estimate the
+// last one ended with (on stills), not from the 2.5 Mbit/s guess that
+// would flood its line with 720p again; a classroom never seen before
+// starts from the guess. Neither sends a bandwidth report after joining,
+// so what each gets is its start alone.
+func TestClassroomRejoinsAtItsLinesEstimate(t *testing.T) {
+	files := testmedia.ForTest(t)
+	s := newTestSFU(t, Config{ICETCPPort: -1})
+	room, _, err := s.Rooms.GetOrCreateRoom("rejoin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	teacher := joinPeer(t, s, room, "teacher", RoleTeacher, clientAPI(t))
+	publishMedia(t, teacher, files, true)
+	const cam = "teacher-camera"
+
+	weak := joinPeer(t, s, room, "weak", RoleClassroom, rembOnlyAPI(t))
+	var bps atomic.Int64
+	bps.Store(60_000)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sendREMB(ctx, weak.sub, &bps)
+	}()
+	onStills := func(id string) bool {
+		for _, p := range room.Participants() {
+			if p.ID == id {
+				return p.Stills
+			}
+		}
+		return false
+	}
+	testenv.WaitFor(t, 30*time.Second, "the weak classroom on stills", func() bool { return onStills("weak") })
+	cancel()
+	wg.Wait()
+	weak.p.Close("its line failed")
+
+	again := joinPeer(t, s, room, "weak", RoleClassroom, rembOnlyAPI(t))
+	fresh := joinPeer(t, s, room, "fresh", RoleClassroom, rembOnlyAPI(t))
+	testenv.WaitFor(t, 30*time.Second, "both classrooms receive the camera", func() bool {
+		return again.stream(cam).stats().frames > 0 && fresh.stream(cam).stats().frames > 30
+	})
+	layer := func(tp *testPeer) (int, bool) {
+		rs := tp.p.ReceiveStats()
+		if len(rs.Video) != 1 {
+			t.Fatalf("%s receives %d video tracks, want the camera", tp.p.ID(), len(rs.Video))
+		}
+		return rs.Video[0].Layer, rs.Video[0].Stills
+	}
+	if l, stills := layer(again); l != 0 || !stills || !onStills("weak") {
+		t.Errorf("the rejoined classroom is on layer %d (stills %v), want the smallest as stills from the start", l, stills)
+	}
+	if l, stills := layer(fresh); l != 2 || stills {
+		t.Errorf("a new classroom is on layer %d (stills %v), want 720p from the start", l, stills)
+	}
+}

@@ -47,6 +47,7 @@ type subscriber struct {
 
 	// Owned by the allocator goroutine.
 	stills          stillsState
+	onStills        atomic.Bool // stills.on, for close (another goroutine)
 	stillsAnnounced bool
 }
 
@@ -78,12 +79,17 @@ const (
 
 func newSubscriber(p *Participant) (*subscriber, error) {
 	queue := newEgress()
+	line, rejoin := p.sfu.lines.recall(p.room.ID(), p.info.ID, time.Now())
+	if rejoin {
+		queue.startAt(int(min(max(line.bps, bweMinBitrate), bweInitialBitrate)))
+	}
 	keys := &srtpKeys{ready: func(c *srtp.Context) { queue.srtpOut.Store(c) }}
 	pc, err := p.sfu.newPeerConnection(true, nil, keys)
 	if err != nil {
 		return nil, err
 	}
 	s := &subscriber{p: p, pc: pc, queue: queue, downs: make(map[string]*subscription)}
+	s.stills.on = rejoin && line.stills
 	s.queue.batch = p.sfu.batcher
 	s.probe.budget = &p.sfu.probes
 	s.watchTransport()
@@ -546,6 +552,7 @@ func (s *subscriber) allocate() {
 	s.mu.Unlock()
 	layers := allocate(low-audio, high-audio, items)
 	stills := s.stills.decide(now, est-audio, items)
+	s.onStills.Store(stills)
 	modes := forwardModes(items, stills)
 	for i, dt := range dts {
 		if dt.setTarget(layers[i]) {
@@ -616,6 +623,9 @@ func (s *subscriber) quality() Quality {
 }
 
 func (s *subscriber) close() {
+	if s.queue.heard.Load() || s.remb.Load() > 0 { // the line's estimate, not the starting guess
+		s.p.sfu.lines.remember(s.p.room.ID(), s.p.info.ID, s.estimate(), s.onStills.Load(), time.Now())
+	}
 	s.probeMu.Lock()
 	s.probe.release()
 	s.probeMu.Unlock()
