@@ -77,9 +77,12 @@ type egress struct {
 	// rttNs is the subscriber's round trip (from its receiver reports):
 	// it spaces retransmissions and sizes their history.
 	rttNs atomic.Int64
-	// heard is set once TWCC feedback came: the estimate is then the
-	// line's, no longer the starting guess.
-	heard atomic.Bool
+	// heardAtNs is when TWCC feedback last came (unix ns, 0: never) and
+	// heardEstimate the estimate it left (the allocator's, gccEstimate):
+	// what the line carried, before any cut for silence
+	// (linememory.go).
+	heardAtNs     atomic.Int64
+	heardEstimate atomic.Int64
 
 	// Owned by the egress goroutine.
 	pace      pacer
@@ -408,9 +411,10 @@ func (e *egress) addFeedback(fb *rtcp.TransportLayerCC) {
 
 func (e *egress) onFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	e.heardAt = now.UnixNano()
-	e.heard.Store(true)
 	e.gcc.onFeedback(fb, e.sentPacket, now)
 	e.publishEstimate()
+	e.heardEstimate.Store(int64(gccEstimate(float64(e.gcc.target), float64(e.gcc.delayTarget), e.gcc.loss.averageLoss)))
+	e.heardAtNs.Store(e.heardAt)
 }
 
 func (e *egress) publishEstimate() {

@@ -30,8 +30,30 @@ type lineEstimate struct {
 // school's link came back).
 const lineMemorySpan = 5 * time.Minute
 
+// lineAtClose is what a closing connection's line is known to carry: the
+// estimate its last TWCC feedback left (or its client's last REMB), not
+// one its egress cut for silence since (a connection that ends in a Wi-Fi
+// outage halved its estimate each second of it, and the line is as good
+// as before), and whether it was on stills, unless it ended in such a
+// silence (the stills may be the silence's). ok is false when nothing was
+// measured: the estimate is still the starting guess.
+func lineAtClose(e *egress, sawTWCC bool, remb uint64, onStills bool, now time.Time) (line lineEstimate, ok bool) {
+	if !sawTWCC {
+		if remb == 0 {
+			return lineEstimate{}, false
+		}
+		return lineEstimate{bps: float64(remb), stills: onStills}, true
+	}
+	at := e.heardAtNs.Load()
+	if at == 0 {
+		return lineEstimate{}, false
+	}
+	recent := time.Duration(now.UnixNano()-at) < feedbackTimeout(time.Duration(e.rttNs.Load()))
+	return lineEstimate{bps: float64(e.heardEstimate.Load()), stills: onStills && recent}, true
+}
+
 // remember records how a closed connection ended.
-func (m *lineMemory) remember(lesson, participant string, bps float64, stills bool, now time.Time) {
+func (m *lineMemory) remember(lesson, participant string, line lineEstimate, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.lines == nil {
@@ -42,7 +64,8 @@ func (m *lineMemory) remember(lesson, participant string, bps float64, stills bo
 			delete(m.lines, k)
 		}
 	}
-	m.lines[lineKey{lesson, participant}] = lineEstimate{bps: bps, stills: stills, at: now}
+	line.at = now
+	m.lines[lineKey{lesson, participant}] = line
 }
 
 // recall returns how a participant's last connection ended, if it closed

@@ -623,8 +623,9 @@ func (s *subscriber) quality() Quality {
 }
 
 func (s *subscriber) close() {
-	if s.queue.heard.Load() || s.remb.Load() > 0 { // the line's estimate, not the starting guess
-		s.p.sfu.lines.remember(s.p.room.ID(), s.p.info.ID, s.estimate(), s.onStills.Load(), time.Now())
+	now := time.Now()
+	if line, ok := lineAtClose(s.queue, s.sawTWCC.Load(), s.remb.Load(), s.onStills.Load(), now); ok {
+		s.p.sfu.lines.remember(s.p.room.ID(), s.p.info.ID, line, now)
 	}
 	s.probeMu.Lock()
 	s.probe.release()
