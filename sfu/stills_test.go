@@ -109,36 +109,14 @@ func sendREMB(ctx context.Context, pc *webrtc.PeerConnection, bps *atomic.Int64)
 // still picture every few seconds, each a keyframe that decodes on its
 // own, and is told so; when its link recovers, video comes back.
 func TestClassroomBelowTheLowestLayerGetsStills(t *testing.T) {
-	files := testmedia.ForTest(t)
-	s := newTestSFU(t, Config{ICETCPPort: -1})
-	room, _, err := s.Rooms.GetOrCreateRoom("stills")
-	if err != nil {
-		t.Fatal(err)
-	}
-	teacher := joinPeer(t, s, room, "teacher", RoleTeacher, clientAPI(t))
-	publishMedia(t, teacher, files, true)
+	s, room := lessonWithSimulcastTeacher(t, "stills")
 	weak := joinPeer(t, s, room, "weak", RoleClassroom, rembOnlyAPI(t))
-
 	var bps atomic.Int64
 	bps.Store(60_000)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sendREMB(ctx, weak.sub, &bps)
-	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	t.Cleanup(reportREMB(weak, &bps))
 
 	const cam, mic = "teacher-camera", "teacher-microphone"
-	stills := func() bool {
-		for _, p := range room.Participants() {
-			if p.ID == "weak" {
-				return p.Stills
-			}
-		}
-		return false
-	}
+	stills := func() bool { return onStills(room, "weak") }
 	testenv.WaitFor(t, 30*time.Second, "the weak classroom on stills", stills)
 
 	// Over 8 s on stills: only keyframes, a few of them, and the sound.
@@ -179,37 +157,16 @@ func TestClassroomBelowTheLowestLayerGetsStills(t *testing.T) {
 // starts from the guess. Neither sends a bandwidth report after joining,
 // so what each gets is its start alone.
 func TestClassroomRejoinsAtItsLinesEstimate(t *testing.T) {
-	files := testmedia.ForTest(t)
-	s := newTestSFU(t, Config{ICETCPPort: -1})
-	room, _, err := s.Rooms.GetOrCreateRoom("rejoin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	teacher := joinPeer(t, s, room, "teacher", RoleTeacher, clientAPI(t))
-	publishMedia(t, teacher, files, true)
+	s, room := lessonWithSimulcastTeacher(t, "rejoin")
 	const cam = "teacher-camera"
 
 	weak := joinPeer(t, s, room, "weak", RoleClassroom, rembOnlyAPI(t))
 	var bps atomic.Int64
 	bps.Store(60_000)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sendREMB(ctx, weak.sub, &bps)
-	}()
-	onStills := func(id string) bool {
-		for _, p := range room.Participants() {
-			if p.ID == id {
-				return p.Stills
-			}
-		}
-		return false
-	}
-	testenv.WaitFor(t, 30*time.Second, "the weak classroom on stills", func() bool { return onStills("weak") })
-	cancel()
-	wg.Wait()
+	stopREMB := reportREMB(weak, &bps)
+	t.Cleanup(stopREMB)
+	testenv.WaitFor(t, 30*time.Second, "the weak classroom on stills", func() bool { return onStills(room, "weak") })
+	stopREMB()
 	weak.p.Close("its line failed")
 
 	again := joinPeer(t, s, room, "weak", RoleClassroom, rembOnlyAPI(t))
@@ -224,10 +181,49 @@ func TestClassroomRejoinsAtItsLinesEstimate(t *testing.T) {
 		}
 		return rs.Video[0].Layer, rs.Video[0].Stills
 	}
-	if l, stills := layer(again); l != 0 || !stills || !onStills("weak") {
+	if l, stills := layer(again); l != 0 || !stills || !onStills(room, "weak") {
 		t.Errorf("the rejoined classroom is on layer %d (stills %v), want the smallest as stills from the start", l, stills)
 	}
 	if l, stills := layer(fresh); l != 2 || stills {
 		t.Errorf("a new classroom is on layer %d (stills %v), want 720p from the start", l, stills)
 	}
+}
+
+// lessonWithSimulcastTeacher starts an sfu (no ICE-TCP) with a lesson
+// whose teacher publishes the three-layer camera and the microphone.
+func lessonWithSimulcastTeacher(t *testing.T, lesson string) (*SFU, *Room) {
+	t.Helper()
+	files := testmedia.ForTest(t)
+	s := newTestSFU(t, Config{ICETCPPort: -1})
+	room, _, err := s.Rooms.GetOrCreateRoom(lesson)
+	if err != nil {
+		t.Fatal(err)
+	}
+	teacher := joinPeer(t, s, room, "teacher", RoleTeacher, clientAPI(t))
+	publishMedia(t, teacher, files, true)
+	return s, room
+}
+
+// reportREMB has a classroom report bps as its REMB until the returned
+// function stops it.
+func reportREMB(tp *testPeer, bps *atomic.Int64) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sendREMB(ctx, tp.sub, bps)
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); wg.Wait() }) }
+}
+
+// onStills says whether the room announces a participant on stills.
+func onStills(room *Room, id string) bool {
+	for _, p := range room.Participants() {
+		if p.ID == id {
+			return p.Stills
+		}
+	}
+	return false
 }
