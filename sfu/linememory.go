@@ -8,10 +8,11 @@ import (
 // lineMemory keeps the last bandwidth estimate of each classroom's
 // receiving connection for a while after it closes, and whether it was on
 // sound and stills, so that the connection it rejoins with starts from
-// what its line carried, not from bweInitialBitrate. A board on a village line rejoins when its
-// connection fails; started again at the 2.5 Mbit/s guess, it was flooded
-// with 720p for the seconds its estimate took to fall, its line queued a
-// minute of packets, and the new connection failed too.
+// what its line carried, not from bweInitialBitrate. A board on a village
+// line rejoins when its connection fails; started again at the 2.5 Mbit/s
+// guess, it was flooded with 720p for the seconds its estimate took to
+// fall, its line queued a minute of packets, and the new connection
+// failed too.
 type lineMemory struct {
 	mu    sync.Mutex
 	lines map[lineKey]lineEstimate
