@@ -83,12 +83,13 @@ type ICEServer struct {
 	Credential string   `json:"credential,omitempty"`
 }
 
-// Bandwidth estimator bounds for what the sfu sends to one subscriber. The
-// initial value starts a subscriber near the top layer (GCC does not probe
-// above what is sent); a link that cannot carry it is found within seconds
-// by loss and delay and the allocator steps down.
+// Bandwidth estimator bounds for what the sfu sends to one subscriber. A
+// subscriber starts at bweInitialBitrate, 360p, and its first keyframe's
+// packet train raises it, up to bweTrainCeiling, 720p, where its line
+// carries that (gcc.go, "The start").
 const (
-	bweInitialBitrate = 2_500_000
+	bweInitialBitrate = 1_200_000
+	bweTrainCeiling   = 2_500_000
 	bweMinBitrate     = 100_000
 	bweMaxBitrate     = 20_000_000
 )

@@ -190,3 +190,45 @@ func TestGCCIgnoresMalformedFeedback(t *testing.T) {
 		t.Fatalf("well-formed feedback of one packet gave %+v", acks)
 	}
 }
+
+// TestGCCStartIsRaisedByTheFirstTrain: ten 1,200-byte packets sent
+// together arrive as fast as the line lets them through. While the
+// estimate is young, a train that came through whole raises it to 95 % of
+// that rate (a 2 Mbit/s line: ~1.9 Mbit/s; a free one: the ceiling, 720p's
+// start), never lowers it (a 1 Mbit/s line says less than the start: GCC
+// finds that on its own), and a train that lost a packet, or comes after
+// the start, changes nothing.
+func TestGCCStartIsRaisedByTheFirstTrain(t *testing.T) {
+	start := time.Unix(1000, 0)
+	train := func(lineBps float64, lost int) []gccAck {
+		acks := make([]gccAck, 10)
+		gap := time.Duration(1200 * 8 / lineBps * float64(time.Second))
+		for i := range acks {
+			acks[i] = gccAck{departure: start.UnixNano(), arrival: start.Add(40*time.Millisecond + time.Duration(i)*gap).UnixNano(), size: 1200}
+			if i == lost {
+				acks[i].arrival = 0
+			}
+		}
+		return acks
+	}
+	for _, c := range []struct {
+		what      string
+		line      float64
+		lost      int
+		after     time.Duration
+		low, high int
+	}{
+		{"a 2 Mbit/s line", 2e6, -1, 0, 1_850_000, 1_950_000},
+		{"a free line", 1e9, -1, 0, bweTrainCeiling, bweTrainCeiling},
+		{"a 1 Mbit/s line", 1e6, -1, 0, bweInitialBitrate, bweInitialBitrate},
+		{"a train that lost a packet", 2e6, 4, 0, bweInitialBitrate, bweInitialBitrate},
+		{"a train after the start", 2e6, -1, startWindow + time.Second, bweInitialBitrate, bweInitialBitrate},
+	} {
+		g := newGCCEstimator(bweInitialBitrate, bweMinBitrate, bweMaxBitrate, start)
+		g.measureTrains(train(c.line, -1)[:1], start) // the first feedback
+		g.measureTrains(train(c.line, c.lost), start.Add(c.after))
+		if g.target < c.low || g.target > c.high || g.delayTarget != g.target {
+			t.Errorf("%s: estimate %d (delay-based %d), want %d to %d", c.what, g.target, g.delayTarget, c.low, c.high)
+		}
+	}
+}

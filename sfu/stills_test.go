@@ -152,10 +152,11 @@ func TestClassroomBelowTheLowestLayerGetsStills(t *testing.T) {
 
 // TestClassroomRejoinsAtItsLinesEstimate: a classroom whose connection
 // closed on a weak line starts its next connection from the estimate the
-// last one ended with (on stills), not from the 2.5 Mbit/s guess that
-// would flood its line with 720p again; a classroom never seen before
-// starts from the guess. Neither sends a bandwidth report after joining,
-// so what each gets is its start alone.
+// last one ended with (on stills), not from the start for an unknown line
+// (360p, bweInitialBitrate), which would flood its line again; a
+// classroom never seen before starts there. Neither sends a bandwidth
+// report after joining (REMB, no TWCC: no packet train raises the start
+// either), so what each gets is its start alone.
 func TestClassroomRejoinsAtItsLinesEstimate(t *testing.T) {
 	s, room := lessonWithSimulcastTeacher(t, "rejoin")
 	const cam = "teacher-camera"
@@ -184,8 +185,8 @@ func TestClassroomRejoinsAtItsLinesEstimate(t *testing.T) {
 	if l, stills := layer(again); l != 0 || !stills || !onStills(room, "weak") {
 		t.Errorf("the rejoined classroom is on layer %d (stills %v), want the smallest as stills from the start", l, stills)
 	}
-	if l, stills := layer(fresh); l != 2 || stills {
-		t.Errorf("a new classroom is on layer %d (stills %v), want 720p from the start", l, stills)
+	if l, stills := layer(fresh); l != 1 || stills {
+		t.Errorf("a new classroom is on layer %d (stills %v), want 360p from the start", l, stills)
 	}
 }
 

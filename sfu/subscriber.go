@@ -81,7 +81,7 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 	queue := newEgress()
 	line, rejoin := p.sfu.lines.recall(p.room.ID(), p.info.ID, time.Now())
 	if rejoin {
-		queue.startAt(int(min(max(line.bps, bweMinBitrate), bweInitialBitrate)))
+		queue.startAt(int(min(max(line.bps, bweMinBitrate), bweTrainCeiling)))
 	}
 	keys := &srtpKeys{ready: func(c *srtp.Context) { queue.srtpOut.Store(c) }}
 	pc, err := p.sfu.newPeerConnection(true, nil, keys)
