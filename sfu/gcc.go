@@ -106,10 +106,12 @@ func (g *gccEstimator) onFeedback(fb *rtcp.TransportLayerCC, sent func(seq uint1
 // out as one burst, then measures the line: packets that leave together
 // arrive as fast as the line's narrowest link lets them through (a packet
 // train). While the estimate is young (startWindow from the first
-// feedback), a train that came through whole and faster than the estimate
-// raises it, to 95 % of the train's rate (libwebrtc takes that share of a
-// probe's) and at most bweTrainCeiling: on a good line 720p follows in a
-// second, and on a 1 Mbit/s line the train says 1 Mbit/s.
+// feedback), a train that came through whole at bweTrainCeiling or faster
+// (95 % of its rate, the share libwebrtc takes of a probe's) raises the
+// estimate to bweTrainCeiling: on a good line 720p follows in a second.
+// A slower train changes nothing, GCC and the prober take the estimate
+// from there: a 360p keyframe is 5 to 10 packets, and a satellite line's
+// 20 ms of jitter made such a train through 1 Mbit/s read as 2.3.
 const (
 	startWindow     = 3 * time.Second
 	trainSpread     = 2 * time.Millisecond // packets sent within it left together
@@ -132,9 +134,9 @@ func (g *gccEstimator) measureTrains(acks []gccAck, now time.Time) {
 		for j < len(acks) && acks[j].departure-acks[i].departure <= int64(trainSpread) {
 			j++
 		}
-		if rate, ok := trainRate(acks[i:j]); ok && rate > g.target {
-			g.target, g.delayTarget, g.rate.target = rate, rate, rate
-			g.loss.bitrate = max(g.loss.bitrate, rate)
+		if rate, ok := trainRate(acks[i:j]); ok && rate >= bweTrainCeiling && g.target < bweTrainCeiling {
+			g.target, g.delayTarget, g.rate.target = bweTrainCeiling, bweTrainCeiling, bweTrainCeiling
+			g.loss.bitrate = max(g.loss.bitrate, bweTrainCeiling)
 		}
 		i = j
 	}

@@ -92,6 +92,11 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 	s.stills.on = rejoin && line.stills
 	s.queue.batch = p.sfu.batcher
 	s.probe.budget = &p.sfu.probes
+	// No probing while the estimate is the start's (gcc.go): padding
+	// towards 720p on top of 360p, at once, flooded every line the start
+	// was already too much for (a 150 kbit/s line was padded at 1.2
+	// Mbit/s).
+	s.probe.notBefore = time.Now().Add(estimateSettle)
 	s.watchTransport()
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		if st == webrtc.PeerConnectionStateConnected {
