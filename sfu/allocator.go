@@ -138,8 +138,9 @@ func lowestAvailable(rates []float64) int {
 const estimateHold = allocateInterval + allocateInterval/5
 
 // estimateSettle is how long a new subscriber's estimate is taken as it
-// comes: it starts from a guess (bweInitialBitrate) that a rural line
-// cannot carry, and a layer chosen on the guess is left at once, not held.
+// comes (and how long it is not probed): it starts from a guess
+// (bweInitialBitrate, raised at once on a fast line) that a rural line may
+// not carry, and a layer chosen on the guess is left at once, not held.
 const estimateSettle = 3 * time.Second
 
 // estimateWindow keeps a subscriber's recent estimates.
