@@ -106,18 +106,19 @@ func (g *gccEstimator) onFeedback(fb *rtcp.TransportLayerCC, sent func(seq uint1
 // out as one burst, then measures the line: packets that leave together
 // arrive as fast as the line's narrowest link lets them through (a packet
 // train). While the estimate is young (startWindow from the first
-// feedback), a train that came through whole at bweTrainCeiling or faster
-// (95 % of its rate, the share libwebrtc takes of a probe's) raises the
-// estimate to bweTrainCeiling: on a good line 720p follows in a second.
-// A slower train changes nothing, GCC and the prober take the estimate
-// from there: a 360p keyframe is 5 to 10 packets, and a satellite line's
-// 20 ms of jitter made such a train through 1 Mbit/s read as 2.3.
+// feedback), a train that came through whole faster than the estimate
+// raises it, to 95 % of the train's rate (the share libwebrtc takes of a
+// probe's), at most bweTrainCeiling: on a good line 720p follows in a
+// second. Below the ceiling only a train of trainTrustPackets counts: a
+// 360p keyframe is 5 to 10 packets, and a satellite line's 20 ms of
+// jitter made a train of 5 through 1 Mbit/s read as 2.3.
 const (
-	startWindow     = 3 * time.Second
-	trainSpread     = 2 * time.Millisecond // packets sent within it left together
-	trainMinPackets = 5
-	trainMinBytes   = 4000
-	trainShare      = 0.95
+	startWindow       = 3 * time.Second
+	trainSpread       = 2 * time.Millisecond // packets sent within it left together
+	trainMinPackets   = 5
+	trainTrustPackets = 8
+	trainMinBytes     = 4000
+	trainShare        = 0.95
 )
 
 // measureTrains raises a young estimate to what the trains among acks (in
@@ -134,9 +135,10 @@ func (g *gccEstimator) measureTrains(acks []gccAck, now time.Time) {
 		for j < len(acks) && acks[j].departure-acks[i].departure <= int64(trainSpread) {
 			j++
 		}
-		if rate, ok := trainRate(acks[i:j]); ok && rate >= bweTrainCeiling && g.target < bweTrainCeiling {
-			g.target, g.delayTarget, g.rate.target = bweTrainCeiling, bweTrainCeiling, bweTrainCeiling
-			g.loss.bitrate = max(g.loss.bitrate, bweTrainCeiling)
+		rate, ok := trainRate(acks[i:j])
+		if ok && rate > g.target && (rate >= bweTrainCeiling || j-i >= trainTrustPackets) {
+			g.target, g.delayTarget, g.rate.target = rate, rate, rate
+			g.loss.bitrate = max(g.loss.bitrate, rate)
 		}
 		i = j
 	}
