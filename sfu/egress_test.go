@@ -137,6 +137,7 @@ func TestEgressAnswersNACKsFromItsRing(t *testing.T) {
 func TestEgressRingGrowsWithTheRoundTrip(t *testing.T) {
 	w := &wireWriter{}
 	e := newEgress()
+	e.startAt(bweMaxBitrate) // a fast line: each drain lets its batch out
 	st := &egressStream{writer: w, ssrc: 1234, twccID: 3}
 	t0 := time.Now()
 	e.sizeRing(t0.UnixNano())

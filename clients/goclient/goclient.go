@@ -297,17 +297,29 @@ func (c *Client) Request(ctx context.Context, typ string, data any) (Message, er
 	}
 	select {
 	case r := <-ch:
-		if r.Type == "error" {
-			var e Error
-			_ = json.Unmarshal(r.Data, &e)
-			return r, &e
-		}
-		return r, nil
+		return reply(r)
 	case <-c.done:
+		// The reply may have come just before the socket closed (endLesson's
+		// ok, then lessonEnded and the close): select picks either.
+		select {
+		case r := <-ch:
+			return reply(r)
+		default:
+		}
 		return Message{}, fmt.Errorf("%s: connection closed", typ)
 	case <-ctx.Done():
 		return Message{}, fmt.Errorf("%s: %w", typ, ctx.Err())
 	}
+}
+
+// reply is a request's answer, an error reply as an *Error.
+func reply(r Message) (Message, error) {
+	if r.Type == "error" {
+		var e Error
+		_ = json.Unmarshal(r.Data, &e)
+		return r, &e
+	}
+	return r, nil
 }
 
 func (c *Client) readLoop() {
