@@ -413,8 +413,14 @@ func (e *egress) onFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
 	e.heardAt = now.UnixNano()
 	e.gcc.onFeedback(fb, e.sentPacket, now)
 	e.publishEstimate()
-	e.heardEstimate.Store(int64(gccEstimate(float64(e.gcc.target), float64(e.gcc.delayTarget), e.gcc.loss.averageLoss)))
+	e.heardEstimate.Store(int64(e.plannedEstimate()))
 	e.heardAtNs.Store(e.heardAt)
+}
+
+// plannedEstimate is the estimate the allocator plans with (gccEstimate).
+// Egress goroutine only.
+func (e *egress) plannedEstimate() float64 {
+	return gccEstimate(float64(e.gcc.target), float64(e.gcc.delayTarget), e.gcc.loss.averageLoss)
 }
 
 func (e *egress) publishEstimate() {
@@ -550,7 +556,7 @@ const (
 // allocator plans with, or faster when queued bytes would otherwise wait
 // longer than paceMaxDelay. Egress goroutine only.
 func (e *egress) paceRate(queued int) float64 {
-	est := gccEstimate(float64(e.gcc.target), float64(e.gcc.delayTarget), e.gcc.loss.averageLoss)
+	est := e.plannedEstimate()
 	factor := paceFactor
 	if est < paceNarrow {
 		factor = paceFactorNarrow + (paceFactor-paceFactorNarrow)*max(0, est-paceNarrow/4)/(paceNarrow*3/4)
