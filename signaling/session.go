@@ -142,8 +142,10 @@ func (s *session) run() {
 	go func() { defer wg.Done(); s.writeLoop() }()
 	go func() { defer wg.Done(); s.qualityLoop() }()
 	s.readLoop()
+	// The writer closes the socket once it has flushed what is queued: a
+	// request that ended the session (endLesson) has its reply and
+	// lessonEnded waiting there, and closing here lost them.
 	s.cancel()
-	s.conn.Close()
 	wg.Wait()
 	s.watchers.Wait()
 	s.leave("disconnected")
