@@ -43,6 +43,8 @@ type session struct {
 	ws  *wsSession
 	pub *publisher
 	sub *webrtc.PeerConnection
+	// lean is a lean classroom's receiving connection (instead of sub).
+	lean *leanConn
 
 	link *linkFactory
 	api  *peerAPI
@@ -286,6 +288,9 @@ func (s *session) answerOffers(ctx context.Context) {
 }
 
 func (s *session) answer(ctx context.Context, offer string) error {
+	if s.stats != nil && s.r.cfg.Receiver == ReceiverLean {
+		return s.answerLean(ctx, offer)
+	}
 	if s.sub == nil {
 		cfg, err := connConfig(s.transport(), s.iceServers)
 		if err != nil {
@@ -449,6 +454,9 @@ func (s *session) closeConns() {
 		}
 		_ = s.sub.Close()
 	}
+	if s.lean != nil {
+		s.lean.close()
+	}
 	s.readers.Wait()
 	if s.link != nil {
 		s.link.wait()
@@ -573,4 +581,79 @@ func (s *session) watchConnected(pc *webrtc.PeerConnection) {
 			s.stats.markAfterLoss(&s.stats.reconnectedAt)
 		}
 	})
+}
+
+// Receiver modes (Config.Receiver).
+const (
+	ReceiverPion = "pion"
+	ReceiverLean = "lean"
+)
+
+// answerLean answers the server's offer with the classroom's lean
+// connection, opening it on the first offer.
+func (s *session) answerLean(ctx context.Context, offer string) error {
+	first := s.lean == nil
+	if first {
+		lc, err := s.openLean(false)
+		if err != nil {
+			return err
+		}
+		s.lean = lc
+	}
+	sdp, err := s.lean.answer(offer)
+	if err != nil {
+		return fmt.Errorf("subscriber offer: %w", err)
+	}
+	if err := s.ws.send(envelope{Type: "answer", Data: mustJSON(sdpData{SDP: sdp})}); err != nil {
+		return err
+	}
+	if first {
+		s.connectLean(ctx)
+	}
+	return nil
+}
+
+// subscribeWHEPLean watches the lesson through WHEP with a lean
+// connection.
+func (s *session) subscribeWHEPLean(ctx context.Context, client *http.Client) (resource string, err error) {
+	lc, err := s.openLean(true)
+	if err != nil {
+		return "", err
+	}
+	s.lean = lc
+	answer, resource, err := httpSDP(ctx, client, s.r.endpoint(s.r.cfg.WHEPURL, "whep", s.l.id), s.token, lc.offer())
+	if err != nil {
+		return "", err
+	}
+	if err := lc.takeAnswer(answer); err != nil {
+		return resource, fmt.Errorf("whep answer: %w", err)
+	}
+	s.connectLean(ctx)
+	return resource, nil
+}
+
+// openLean opens a lean connection; controlling: the classroom offers.
+func (s *session) openLean(controlling bool) (*leanConn, error) {
+	return newLeanConn(s.stats, s.l, s.r.lean, s.r.cfg.Server, s.r.cfg.LoopbackOnly, controlling, s.r.cfg.leanLoss)
+}
+
+// connectLean connects the lean connection, once both descriptions are
+// known, and marks the classroom connected when ICE and DTLS are done.
+func (s *session) connectLean(ctx context.Context) {
+	lc := s.lean
+	s.readers.Add(1)
+	go func() {
+		defer s.readers.Done()
+		if err := lc.connect(ctx, 15*time.Second); err != nil {
+			if ctx.Err() == nil {
+				s.stats.fail(err)
+				s.r.log.Debug("lean connection", "participant", s.name, "err", err)
+			}
+			return
+		}
+		s.stats.mark(&s.stats.connectedAt)
+		s.stats.mu.Lock()
+		s.stats.transport = "udp"
+		s.stats.mu.Unlock()
+	}()
 }

@@ -439,6 +439,9 @@ func reportConfig(c Config) map[string]any {
 	if c.Reconnect {
 		m["reconnect"] = true
 	}
+	if c.Receiver == ReceiverLean {
+		m["receiver"] = c.Receiver
+	}
 	if len(c.Edges) > 0 {
 		m["edges"], m["region"], m["originClassrooms"] = c.Edges, c.Region, c.OriginClassrooms
 	}

@@ -101,6 +101,13 @@ type Config struct {
 	// For a restart scenario (the server killed and started again while
 	// the tool runs); Podium protocol only.
 	Reconnect bool
+	// Receiver is how classrooms receive: ReceiverPion (the default: pion's
+	// whole receive pipeline, as any Go client) or ReceiverLean (lean.go:
+	// the tool's own, so that one core drives several hundred classrooms;
+	// UDP, no link emulation, no reconnect or publish-back).
+	Receiver string
+	// leanLoss, in tests, drops lean classrooms' video packets.
+	leanLoss *leanLoss
 	// FFmpeg is the ffmpeg binary that makes the media files once.
 	FFmpeg string
 	// Log receives debug and error logs; nil discards them.
@@ -163,6 +170,15 @@ func (c *Config) validate() error {
 	if c.Reconnect && (c.Publish == "whip" || c.Subscribe != "ws" || len(c.Edges) > 0) {
 		errs = append(errs, errors.New("reconnect needs the Podium protocol (publish ws or none, subscribe ws) on one node"))
 	}
+	switch c.Receiver {
+	case "", ReceiverPion:
+	case ReceiverLean:
+		if c.Link.Active() || c.Reconnect || c.PublishBack || (c.Transport != "" && c.Transport != TransportUDP) {
+			errs = append(errs, errors.New("receiver lean takes no --link, --reconnect, --publish-back or --transport other than udp"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("receiver must be pion or lean, got %q", c.Receiver))
+	}
 	if len(c.Edges) > 0 && (c.WHIPURL != "" || c.WHEPURL != "") {
 		errs = append(errs, errors.New("--edge needs the default WHIP/WHEP endpoints (no --whip-url/--whep-url)"))
 	}
@@ -199,6 +215,7 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&c.Progress, "progress", 2*time.Second, "progress line interval (0 disables)")
 	fs.BoolVar(&c.LoopbackOnly, "loopback", true, "gather only 127.0.0.1 ICE candidates")
 	fs.StringVar(&c.Transport, "transport", TransportUDP, "classrooms' connections: udp (UDP and TCP candidates, as a browser), tcp (ICE-TCP only, no UDP), or turn-tcp (relayed by the server's TURN over TCP only); teachers use udp")
+	fs.StringVar(&c.Receiver, "receiver", ReceiverPion, "how classrooms receive: pion (pion/webrtc's receive pipeline) or lean (the tool's own: ICE, DTLS, SRTP and a browser's feedback at a fraction of the CPU, for capacity runs of hundreds of classrooms; UDP only, no --link)")
 	fs.BoolVar(&c.Reconnect, "reconnect", false, "rejoin after losing the server, as the web pages do, and report recovery (for a server killed and restarted during the run)")
 	jsonPath := fs.String("json", "", `write the JSON report to this file ("-" = stdout)`)
 	verbose := fs.Bool("v", false, "log errors of single classrooms")
@@ -254,6 +271,8 @@ type runner struct {
 	http   *http.Client
 	files  testmedia.Files
 	clips  *clips
+	// lean is the lean classrooms' certificate (Receiver lean).
+	lean *leanIdentity
 }
 
 func (r *runner) token(lesson string, role sfu.Role, name string) (string, error) {
@@ -305,6 +324,13 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 			return nil, fmt.Errorf("loadtest: %w", err)
 		}
 		r.issuer = iss
+	}
+	if c.Receiver == ReceiverLean {
+		id, err := newLeanIdentity()
+		if err != nil {
+			return nil, fmt.Errorf("loadtest: %w", err)
+		}
+		r.lean = id
 	}
 	if c.Publish != "none" || c.PublishBack {
 		ff := c.FFmpeg
@@ -473,10 +499,13 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 		statsMu.Unlock()
 		r := nodeRunners[node]
 		lf := &linkFactory{profile: c.Link}
-		api, err := newAPI(peerOptions{link: lf, loopbackOnly: c.LoopbackOnly, transport: c.Transport})
-		if err != nil {
-			st.fail(err)
-			return
+		var api *peerAPI
+		if c.Receiver != ReceiverLean {
+			var err error
+			if api, err = newAPI(peerOptions{link: lf, loopbackOnly: c.LoopbackOnly, transport: c.Transport}); err != nil {
+				st.fail(err)
+				return
+			}
 		}
 		role := sfu.RoleClassroom
 		if c.Subscribe == "whep" {
@@ -491,7 +520,11 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 		defer func() { st.linkDropped, st.linkQueueDropped = lf.dropped() }() // after close, below
 		defer s.close()
 		if c.Subscribe == "whep" {
-			res, err := s.subscribeWHEP(roomCtx, r.http)
+			subscribe := s.subscribeWHEP
+			if c.Receiver == ReceiverLean {
+				subscribe = s.subscribeWHEPLean
+			}
+			res, err := subscribe(roomCtx, r.http)
 			if res != "" {
 				defer httpDelete(r.http, res, tok)
 			}
