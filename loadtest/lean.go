@@ -758,7 +758,7 @@ func (d *leanDTLSConn) SetWriteDeadline(time.Time) error { return nil }
 type nackLog struct {
 	started bool
 	max     uint16
-	span    uint16 // how far max is past the first packet, up to 511
+	span    uint16    // how far max is past the first packet, up to 511
 	seen    [8]uint64 // by sequence number mod 512
 	tries   [512]uint8
 }

@@ -47,8 +47,8 @@ type remoteMedia struct {
 }
 
 type format struct {
-	pt    uint8
-	codec string
+	pt           uint8
+	codec        string
 	rtpmap, fmtp string
 }
 
