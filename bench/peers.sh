@@ -16,12 +16,15 @@
 #   CLASSROOMS=200  DURATION=30s  ROUNDS=3  SERVER_CPU=0  TOOL_CPU=1
 #   MTX_VERSION=v1.15.3  MTX_DIR=/tmp/podium-mediamtx-$MTX_VERSION
 #   OUT=bench/results/peers   SERVER_ARGS= (more `podium serve` flags)
+#   RECEIVER=pion     how the tool's classrooms receive: pion, or lean (the
+#                     tool's own receive path, at half its CPU per packet)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 CLASSROOMS=${CLASSROOMS:-200}
 DURATION=${DURATION:-30s}
 ROUNDS=${ROUNDS:-3}
+RECEIVER=${RECEIVER:-pion}
 SERVER_CPU=${SERVER_CPU:-0}
 TOOL_CPU=${TOOL_CPU:-1}
 MTX_VERSION=${MTX_VERSION:-v1.15.3}
@@ -98,7 +101,7 @@ wait_http() {
 tool() {
   local name=$1; shift
   taskset -c "$TOOL_CPU" "$BIN/loadtest" --classrooms "$CLASSROOMS" --join-rate 40 --duration "$DURATION" \
-    --publish whip --subscribe whep --codec h264 --server-pid "$SERVER_PID" \
+    --publish whip --subscribe whep --codec h264 --receiver "$RECEIVER" --server-pid "$SERVER_PID" \
     --lesson-prefix "$name" --json "$OUT/$name.json" "$@" >"$OUT/$name.txt" 2>&1 || true
   tail -3 "$OUT/$name.txt" | head -1
 }

@@ -38,6 +38,10 @@
 #   OUT=bench/results directory for the reports
 #   SERVER_ARGS=      more `podium serve` flags (e.g. --udp-unbatched, to
 #                     compare sendto with the default sendmmsg batches)
+#   RECEIVER=pion     how the tool's classrooms receive: pion (pion/webrtc's
+#                     pipeline), or lean (the tool's own, at half the CPU per
+#                     packet: the tool stays below the server at fanout200;
+#                     scenarios with --link or --transport keep pion)
 #   PROFILE=1         take a CPU profile of the server in the steady phase from
 #                     its /debug/pprof (OUT/<scenario>.cpu.pprof, top in .pprof.txt;
 #                     PROFILE_DELAY=12 seconds after the start, DURATION/2 long)
@@ -239,9 +243,13 @@ run() {
       -o "$OUT/$name.cpu.pprof" "http://127.0.0.1:$PORT/debug/pprof/profile?seconds=$secs") &
     prof_pid=$!
   fi
+  local receiver=()
+  if [[ "${RECEIVER:-pion}" != pion && " $* " != *" --link "* && " $* " != *" --transport "* ]]; then
+    receiver=(--receiver "$RECEIVER")
+  fi
   taskset -c "$TOOL_CPU" "$BIN/loadtest" \
     --server "http://127.0.0.1:$PORT" --secret "$SECRET" --server-pid "$SERVER_PID" \
-    --lesson-prefix "$name" --duration "$DURATION" --json "$OUT/$name.json" "$@" \
+    --lesson-prefix "$name" --duration "$DURATION" --json "$OUT/$name.json" "${receiver[@]}" "$@" \
     | tee "$OUT/$name.txt"
   if [[ -n "$prof_pid" ]]; then
     wait "$prof_pid" 2>/dev/null || true

@@ -122,7 +122,6 @@ type leanConn struct {
 	plain   [1500]byte
 	repair  [1500]byte
 	twcc    *twcc.Recorder
-	twccID  uint8
 	nextFB  time.Time
 	nextRR  time.Time
 	dropped uint64 // undecryptable or of no known stream
@@ -152,6 +151,7 @@ func (l *leanLoss) drop() bool {
 type leanTable struct {
 	streams []*leanStream
 	codecs  map[uint8]string // payload type -> codec name
+	twccID  uint8            // the transport-wide sequence number's extension id; 0: none
 }
 
 func (t *leanTable) find(ssrc uint32) *leanStream {
@@ -306,8 +306,8 @@ func (c *leanConn) learn(d *remoteDesc) {
 		for _, f := range m.formats {
 			t.codecs[f.pt] = f.codec
 		}
-		if m.twccID != 0 && c.twccID == 0 {
-			c.twccID = m.twccID
+		if m.twccID != 0 && t.twccID == 0 {
+			t.twccID = m.twccID
 		}
 		video := m.kind == "video"
 		for ssrc, streamID := range m.ssrcs {
@@ -584,8 +584,8 @@ func (c *leanConn) onRTP(at time.Time, b []byte) {
 	if c.loss != nil && s.video && s.rtxOf == nil && c.loss.drop() {
 		return
 	}
-	if c.twccID != 0 {
-		if ext := c.hdr.GetExtension(c.twccID); len(ext) >= 2 {
+	if t.twccID != 0 {
+		if ext := c.hdr.GetExtension(t.twccID); len(ext) >= 2 {
 			c.twcc.Record(c.hdr.SSRC, binary.BigEndian.Uint16(ext), at.Sub(c.start).Microseconds())
 		}
 	}
@@ -683,7 +683,7 @@ func (c *leanConn) sendFeedback(now time.Time) {
 			}
 		}
 	}
-	if c.twccID != 0 {
+	if t.twccID != 0 {
 		for _, p := range c.twcc.BuildFeedbackPacket() {
 			c.sendRTCP(enc, *peer, []rtcp.Packet{p})
 		}
