@@ -25,7 +25,6 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/stun/v4"
-	"golang.org/x/net/ipv4"
 )
 
 // A lean classroom (--receiver lean) receives what a classroom receives
@@ -37,10 +36,11 @@ import (
 // read loop, a copy into its buffer, the mux, the SRTP session's buffer,
 // an interceptor chain (NACK log, receiver reports, TWCC recorder, RTX
 // repair) and the track's reader, with goroutine hand-offs between them.
-// A lean classroom reads its UDP socket itself, in batches (recvmmsg),
-// decrypts in place and accounts the packet in the same goroutine; that
-// goroutine also answers the server's ICE checks and sends the feedback a
-// browser sends: TWCC every 100 ms (arrival times from the kernel's
+// A lean classroom's socket is read by a poller shared with many others
+// (lean_linux.go: epoll, one recvmmsg per ready socket, no goroutine per
+// classroom), which decrypts in place and accounts the packet in the same
+// goroutine; it also answers the server's ICE checks and sends the
+// feedback a browser sends: TWCC every 100 ms (arrival times from the kernel's
 // receive timestamps, so a tool late to read does not look like a queue
 // to the server's estimator), NACKs for missing video, and receiver
 // reports with the round-trip timing of the server's sender reports.
@@ -81,22 +81,27 @@ func certFingerprint(der []byte) string {
 const (
 	leanFeedbackEvery = 100 * time.Millisecond
 	leanReportEvery   = time.Second
-	leanBatch         = 16
+	leanBatch         = 16 // datagrams per recvmmsg
 )
 
-// leanConn is one lean classroom's receiving connection. Its read loop
-// owns the socket's reading and everything per packet; the handshake
-// goroutine runs ICE checks (when the classroom offered) and DTLS. close
-// stops both.
+// leanConn is one lean classroom's receiving connection. Its poller reads
+// the socket and does everything per packet and per feedback interval;
+// connect runs ICE checks (when the classroom offered) and DTLS on the
+// caller's goroutine. close takes it from the poller and closes the socket.
 type leanConn struct {
 	stats  *classroomStats
 	lesson *lesson
 	id     *leanIdentity
 
-	sock  *net.UDPConn
-	batch *ipv4.PacketConn
-	start time.Time
-	ssrc  uint32 // of the RTCP it sends
+	fd     int
+	addr   netip.AddrPort // the socket's
+	poller *leanPoller
+	// writeMu guards fd against its close while a write is under way
+	// (a closed descriptor's number is soon another socket's).
+	writeMu sync.RWMutex
+	closed  bool
+	start   time.Time
+	ssrc    uint32 // of the RTCP it sends
 
 	// controlling: the classroom offered (WHEP), so it nominates.
 	controlling bool
@@ -115,14 +120,13 @@ type leanConn struct {
 	done     chan struct{}
 	doneOnce sync.Once
 	dtlsConn atomic.Pointer[dtls.Conn]
-	wg       sync.WaitGroup
 
-	// Owned by the read loop.
+	// Owned by the poller.
 	hdr     rtp.Header
 	plain   [1500]byte
 	repair  [1500]byte
 	twcc    *twcc.Recorder
-	nextFB  time.Time
+	nextFB  time.Time // zero until the first tick
 	nextRR  time.Time
 	dropped uint64 // undecryptable or of no known stream
 	// loss, in tests, drops video packets as a lossy line would.
@@ -172,7 +176,7 @@ type leanStream struct {
 	book        *stampBook
 	rtxOf       *leanStream // a retransmission stream: the stream it repairs
 
-	// Owned by the read loop.
+	// Owned by the poller.
 	nack     nackLog
 	red      bool // stats told it carries RED
 	gotFirst bool // the classroom's first-packet milestone is marked
@@ -183,8 +187,8 @@ type leanStream struct {
 }
 
 // newLeanConn opens a classroom's socket on the address that reaches the
-// server and starts its read loop.
-func newLeanConn(stats *classroomStats, l *lesson, id *leanIdentity, server string, loopbackOnly, controlling bool, loss *leanLoss) (*leanConn, error) {
+// server and hands it to poller.
+func newLeanConn(poller *leanPoller, stats *classroomStats, l *lesson, id *leanIdentity, server string, loopbackOnly, controlling bool, loss *leanLoss) (*leanConn, error) {
 	ip := netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	if !loopbackOnly {
 		a, err := localAddrTowards(server)
@@ -193,30 +197,27 @@ func newLeanConn(stats *classroomStats, l *lesson, id *leanIdentity, server stri
 		}
 		ip = a
 	}
-	sock, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+	fd, addr, err := openLeanSocket(ip)
 	if err != nil {
-		return nil, fmt.Errorf("lean socket: %w", err)
+		return nil, err
 	}
-	_ = sock.SetReadBuffer(1 << 20)
-	enableRxTimestamps(sock)
 	var rnd [20]byte
 	_, _ = rand.Read(rnd[:])
 	c := &leanConn{
 		stats: stats, lesson: l, id: id, loss: loss,
-		sock: sock, batch: ipv4.NewPacketConn(sock), start: time.Now(),
+		fd: fd, addr: addr, poller: poller, start: time.Now(),
 		ssrc:        binary.BigEndian.Uint32(rnd[0:]),
 		controlling: controlling, tiebreaker: binary.BigEndian.Uint64(rnd[4:]),
 		selected: make(chan struct{}), dtlsIn: make(chan []byte, 16), done: make(chan struct{}),
 	}
-	c.local = localDesc{fingerprint: id.fingerprint, addr: sock.LocalAddr().(*net.UDPAddr).AddrPort()}
+	c.local = localDesc{fingerprint: id.fingerprint, addr: addr}
 	c.newCredentials()
 	c.twcc = twcc.NewRecorder(c.ssrc)
 	c.table.Store(&leanTable{})
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.readLoop()
-	}()
+	if err := poller.add(c); err != nil {
+		closeLeanSocket(fd)
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -434,7 +435,7 @@ func (c *leanConn) nominate(ctx context.Context) error {
 				ice.AttrControlling(c.tiebreaker), ice.PriorityAttr(2130706431), ice.UseCandidate(),
 				stun.NewShortTermIntegrity(remote.pwd), stun.Fingerprint)
 			if err == nil {
-				_, _ = c.sock.WriteToUDPAddrPort(m.Raw, cand)
+				c.write(m.Raw, cand)
 			}
 		}
 		select {
@@ -457,55 +458,58 @@ func (c *leanConn) choose(peer netip.AddrPort) {
 }
 
 // close ends the connection (a DTLS close_notify tells the server) and
-// waits for its goroutines.
+// closes its socket.
 func (c *leanConn) close() {
 	c.stop()
 	if conn := c.dtlsConn.Load(); conn != nil {
 		_ = conn.Close()
 	}
-	_ = c.sock.Close()
-	c.wg.Wait()
+	c.poller.remove(c)
+	c.writeMu.Lock()
+	c.closed = true
+	closeLeanSocket(c.fd)
+	c.writeMu.Unlock()
+}
+
+// write sends one datagram; after close it sends nothing.
+func (c *leanConn) write(b []byte, to netip.AddrPort) {
+	c.writeMu.RLock()
+	if !c.closed {
+		_ = sendLean(c.fd, b, to)
+	}
+	c.writeMu.RUnlock()
 }
 
 func (c *leanConn) stop() { c.doneOnce.Do(func() { close(c.done) }) }
 
-// readLoop reads the socket in batches until it closes; it wakes at least
-// every leanFeedbackEvery to send feedback.
-func (c *leanConn) readLoop() {
-	msgs := make([]ipv4.Message, leanBatch)
-	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, 1500)}
-		msgs[i].OOB = make([]byte, 64)
-	}
-	c.nextFB = time.Now().Add(leanFeedbackEvery)
-	c.nextRR = time.Now().Add(leanReportEvery)
-	_ = c.sock.SetReadDeadline(c.nextFB)
+// readReady reads what the socket holds (its poller found it readable)
+// and handles each datagram.
+func (c *leanConn) readReady(rx *rxBatch, now time.Time) {
 	for {
-		n, err := c.batch.ReadBatch(msgs, 0)
-		now := time.Now()
-		if err != nil {
-			var ne net.Error
-			if !errors.As(err, &ne) || !ne.Timeout() {
-				return
-			}
-		}
+		n, err := rx.read(c.fd)
 		for i := 0; i < n; i++ {
-			m := &msgs[i]
-			at := rxTimestamp(m.OOB[:m.NN])
+			b, from, at := rx.datagram(i)
 			if at.IsZero() {
 				at = now
 			}
-			from, ok := m.Addr.(*net.UDPAddr)
-			if !ok {
-				continue
-			}
-			c.onDatagram(at, m.Buffers[0][:m.N], from.AddrPort())
+			c.onDatagram(at, b, from)
 		}
-		if !now.Before(c.nextFB) {
-			c.sendFeedback(now)
-			c.nextFB = now.Add(leanFeedbackEvery)
-			_ = c.sock.SetReadDeadline(c.nextFB)
+		if err != nil || n < leanBatch {
+			return
 		}
+	}
+}
+
+// tick sends the feedback that is due; the poller calls it every
+// leanPollEvery.
+func (c *leanConn) tick(now time.Time) {
+	if c.nextFB.IsZero() {
+		c.nextFB, c.nextRR = now.Add(leanFeedbackEvery), now.Add(leanReportEvery)
+		return
+	}
+	if !now.Before(c.nextFB) {
+		c.sendFeedback(now)
+		c.nextFB = now.Add(leanFeedbackEvery)
 	}
 }
 
@@ -553,7 +557,7 @@ func (c *leanConn) onSTUN(b []byte, from netip.AddrPort) {
 		if err != nil {
 			return
 		}
-		_, _ = c.sock.WriteToUDPAddrPort(resp.Raw, from)
+		c.write(resp.Raw, from)
 		if !c.controlling && ice.UseCandidate().IsSet(m) {
 			c.choose(from)
 		}
@@ -702,7 +706,7 @@ func (c *leanConn) sendRTCP(enc *srtp.Context, peer netip.AddrPort, pkts []rtcp.
 	if err != nil {
 		return
 	}
-	_, _ = c.sock.WriteToUDPAddrPort(out, peer)
+	c.write(out, peer)
 }
 
 // report is the stream's reception report block (RFC 3550 6.4.1).
@@ -743,11 +747,12 @@ func (d *leanDTLSConn) ReadFrom(p []byte) (int, net.Addr, error) {
 }
 
 func (d *leanDTLSConn) WriteTo(p []byte, _ net.Addr) (int, error) {
-	return d.c.sock.WriteToUDPAddrPort(p, *d.c.peer.Load())
+	d.c.write(p, *d.c.peer.Load())
+	return len(p), nil
 }
 
 func (d *leanDTLSConn) Close() error                     { d.c.stop(); return nil }
-func (d *leanDTLSConn) LocalAddr() net.Addr              { return d.c.sock.LocalAddr() }
+func (d *leanDTLSConn) LocalAddr() net.Addr              { return net.UDPAddrFromAddrPort(d.c.addr) }
 func (d *leanDTLSConn) SetDeadline(time.Time) error      { return nil }
 func (d *leanDTLSConn) SetReadDeadline(time.Time) error  { return nil }
 func (d *leanDTLSConn) SetWriteDeadline(time.Time) error { return nil }

@@ -3,12 +3,33 @@
 package loadtest
 
 import (
-	"net"
+	"errors"
+	"net/netip"
 	"time"
 )
 
-// Without the kernel's receive timestamps, a lean classroom stamps a
-// datagram when it reads it.
-func enableRxTimestamps(*net.UDPConn) {}
+// The lean receiver reads with epoll and recvmmsg: Linux only.
 
-func rxTimestamp([]byte) time.Time { return time.Time{} }
+var errLeanLinuxOnly = errors.New("the lean receiver needs Linux (epoll, recvmmsg)")
+
+type leanPollers struct{}
+
+type leanPoller struct{}
+
+type rxBatch struct{}
+
+func newLeanPollers() (*leanPollers, error) { return nil, errLeanLinuxOnly }
+func (ps *leanPollers) pick() *leanPoller   { return nil }
+func (ps *leanPollers) stop()               {}
+func (p *leanPoller) add(*leanConn) error   { return errLeanLinuxOnly }
+func (p *leanPoller) remove(*leanConn)      {}
+func (b *rxBatch) read(int) (int, error)    { return 0, errLeanLinuxOnly }
+func (b *rxBatch) datagram(int) ([]byte, netip.AddrPort, time.Time) {
+	return nil, netip.AddrPort{}, time.Time{}
+}
+func openLeanSocket(netip.Addr) (int, netip.AddrPort, error) {
+	return -1, netip.AddrPort{}, errLeanLinuxOnly
+}
+func sendLean(int, []byte, netip.AddrPort) error { return errLeanLinuxOnly }
+func closeLeanSocket(int)                        {}
+func rxTimestamp([]byte) time.Time               { return time.Time{} }

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/ipv4"
-
 	"podium/internal/testenv"
 )
 
@@ -182,37 +180,49 @@ func TestLeanAnswersAPodiumOffer(t *testing.T) {
 	}
 }
 
-// The kernel's receive timestamp reaches the read loop.
-func TestLeanReadsTheKernelsReceiveTime(t *testing.T) {
-	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+// A lean socket hands over a datagram with its sender and the kernel's
+// receive time.
+func TestLeanSocketReadsWithTheKernelsReceiveTime(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the lean receiver is Linux only")
+	}
+	fd, addr, err := openLeanSocket(netip.MustParseAddr("127.0.0.1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sock.Close()
-	enableRxTimestamps(sock)
-	send, err := net.DialUDP("udp4", nil, sock.LocalAddr().(*net.UDPAddr))
+	defer closeLeanSocket(fd)
+	send, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(addr))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer send.Close()
 	before := time.Now()
-	if _, err := send.Write([]byte{0x80, 0}); err != nil {
+	if _, err := send.Write([]byte{0x80, 0, 1, 2}); err != nil {
 		t.Fatal(err)
 	}
-	msgs := []ipv4.Message{{Buffers: [][]byte{make([]byte, 100)}, OOB: make([]byte, 64)}}
-	_ = sock.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := ipv4.NewPacketConn(sock).ReadBatch(msgs, 0); err != nil {
-		t.Fatal(err)
-	}
-	at := rxTimestamp(msgs[0].OOB[:msgs[0].NN])
-	if at.IsZero() {
-		if runtime.GOOS == "linux" {
-			t.Fatal("no receive timestamp read")
+	rx := newRxBatch()
+	deadline := time.Now().Add(5 * time.Second)
+	n := 0
+	for n == 0 && time.Now().Before(deadline) {
+		if n, _ = rx.read(fd); n == 0 {
+			time.Sleep(time.Millisecond)
 		}
-		t.Skip("no receive timestamps on " + runtime.GOOS)
+	}
+	if n != 1 {
+		t.Fatalf("read %d datagrams, want 1", n)
+	}
+	b, from, at := rx.datagram(0)
+	if len(b) != 4 || b[3] != 2 || from != send.LocalAddr().(*net.UDPAddr).AddrPort() {
+		t.Fatalf("datagram %v from %v, want 4 bytes from %v", b, from, send.LocalAddr())
+	}
+	if at.IsZero() {
+		t.Fatal("no receive timestamp read")
 	}
 	if at.Before(before.Add(-time.Second)) || at.After(time.Now().Add(time.Second)) {
 		t.Fatalf("receive time %v, sent at %v", at, before)
+	}
+	if n, err := rx.read(fd); n != 0 || err == nil {
+		t.Fatalf("an empty socket read %d datagrams (err %v), want none and EAGAIN", n, err)
 	}
 }
 

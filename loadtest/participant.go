@@ -634,7 +634,7 @@ func (s *session) subscribeWHEPLean(ctx context.Context, client *http.Client) (r
 
 // openLean opens a lean connection; controlling: the classroom offers.
 func (s *session) openLean(controlling bool) (*leanConn, error) {
-	return newLeanConn(s.stats, s.l, s.r.lean, s.r.cfg.Server, s.r.cfg.LoopbackOnly, controlling, s.r.cfg.leanLoss)
+	return newLeanConn(s.r.leanPollers.pick(), s.stats, s.l, s.r.lean, s.r.cfg.Server, s.r.cfg.LoopbackOnly, controlling, s.r.cfg.leanLoss)
 }
 
 // connectLean connects the lean connection, once both descriptions are

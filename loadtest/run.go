@@ -271,8 +271,10 @@ type runner struct {
 	http   *http.Client
 	files  testmedia.Files
 	clips  *clips
-	// lean is the lean classrooms' certificate (Receiver lean).
-	lean *leanIdentity
+	// lean is the lean classrooms' certificate, leanPollers what reads
+	// their sockets (Receiver lean).
+	lean        *leanIdentity
+	leanPollers *leanPollers
 }
 
 func (r *runner) token(lesson string, role sfu.Role, name string) (string, error) {
@@ -331,6 +333,10 @@ func Run(ctx context.Context, c Config, progress io.Writer) (*Report, error) {
 			return nil, fmt.Errorf("loadtest: %w", err)
 		}
 		r.lean = id
+		if r.leanPollers, err = newLeanPollers(); err != nil {
+			return nil, fmt.Errorf("loadtest: %w", err)
+		}
+		defer r.leanPollers.stop() // after run: every classroom is closed
 	}
 	if c.Publish != "none" || c.PublishBack {
 		ff := c.FFmpeg
