@@ -559,6 +559,7 @@ func (c *classroomStats) markHalf() {
 	c.halfVideoBytes = c.video.bytes
 	c.halfLayerFrames = c.video.layerFrames
 	c.halfVideoExpected, c.halfVideoDistinct = c.video.counts()
+	c.video.delayHalfOpen = true
 	c.video.mu.Unlock()
 	c.audio.mu.Lock()
 	c.halfAudioBytes = c.audio.bytes

@@ -47,6 +47,10 @@ type streamStats struct {
 	layerFrames [4]uint64
 	layer       int
 	delay       histogram
+	// delayHalf is the delay in the second half of the measuring time
+	// (from markHalf on): forwarding in the steady state, past the joins.
+	delayHalf     histogram
+	delayHalfOpen bool
 }
 
 // seq accounts a sequence number and reports whether it is new (not a
@@ -247,6 +251,9 @@ func (s *streamStats) onPacket(now time.Time, b []byte, video bool, book *stampB
 		if st, ok := book.lookup(fingerprintOf(v.payload)); ok {
 			if d := now.UnixNano() - st.at; d >= 0 {
 				s.delay.add(time.Duration(d))
+				if s.delayHalfOpen {
+					s.delayHalf.add(time.Duration(d))
+				}
 			}
 			if st.layer >= 0 && int(st.layer) < len(s.layerFrames) {
 				s.layerFrames[st.layer]++

@@ -181,6 +181,9 @@ type Report struct {
 	// DelayMs is the end-to-end delay of video frames (teacher's
 	// connection to classroom's track reader), over all classrooms.
 	DelayMs Dist `json:"delayMs"`
+	// DelayHalfMs is the same over the second half of the measuring time:
+	// the steady state, past the joins' keyframes.
+	DelayHalfMs Dist `json:"delayHalfMs"`
 	// Transports counts classrooms by what the selected candidate pair of
 	// their receiving connection ran over at the end: "udp", "tcp"
 	// (ICE-TCP), "relay-tcp" (TURN over TCP), ...; "none" when no pair was
@@ -456,7 +459,7 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 	rep.SettledLayer = map[string]int{}
 	rep.Transports = map[string]int{}
 	var join, vk, ak, ok, vl, al, ar, fpm, lfpm, ftp, stp, spm, dup, vlh, alh []float64
-	var delay histogram
+	var delay, delayHalf histogram
 	steps := map[string][]float64{}
 	since := func(name string, from, at time.Time) {
 		if !at.IsZero() {
@@ -543,6 +546,7 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 			}
 			rep.SettledLayer[best]++
 			delay.merge(&v.delay)
+			delayHalf.merge(&v.delayHalf)
 		}
 		v.mu.Unlock()
 		o := &s.other
@@ -584,7 +588,7 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 	rep.FreezesPerMin, rep.LongFreezesPerMin, rep.FreezeTimePct = distOf(fpm), distOf(lfpm), distOf(ftp)
 	rep.StillsTimePct, rep.StillsPerMin = distOf(stp), distOf(spm)
 	rep.VideoLossHalfPct, rep.AudioLossHalfPct = distOf(vlh), distOf(alh)
-	rep.DelayMs = distOfHist(&delay)
+	rep.DelayMs, rep.DelayHalfMs = distOfHist(&delay), distOfHist(&delayHalf)
 
 	if len(costs) == 1 {
 		rep.Server = costs[0].report(rep.Receiving)
@@ -649,6 +653,9 @@ func (rep *Report) WriteTable(w io.Writer) {
 		row("stills per minute on stills, 2nd half", rep.StillsPerMin, 1)
 	}
 	row("e2e video delay (ms)", rep.DelayMs, 1)
+	if rep.DelayHalfMs.N > 0 {
+		row("e2e video delay, 2nd half (ms)", rep.DelayHalfMs, 1)
+	}
 	if r := rep.Recovery; r != nil {
 		row(fmt.Sprintf("restart to first frame (ms; %d of %d recovered)", r.Recovered, r.LostLink), r.RestartToFirstFrameMs, 0)
 		for _, k := range slices.Sorted(maps.Keys(r.StepsMs)) {
