@@ -122,13 +122,12 @@ type leanConn struct {
 	dtlsConn atomic.Pointer[dtls.Conn]
 
 	// Owned by the poller.
-	hdr     rtp.Header
-	plain   [1500]byte
-	repair  [1500]byte
-	twcc    *twcc.Recorder
-	nextFB  time.Time // zero until the first tick
-	nextRR  time.Time
-	dropped uint64 // undecryptable or of no known stream
+	hdr    rtp.Header
+	plain  [1500]byte
+	repair [1500]byte
+	twcc   *twcc.Recorder
+	nextFB time.Time // zero until the first tick
+	nextRR time.Time
 	// loss, in tests, drops video packets as a lossy line would.
 	loss *leanLoss
 }
@@ -576,13 +575,11 @@ func (c *leanConn) onRTP(at time.Time, b []byte) {
 	}
 	plain, err := dec.DecryptRTP(c.plain[:], b, &c.hdr)
 	if err != nil {
-		c.dropped++
 		return
 	}
 	t := c.table.Load()
-	s := t.find(c.hdr.SSRC)
+	s := t.find(c.hdr.SSRC) // nil: a stream no description announced
 	if s == nil {
-		c.dropped++
 		return
 	}
 	if c.loss != nil && s.video && s.rtxOf == nil && c.loss.drop() {

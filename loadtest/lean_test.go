@@ -67,6 +67,9 @@ func runLean(t *testing.T, c Config) *Report {
 	if rep.DelayMs.N == 0 || rep.DelayHalfMs.N == 0 || rep.DelayHalfMs.N >= rep.DelayMs.N {
 		t.Fatalf("delay measured for %d frames, %d of them in the second half: want some, and fewer than all", rep.DelayMs.N, rep.DelayHalfMs.N)
 	}
+	if rep.Tool.SteadyCPU <= 0 || rep.Tool.USPerPacket <= 0 {
+		t.Fatalf("the tool's own cost not measured: %+v", rep.Tool)
+	}
 	if rep.Transports["udp"] != 3 {
 		t.Fatalf("transports %v, want udp for 3", rep.Transports)
 	}

@@ -151,6 +151,47 @@ type selfWatch struct {
 	cpuUse  float64 // cores used over the last interval
 	peakUse float64
 	maxLag  time.Duration
+	// The steady phase (after the last join): the tool's CPU and the
+	// packets its classrooms received, for its cost per packet.
+	steadyCPU     procSample
+	steadyAt      time.Time
+	steadyPackets uint64
+	steadyCores   float64
+	usPerPacket   float64
+}
+
+// receivedPackets is what the classrooms received so far.
+func receivedPackets(all []*classroomStats) uint64 {
+	var n uint64
+	for _, c := range all {
+		for _, st := range []*streamStats{&c.video, &c.audio, &c.other} {
+			st.mu.Lock()
+			n += st.packets
+			st.mu.Unlock()
+		}
+	}
+	return n
+}
+
+// markSteady starts the steady phase's account.
+func (s *selfWatch) markSteady(now time.Time, all []*classroomStats) {
+	s.steadyCPU, _ = readProc(0)
+	s.steadyAt, s.steadyPackets = now, receivedPackets(all)
+}
+
+// finishSteady ends it: the tool's cores over the phase and its CPU per
+// received packet.
+func (s *selfWatch) finishSteady(now time.Time, all []*classroomStats) {
+	cur, err := readProc(0)
+	el := now.Sub(s.steadyAt)
+	if err != nil || s.steadyAt.IsZero() || el <= 0 {
+		return
+	}
+	cpu := cur.cpu - s.steadyCPU.cpu
+	s.steadyCores = float64(cpu) / float64(el)
+	if n := receivedPackets(all) - s.steadyPackets; n > 0 {
+		s.usPerPacket = float64(cpu) / float64(time.Microsecond) / float64(n)
+	}
 }
 
 func newSelfWatch() *selfWatch {

@@ -421,6 +421,10 @@ func sumServers(nodes []NodeReport, receiving int) ServerReport {
 type ToolReport struct {
 	Cores    int     `json:"cores"`
 	PeakCPU  float64 `json:"peakCpuCores"`
+	// SteadyCPU is the tool's CPU over the steady phase, USPerPacket that
+	// per packet its classrooms received (the teacher's sending included).
+	SteadyCPU   float64 `json:"steadyCpuCores"`
+	USPerPacket float64 `json:"cpuUsPerReceivedPacket"`
 	LagP99Ms float64 `json:"timerLagP99Ms"`
 	LagMaxMs float64 `json:"timerLagMaxMs"`
 	RSSMiB   float64 `json:"rssMiB"`
@@ -597,7 +601,7 @@ func (rep *Report) fill(all []*classroomStats, end, half time.Time, w *selfWatch
 		rep.Server = sumServers(rep.Nodes, rep.Receiving)
 	}
 
-	t := ToolReport{Cores: w.cores, PeakCPU: w.peakUse,
+	t := ToolReport{Cores: w.cores, PeakCPU: w.peakUse, SteadyCPU: w.steadyCores, USPerPacket: w.usPerPacket,
 		LagP99Ms: float64(w.lag.quantile(0.99)) / float64(time.Millisecond),
 		LagMaxMs: float64(w.lag.max) / float64(time.Millisecond), RSSMiB: float64(w.lastCPU.rss) / (1 << 20), WriteErrors: writeErrors.Load()}
 	switch {
@@ -694,7 +698,8 @@ func (rep *Report) WriteTable(w io.Writer) {
 	}
 	rep.writeNodes(w)
 	t := rep.Tool
-	fmt.Fprintf(w, "tool: peak CPU %.0f%% of %d core(s), RSS %.0f MiB, timer lag p99 %.1f ms max %.1f ms", t.PeakCPU*100, t.Cores, t.RSSMiB, t.LagP99Ms, t.LagMaxMs)
+	fmt.Fprintf(w, "tool: %.2f cores over the steady phase (%.1f µs per received packet), peak CPU %.0f%% of %d core(s), RSS %.0f MiB, timer lag p99 %.1f ms max %.1f ms",
+		t.SteadyCPU, t.USPerPacket, t.PeakCPU*100, t.Cores, t.RSSMiB, t.LagP99Ms, t.LagMaxMs)
 	if t.WriteErrors > 0 {
 		fmt.Fprintf(w, ", %d publisher frame writes failed", t.WriteErrors)
 	}

@@ -655,6 +655,7 @@ func (r *runner) run(ctx context.Context, progress io.Writer) (*Report, error) {
 	for _, cost := range costs {
 		cost.markSteady(ctx)
 	}
+	watch.markSteady(joinedAll, snapshot())
 	end := time.NewTimer(c.Duration)
 	defer end.Stop()
 	half := time.NewTimer(c.Duration / 2)
@@ -677,6 +678,7 @@ measure:
 	}
 	finished := time.Now()
 	watch.sampleCPU(finished)
+	watch.finishSteady(finished, snapshot())
 	for _, cost := range costs {
 		cost.sample(context.Background())
 		cost.finish(context.Background())
