@@ -419,15 +419,15 @@ func sumServers(nodes []NodeReport, receiving int) ServerReport {
 
 // ToolReport says whether the tool itself was the limit.
 type ToolReport struct {
-	Cores    int     `json:"cores"`
-	PeakCPU  float64 `json:"peakCpuCores"`
+	Cores   int     `json:"cores"`
+	PeakCPU float64 `json:"peakCpuCores"`
 	// SteadyCPU is the tool's CPU over the steady phase, USPerPacket that
 	// per packet its classrooms received (the teacher's sending included).
 	SteadyCPU   float64 `json:"steadyCpuCores"`
 	USPerPacket float64 `json:"cpuUsPerReceivedPacket"`
-	LagP99Ms float64 `json:"timerLagP99Ms"`
-	LagMaxMs float64 `json:"timerLagMaxMs"`
-	RSSMiB   float64 `json:"rssMiB"`
+	LagP99Ms    float64 `json:"timerLagP99Ms"`
+	LagMaxMs    float64 `json:"timerLagMaxMs"`
+	RSSMiB      float64 `json:"rssMiB"`
 	// WriteErrors counts publisher frames whose write failed.
 	WriteErrors uint64 `json:"publisherWriteErrors"`
 	Saturated   bool   `json:"saturated"`
