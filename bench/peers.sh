@@ -17,7 +17,7 @@
 #   MTX_VERSION=v1.15.3  MTX_DIR=/tmp/podium-mediamtx-$MTX_VERSION
 #   OUT=bench/results/peers   SERVER_ARGS= (more `podium serve` flags)
 #   RECEIVER=pion     how the tool's classrooms receive: pion, or lean (the
-#                     tool's own receive path, at half its CPU per packet)
+#                     tool's own receive path, at a third of its CPU per packet)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

@@ -39,7 +39,7 @@
 #   SERVER_ARGS=      more `podium serve` flags (e.g. --udp-unbatched, to
 #                     compare sendto with the default sendmmsg batches)
 #   RECEIVER=pion     how the tool's classrooms receive: pion (pion/webrtc's
-#                     pipeline), or lean (the tool's own, at half the CPU per
+#                     pipeline), or lean (the tool's own, at a third of the CPU per
 #                     packet: the tool stays below the server at fanout200;
 #                     scenarios with --link or --transport keep pion)
 #   PROFILE=1         take a CPU profile of the server in the steady phase from
