@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/srtp/v3"
@@ -55,7 +54,7 @@ type egress struct {
 
 	// feedback carries TWCC feedback from the subscriber's RTCP readers
 	// to the egress goroutine, where the estimator runs.
-	feedback chan *rtcp.TransportLayerCC
+	feedback chan *twccFeedback
 	// The estimator's outputs, for the allocator and the NACK budget.
 	target      atomic.Int64 // bit/s: the lower of delay- and loss-based
 	delayTarget atomic.Int64 // bit/s
@@ -172,7 +171,7 @@ func newEgress() *egress {
 	e := &egress{
 		wake:       make(chan struct{}, 1),
 		retransmit: make([]uint64, 0, maxRetrans),
-		feedback:   make(chan *rtcp.TransportLayerCC, 16),
+		feedback:   make(chan *twccFeedback, 16),
 	}
 	e.startAt(bweInitialBitrate)
 	e.slots, e.mask = newSlots(minRingSlots), minRingSlots-1
@@ -402,16 +401,19 @@ func (e *egress) run(ctx context.Context) {
 // addFeedback hands TWCC feedback to the egress goroutine; it never blocks
 // (feedback arrives every 50-100 ms: a full channel means the egress is
 // stuck, and older feedback is then worth nothing).
-func (e *egress) addFeedback(fb *rtcp.TransportLayerCC) {
+func (e *egress) addFeedback(fb *twccFeedback) {
 	select {
 	case e.feedback <- fb:
 	default:
+		twccPool.Put(fb)
 	}
 }
 
-func (e *egress) onFeedback(fb *rtcp.TransportLayerCC, now time.Time) {
+// onFeedback runs the estimator on fb and gives fb back to twccPool.
+func (e *egress) onFeedback(fb *twccFeedback, now time.Time) {
 	e.heardAt = now.UnixNano()
 	e.gcc.onFeedback(fb, e.sentPacket, now)
+	twccPool.Put(fb)
 	e.publishEstimate()
 	e.heardEstimate.Store(int64(e.plannedEstimate()))
 	e.heardAtNs.Store(e.heardAt)

@@ -3,8 +3,6 @@ package sfu
 import (
 	"math"
 	"time"
-
-	"github.com/pion/rtcp"
 )
 
 // gccEstimator is Google Congestion Control (draft-ietf-rmcat-gcc-02) for
@@ -78,7 +76,7 @@ func newGCCEstimator(initial, minRate, maxRate int, now time.Time) *gccEstimator
 
 // onFeedback takes one TWCC feedback packet: sent finds a transport-wide
 // sequence number's departure and size in the egress's array.
-func (g *gccEstimator) onFeedback(fb *rtcp.TransportLayerCC, sent func(seq uint16) (at int64, size int, ok bool), now time.Time) {
+func (g *gccEstimator) onFeedback(fb *twccFeedback, sent func(seq uint16) (at int64, size int, ok bool), now time.Time) {
 	acks := g.parse(fb, sent)
 	if len(acks) == 0 {
 		return
@@ -188,27 +186,21 @@ func (g *gccEstimator) onSilence() {
 
 // parse turns a feedback packet into acknowledgments of packets the egress
 // sent (as pion's FeedbackAdapter does).
-func (g *gccEstimator) parse(fb *rtcp.TransportLayerCC, sent func(uint16) (int64, int, bool)) []gccAck {
+func (g *gccEstimator) parse(fb *twccFeedback, sent func(uint16) (int64, int, bool)) []gccAck {
 	acks := g.acks[:0]
-	ref := int64(fb.ReferenceTime & 0xffffff)
+	ref := fb.refTime
 	if g.refTimeInit {
 		delta := (ref-g.refTime+(1<<23))&0xffffff - (1 << 23)
 		ref = g.refTime + delta
 	}
 	g.refTime, g.refTimeInit = ref, true
 	arrival := ref * int64(64*time.Millisecond)
-	deltas := fb.RecvDeltas
-	seq := fb.BaseSequenceNumber
-	remaining := int(fb.PacketStatusCount)
-	bad := false
-	status := func(symbol uint16) {
+	deltas := fb.deltas
+	seq := fb.base
+	for _, symbol := range fb.symbols {
 		var at int64
-		if symbol == rtcp.TypeTCCPacketReceivedSmallDelta || symbol == rtcp.TypeTCCPacketReceivedLargeDelta {
-			if len(deltas) == 0 { // more arrivals than deltas: not to be trusted
-				bad, remaining = true, 0
-				return
-			}
-			arrival += deltas[0].Delta * int64(time.Microsecond)
+		if symbol == twccSmallDelta || symbol == twccLargeDelta {
+			arrival += deltas[0] * int64(time.Microsecond)
 			deltas = deltas[1:]
 			at = arrival
 			if at == 0 {
@@ -219,30 +211,8 @@ func (g *gccEstimator) parse(fb *rtcp.TransportLayerCC, sent func(uint16) (int64
 			acks = append(acks, gccAck{departure: dep, arrival: at, size: size})
 		}
 		seq++
-		remaining--
-	}
-	for _, chunk := range fb.PacketChunks {
-		switch c := chunk.(type) {
-		case *rtcp.RunLengthChunk:
-			for i := 0; i < int(c.RunLength) && remaining > 0; i++ {
-				status(c.PacketStatusSymbol)
-			}
-		case *rtcp.StatusVectorChunk:
-			for _, s := range c.SymbolList {
-				if remaining == 0 {
-					break
-				}
-				status(s)
-			}
-		}
-		if remaining == 0 {
-			break
-		}
 	}
 	g.acks = acks
-	if bad {
-		return nil
-	}
 	return acks
 }
 

@@ -98,7 +98,7 @@ func simulateGCC(t *testing.T, initial int, bps float64, follow bool, l *link, d
 		if !now.Before(nextFeedback) {
 			for _, p := range rec.BuildFeedbackPacket() {
 				if fb, ok := p.(*rtcp.TransportLayerCC); ok {
-					e.onFeedback(fb, now.Add(l.delay))
+					e.onFeedback(twccOf(t, fb), now.Add(l.delay))
 				}
 			}
 			nextFeedback = nextFeedback.Add(100 * time.Millisecond)
@@ -169,7 +169,7 @@ func TestGCCUnderRandomLoss(t *testing.T) {
 }
 
 // TestGCCIgnoresMalformedFeedback: feedback that reports more arrivals
-// than it carries deltas changes nothing.
+// than it carries deltas is not read, so it changes nothing.
 func TestGCCIgnoresMalformedFeedback(t *testing.T) {
 	w := &wireWriter{}
 	e := newEgress()
@@ -182,11 +182,14 @@ func TestGCCIgnoresMalformedFeedback(t *testing.T) {
 		PacketChunks:       []rtcp.PacketStatusChunk{&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: 10}},
 		RecvDeltas:         []*rtcp.RecvDelta{{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: 1000}},
 	}
-	if acks := e.gcc.parse(fb, e.sentPacket); acks != nil {
-		t.Fatalf("malformed feedback gave %d acknowledgments", len(acks))
+	raw := marshalTCC(t, fb)
+	var parsed twccFeedback
+	if parsed.parse(raw) == nil {
+		t.Fatalf("feedback of 10 arrivals with 1 delta was read: %+v", parsed)
 	}
 	fb.PacketStatusCount, fb.PacketChunks[0].(*rtcp.RunLengthChunk).RunLength = 1, 1
-	if acks := e.gcc.parse(fb, e.sentPacket); len(acks) != 1 || acks[0].arrival == 0 || acks[0].size == 0 {
+	fb.Header = rtcp.Header{}
+	if acks := e.gcc.parse(twccOf(t, fb), e.sentPacket); len(acks) != 1 || acks[0].arrival == 0 || acks[0].size == 0 {
 		t.Fatalf("well-formed feedback of one packet gave %+v", acks)
 	}
 }

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -277,11 +278,40 @@ func (s *subscriber) answer(offer webrtc.SessionDescription, tracks []*Track) (w
 // requests, REMB, loss and RTT to the sfu.
 func (s *subscriber) readRTCP(sub *subscription) {
 	defer s.p.wg.Done()
-	m := s.p.sfu.m
+	buf := make([]byte, 1500)
 	for {
-		pkts, _, err := sub.sender.ReadRTCP()
+		n, _, err := sub.sender.Read(buf)
 		if err != nil {
 			return
+		}
+		s.onRTCP(sub, buf[:n])
+	}
+}
+
+// onRTCP handles one compound RTCP packet. TWCC feedback, most of what a
+// classroom sends, is read in place (twcc.go); the rest through pion.
+func (s *subscriber) onRTCP(sub *subscription, b []byte) {
+	m := s.p.sfu.m
+	for len(b) >= 4 {
+		size := (int(binary.BigEndian.Uint16(b[2:])) + 1) * 4
+		if size > len(b) {
+			return
+		}
+		p := b[:size]
+		b = b[size:]
+		if isTWCC(p) {
+			fb := twccPool.Get().(*twccFeedback)
+			if fb.parse(p) != nil {
+				twccPool.Put(fb)
+				continue
+			}
+			s.sawTWCC.Store(true)
+			s.queue.addFeedback(fb)
+			continue
+		}
+		pkts, err := rtcp.Unmarshal(p)
+		if err != nil {
+			continue
 		}
 		for _, pkt := range pkts {
 			switch r := pkt.(type) {
@@ -293,9 +323,6 @@ func (s *subscriber) readRTCP(sub *subscription) {
 				s.answerNack(sub.dt, r)
 			case *rtcp.ReceiverEstimatedMaximumBitrate:
 				s.remb.Store(uint64(r.Bitrate))
-			case *rtcp.TransportLayerCC:
-				s.sawTWCC.Store(true)
-				s.queue.addFeedback(r)
 			case *rtcp.ReceiverReport:
 				for _, rr := range r.Reports {
 					s.receptionReport(rr)
