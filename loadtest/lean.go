@@ -2,12 +2,11 @@ package loadtest
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v3"
+	dtlsfingerprint "github.com/pion/dtls/v3/pkg/crypto/fingerprint"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor/pkg/twcc"
@@ -25,6 +25,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/stun/v4"
+
+	"podium/internal/rtxrepair"
 )
 
 // A lean classroom (--receiver lean) receives what a classroom receives
@@ -52,7 +54,7 @@ import (
 // leanIdentity is the DTLS certificate the run's lean classrooms share.
 type leanIdentity struct {
 	cert        tls.Certificate
-	fingerprint string // SHA-256, "AB:CD:..."
+	fingerprint string // SHA-256, "ab:cd:..."
 }
 
 func newLeanIdentity() (*leanIdentity, error) {
@@ -60,20 +62,21 @@ func newLeanIdentity() (*leanIdentity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lean certificate: %w", err)
 	}
-	return &leanIdentity{cert: cert, fingerprint: certFingerprint(cert.Certificate[0])}, nil
+	fp, err := certFingerprint(cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("lean certificate: %w", err)
+	}
+	return &leanIdentity{cert: cert, fingerprint: fp}, nil
 }
 
-func certFingerprint(der []byte) string {
-	sum := sha256.Sum256(der)
-	h := strings.ToUpper(hex.EncodeToString(sum[:]))
-	var b strings.Builder
-	for i := 0; i < len(h); i += 2 {
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		b.WriteString(h[i : i+2])
+// certFingerprint is a DER certificate's SHA-256 fingerprint as a session
+// description carries it, computed as pion's peers compute it.
+func certFingerprint(der []byte) (string, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "", err
 	}
-	return b.String()
+	return dtlsfingerprint.Fingerprint(cert, crypto.SHA256)
 }
 
 // Intervals of a lean classroom's feedback, as pion's interceptors (and
@@ -81,8 +84,10 @@ func certFingerprint(der []byte) string {
 const (
 	leanFeedbackEvery = 100 * time.Millisecond
 	leanReportEvery   = time.Second
-	leanBatch         = 16 // datagrams per recvmmsg
 )
+
+// leanBatch is how many datagrams a poller reads from a socket at once.
+const leanBatch = 16
 
 // leanConn is one lean classroom's receiving connection. Its poller reads
 // the socket and does everything per packet and per feedback interval;
@@ -177,8 +182,9 @@ type leanStream struct {
 
 	// Owned by the poller.
 	nack     nackLog
-	red      bool // stats told it carries RED
-	gotFirst bool // the classroom's first-packet milestone is marked
+	pt       uint8 // payload type of its last packet (what RTX restores)
+	red      bool  // stats told it carries RED
+	gotFirst bool  // the classroom's first-packet milestone is marked
 	lsr      uint32
 	lsrAt    time.Time
 	lastExp  uint64
@@ -366,7 +372,10 @@ func (c *leanConn) connect(ctx context.Context, timeout time.Duration) error {
 		dtls.WithFlightInterval(200*time.Millisecond),
 		dtls.WithInsecureSkipVerify(true),
 		dtls.WithVerifyPeerCertificate(func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 || certFingerprint(raw[0]) != want {
+			if len(raw) == 0 {
+				return errors.New("server sent no certificate")
+			}
+			if got, err := certFingerprint(raw[0]); err != nil || !strings.EqualFold(got, want) {
 				return errors.New("server certificate does not match the fingerprint of its description")
 			}
 			return nil
@@ -591,21 +600,13 @@ func (c *leanConn) onRTP(at time.Time, b []byte) {
 		}
 	}
 	if s.rtxOf != nil {
-		// A retransmission: the original sequence number leads its
-		// payload (RFC 4588); account it as the packet it repairs.
-		v, ok := parseRTP(plain)
-		if !ok || len(v.payload) < 2 {
+		// A retransmission: account it as the packet it repairs.
+		var ok bool
+		if plain, ok = rtxrepair.Original(c.repair[:0], plain, s.rtxOf.ssrc, s.rtxOf.pt); !ok {
 			return
 		}
-		pkt := c.repair[:12]
-		copy(pkt, plain[:2])
-		pkt[0] &^= 0x3f // no padding, extension or CSRCs
-		copy(pkt[2:4], v.payload[:2])
-		copy(pkt[4:8], plain[4:8])
-		binary.BigEndian.PutUint32(pkt[8:], s.rtxOf.ssrc)
-		plain = append(pkt, v.payload[2:]...)
 		s = s.rtxOf
-	} else if !s.red && t.codecs[c.hdr.PayloadType] == "red" {
+	} else if s.pt = c.hdr.PayloadType; !s.red && t.codecs[s.pt] == "red" {
 		s.red = true
 		s.stats.mu.Lock()
 		s.stats.red = true

@@ -21,6 +21,7 @@ package rtxrepair
 import (
 	"encoding/binary"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -238,7 +239,7 @@ func (r *Interceptor) bindRTX(o *original, reader interceptor.RTPReader) interce
 			if !known {
 				continue
 			}
-			if buf, ok := unwrap(b[:n], o.ssrc, pt); ok {
+			if buf, ok := Original(nil, b[:n], o.ssrc, pt); ok {
 				r.deliver(o, packet{buf: buf, attrs: attrs})
 			}
 			// Padding-only RTX (bandwidth probes) and malformed packets are
@@ -247,10 +248,11 @@ func (r *Interceptor) bindRTX(o *original, reader interceptor.RTPReader) interce
 	})
 }
 
-// unwrap turns an RTX packet into a new buffer holding the original packet:
+// Original turns an RTX packet into the original packet, appended to dst:
 // same header (with extensions, minus padding), the original's SSRC, payload
-// type and sequence number, and the payload after the 2-byte OSN.
-func unwrap(rtx []byte, ssrc uint32, pt uint8) ([]byte, bool) {
+// type and sequence number, and the payload after the 2-byte OSN. The load
+// tool's lean classrooms use it outside pion too.
+func Original(dst, rtx []byte, ssrc uint32, pt uint8) ([]byte, bool) {
 	if len(rtx) < 12 || rtx[0]>>6 != 2 {
 		return nil, false
 	}
@@ -268,13 +270,14 @@ func unwrap(rtx []byte, ssrc uint32, pt uint8) ([]byte, bool) {
 	if end-hdr < 2 || hdr > end {
 		return nil, false
 	}
-	out := make([]byte, 0, end-2)
+	out := slices.Grow(dst, end-2)
 	out = append(out, rtx[:hdr]...)
 	out = append(out, rtx[hdr+2:end]...)
-	out[0] &^= 0x20 // padding removed
-	out[1] = out[1]&0x80 | pt&0x7f
-	copy(out[2:4], rtx[hdr:hdr+2])
-	binary.BigEndian.PutUint32(out[8:12], ssrc)
+	p := out[len(dst):]
+	p[0] &^= 0x20 // padding removed
+	p[1] = p[1]&0x80 | pt&0x7f
+	copy(p[2:4], rtx[hdr:hdr+2])
+	binary.BigEndian.PutUint32(p[8:12], ssrc)
 	return out, true
 }
 

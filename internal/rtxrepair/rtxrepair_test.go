@@ -21,7 +21,7 @@ func TestUnwrap(t *testing.T) {
 	rtx.Padding, rtx.PaddingSize = true, 4
 	b, _ := rtx.Marshal()
 
-	out, ok := unwrap(b, 111, 96)
+	out, ok := Original(nil, b, 111, 96)
 	if !ok {
 		t.Fatal("unwrap refused a valid RTX packet")
 	}
@@ -34,7 +34,7 @@ func TestUnwrap(t *testing.T) {
 		t.Fatalf("unwrapped %+v payload %v, want the original", got.Header, got.Payload)
 	}
 	for _, bad := range [][]byte{nil, b[:11], b[:14]} {
-		if _, ok := unwrap(bad, 111, 96); ok {
+		if _, ok := Original(nil, bad, 111, 96); ok {
 			t.Errorf("unwrap accepted %d bytes", len(bad))
 		}
 	}
@@ -268,7 +268,7 @@ func FuzzUnwrap(f *testing.F) {
 	f.Add([]byte{0x90, 0x61, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0xbe, 0xde, 0xff, 0xff})
 	f.Add([]byte{0xa0, 0x61, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0x00, 0x01, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		out, ok := unwrap(b, 111, 96)
+		out, ok := Original(nil, b, 111, 96)
 		if !ok {
 			return
 		}
