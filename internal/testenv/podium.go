@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -75,16 +74,6 @@ func PodiumBinary(t testing.TB) string {
 }
 
 // freeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
-func freeUDPPort(t testing.TB) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free udp port: %v", err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
 // StartPodium runs `podium serve` on free loopback ports with a temporary
 // data dir and a known secret, waits for /readyz, and stops it when the test
 // ends. extraArgs are appended to serve's flags. The node's log is printed

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,15 +54,58 @@ func RequireBinary(t testing.TB, name string) string {
 	return ""
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
+// that this test process has not handed out before. The kernel may offer a
+// port it just gave back again; a node given the same port for HTTP and ICE
+// TCP then fails to start (seen in CI), so each port goes to one caller.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	return freshPort(t, func() (int, error) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port, nil
+	})
+}
+
+// freeUDPPort is FreePort for UDP.
+func freeUDPPort(t testing.TB) int {
+	t.Helper()
+	return freshPort(t, func() (int, error) {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port, nil
+	})
+}
+
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// freshPort asks pick for free ports until one comes that no caller in
+// this process has had.
+func freshPort(t testing.TB, pick func() (int, error)) int {
+	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		port, err := pick()
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("free port: 100 picks gave only ports already handed out")
+	return 0
 }
 
 // FreeAddr returns "127.0.0.1:<free port>".
