@@ -396,7 +396,7 @@ func benchmarkForward(b *testing.B, n int, direct bool) {
 		egresses[i] = e
 		if direct {
 			e.batch = batch
-			e.srtpOut.Store(testSRTPContext(b))
+			e.srtpOut.Store(testSRTPSender(b))
 			e.dest.Store(sink.LocalAddr().(*net.UDPAddr))
 		}
 		d := newDownTrack(track, e, ready, nil)

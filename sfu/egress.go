@@ -12,7 +12,6 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
-	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -64,12 +63,12 @@ type egress struct {
 	// subscriber's socket, batchconn.go).
 	batch *batchConn
 
-	// Direct sending (sendDirect): the SRTP context that protects what
+	// Direct sending (sendDirect): the SRTP sender that protects what
 	// the node sends, once the DTLS handshake's keys are known
 	// (srtpkeys.go), and the classroom's address while the selected pair
 	// is UDP on the node's socket. While either is nil, packets go
 	// through pion's SRTP session and ICE connection.
-	srtpOut atomic.Pointer[srtp.Context]
+	srtpOut atomic.Pointer[srtpSender]
 	dest    atomic.Pointer[net.UDPAddr]
 	direct  atomic.Uint64 // packets sent directly
 
@@ -178,7 +177,7 @@ func newEgress() *egress {
 	e.paceTimer = time.NewTimer(time.Hour)
 	e.paceTimer.Stop()
 	e.rtx.hdr.Extensions = make([]rtp.Extension, 0, 1)
-	e.plain = make([]byte, maxPacket)
+	e.plain = make([]byte, maxPacket+srtpOverhead)
 	e.sealed = make([]byte, 0, maxPacket+srtpOverhead)
 	return e
 }
@@ -641,9 +640,9 @@ func (e *egress) send(st *egressStream, hdr *rtp.Header, payload []byte, twcc *[
 			e.sent[seq%sentHistory] = sentPacket{at: now, size: int32(hdr.MarshalSize() + len(payload)), seq: seq}
 		}
 	}
-	if ctx := e.srtpOut.Load(); ctx != nil && !e.viaPion {
+	if out := e.srtpOut.Load(); out != nil && !e.viaPion {
 		if dst := e.dest.Load(); dst != nil && e.batch != nil {
-			e.sendDirect(ctx, dst, hdr, payload)
+			e.sendDirect(out, dst, hdr, payload)
 			return
 		}
 		// pion's SRTP context and the egress's each count the rollovers
@@ -666,24 +665,30 @@ const (
 	srtpOverhead = 16
 )
 
-// sendDirect protects the packet with the connection's SRTP context and
-// writes it to the classroom's address on the node's UDP socket, into the
-// batch that is open: what pion's SRTP session, ICE connection and mux
-// would do, without their locks, hand-offs and copies. Nothing is
-// allocated.
-func (e *egress) sendDirect(ctx *srtp.Context, dst *net.UDPAddr, hdr *rtp.Header, payload []byte) {
-	n, err := hdr.MarshalTo(e.plain)
-	if err != nil || n+len(payload) > len(e.plain) {
+// sendDirect protects the packet and writes it to the classroom's address
+// on the node's UDP socket, into the batch that is open: what pion's SRTP
+// session, ICE connection and mux would do, without their locks, hand-offs
+// and copies. With an AES-GCM profile the packet is marshalled and sealed
+// in one buffer. Nothing is allocated.
+func (e *egress) sendDirect(out *srtpSender, dst *net.UDPAddr, hdr *rtp.Header, payload []byte) {
+	buf := e.plain
+	if out.gcm != nil {
+		buf = e.sealed[:cap(e.sealed)]
+	}
+	n, err := hdr.MarshalTo(buf)
+	if err != nil || n+len(payload)+srtpOverhead > len(buf) {
 		return
 	}
-	n += copy(e.plain[n:], payload)
-	out, err := ctx.EncryptRTP(e.sealed[:0], e.plain[:n], &e.sealedHdr)
-	if err != nil {
+	size := n + copy(buf[n:], payload)
+	var sealed []byte
+	if out.gcm != nil {
+		sealed = out.sealGCM(buf[:size], n, hdr.SSRC, hdr.SequenceNumber)
+	} else if sealed, err = out.ctx.EncryptRTP(e.sealed[:0], buf[:size], &e.sealedHdr); err != nil {
 		return
 	}
-	if _, err := e.batch.WriteTo(out, dst); err == nil {
+	if _, err := e.batch.WriteTo(sealed, dst); err == nil {
 		e.packets.Add(1)
-		e.bytes.Add(uint64(n))
+		e.bytes.Add(uint64(size))
 		e.direct.Add(1)
 	}
 }

@@ -282,7 +282,7 @@ func TestEgressLeavesSRTPToPionOnceItCarriedAPacket(t *testing.T) {
 	_, batch := newBatchConn(udp, slog.Default())
 	e := newEgress()
 	e.batch = batch
-	e.srtpOut.Store(testSRTPContext(t))
+	e.srtpOut.Store(testSRTPSender(t))
 	w := &wireWriter{}
 	st := &egressStream{writer: w, ssrc: 1}
 	sendOne := func(seq uint16) {
@@ -353,14 +353,14 @@ func TestEgressHalvesItsEstimateWhenFeedbackStops(t *testing.T) {
 	}
 }
 
-// testSRTPContext is an AES-128-GCM SRTP context with an all-zero key, for
-// egresses that send directly.
-func testSRTPContext(tb testing.TB) *srtp.Context {
+// testSRTPSender is an AES-128-GCM SRTP sender with an all-zero key, for
+// benchmarks and tests of the direct path.
+func testSRTPSender(tb testing.TB) *srtpSender {
 	tb.Helper()
 	key := make([]byte, 16+12)
-	ctx, err := srtp.CreateContext(key[:16], key[16:], srtp.ProtectionProfileAeadAes128Gcm)
+	s, err := newSRTPSender(key[:16], key[16:], srtp.ProtectionProfileAeadAes128Gcm)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return ctx
+	return s
 }

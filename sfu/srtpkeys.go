@@ -39,8 +39,8 @@ type srtpKeys struct {
 	profile      srtp.ProtectionProfile
 	sawHello     bool
 	done         bool
-	// ready receives the context that protects what the node sends, once.
-	ready func(*srtp.Context)
+	// ready receives the sender that protects what the node sends, once.
+	ready func(*srtpSender)
 }
 
 // onServerHello notes what the node's hello announces and sends it as is.
@@ -77,12 +77,12 @@ func (k *srtpKeys) Write(line []byte) (int, error) {
 	if !k.sawHello || k.done {
 		return len(line), nil
 	}
-	ctx, err := serverSRTPContext(master, clientRandom, k.serverRandom[:], k.suite, k.profile)
+	sender, err := serverSRTPSender(master, clientRandom, k.serverRandom[:], k.suite, k.profile)
 	if err != nil {
 		return len(line), nil // the egress keeps writing through pion
 	}
 	k.done = true
-	k.ready(ctx)
+	k.ready(sender)
 	return len(line), nil
 }
 
@@ -113,18 +113,14 @@ func prfHash(suite dtls.CipherSuiteID) func() hash.Hash {
 	return sha256.New
 }
 
-// serverSRTPContext makes the SRTP context that protects what the DTLS
-// server sends: pion/srtp lays the exported material out into keys and
-// salts (RFC 5764 section 4.2), as it does for pion's own session.
-func serverSRTPContext(master, clientRandom, serverRandom []byte, suite dtls.CipherSuiteID, profile srtp.ProtectionProfile) (*srtp.Context, error) {
+// serverSRTPSender makes the sender that protects what the DTLS server
+// sends: pion/srtp lays the exported material out into keys and salts
+// (RFC 5764 section 4.2), as it does for pion's own session.
+func serverSRTPSender(master, clientRandom, serverRandom []byte, suite dtls.CipherSuiteID, profile srtp.ProtectionProfile) (*srtpSender, error) {
 	cfg := srtp.Config{Profile: profile}
 	exporter := handshakeExporter{master: master, clientRandom: clientRandom, serverRandom: serverRandom, suite: suite}
 	if err := cfg.ExtractSessionKeysFromDTLS(exporter, false); err != nil {
 		return nil, fmt.Errorf("srtp keys (profile %#x): %w", uint16(profile), err)
 	}
-	ctx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
-	if err != nil {
-		return nil, fmt.Errorf("srtp context: %w", err)
-	}
-	return ctx, nil
+	return newSRTPSender(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
 }

@@ -29,11 +29,14 @@ func TestSRTPKeysFromTheHandshake(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.suite.String()+"/"+srtp.ProtectionProfile(c.profile).String(), func(t *testing.T) {
-			var got *srtp.Context
-			keys := &srtpKeys{ready: func(ctx *srtp.Context) { got = ctx }}
+			var got *srtpSender
+			keys := &srtpKeys{ready: func(s *srtpSender) { got = s }}
 			clientState := handshakeDTLS(t, c.suite, c.profile, keys)
 			if got == nil {
-				t.Fatal("no SRTP context from the handshake's hello and key log")
+				t.Fatal("no SRTP sender from the handshake's hello and key log")
+			}
+			if gcm := c.profile == dtls.SRTP_AEAD_AES_128_GCM || c.profile == dtls.SRTP_AEAD_AES_256_GCM; gcm != (got.gcm != nil) {
+				t.Fatalf("profile %v: the egress seals itself: %v, want %v", c.profile, got.gcm != nil, gcm)
 			}
 
 			cfg := srtp.Config{Profile: srtp.ProtectionProfile(c.profile)}
@@ -50,10 +53,7 @@ func TestSRTPKeysFromTheHandshake(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sealed, err := got.EncryptRTP(nil, plain, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			sealed := protectForTest(t, got, plain)
 			opened, err := clientSide.DecryptRTP(nil, sealed, nil)
 			if err != nil {
 				t.Fatalf("the client cannot decrypt what the derived keys protect: %v", err)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
-	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -84,7 +83,7 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 	if rejoin {
 		queue.startAt(int(min(max(line.bps, bweMinBitrate), bweTrainCeiling)))
 	}
-	keys := &srtpKeys{ready: func(c *srtp.Context) { queue.srtpOut.Store(c) }}
+	keys := &srtpKeys{ready: func(s *srtpSender) { queue.srtpOut.Store(s) }}
 	pc, err := p.sfu.newPeerConnection(true, nil, keys)
 	if err != nil {
 		return nil, err

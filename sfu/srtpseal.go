@@ -1,0 +1,138 @@
+package sfu
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/pion/srtp/v3"
+)
+
+// srtpSender protects what an egress sends on one subscriber connection.
+//
+// With the AEAD AES-GCM profiles (RFC 7714), which browsers and pion
+// negotiate first, the egress seals each packet itself, in place in the
+// buffer it marshalled the packet into: pion's Context.EncryptRTP parses
+// the header it was just given again, looks the SSRC's rollover state up
+// in a map and copies the packet into its output, about as much work per
+// packet again as the AES-GCM itself (docs/BENCHMARKS.md, "Own SRTP
+// sealing"). With the other profiles (AES-CM with HMAC-SHA1) pion's
+// context protects the packet.
+//
+// A sender belongs to one egress: its scratch and rollover state are the
+// egress goroutine's.
+type srtpSender struct {
+	ctx *srtp.Context // non-GCM profiles
+
+	gcm  cipher.AEAD // GCM profiles: the SRTP session key's AES-GCM
+	salt [12]byte    // the SRTP session salt
+	iv   [12]byte    // scratch: a packet's nonce (kept here so it does not escape per packet)
+	// indexes is each SSRC's highest packet index sent (RFC 3711 section
+	// 3.3.1: rollover count << 16 | sequence number).
+	indexes map[uint32]*srtpIndex
+}
+
+// srtpIndex is one SSRC's packet index state for sending.
+type srtpIndex struct {
+	highest uint64
+}
+
+// SRTP key derivation labels (RFC 3711 section 4.3.2).
+const (
+	labelSRTPEncryption = 0x00
+	labelSRTPSalt       = 0x02
+)
+
+// newSRTPSender makes the sender for a connection's write keys.
+func newSRTPSender(masterKey, masterSalt []byte, profile srtp.ProtectionProfile) (*srtpSender, error) {
+	switch profile {
+	case srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAeadAes256Gcm:
+		if len(masterSalt) != 12 {
+			return nil, fmt.Errorf("srtp: a %d-byte master salt for an AES-GCM profile, want 12", len(masterSalt))
+		}
+		key, err := srtpDerive(labelSRTPEncryption, masterKey, masterSalt, len(masterKey))
+		if err != nil {
+			return nil, err
+		}
+		block, err := aes.NewCipher(key)
+		if err != nil {
+			return nil, fmt.Errorf("srtp session cipher: %w", err)
+		}
+		gcm, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, fmt.Errorf("srtp session cipher: %w", err)
+		}
+		s := &srtpSender{gcm: gcm, indexes: map[uint32]*srtpIndex{}}
+		salt, err := srtpDerive(labelSRTPSalt, masterKey, masterSalt, len(s.salt))
+		if err != nil {
+			return nil, err
+		}
+		copy(s.salt[:], salt)
+		return s, nil
+	}
+	ctx, err := srtp.CreateContext(masterKey, masterSalt, profile)
+	if err != nil {
+		return nil, fmt.Errorf("srtp context: %w", err)
+	}
+	return &srtpSender{ctx: ctx}, nil
+}
+
+// srtpDerive is SRTP's key derivation with a key derivation rate of 0
+// (RFC 3711 section 4.3.3, as DTLS-SRTP uses it): AES in counter mode
+// under the master key, from the master salt with the label in its
+// seventh byte.
+func srtpDerive(label byte, masterKey, masterSalt []byte, n int) ([]byte, error) {
+	block, err := aes.NewCipher(masterKey)
+	if err != nil {
+		return nil, fmt.Errorf("srtp key derivation: %w", err)
+	}
+	if len(masterSalt) > aes.BlockSize-2 {
+		return nil, fmt.Errorf("srtp key derivation: a %d-byte master salt", len(masterSalt))
+	}
+	var in [aes.BlockSize]byte
+	copy(in[:], masterSalt)
+	in[7] ^= label
+	out := make([]byte, (n+aes.BlockSize-1)/aes.BlockSize*aes.BlockSize)
+	for i := 0; i*aes.BlockSize < n; i++ {
+		binary.BigEndian.PutUint16(in[aes.BlockSize-2:], uint16(i))
+		block.Encrypt(out[i*aes.BlockSize:], in[:])
+	}
+	return out[:n], nil
+}
+
+// rolloverCount is the rollover count to send seq of ssrc with, as a
+// receiver will estimate it (RFC 3711 section 3.3.1): from the highest
+// index sent, seq is at most half the sequence space ahead or behind. A
+// retransmission of a packet from before a wrap keeps its old count.
+func (s *srtpSender) rolloverCount(ssrc uint32, seq uint16) uint32 {
+	x := s.indexes[ssrc]
+	if x == nil {
+		s.indexes[ssrc] = &srtpIndex{highest: uint64(seq)}
+		return 0
+	}
+	index := int64(x.highest) + int64(int16(seq-uint16(x.highest)))
+	if index < 0 { // behind the first packet, before any wrap
+		return 0
+	}
+	if uint64(index) > x.highest {
+		x.highest = uint64(index)
+	}
+	return uint32(index >> 16)
+}
+
+// sealGCM protects the RTP packet in pkt (hdrLen bytes of header, then the
+// payload) in place and returns it with the authentication tag appended;
+// pkt's capacity must hold the tag. The header is authenticated, the
+// payload encrypted (RFC 7714 sections 8 and 9).
+func (s *srtpSender) sealGCM(pkt []byte, hdrLen int, ssrc uint32, seq uint16) []byte {
+	roc := s.rolloverCount(ssrc, seq)
+	s.iv = [12]byte{}
+	binary.BigEndian.PutUint32(s.iv[2:], ssrc)
+	binary.BigEndian.PutUint32(s.iv[6:], roc)
+	binary.BigEndian.PutUint16(s.iv[10:], seq)
+	for i := range s.iv {
+		s.iv[i] ^= s.salt[i]
+	}
+	return s.gcm.Seal(pkt[:hdrLen], s.iv[:], pkt[hdrLen:], pkt[:hdrLen])
+}
