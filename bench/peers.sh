@@ -16,11 +16,16 @@
 #   CLASSROOMS=200  DURATION=30s  ROUNDS=3  SERVER_CPU=0  TOOL_CPU=1
 #   MTX_VERSION=v1.15.3  MTX_DIR=/tmp/podium-mediamtx-$MTX_VERSION
 #   OUT=bench/results/peers   SERVER_ARGS= (more `podium serve` flags)
+#   RECEIVE_CPU=      steer loopback's receive processing to this core (the
+#                     tool's, e.g. 1) for the run (bench/rps.sh): the server's
+#                     figures then leave out the classrooms' kernel receive
+#                     work, as on a network; default: loopback as it is
 #   RECEIVER=pion     how the tool's classrooms receive: pion, or lean (the
 #                     tool's own receive path, at a third of its CPU per packet)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+source bench/rps.sh
 CLASSROOMS=${CLASSROOMS:-200}
 DURATION=${DURATION:-30s}
 ROUNDS=${ROUNDS:-3}
@@ -41,8 +46,10 @@ SERVER_PID=""
 cleanup() {
   if [[ -n "$SERVER_PID" ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
   rm -rf "$BIN"
+  rps_stop
 }
 trap cleanup EXIT
+rps_start
 
 echo "building podium and the load tool..."
 go build -o "$BIN/podium" ./cmd/podium

@@ -42,12 +42,17 @@
 #                     pipeline), or lean (the tool's own, at a third of the CPU per
 #                     packet: the tool stays below the server at fanout200;
 #                     scenarios with --link or --transport keep pion)
+#   RECEIVE_CPU=      steer loopback's receive processing to this core (the
+#                     tool's, e.g. 1) for the run (bench/rps.sh): the server's
+#                     figures then leave out the classrooms' kernel receive
+#                     work, as on a network; default: loopback as it is
 #   PROFILE=1         take a CPU profile of the server in the steady phase from
 #                     its /debug/pprof (OUT/<scenario>.cpu.pprof, top in .pprof.txt;
 #                     PROFILE_DELAY=12 seconds after the start, DURATION/2 long)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+source bench/rps.sh
 DURATION=${DURATION:-40s}
 SERVER_CPU=${SERVER_CPU:-0}
 TOOL_CPU=${TOOL_CPU:-1}
@@ -69,8 +74,10 @@ cleanup() {
   done
   for dir in "${CGROUPS[@]}"; do rmdir "$dir" 2>/dev/null || true; done
   rm -rf "$BIN"
+  rps_stop
 }
 trap cleanup EXIT
+rps_start
 
 echo "building podium and the load tool..."
 go build -o "$BIN/podium" ./cmd/podium

@@ -350,12 +350,18 @@ func (d *DownTrack) requestKeyframe() {
 // layer), takes only this down-track's lock, and never blocks: the packet
 // is copied into the subscriber's send queue.
 func (d *DownTrack) WriteRTP(layer int, pkt *rtp.Packet) {
+	d.writeShared(layer, pkt, nil)
+}
+
+// writeShared is WriteRTP with the track's shared copy of pkt's payload
+// (nil: the egress copies what it queues).
+func (d *DownTrack) writeShared(layer int, pkt *rtp.Packet, body *sharedPayload) {
 	if d.closed.Load() {
 		return
 	}
 	var askLayer = -1
 	d.mu.Lock()
-	askLayer = d.forwardLocked(layer, pkt)
+	askLayer = d.forwardLocked(layer, pkt, body)
 	d.mu.Unlock()
 	if askLayer >= 0 {
 		d.track.RequestKeyframe(askLayer)
@@ -367,8 +373,8 @@ func (d *DownTrack) WriteRTP(layer int, pkt *rtp.Packet) {
 const runLookback = 8192
 
 // forwardLocked does the per-packet work under d.mu and returns a layer to
-// request a keyframe on, or -1.
-func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
+// request a keyframe on, or -1. body, when not nil, holds pkt's payload.
+func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet, body *sharedPayload) int {
 	if !d.bound || !d.ready.Load() {
 		// Packets written before the connection is up are lost; wait, and
 		// start from a keyframe once it is.
@@ -510,6 +516,7 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
 	}
 	if d.red != nil {
 		payload = d.red.wrap(outTS, payload, int(d.redDistance.Load()))
+		body = nil // the wrapper's own bytes: the egress copies them
 	}
 	hdr := rtp.Header{
 		Version:        2,
@@ -519,7 +526,7 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet) int {
 		Timestamp:      outTS,
 		SSRC:           d.ssrc,
 	}
-	if d.queue.push(d.stream, &hdr, payload, &vp8, pkt.Marker || d.kind != KindVideo) {
+	if d.queue.push(d.stream, &hdr, payload, body, &vp8, pkt.Marker || d.kind != KindVideo) {
 		d.sentPackets++
 		d.sentOctets += uint32(len(payload))
 		if pkt.Marker && d.kind == KindVideo {
@@ -578,7 +585,7 @@ func (d *DownTrack) padLocked(now time.Time) {
 		d.lastOutSeq++
 		d.seqOffset++
 		hdr := rtp.Header{Version: 2, Padding: true, PayloadType: d.pt, SequenceNumber: d.lastOutSeq, Timestamp: d.lastOutTS, SSRC: d.ssrc}
-		if d.queue.push(d.stream, &hdr, payload[:], nil, true) {
+		if d.queue.push(d.stream, &hdr, payload[:], nil, nil, true) {
 			d.sentPackets++
 			d.sentOctets += padSize
 		}

@@ -17,10 +17,11 @@ import (
 
 // egress is one subscriber connection's send path (docs/SENDPATH.md). It
 // decouples the publishers' read goroutines from the subscriber's network
-// writes: a down-track copies each rewritten packet once into the next slot
-// of a ring and returns; the egress goroutine sends the slots in order. A
-// sent slot stays in the ring as the retransmission history, so a NACK is
-// answered from the same copy: there is no second buffer per stream.
+// writes: a down-track queues each rewritten packet's header into the next
+// slot of a ring, with a hold on the track's one shared copy of the payload
+// (payload.go), and returns; the egress goroutine sends the slots in order.
+// A sent slot stays in the ring as the retransmission history, so a NACK is
+// answered from the same payload: there is no copy per classroom.
 //
 // The egress stamps every packet it sends (media, padding, retransmission)
 // with the next transport-wide sequence number (the negotiated TWCC header
@@ -93,7 +94,7 @@ type egress struct {
 	// packets last went out, silenceCutAt when checkFeedback last cut.
 	heardAt, stampedAt, silenceCutAt int64
 	sent                             [sentHistory]sentPacket
-	rtx                              egressSlot // scratch for building a retransmission
+	rtx                              rtxScratch // scratch for building a retransmission
 	viaPion                          bool       // pion carried a packet after the keys were known: no direct sends
 	plain                            []byte     // scratch: a packet before SRTP
 	sealed                           []byte     // scratch: a packet after SRTP
@@ -134,14 +135,34 @@ const (
 const maxPayload = 1500
 
 // egressSlot is one packet: the send queue entry and, once sent, its
-// retransmission history.
+// retransmission history. Its payload is prefix, then body from offset from:
+// the prefix is the VP8 payload descriptor with this classroom's picture
+// ids, the body the publisher's bytes shared by every classroom.
 type egressSlot struct {
-	stream   *egressStream
-	hdr      rtp.Header
-	n        int
-	twcc     [2]byte // the transport-wide sequence number's extension payload
-	resentAt int64   // unix ns of the last retransmission; 0 none
-	buf      [maxPayload + 2]byte
+	stream    *egressStream
+	hdr       rtp.Header
+	body      *sharedPayload // held by the slot; nil: never filled
+	from      int
+	prefix    [vp8MaxPrefix]byte
+	prefixLen int
+	twcc      [2]byte // the transport-wide sequence number's extension payload
+	resentAt  int64   // unix ns of the last retransmission; 0 none
+}
+
+// vp8MaxPrefix holds a VP8 payload descriptor (at most 6 bytes) widened by
+// one for a 15-bit picture id.
+const vp8MaxPrefix = 8
+
+// size is the slot's payload length.
+func (s *egressSlot) size() int { return s.prefixLen + s.body.n - s.from }
+
+// rtxScratch is where a retransmission is built: the original sequence
+// number (for RTX, RFC 4588) and the slot's payload.
+type rtxScratch struct {
+	hdr  rtp.Header
+	n    int
+	twcc [2]byte
+	buf  [2 + vp8MaxPrefix + maxPayload]byte
 }
 
 // sentPacket is what the estimator needs of a sent packet, by transport-wide
@@ -280,8 +301,11 @@ func rtxPayloadType(pt uint8, codecs []webrtc.RTPCodecParameters) uint8 {
 	return 0
 }
 
-// push copies one packet into the ring and applies the VP8 id rewrite to
-// the copy. It never blocks and reports false when the packet was dropped.
+// push queues one packet into the ring, with the VP8 id rewrite as the
+// slot's prefix. body, when not nil, is the track's shared copy of the
+// packet's payload, holding payload as its tail (the whole payload, or a
+// RED packet's primary); otherwise payload is copied. It never blocks and
+// reports false when the packet was dropped.
 //
 // wake says whether the egress goroutine should send it now: a down-track
 // wakes it with a picture's last packet (the marker) and with every sound
@@ -291,35 +315,47 @@ func rtxPayloadType(pt uint8, codecs []webrtc.RTPCodecParameters) uint8 {
 // GSO message) instead of one wake-up per packet; the classroom's sound,
 // every 20 ms, or the next picture sends what a lost marker left behind,
 // and so does a queue that reaches wakeBacklog.
-func (e *egress) push(st *egressStream, hdr *rtp.Header, payload []byte, vp8 *vp8Rewrite, wake bool) bool {
+func (e *egress) push(st *egressStream, hdr *rtp.Header, payload []byte, body *sharedPayload, vp8 *vp8Rewrite, wake bool) bool {
 	if st == nil {
 		return false
 	}
-	if len(payload) >= maxPayload { // room for a widened VP8 picture id
-		e.dropped.Add(1)
-		return false
+	if body == nil {
+		if body = newSharedPayload(payload); body == nil {
+			e.dropped.Add(1)
+			return false
+		}
+	} else {
+		body.hold()
 	}
+	from := body.n - len(payload)
 	e.mu.Lock()
 	if e.tail-e.head >= maxQueued {
 		e.mu.Unlock()
+		body.release()
 		e.dropped.Add(1)
 		return false
 	}
 	pos := e.tail
 	s := &e.slots[pos&e.mask]
+	if s.body != nil {
+		s.body.release() // the oldest packet of the history
+	}
 	s.stream = st
 	ext := s.hdr.Extensions[:0]
 	s.hdr = *hdr
 	s.hdr.Extensions = ext // keep the slot's capacity for the TWCC extension
 	s.resentAt = 0
+	s.body, s.from, s.prefixLen = body, from, 0
 	if vp8 != nil && vp8.apply {
-		s.n = rewriteVP8(s.buf[:maxPayload], payload, &vp8.desc, vp8.pictureID, vp8.tl0PicIdx)
-	} else {
-		s.n = copy(s.buf[:maxPayload], payload)
+		if d := &vp8.desc; d.size <= len(payload) {
+			if n := rewriteVP8(s.prefix[:], payload[:d.size], d, vp8.pictureID, vp8.tl0PicIdx); n > 0 {
+				s.prefixLen, s.from = n, from+d.size
+			}
+		}
 	}
 	st.pos[hdr.SequenceNumber%posSlots] = pos + 1
 	e.tail++
-	e.queuedBytes += s.n + rtpHeaderSize
+	e.queuedBytes += s.size() + rtpHeaderSize
 	wake = wake || e.tail-e.head >= wakeBacklog
 	e.mu.Unlock()
 	if wake {
@@ -366,7 +402,7 @@ func (e *egress) nack(st *egressStream, seqs []uint16, gap time.Duration, maxBps
 		if s.resentAt != 0 && at-s.resentAt < int64(gap) {
 			continue
 		}
-		if len(e.retransmit) == cap(e.retransmit) || !e.resendRate.allow(at, s.n+rtpHeaderSize, maxBps) {
+		if len(e.retransmit) == cap(e.retransmit) || !e.resendRate.allow(at, s.size()+rtpHeaderSize, maxBps) {
 			break
 		}
 		s.resentAt = at
@@ -508,8 +544,8 @@ func (e *egress) drain() {
 		for p := first; p < first+n && e.pace.budget > 0; p++ {
 			// The slot is ours until head moves: push never fills it before.
 			s := &e.slots[p&e.mask]
-			e.send(s.stream, &s.hdr, s.buf[:s.n], &s.twcc, now)
-			size := s.n + rtpHeaderSize
+			e.send(s.stream, &s.hdr, s.prefix[:s.prefixLen], s.body.bytes(s.from), &s.twcc, now)
+			size := s.size() + rtpHeaderSize
 			e.pace.budget -= float64(size)
 			sent++
 			sentBytes += size
@@ -603,7 +639,7 @@ func (e *egress) sendRetransmissions(now int64) {
 		p := e.retransmit[0]
 		e.retransmit = append(e.retransmit[:0], e.retransmit[1:]...)
 		s := &e.slots[p&e.mask]
-		if e.tail-p > uint64(len(e.slots)) || s.stream == nil { // overwritten meanwhile
+		if e.tail-p > uint64(len(e.slots)) || s.body == nil { // overwritten meanwhile
 			e.mu.Unlock()
 			continue
 		}
@@ -612,37 +648,38 @@ func (e *egress) sendRetransmissions(now int64) {
 		ext := r.hdr.Extensions[:0]
 		r.hdr = s.hdr
 		r.hdr.Extension, r.hdr.Extensions = false, ext
+		r.n = 0
 		if st.rtxSSRC != 0 {
 			binary.BigEndian.PutUint16(r.buf[:2], s.hdr.SequenceNumber)
-			r.n = 2 + copy(r.buf[2:], s.buf[:s.n])
-		} else {
-			r.n = copy(r.buf[:], s.buf[:s.n])
+			r.n = 2
 		}
+		r.n += copy(r.buf[r.n:], s.prefix[:s.prefixLen])
+		r.n += copy(r.buf[r.n:], s.body.bytes(s.from))
 		e.mu.Unlock()
 		if st.rtxSSRC != 0 {
 			r.hdr.SSRC, r.hdr.PayloadType, r.hdr.SequenceNumber = st.rtxSSRC, st.rtxPT, st.rtxSeq
 			st.rtxSeq++
 		}
-		e.send(st, &r.hdr, r.buf[:r.n], &r.twcc, now)
+		e.send(st, &r.hdr, nil, r.buf[:r.n], &r.twcc, now)
 		e.pace.budget -= float64(r.n + rtpHeaderSize)
 		e.resent.Add(1)
 	}
 }
 
 // send stamps the packet's transport-wide sequence number, notes its send
-// time and writes it.
-func (e *egress) send(st *egressStream, hdr *rtp.Header, payload []byte, twcc *[2]byte, now int64) {
+// time and writes it. Its payload is prefix, then body.
+func (e *egress) send(st *egressStream, hdr *rtp.Header, prefix, body []byte, twcc *[2]byte, now int64) {
 	if st.twccID != 0 {
 		seq := e.twccSeq
 		e.twccSeq++
 		binary.BigEndian.PutUint16(twcc[:], seq)
 		if err := hdr.SetExtension(st.twccID, twcc[:]); err == nil {
-			e.sent[seq%sentHistory] = sentPacket{at: now, size: int32(hdr.MarshalSize() + len(payload)), seq: seq}
+			e.sent[seq%sentHistory] = sentPacket{at: now, size: int32(hdr.MarshalSize() + len(prefix) + len(body)), seq: seq}
 		}
 	}
 	if out := e.srtpOut.Load(); out != nil && !e.viaPion {
 		if dst := e.dest.Load(); dst != nil && e.batch != nil {
-			e.sendDirect(out, dst, hdr, payload)
+			e.sendDirect(out, dst, hdr, prefix, body)
 			return
 		}
 		// pion's SRTP context and the egress's each count the rollovers
@@ -651,6 +688,10 @@ func (e *egress) send(st *egressStream, hdr *rtp.Header, payload []byte, twcc *[
 		// could disagree, so pion keeps the connection.
 		e.viaPion = true
 	}
+	payload := body
+	if len(prefix) > 0 {
+		payload = e.plain[:copy(e.plain, prefix)+copy(e.plain[len(prefix):], body)]
+	}
 	if n, err := st.writer.WriteRTP(hdr, payload); err == nil {
 		e.packets.Add(1)
 		e.bytes.Add(uint64(n))
@@ -658,10 +699,10 @@ func (e *egress) send(st *egressStream, hdr *rtp.Header, payload []byte, twcc *[
 }
 
 // Sizes for direct sending: the largest RTP packet a slot makes (header
-// with CSRCs and extensions, payload) and what SRTP adds (an
-// authentication tag of at most 16 bytes).
+// with CSRCs and extensions, an RTX sequence number, payload with its VP8
+// prefix) and what SRTP adds (an authentication tag of at most 16 bytes).
 const (
-	maxPacket    = maxPayload + 2 + 128
+	maxPacket    = maxPayload + 2 + vp8MaxPrefix + 128
 	srtpOverhead = 16
 )
 
@@ -670,16 +711,17 @@ const (
 // session, ICE connection and mux would do, without their locks, hand-offs
 // and copies. With an AES-GCM profile the packet is marshalled and sealed
 // in one buffer. Nothing is allocated.
-func (e *egress) sendDirect(out *srtpSender, dst *net.UDPAddr, hdr *rtp.Header, payload []byte) {
+func (e *egress) sendDirect(out *srtpSender, dst *net.UDPAddr, hdr *rtp.Header, prefix, body []byte) {
 	buf := e.plain
 	if out.gcm != nil {
 		buf = e.sealed[:cap(e.sealed)]
 	}
 	n, err := hdr.MarshalTo(buf)
-	if err != nil || n+len(payload)+srtpOverhead > len(buf) {
+	if err != nil || n+len(prefix)+len(body)+srtpOverhead > len(buf) {
 		return
 	}
-	size := n + copy(buf[n:], payload)
+	size := n + copy(buf[n:], prefix)
+	size += copy(buf[size:], body)
 	var sealed []byte
 	if out.gcm != nil {
 		sealed = out.sealGCM(buf[:size], n, hdr.SSRC, hdr.SequenceNumber)

@@ -48,7 +48,7 @@ func pushSeqs(t *testing.T, e *egress, st *egressStream, from, to uint16) {
 	t.Helper()
 	for seq := from; seq != to; seq++ {
 		hdr := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: st.ssrc}
-		if !e.push(st, &hdr, []byte{0xaa, byte(seq), byte(seq >> 8)}, nil, true) {
+		if !e.push(st, &hdr, []byte{0xaa, byte(seq), byte(seq >> 8)}, nil, nil, true) {
 			t.Fatalf("packet %d dropped", seq)
 		}
 	}
@@ -197,7 +197,7 @@ func TestEgressResendsWithoutRTX(t *testing.T) {
 
 	pushSeqs(t, e, st, 3, 3+maxQueued)
 	hdr := rtp.Header{Version: 2, SequenceNumber: 999, SSRC: 1234}
-	if e.push(st, &hdr, []byte{1}, nil, true) {
+	if e.push(st, &hdr, []byte{1}, nil, nil, true) {
 		t.Fatal("push into a full queue succeeded")
 	}
 	if e.dropped.Load() != 1 {
@@ -247,7 +247,7 @@ func TestEgressWakesOncePerPicture(t *testing.T) {
 	picture := func(from uint16, n int) {
 		for i := range n {
 			hdr := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: from + uint16(i), Timestamp: uint32(from), SSRC: 1, Marker: i == n-1}
-			if !e.push(st, &hdr, []byte{0xaa}, nil, hdr.Marker) {
+			if !e.push(st, &hdr, []byte{0xaa}, nil, nil, hdr.Marker) {
 				t.Fatalf("packet %d dropped", i)
 			}
 			if i < n-1 && woken() {
@@ -265,7 +265,7 @@ func TestEgressWakesOncePerPicture(t *testing.T) {
 	}
 	for i := range wakeBacklog {
 		hdr := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 200 + uint16(i), SSRC: 1}
-		e.push(st, &hdr, []byte{0xaa}, nil, false)
+		e.push(st, &hdr, []byte{0xaa}, nil, nil, false)
 	}
 	if !woken() {
 		t.Errorf("%d queued packets without a marker did not wake the egress", wakeBacklog)
@@ -287,7 +287,7 @@ func TestEgressLeavesSRTPToPionOnceItCarriedAPacket(t *testing.T) {
 	st := &egressStream{writer: w, ssrc: 1}
 	sendOne := func(seq uint16) {
 		hdr := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, SSRC: 1, Marker: true}
-		e.push(st, &hdr, []byte{0xaa}, nil, true)
+		e.push(st, &hdr, []byte{0xaa}, nil, nil, true)
 		e.pace.at = 0
 		e.drain()
 	}

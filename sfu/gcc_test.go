@@ -84,7 +84,7 @@ func simulateGCC(t *testing.T, initial int, bps float64, follow bool, l *link, d
 		slot := &egressSlot{}
 		slot.hdr = rtp.Header{Version: 2, SequenceNumber: seq, SSRC: 1}
 		seq++
-		e.send(st, &slot.hdr, payload, &slot.twcc, now.UnixNano())
+		e.send(st, &slot.hdr, nil, payload, &slot.twcc, now.UnixNano())
 		pkts := w.packets()
 		sent := pkts[len(pkts)-1]
 		if at, ok := l.arrive(now, sent.MarshalSize()); ok {

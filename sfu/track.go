@@ -108,8 +108,9 @@ type Track struct {
 }
 
 type sinkEntry struct {
-	id   string
-	sink Sink
+	id     string
+	sink   Sink
+	shared sharedSink // the sink, when it takes the shared payload
 }
 
 // NewTrack makes a published track. requestKeyframe may be nil when the
@@ -197,7 +198,8 @@ func (t *Track) AddSink(id string, s Sink) {
 			next = append(next, e)
 		}
 	}
-	next = append(next, sinkEntry{id: id, sink: s})
+	shared, _ := s.(sharedSink)
+	next = append(next, sinkEntry{id: id, sink: s, shared: shared})
 	t.sinks.Store(&next)
 }
 
@@ -233,8 +235,20 @@ func (t *Track) WriteRTP(layer int, pkt *rtp.Packet) {
 	if !t.forwarding.Load() {
 		return
 	}
+	// The down-tracks queue one shared copy of the payload (payload.go).
+	var body *sharedPayload
 	for _, e := range *t.sinks.Load() {
-		e.sink.WriteRTP(layer, pkt)
+		if e.shared == nil {
+			e.sink.WriteRTP(layer, pkt)
+			continue
+		}
+		if body == nil && len(pkt.Payload) > 0 {
+			body = newSharedPayload(pkt.Payload) // nil when too large: each copies (and drops) it
+		}
+		e.shared.writeShared(layer, pkt, body)
+	}
+	if body != nil {
+		body.release()
 	}
 }
 
