@@ -37,8 +37,8 @@ func registerBatchMetrics(reg prometheus.Registerer, b *batchConn) error {
 // batchConn is the ICE UDP socket under pion's UDP mux. While an egress
 // drains a batch of media (begin ... end), every datagram written to the
 // socket, already SRTP-protected by pion, is copied into a batch that
-// leaves in one sendmmsg(2) when it is full or when a writer that began a
-// batch ends it: one system call for up to maxDatagrams datagrams instead
+// leaves in one sendmmsg(2) when it is full or when the last writer that
+// began a batch ends it: one system call for up to maxDatagrams datagrams instead
 // of one each. With no batch open (ICE checks, DTLS, a publisher's RTCP)
 // a datagram is written at once, as before.
 //
@@ -49,8 +49,8 @@ func registerBatchMetrics(reg prometheus.Registerer, b *batchConn) error {
 // run instead of once per datagram. A batch is written back to back into
 // one arena, so a run is one contiguous buffer.
 //
-// Nothing waits for a timer: a batched datagram leaves when the drain that
-// was running beside it ends, tens of microseconds later.
+// Nothing waits for a timer: a batched datagram leaves when the drains
+// and fan-outs that were running beside it end, tens of microseconds later.
 type batchConn struct {
 	net.PacketConn
 	pc  *ipv4.PacketConn
@@ -114,11 +114,15 @@ func newBatchConn(c net.PacketConn, log *slog.Logger) (net.PacketConn, *batchCon
 // begin opens a batch: datagrams written until end are sent together.
 func (b *batchConn) begin() { b.open.Add(1) }
 
-// end closes a batch and sends what waits.
+// end closes a batch; the last one open sends what waits. Batches nest:
+// a publisher's fan-out holds one open while the classrooms it sends to
+// inline open and close their own, so their datagrams share sendmmsg
+// calls (egress.kick).
 func (b *batchConn) end() {
-	b.open.Add(-1)
 	b.mu.Lock()
-	b.flushLocked()
+	if b.open.Add(-1) == 0 {
+		b.flushLocked()
+	}
 	b.mu.Unlock()
 }
 

@@ -37,7 +37,7 @@ type egress struct {
 	mu    sync.Mutex
 	slots []egressSlot // a power of two long; grown, never shrunk
 	mask  uint64       // len(slots) - 1
-	head  uint64       // next slot to send; advanced by the egress goroutine only
+	head  uint64       // next slot to send; advanced by the sender only
 	tail  uint64       // next slot to fill
 	// queuedBytes is what waits between head and tail, for the pacer.
 	queuedBytes int
@@ -83,7 +83,13 @@ type egress struct {
 	heardAtNs     atomic.Int64
 	heardEstimate atomic.Int64
 
-	// Owned by the egress goroutine.
+	// inline: a down-track's push sends what it queued itself (kick);
+	// set before the egress runs.
+	inline bool
+	// sending is held by the sender: the egress goroutine, or a
+	// publisher's read goroutine that sends inline (kick). What follows
+	// is the sender's only.
+	sending   sync.Mutex
 	pace      pacer
 	paceTimer *time.Timer // drains again when the pacer allows; stopped when idle
 	sizedAt   int64       // unix ns of the last look at the ring's size
@@ -184,7 +190,7 @@ type egressStream struct {
 	// pos maps a sequence number to the ring position it was queued at,
 	// plus one (0: none); written under egress.mu.
 	pos    [posSlots]uint64
-	rtxSeq uint16 // owned by the egress goroutine
+	rtxSeq uint16 // the sender's only
 }
 
 func newEgress() *egress {
@@ -230,7 +236,7 @@ func historySpan(rtt time.Duration) time.Duration {
 
 // sizeRing doubles the ring, at most up to maxRingSlots, when it holds less
 // than historySpan at the rate packets were queued over the last second.
-// Egress goroutine only, between batches.
+// Sender only, between batches.
 func (e *egress) sizeRing(now int64) {
 	if e.sizedAt == 0 {
 		e.mu.Lock()
@@ -359,9 +365,21 @@ func (e *egress) push(st *egressStream, hdr *rtp.Header, payload []byte, body *s
 	wake = wake || e.tail-e.head >= wakeBacklog
 	e.mu.Unlock()
 	if wake {
-		e.signal()
+		e.kick()
 	}
 	return true
+}
+
+// kick sends what push queued: inline, the caller (a publisher's read
+// goroutine, in its fan-out) sends it here unless this classroom's sender
+// is busy; otherwise it wakes the egress goroutine.
+func (e *egress) kick() {
+	if e.inline && e.sending.TryLock() {
+		e.drain()
+		e.sending.Unlock()
+		return
+	}
+	e.signal()
 }
 
 // wakeBacklog is how many queued packets wake the egress goroutine even
@@ -424,11 +442,17 @@ func (e *egress) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-e.wake:
+			e.sending.Lock()
 			e.drain()
+			e.sending.Unlock()
 		case <-e.paceTimer.C:
+			e.sending.Lock()
 			e.drain()
+			e.sending.Unlock()
 		case fb := <-e.feedback:
+			e.sending.Lock()
 			e.onFeedback(fb, time.Now())
+			e.sending.Unlock()
 		}
 	}
 }
@@ -455,7 +479,7 @@ func (e *egress) onFeedback(fb *twccFeedback, now time.Time) {
 }
 
 // plannedEstimate is the estimate the allocator plans with (gccEstimate).
-// Egress goroutine only.
+// Sender only.
 func (e *egress) plannedEstimate() float64 {
 	return gccEstimate(float64(e.gcc.target), float64(e.gcc.delayTarget), e.gcc.loss.averageLoss)
 }
@@ -476,7 +500,7 @@ func feedbackTimeout(rtt time.Duration) time.Duration {
 
 // checkFeedback halves the estimate when packets stamped for TWCC have
 // gone out and no feedback has come for feedbackTimeout (gcc.onSilence).
-// Egress goroutine only; now is unix ns.
+// Sender only; now is unix ns.
 func (e *egress) checkFeedback(now int64) {
 	wait := int64(feedbackTimeout(time.Duration(e.rttNs.Load())))
 	if e.heardAt == 0 || now-e.stampedAt > wait {
@@ -495,7 +519,7 @@ func (e *egress) checkFeedback(now int64) {
 }
 
 // sentPacket looks a transport-wide sequence number up in the send
-// history. Egress goroutine only.
+// history. Sender only.
 func (e *egress) sentPacket(seq uint16) (at int64, size int, ok bool) {
 	p := &e.sent[seq%sentHistory]
 	if p.at == 0 || p.seq != seq {
@@ -591,7 +615,7 @@ const (
 
 // paceRate is the pacing rate in bit/s: paceFactor times the estimate the
 // allocator plans with, or faster when queued bytes would otherwise wait
-// longer than paceMaxDelay. Egress goroutine only.
+// longer than paceMaxDelay. Sender only.
 func (e *egress) paceRate(queued int) float64 {
 	est := e.plannedEstimate()
 	factor := paceFactor

@@ -3,10 +3,12 @@ package sfu
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"math"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -363,4 +365,57 @@ func testSRTPSender(tb testing.TB) *srtpSender {
 		tb.Fatal(err)
 	}
 	return s
+}
+
+// TestFanOutSendsInlineInOneBatch: with inline sending (a node on one
+// core), a picture's last packet fanned out to three classrooms is sent by
+// the fan-out itself, without waking any egress goroutine, and the three
+// datagrams leave in one sendmmsg of the fan-out's batch.
+func TestFanOutSendsInlineInOneBatch(t *testing.T) {
+	udp, sink := listenLoopback(t), listenLoopback(t)
+	_, batch := newBatchConn(udp, slog.Default())
+	track := NewTrack(TrackInfo{ID: "t", Kind: KindVideo, Codec: Codec{MimeType: "video/VP8", ClockRate: 90000}}, nil)
+	ready := &atomic.Bool{}
+	ready.Store(true)
+	egresses := make([]*egress, 3)
+	for i := range egresses {
+		e := newEgress()
+		e.inline, e.batch = true, batch
+		e.srtpOut.Store(testSRTPSender(t))
+		e.dest.Store(sink.LocalAddr().(*net.UDPAddr))
+		d := newDownTrack(track, e, ready, nil)
+		d.bound, d.ssrc, d.pt, d.resync = true, 1234, 96, true
+		d.stream = &egressStream{writer: &discardWriter{}, ssrc: 1234}
+		d.setTarget(0)
+		track.AddSink(fmt.Sprint(i), d)
+		egresses[i] = e
+	}
+	batch.begin()
+	track.WriteRTP(0, vp8Frame(1, 3000, 5, true))
+	if got := batch.calls.Load(); got != 0 {
+		t.Fatalf("%d sendmmsg calls while the fan-out's batch was open, want 0", got)
+	}
+	batch.end()
+	if calls, datagrams := batch.calls.Load(), batch.datagrams.Load(); calls != 1 || datagrams != 3 {
+		t.Fatalf("%d sendmmsg calls with %d datagrams, want 1 with 3", calls, datagrams)
+	}
+	for i, e := range egresses {
+		if e.direct.Load() != 1 {
+			t.Errorf("classroom %d: %d packets sent, want 1", i, e.direct.Load())
+		}
+		select {
+		case <-e.wake:
+			t.Errorf("classroom %d: its egress goroutine was woken", i)
+		default:
+		}
+	}
+	buf := make([]byte, 1500)
+	for i := range egresses {
+		if err := sink.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := sink.ReadFrom(buf); err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+	}
 }

@@ -308,7 +308,15 @@ func (pub *publisher) read(remote *webrtc.TrackRemote, up *upTrack, layer, level
 		if up.detached.Load() {
 			break // a successor feeds the track now
 		}
-		up.track.WriteRTP(layer, &pkt)
+		// One batch for the fan-out: what the classrooms send inline
+		// (egress.kick) leaves in shared sendmmsg calls.
+		if b := pub.p.sfu.batcher; b != nil {
+			b.begin()
+			up.track.WriteRTP(layer, &pkt)
+			b.end()
+		} else {
+			up.track.WriteRTP(layer, &pkt)
+		}
 	}
 	// Unpublished under pub.mu, so that detach (which takes it too) either
 	// comes first and keeps the track, or after, and finds it gone.

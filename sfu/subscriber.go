@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,6 +92,13 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 	s := &subscriber{p: p, pc: pc, queue: queue, downs: make(map[string]*subscription)}
 	s.stills.on = rejoin && line.stills
 	s.queue.batch = p.sfu.batcher
+	// With one P (a node on one core) the publishers' read goroutines send
+	// to the classroom inline: waking its egress goroutine would only hand
+	// the same work to the same core later, after a park and a schedule,
+	// and its drain would end a sendmmsg of its own, where the fan-out's
+	// batch (publisher.read) carries many classrooms' datagrams in one. On
+	// more cores the egress goroutines spread the sending over them.
+	s.queue.inline = runtime.GOMAXPROCS(0) == 1
 	s.probe.budget = &p.sfu.probes
 	// No probing while the estimate is the start's (gcc.go): padding
 	// towards 720p on top of 360p, at once, flooded every line the start
