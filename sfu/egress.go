@@ -372,12 +372,17 @@ func (e *egress) push(st *egressStream, hdr *rtp.Header, payload []byte, body *s
 
 // kick sends what push queued: inline, the caller (a publisher's read
 // goroutine, in its fan-out) sends it here unless this classroom's sender
-// is busy; otherwise it wakes the egress goroutine.
+// is busy or the packets would go through pion (over TCP, whose write may
+// block the fan-out for every classroom); otherwise it wakes the egress
+// goroutine.
 func (e *egress) kick() {
 	if e.inline && e.sending.TryLock() {
-		e.drain()
+		if !e.viaPion && e.batch != nil && e.srtpOut.Load() != nil && e.dest.Load() != nil {
+			e.drain()
+			e.sending.Unlock()
+			return
+		}
 		e.sending.Unlock()
-		return
 	}
 	e.signal()
 }

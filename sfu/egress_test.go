@@ -370,7 +370,9 @@ func testSRTPSender(tb testing.TB) *srtpSender {
 // TestFanOutSendsInlineInOneBatch: with inline sending (a node on one
 // core), a picture's last packet fanned out to three classrooms is sent by
 // the fan-out itself, without waking any egress goroutine, and the three
-// datagrams leave in one sendmmsg of the fan-out's batch.
+// datagrams leave in one sendmmsg of the fan-out's batch. A fourth
+// classroom, on TCP (pion writes its packets, and may block), is left to
+// its egress goroutine.
 func TestFanOutSendsInlineInOneBatch(t *testing.T) {
 	udp, sink := listenLoopback(t), listenLoopback(t)
 	_, batch := newBatchConn(udp, slog.Default())
@@ -390,6 +392,15 @@ func TestFanOutSendsInlineInOneBatch(t *testing.T) {
 		track.AddSink(fmt.Sprint(i), d)
 		egresses[i] = e
 	}
+	overTCP := newEgress()
+	overTCP.inline, overTCP.batch = true, batch
+	overTCP.srtpOut.Store(testSRTPSender(t))
+	d := newDownTrack(track, overTCP, ready, nil)
+	d.bound, d.ssrc, d.pt, d.resync = true, 1234, 96, true
+	d.stream = &egressStream{writer: &discardWriter{}, ssrc: 1234}
+	d.setTarget(0)
+	track.AddSink("tcp", d)
+
 	batch.begin()
 	track.WriteRTP(0, vp8Frame(1, 3000, 5, true))
 	if got := batch.calls.Load(); got != 0 {
@@ -408,6 +419,14 @@ func TestFanOutSendsInlineInOneBatch(t *testing.T) {
 			t.Errorf("classroom %d: its egress goroutine was woken", i)
 		default:
 		}
+	}
+	select {
+	case <-overTCP.wake:
+	default:
+		t.Error("the classroom on TCP was not left to its egress goroutine")
+	}
+	if overTCP.direct.Load() != 0 || overTCP.packets.Load() != 0 {
+		t.Error("the classroom on TCP was sent to inline")
 	}
 	buf := make([]byte, 1500)
 	for i := range egresses {
