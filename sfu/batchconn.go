@@ -24,6 +24,10 @@ func registerBatchMetrics(reg prometheus.Registerer, b *batchConn) error {
 			func() float64 { return float64(b.datagrams.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "podium_udp_gso_datagrams_total", Help: "Batched datagrams that left as segments of one UDP GSO message (same classroom, back to back)."},
 			func() float64 { return float64(b.segmented.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "podium_rtcp_direct_packets_total", Help: "Classrooms' SRTCP packets read off the UDP socket by the node itself, not through pion."},
+			func() float64 { return float64(b.rtcp.taken.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "podium_rtcp_direct_failed_total", Help: "Of those, packets that did not decrypt (replays, garbage) and were dropped."},
+			func() float64 { return float64(b.rtcp.failed.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "podium_udp_batch_refused_total", Help: "Datagrams of a batch the kernel refused (dropped, as a failed sendto)."},
 			func() float64 { return float64(b.failed.Load()) }),
 	} {
@@ -69,6 +73,9 @@ type batchConn struct {
 	oobs    [][]byte       // one per message slot: its UDP_SEGMENT control message
 	addrs   []net.UDPAddr  // one per message slot: copies, the caller's may change
 
+	// rtcp takes routed classrooms' SRTCP off the socket (rtcpdirect.go).
+	rtcp rtcpRoutes
+
 	// Counters for /metrics and the benchmarks.
 	calls     atomic.Uint64 // sendmmsg calls
 	datagrams atomic.Uint64 // datagrams sent in them
@@ -109,6 +116,17 @@ func newBatchConn(c net.PacketConn, log *slog.Logger) (net.PacketConn, *batchCon
 	}
 	b.gso.Store(gsoSupported(udp))
 	return b, b
+}
+
+// ReadFrom implements net.PacketConn for the socket's one reader, pion's
+// UDP mux: routed classrooms' SRTCP is handled here and not returned.
+func (b *batchConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := b.PacketConn.ReadFrom(p)
+		if err != nil || !b.rtcp.take(p[:n], addr) {
+			return n, addr, err
+		}
+	}
 }
 
 // begin opens a batch: datagrams written until end are sent together.

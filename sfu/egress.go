@@ -462,10 +462,17 @@ func (e *egress) run(ctx context.Context) {
 	}
 }
 
-// addFeedback hands TWCC feedback to the egress goroutine; it never blocks
-// (feedback arrives every 50-100 ms: a full channel means the egress is
-// stuck, and older feedback is then worth nothing).
+// addFeedback hands TWCC feedback to the sender: inline, the caller (the
+// RTCP reader) runs the estimator itself unless the sender is busy;
+// otherwise the egress goroutine does. It never blocks (feedback arrives
+// every 50-100 ms: a full channel means the egress is stuck, and older
+// feedback is then worth nothing).
 func (e *egress) addFeedback(fb *twccFeedback) {
+	if e.inline && e.sending.TryLock() {
+		e.onFeedback(fb, time.Now())
+		e.sending.Unlock()
+		return
+	}
 	select {
 	case e.feedback <- fb:
 	default:

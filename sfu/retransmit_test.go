@@ -15,8 +15,8 @@ import (
 // TestEachLostPacketIsRetransmittedAboutOnceByTheEgress: a classroom (a
 // real pion client that puts RTX retransmissions back into their stream,
 // as a browser does) loses 40 of the teacher's camera packets once. The
-// subscriber's egress answers the NACKs from its ring: every lost packet
-// arrives, and about once.
+// subscriber's egress answers the NACKs, read off the node's socket, from
+// its ring: every lost packet arrives, and about once.
 func TestEachLostPacketIsRetransmittedAboutOnceByTheEgress(t *testing.T) {
 	files := testmedia.ForTest(t)
 	s := newTestSFU(t, Config{ICETCPPort: -1})
@@ -57,5 +57,10 @@ func TestEachLostPacketIsRetransmittedAboutOnceByTheEgress(t *testing.T) {
 	// known).
 	if direct, all := sentDirectly(class.p); direct < all*9/10 {
 		t.Errorf("%d of %d packets sent with the egress's own SRTP, want nearly all", direct, all)
+	}
+	// The NACKs (and the TWCC feedback and reports) were read off the
+	// node's socket by the node itself, not through pion (rtcpdirect.go).
+	if taken, failed := s.batcher.rtcp.taken.Load(), s.batcher.rtcp.failed.Load(); taken == 0 || failed != 0 {
+		t.Errorf("%d RTCP packets taken off the socket, %d of them failed to open; want some, none failing", taken, failed)
 	}
 }

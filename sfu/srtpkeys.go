@@ -39,8 +39,9 @@ type srtpKeys struct {
 	profile      srtp.ProtectionProfile
 	sawHello     bool
 	done         bool
-	// ready receives the sender that protects what the node sends, once.
-	ready func(*srtpSender)
+	// ready receives, once, the sender that protects what the node sends
+	// and the context that opens what the classroom sends (its SRTCP).
+	ready func(out *srtpSender, in *srtp.Context)
 }
 
 // onServerHello notes what the node's hello announces and sends it as is.
@@ -77,12 +78,12 @@ func (k *srtpKeys) Write(line []byte) (int, error) {
 	if !k.sawHello || k.done {
 		return len(line), nil
 	}
-	sender, err := serverSRTPSender(master, clientRandom, k.serverRandom[:], k.suite, k.profile)
+	out, in, err := serverSRTPContexts(master, clientRandom, k.serverRandom[:], k.suite, k.profile)
 	if err != nil {
 		return len(line), nil // the egress keeps writing through pion
 	}
 	k.done = true
-	k.ready(sender)
+	k.ready(out, in)
 	return len(line), nil
 }
 
@@ -113,14 +114,23 @@ func prfHash(suite dtls.CipherSuiteID) func() hash.Hash {
 	return sha256.New
 }
 
-// serverSRTPSender makes the sender that protects what the DTLS server
-// sends: pion/srtp lays the exported material out into keys and salts
+// serverSRTPContexts makes the DTLS server's SRTP ends: the sender that
+// protects what it sends, and the context that opens what the client
+// sends. pion/srtp lays the exported material out into keys and salts
 // (RFC 5764 section 4.2), as it does for pion's own session.
-func serverSRTPSender(master, clientRandom, serverRandom []byte, suite dtls.CipherSuiteID, profile srtp.ProtectionProfile) (*srtpSender, error) {
+func serverSRTPContexts(master, clientRandom, serverRandom []byte, suite dtls.CipherSuiteID, profile srtp.ProtectionProfile) (*srtpSender, *srtp.Context, error) {
 	cfg := srtp.Config{Profile: profile}
 	exporter := handshakeExporter{master: master, clientRandom: clientRandom, serverRandom: serverRandom, suite: suite}
 	if err := cfg.ExtractSessionKeysFromDTLS(exporter, false); err != nil {
-		return nil, fmt.Errorf("srtp keys (profile %#x): %w", uint16(profile), err)
+		return nil, nil, fmt.Errorf("srtp keys (profile %#x): %w", uint16(profile), err)
 	}
-	return newSRTPSender(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
+	out, err := newSRTPSender(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
+	if err != nil {
+		return nil, nil, err
+	}
+	in, err := srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, profile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("srtp context: %w", err)
+	}
+	return out, in, nil
 }

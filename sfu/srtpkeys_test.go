@@ -9,6 +9,7 @@ import (
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 )
@@ -30,7 +31,8 @@ func TestSRTPKeysFromTheHandshake(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.suite.String()+"/"+srtp.ProtectionProfile(c.profile).String(), func(t *testing.T) {
 			var got *srtpSender
-			keys := &srtpKeys{ready: func(s *srtpSender) { got = s }}
+			var in *srtp.Context
+			keys := &srtpKeys{ready: func(out *srtpSender, i *srtp.Context) { got, in = out, i }}
 			clientState := handshakeDTLS(t, c.suite, c.profile, keys)
 			if got == nil {
 				t.Fatal("no SRTP sender from the handshake's hello and key log")
@@ -60,6 +62,24 @@ func TestSRTPKeysFromTheHandshake(t *testing.T) {
 			}
 			if !bytes.Equal(opened, plain) {
 				t.Fatalf("decrypted %x, want %x", opened, plain)
+			}
+
+			// And what the client sends (its RTCP) opens with the other.
+			rr, err := (&rtcp.ReceiverReport{SSRC: 0x5678, Reports: []rtcp.ReceptionReport{{SSRC: 0x1234, FractionLost: 3}}}).Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			clientWrite, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, cfg.Profile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sealedRR, err := clientWrite.EncryptRTCP(nil, rr, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			openedRR, err := in.DecryptRTCP(nil, sealedRR, nil)
+			if err != nil || !bytes.Equal(openedRR, rr) {
+				t.Fatalf("the node cannot open the client's RTCP: %v", err)
 			}
 		})
 	}

@@ -95,6 +95,7 @@ func (s *subscriber) watchTransport() {
 	ice.OnSelectedCandidatePairChange(func(pair *webrtc.ICECandidatePair) {
 		s.transport.Store(transportName(pair))
 		s.queue.dest.Store(directDestination(pair))
+		s.routeRTCP()
 	})
 }
 

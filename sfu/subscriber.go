@@ -4,8 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/pion/srtp/v3"
 	"math"
+	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +49,15 @@ type subscriber struct {
 	probeMu sync.Mutex
 	probe   prober
 
+	// rtcpIn opens the classroom's SRTCP once the handshake's keys are
+	// known; while the pair is UDP on the node's socket, the socket's
+	// reader takes the classroom's RTCP off it (rtcpdirect.go): routed
+	// is the address it takes it from, closed stops it.
+	rtcpIn  atomic.Pointer[srtp.Context]
+	routeMu sync.Mutex
+	routed  netip.AddrPort
+	closed  bool
+
 	// Owned by the allocator goroutine.
 	stills          stillsState
 	onStills        atomic.Bool // stills.on, for close (another goroutine)
@@ -84,12 +96,17 @@ func newSubscriber(p *Participant) (*subscriber, error) {
 	if rejoin {
 		queue.startAt(int(min(max(line.bps, bweMinBitrate), bweTrainCeiling)))
 	}
-	keys := &srtpKeys{ready: func(s *srtpSender) { queue.srtpOut.Store(s) }}
+	var s *subscriber // set before any handshake can finish
+	keys := &srtpKeys{ready: func(out *srtpSender, in *srtp.Context) {
+		queue.srtpOut.Store(out)
+		s.rtcpIn.Store(in)
+		s.routeRTCP()
+	}}
 	pc, err := p.sfu.newPeerConnection(true, nil, keys)
 	if err != nil {
 		return nil, err
 	}
-	s := &subscriber{p: p, pc: pc, queue: queue, downs: make(map[string]*subscription)}
+	s = &subscriber{p: p, pc: pc, queue: queue, downs: make(map[string]*subscription)}
 	s.stills.on = rejoin && line.stills
 	s.queue.batch = p.sfu.batcher
 	// With one P (a node on one core) the publishers' read goroutines send
@@ -295,8 +312,37 @@ func (s *subscriber) readRTCP(sub *subscription) {
 	}
 }
 
-// onRTCP handles one compound RTCP packet. TWCC feedback, most of what a
-// classroom sends, is read in place (twcc.go); the rest through pion.
+// routeRTCP points the node's socket reader at the classroom's address
+// for its SRTCP while the keys are known and the pair is UDP on the
+// node's socket, and stops it otherwise (rtcpdirect.go).
+func (s *subscriber) routeRTCP() {
+	b := s.p.sfu.batcher
+	if b == nil {
+		return
+	}
+	s.routeMu.Lock()
+	defer s.routeMu.Unlock()
+	var want netip.AddrPort
+	in := s.rtcpIn.Load()
+	if dst := s.queue.dest.Load(); in != nil && dst != nil && !s.closed {
+		want = dst.AddrPort()
+	}
+	if want == s.routed {
+		return
+	}
+	if s.routed.IsValid() {
+		b.rtcp.set(s.routed, nil)
+	}
+	if want.IsValid() {
+		b.rtcp.set(want, &rtcpRoute{in: in, deliver: func(p []byte) { s.onRTCP(nil, p) }, buf: make([]byte, maxDatagramSize)})
+	}
+	s.routed = want
+}
+
+// onRTCP handles one compound RTCP packet, from sub's RTP sender, or
+// (sub nil) from the node's socket for the whole connection. TWCC
+// feedback, most of what a classroom sends, is read in place (twcc.go);
+// the rest through pion.
 func (s *subscriber) onRTCP(sub *subscription, b []byte) {
 	m := s.p.sfu.m
 	for len(b) >= 4 {
@@ -324,10 +370,14 @@ func (s *subscriber) onRTCP(sub *subscription, b []byte) {
 			switch r := pkt.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				m.plisReceived.Inc()
-				sub.dt.requestKeyframe()
+				if dt := s.downTrackFor(sub, pkt.DestinationSSRC()); dt != nil {
+					dt.requestKeyframe()
+				}
 			case *rtcp.TransportLayerNack:
 				m.nacksReceived.Inc()
-				s.answerNack(sub.dt, r)
+				if dt := s.downTrackFor(sub, pkt.DestinationSSRC()); dt != nil {
+					s.answerNack(dt, r)
+				}
 			case *rtcp.ReceiverEstimatedMaximumBitrate:
 				s.remb.Store(uint64(r.Bitrate))
 			case *rtcp.ReceiverReport:
@@ -345,6 +395,22 @@ func (s *subscriber) onRTCP(sub *subscription, b []byte) {
 
 // answerNack queues the retransmission of the packets a NACK names, each at
 // most once per round trip.
+// downTrackFor is sub's down-track, or with no sub the connection's
+// down-track that sends one of ssrcs.
+func (s *subscriber) downTrackFor(sub *subscription, ssrcs []uint32) *DownTrack {
+	if sub != nil {
+		return sub.dt
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sub := range s.downs {
+		if st := sub.dt.egressStream(); st != nil && slices.Contains(ssrcs, st.ssrc) {
+			return sub.dt
+		}
+	}
+	return nil
+}
+
 func (s *subscriber) answerNack(dt *DownTrack, nack *rtcp.TransportLayerNack) {
 	st := dt.egressStream()
 	if st == nil || st.ssrc != nack.MediaSSRC {
@@ -662,6 +728,10 @@ func (s *subscriber) quality() Quality {
 }
 
 func (s *subscriber) close() {
+	s.routeMu.Lock()
+	s.closed = true
+	s.routeMu.Unlock()
+	s.routeRTCP()
 	now := time.Now()
 	if line, ok := lineAtClose(s.queue, s.sawTWCC.Load(), s.remb.Load(), s.onStills.Load(), now); ok {
 		s.p.sfu.lines.remember(s.p.room.ID(), s.p.info.ID, line, now)
