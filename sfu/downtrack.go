@@ -350,18 +350,19 @@ func (d *DownTrack) requestKeyframe() {
 // layer), takes only this down-track's lock, and never blocks: the packet
 // is copied into the subscriber's send queue.
 func (d *DownTrack) WriteRTP(layer int, pkt *rtp.Packet) {
-	d.writeShared(layer, pkt, nil)
+	d.writeShared(layer, pkt, nil, time.Now())
 }
 
 // writeShared is WriteRTP with the track's shared copy of pkt's payload
-// (nil: the egress copies what it queues).
-func (d *DownTrack) writeShared(layer int, pkt *rtp.Packet, body *sharedPayload) {
+// (nil: the egress copies what it queues) and the fan-out's time (one
+// clock read for every classroom).
+func (d *DownTrack) writeShared(layer int, pkt *rtp.Packet, body *sharedPayload, now time.Time) {
 	if d.closed.Load() {
 		return
 	}
 	var askLayer = -1
 	d.mu.Lock()
-	askLayer = d.forwardLocked(layer, pkt, body)
+	askLayer = d.forwardLocked(layer, pkt, body, now)
 	d.mu.Unlock()
 	if askLayer >= 0 {
 		d.track.RequestKeyframe(askLayer)
@@ -373,8 +374,9 @@ func (d *DownTrack) writeShared(layer int, pkt *rtp.Packet, body *sharedPayload)
 const runLookback = 8192
 
 // forwardLocked does the per-packet work under d.mu and returns a layer to
-// request a keyframe on, or -1. body, when not nil, holds pkt's payload.
-func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet, body *sharedPayload) int {
+// request a keyframe on, or -1. body, when not nil, holds pkt's payload;
+// now is when it came.
+func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet, body *sharedPayload, now time.Time) int {
 	if !d.bound || !d.ready.Load() {
 		// Packets written before the connection is up are lost; wait, and
 		// start from a keyframe once it is.
@@ -394,7 +396,6 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet, body *sharedPayloa
 			d.current = -1
 		}
 	}
-	now := time.Now()
 	if d.kind == KindVideo && layer != d.current {
 		if layer != d.target {
 			return -1

@@ -3,6 +3,7 @@ package sfu
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtp"
 )
@@ -54,5 +55,5 @@ func (sp *sharedPayload) release() {
 // sharedSink is a sink that can queue the track's shared copy of a packet's
 // payload instead of copying it (a down-track).
 type sharedSink interface {
-	writeShared(layer int, pkt *rtp.Packet, body *sharedPayload)
+	writeShared(layer int, pkt *rtp.Packet, body *sharedPayload, now time.Time)
 }

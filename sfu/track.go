@@ -235,17 +235,22 @@ func (t *Track) WriteRTP(layer int, pkt *rtp.Packet) {
 	if !t.forwarding.Load() {
 		return
 	}
-	// The down-tracks queue one shared copy of the payload (payload.go).
+	// The down-tracks queue one shared copy of the payload (payload.go),
+	// and read the clock once between them.
 	var body *sharedPayload
+	var now time.Time
 	for _, e := range *t.sinks.Load() {
 		if e.shared == nil {
 			e.sink.WriteRTP(layer, pkt)
 			continue
 		}
-		if body == nil && len(pkt.Payload) > 0 {
-			body = newSharedPayload(pkt.Payload) // nil when too large: each copies (and drops) it
+		if now.IsZero() {
+			now = time.Now()
+			if len(pkt.Payload) > 0 {
+				body = newSharedPayload(pkt.Payload) // nil when too large: each copies (and drops) it
+			}
 		}
-		e.shared.writeShared(layer, pkt, body)
+		e.shared.writeShared(layer, pkt, body, now)
 	}
 	if body != nil {
 		body.release()
