@@ -36,9 +36,13 @@ import (
 type egress struct {
 	mu    sync.Mutex
 	slots []egressSlot // a power of two long; grown, never shrunk
-	mask  uint64       // len(slots) - 1
-	head  uint64       // next slot to send; advanced by the sender only
-	tail  uint64       // next slot to fill
+	// bodies holds each slot's payload, beside the slots: a push lets go
+	// of the payload a slot held without reading the slot, which is cold
+	// by then (written 512 packets ago), and writes the slot whole.
+	bodies []*sharedPayload
+	mask   uint64 // len(slots) - 1
+	head   uint64 // next slot to send; advanced by the sender only
+	tail   uint64 // next slot to fill
 	// queuedBytes is what waits between head and tail, for the pacer.
 	queuedBytes int
 	// retransmit holds ring positions NACKed and not yet resent; they go
@@ -101,6 +105,8 @@ type egress struct {
 	heardAt, stampedAt, silenceCutAt int64
 	sent                             [sentHistory]sentPacket
 	rtx                              rtxScratch // scratch for building a retransmission
+	hdr                              rtp.Header // scratch: a slot's header as it is sent
+	twcc                             [2]byte    // scratch: its TWCC extension's payload
 	viaPion                          bool       // pion carried a packet after the keys were known: no direct sends
 	plain                            []byte     // scratch: a packet before SRTP
 	sealed                           []byte     // scratch: a packet after SRTP
@@ -141,18 +147,21 @@ const (
 const maxPayload = 1500
 
 // egressSlot is one packet: the send queue entry and, once sent, its
-// retransmission history. Its payload is prefix, then body from offset from:
-// the prefix is the VP8 payload descriptor with this classroom's picture
-// ids, the body the publisher's bytes shared by every classroom.
+// retransmission history. It keeps the header fields a down-track sets,
+// and its payload is prefix, then the bytes from to of its body
+// (egress.bodies): the prefix is the VP8 payload descriptor with this
+// classroom's picture ids, the body the publisher's bytes shared by every
+// classroom.
 type egressSlot struct {
-	stream    *egressStream
-	hdr       rtp.Header
-	body      *sharedPayload // held by the slot; nil: never filled
-	from      int
-	prefix    [vp8MaxPrefix]byte
-	prefixLen int
-	twcc      [2]byte // the transport-wide sequence number's extension payload
-	resentAt  int64   // unix ns of the last retransmission; 0 none
+	stream          *egressStream
+	resentAt        int64 // unix ns of the last retransmission; 0 none
+	ts, ssrc        uint32
+	from, to        int32
+	seq             uint16
+	pt              uint8
+	marker, padding bool
+	prefixLen       uint8
+	prefix          [vp8MaxPrefix]byte
 }
 
 // vp8MaxPrefix holds a VP8 payload descriptor (at most 6 bytes) widened by
@@ -160,7 +169,14 @@ type egressSlot struct {
 const vp8MaxPrefix = 8
 
 // size is the slot's payload length.
-func (s *egressSlot) size() int { return s.prefixLen + s.body.n - s.from }
+func (s *egressSlot) size() int { return int(s.prefixLen) + int(s.to-s.from) }
+
+// header sets hdr to the slot's header; hdr keeps its extensions' capacity
+// (for the TWCC stamp).
+func (s *egressSlot) header(hdr *rtp.Header) {
+	*hdr = rtp.Header{Version: 2, Padding: s.padding, Marker: s.marker, PayloadType: s.pt,
+		SequenceNumber: s.seq, Timestamp: s.ts, SSRC: s.ssrc, Extensions: hdr.Extensions[:0]}
+}
 
 // rtxScratch is where a retransmission is built: the original sequence
 // number (for RTX, RFC 4588) and the slot's payload.
@@ -200,10 +216,11 @@ func newEgress() *egress {
 		feedback:   make(chan *twccFeedback, 16),
 	}
 	e.startAt(bweInitialBitrate)
-	e.slots, e.mask = newSlots(minRingSlots), minRingSlots-1
+	e.slots, e.bodies, e.mask = make([]egressSlot, minRingSlots), make([]*sharedPayload, minRingSlots), minRingSlots-1
 	e.paceTimer = time.NewTimer(time.Hour)
 	e.paceTimer.Stop()
 	e.rtx.hdr.Extensions = make([]rtp.Extension, 0, 1)
+	e.hdr.Extensions = make([]rtp.Extension, 0, 1)
 	e.plain = make([]byte, maxPacket+srtpOverhead)
 	e.sealed = make([]byte, 0, maxPacket+srtpOverhead)
 	return e
@@ -214,17 +231,6 @@ func (e *egress) startAt(bps int) {
 	e.gcc = newGCCEstimator(bps, bweMinBitrate, bweMaxBitrate, time.Now())
 	e.target.Store(int64(bps))
 	e.delayTarget.Store(int64(bps))
-}
-
-// newSlots makes a ring of n slots, each with room for the TWCC extension
-// up front, so stamping never allocates.
-func newSlots(n int) []egressSlot {
-	slots := make([]egressSlot, n)
-	exts := make([]rtp.Extension, n)
-	for i := range slots {
-		slots[i].hdr.Extensions = exts[i : i : i+1]
-	}
-	return slots
 }
 
 // historySpan is how long the ring should keep sent packets for a round
@@ -261,15 +267,12 @@ func (e *egress) sizeRing(now int64) {
 	}
 	// Positions stay what they are; each held slot moves to its index in
 	// the larger ring.
-	slots, mask := newSlots(n), uint64(n-1)
+	slots, bodies, mask := make([]egressSlot, n), make([]*sharedPayload, n), uint64(n-1)
 	first := e.tail - min(e.tail, uint64(len(e.slots)))
 	for p := first; p < e.tail; p++ {
-		dst, src := &slots[p&mask], &e.slots[p&e.mask]
-		ext := dst.hdr.Extensions
-		*dst = *src
-		dst.hdr.Extensions = ext // a sent slot's TWCC stamp is not kept
+		slots[p&mask], bodies[p&mask] = e.slots[p&e.mask], e.bodies[p&e.mask]
 	}
-	e.slots, e.mask = slots, mask
+	e.slots, e.bodies, e.mask = slots, bodies, mask
 }
 
 // newEgressStream describes a bound down-track's stream from its binding:
@@ -342,20 +345,18 @@ func (e *egress) push(st *egressStream, hdr *rtp.Header, payload []byte, body *s
 		return false
 	}
 	pos := e.tail
-	s := &e.slots[pos&e.mask]
-	if s.body != nil {
-		s.body.release() // the oldest packet of the history
+	i := pos & e.mask
+	if old := e.bodies[i]; old != nil {
+		old.release() // the oldest packet of the history
 	}
-	s.stream = st
-	ext := s.hdr.Extensions[:0]
-	s.hdr = *hdr
-	s.hdr.Extensions = ext // keep the slot's capacity for the TWCC extension
-	s.resentAt = 0
-	s.body, s.from, s.prefixLen = body, from, 0
+	e.bodies[i] = body
+	s := &e.slots[i]
+	*s = egressSlot{stream: st, ts: hdr.Timestamp, ssrc: hdr.SSRC, from: int32(from), to: int32(body.n),
+		seq: hdr.SequenceNumber, pt: hdr.PayloadType, marker: hdr.Marker, padding: hdr.Padding}
 	if vp8 != nil && vp8.apply {
 		if d := &vp8.desc; d.size <= len(payload) {
 			if n := rewriteVP8(s.prefix[:], payload[:d.size], d, vp8.pictureID, vp8.tl0PicIdx); n > 0 {
-				s.prefixLen, s.from = n, from+d.size
+				s.prefixLen, s.from = uint8(n), int32(from+d.size)
 			}
 		}
 	}
@@ -419,7 +420,7 @@ func (e *egress) nack(st *egressStream, seqs []uint16, gap time.Duration, maxBps
 		}
 		p--
 		s := &e.slots[p&e.mask]
-		if p >= e.head || e.tail-p > uint64(len(e.slots)) || s.stream != st || s.hdr.SequenceNumber != seq {
+		if p >= e.head || e.tail-p > uint64(len(e.slots)) || s.stream != st || s.seq != seq {
 			continue // not sent yet (it will be), or no longer held
 		}
 		if s.resentAt != 0 && at-s.resentAt < int64(gap) {
@@ -580,7 +581,8 @@ func (e *egress) drain() {
 		for p := first; p < first+n && e.pace.budget > 0; p++ {
 			// The slot is ours until head moves: push never fills it before.
 			s := &e.slots[p&e.mask]
-			e.send(s.stream, &s.hdr, s.prefix[:s.prefixLen], s.body.bytes(s.from), &s.twcc, now)
+			s.header(&e.hdr)
+			e.send(s.stream, &e.hdr, s.prefix[:s.prefixLen], e.bodies[p&e.mask].buf[s.from:s.to], &e.twcc, now)
 			size := s.size() + rtpHeaderSize
 			e.pace.budget -= float64(size)
 			sent++
@@ -674,23 +676,21 @@ func (e *egress) sendRetransmissions(now int64) {
 		}
 		p := e.retransmit[0]
 		e.retransmit = append(e.retransmit[:0], e.retransmit[1:]...)
-		s := &e.slots[p&e.mask]
-		if e.tail-p > uint64(len(e.slots)) || s.body == nil { // overwritten meanwhile
+		s, body := &e.slots[p&e.mask], e.bodies[p&e.mask]
+		if e.tail-p > uint64(len(e.slots)) || body == nil { // overwritten meanwhile
 			e.mu.Unlock()
 			continue
 		}
 		st := s.stream
 		r := &e.rtx
-		ext := r.hdr.Extensions[:0]
-		r.hdr = s.hdr
-		r.hdr.Extension, r.hdr.Extensions = false, ext
+		s.header(&r.hdr)
 		r.n = 0
 		if st.rtxSSRC != 0 {
-			binary.BigEndian.PutUint16(r.buf[:2], s.hdr.SequenceNumber)
+			binary.BigEndian.PutUint16(r.buf[:2], s.seq)
 			r.n = 2
 		}
 		r.n += copy(r.buf[r.n:], s.prefix[:s.prefixLen])
-		r.n += copy(r.buf[r.n:], s.body.bytes(s.from))
+		r.n += copy(r.buf[r.n:], body.buf[s.from:s.to])
 		e.mu.Unlock()
 		if st.rtxSSRC != 0 {
 			r.hdr.SSRC, r.hdr.PayloadType, r.hdr.SequenceNumber = st.rtxSSRC, st.rtxPT, st.rtxSeq

@@ -81,10 +81,10 @@ func simulateGCC(t *testing.T, initial int, bps float64, follow bool, l *link, d
 			rate = min(max(target, 150e3), bps)
 		}
 		now = now.Add(time.Duration(1200 * 8 / rate * float64(time.Second)))
-		slot := &egressSlot{}
-		slot.hdr = rtp.Header{Version: 2, SequenceNumber: seq, SSRC: 1}
+		hdr := rtp.Header{Version: 2, SequenceNumber: seq, SSRC: 1}
+		var twcc [2]byte
 		seq++
-		e.send(st, &slot.hdr, nil, payload, &slot.twcc, now.UnixNano())
+		e.send(st, &hdr, nil, payload, &twcc, now.UnixNano())
 		pkts := w.packets()
 		sent := pkts[len(pkts)-1]
 		if at, ok := l.arrive(now, sent.MarshalSize()); ok {

@@ -40,9 +40,6 @@ func newSharedPayload(p []byte) *sharedPayload {
 	return sp
 }
 
-// bytes is the payload's tail from offset from.
-func (sp *sharedPayload) bytes(from int) []byte { return sp.buf[from:sp.n] }
-
 func (sp *sharedPayload) hold() { sp.refs.Add(1) }
 
 // release lets go of one hold; the last returns the payload to the pool.

@@ -34,10 +34,10 @@ func TestClassroomsShareOnePayload(t *testing.T) {
 	payload := append([]byte{0x90, 0x80, 0x45, 0x00}, body...)
 	track.WriteRTP(0, &rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, PayloadType: 100, SequenceNumber: 9, Timestamp: 3000, SSRC: 99}, Payload: payload})
 
-	shared := egresses[0].slots[0].body
+	shared := egresses[0].bodies[0]
 	for i, e := range egresses {
-		if e.slots[0].body != shared || shared == nil {
-			t.Fatalf("classroom %d holds payload %p, classroom 0 %p: not one shared copy", i, e.slots[0].body, shared)
+		if e.bodies[0] != shared || shared == nil {
+			t.Fatalf("classroom %d holds payload %p, classroom 0 %p: not one shared copy", i, e.bodies[0], shared)
 		}
 	}
 	if got := shared.refs.Load(); got != classrooms {
