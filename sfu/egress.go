@@ -119,7 +119,8 @@ type egress struct {
 // holds historySpan of the subscriber's packets: on a satellite link a lost
 // packet may need three round trips of 600 ms before it gets through, and
 // a packet gone from the history is lost for good (maxRingSlots bounds the
-// memory: 2048 slots are about 3 MiB). maxQueued bounds what may wait to
+// memory: 2048 slots are about 130 KiB, and the payloads they hold are the
+// track's, shared). maxQueued bounds what may wait to
 // be sent (about 0.3 s of a 3 Mbit/s subscriber) and keeps the rest of the
 // ring as history.
 const (
