@@ -40,7 +40,7 @@ func registerBatchMetrics(reg prometheus.Registerer, b *batchConn) error {
 
 // batchConn is the ICE UDP socket under pion's UDP mux. While an egress
 // drains a batch of media (begin ... end), every datagram written to the
-// socket, already SRTP-protected by pion, is copied into a batch that
+// socket, already SRTP-protected (by the egress, or by pion), is copied into a batch that
 // leaves in one sendmmsg(2) when it is full or when the last writer that
 // began a batch ends it: one system call for up to maxDatagrams datagrams instead
 // of one each. With no batch open (ICE checks, DTLS, a publisher's RTCP)

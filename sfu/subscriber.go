@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/pion/srtp/v3"
 	"math"
 	"net/netip"
 	"runtime"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
