@@ -114,6 +114,10 @@ func prfHash(suite dtls.CipherSuiteID) func() hash.Hash {
 	return sha256.New
 }
 
+// srtcpReplayWindow is the SRTCP replay window of what a classroom sends,
+// pion/srtp's session default.
+const srtcpReplayWindow = 64
+
 // serverSRTPContexts makes the DTLS server's SRTP ends: the sender that
 // protects what it sends, and the context that opens what the client
 // sends. pion/srtp lays the exported material out into keys and salts
@@ -128,7 +132,10 @@ func serverSRTPContexts(master, clientRandom, serverRandom []byte, suite dtls.Ci
 	if err != nil {
 		return nil, nil, err
 	}
-	in, err := srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, profile)
+	// The replay window pion's SRTCP session keeps (srtp's default, 64):
+	// a context made bare keeps none, and a replayed NACK or PLI would be
+	// acted on again.
+	in, err := srtp.CreateContext(cfg.Keys.RemoteMasterKey, cfg.Keys.RemoteMasterSalt, profile, srtp.SRTCPReplayProtection(srtcpReplayWindow))
 	if err != nil {
 		return nil, nil, fmt.Errorf("srtp context: %w", err)
 	}

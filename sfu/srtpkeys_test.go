@@ -81,6 +81,9 @@ func TestSRTPKeysFromTheHandshake(t *testing.T) {
 			if err != nil || !bytes.Equal(openedRR, rr) {
 				t.Fatalf("the node cannot open the client's RTCP: %v", err)
 			}
+			if _, err := in.DecryptRTCP(nil, sealedRR, nil); err == nil {
+				t.Fatal("the node opened the same RTCP packet twice: no replay protection")
+			}
 		})
 	}
 }
