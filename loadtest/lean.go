@@ -26,6 +26,7 @@ import (
 	"github.com/pion/srtp/v3"
 	"github.com/pion/stun/v4"
 
+	"podium/internal/rtpmux"
 	"podium/internal/rtxrepair"
 )
 
@@ -535,7 +536,7 @@ func (c *leanConn) onDatagram(at time.Time, b []byte, from netip.AddrPort) {
 		default: // the handshake lags: DTLS resends
 		}
 	case b[0] >= 128 && b[0] < 192 && len(b) > 1:
-		if b[1] >= 192 && b[1] <= 223 {
+		if rtpmux.IsRTCP(b) {
 			c.onRTCP(at, b)
 		} else {
 			c.onRTP(at, b)

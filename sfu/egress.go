@@ -379,7 +379,7 @@ func (e *egress) push(st *egressStream, hdr *rtp.Header, payload []byte, body *s
 // goroutine.
 func (e *egress) kick() {
 	if e.inline && e.sending.TryLock() {
-		if !e.viaPion && e.batch != nil && e.srtpOut.Load() != nil && e.dest.Load() != nil {
+		if out, _ := e.directPath(); out != nil {
 			e.drain()
 			e.sending.Unlock()
 			return
@@ -714,11 +714,11 @@ func (e *egress) send(st *egressStream, hdr *rtp.Header, prefix, body []byte, tw
 			e.sent[seq%sentHistory] = sentPacket{at: now, size: int32(hdr.MarshalSize() + len(prefix) + len(body)), seq: seq}
 		}
 	}
-	if out := e.srtpOut.Load(); out != nil && !e.viaPion {
-		if dst := e.dest.Load(); dst != nil && e.batch != nil {
-			e.sendDirect(out, dst, hdr, prefix, body)
-			return
-		}
+	if out, dst := e.directPath(); out != nil {
+		e.sendDirect(out, dst, hdr, prefix, body)
+		return
+	}
+	if e.srtpOut.Load() != nil {
 		// pion's SRTP context and the egress's each count the rollovers
 		// of a stream's sequence numbers from what they encrypted: once
 		// pion has carried a packet (the pair moved to TCP), the two
@@ -733,6 +733,18 @@ func (e *egress) send(st *egressStream, hdr *rtp.Header, prefix, body []byte, tw
 		e.packets.Add(1)
 		e.bytes.Add(uint64(n))
 	}
+}
+
+// directPath is the SRTP sender and the classroom's address when the egress
+// sends itself (sendDirect): the keys are known, the pair is UDP on the
+// node's socket, and pion has not carried a packet since the keys came.
+// Sender only.
+func (e *egress) directPath() (*srtpSender, *net.UDPAddr) {
+	out, dst := e.srtpOut.Load(), e.dest.Load()
+	if out == nil || dst == nil || e.batch == nil || e.viaPion {
+		return nil, nil
+	}
+	return out, dst
 }
 
 // Sizes for direct sending: the largest RTP packet a slot makes (header

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/pion/srtp/v3"
+
+	"podium/internal/rtpmux"
 )
 
 // Classrooms' RTCP, read off the node's UDP socket. A classroom sends the
@@ -60,7 +62,7 @@ func (rs *rtcpRoutes) set(addr netip.AddrPort, r *rtcpRoute) {
 // and reports whether it did.
 func (rs *rtcpRoutes) take(p []byte, addr net.Addr) bool {
 	routes := rs.routes.Load()
-	if routes == nil || len(*routes) == 0 || !isRTCPPacket(p) {
+	if routes == nil || len(*routes) == 0 || !isSRTCPPacket(p) {
 		return false
 	}
 	ua, ok := addr.(*net.UDPAddr)
@@ -82,9 +84,9 @@ func (rs *rtcpRoutes) take(p []byte, addr net.Addr) bool {
 	return true
 }
 
-// isRTCPPacket tells RTCP from the rest of what shares the socket (RFC 7983
-// for STUN, DTLS and RTP; RFC 5761 section 4 for RTP against RTCP: packet
-// types 192-223 in the second byte).
-func isRTCPPacket(p []byte) bool {
-	return len(p) >= 8 && p[0]>>6 == 2 && p[1] >= 192 && p[1] <= 223
+// isSRTCPPacket tells SRTCP from the rest of what shares the socket: RTP
+// version 2 in the first byte (RFC 7983 tells STUN and DTLS apart by it),
+// an RTCP packet type in the second, and at least a header's 8 bytes.
+func isSRTCPPacket(p []byte) bool {
+	return len(p) >= 8 && p[0]>>6 == 2 && rtpmux.IsRTCP(p)
 }

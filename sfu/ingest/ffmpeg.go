@@ -15,6 +15,7 @@ import (
 
 	"github.com/pion/rtp"
 
+	"podium/internal/rtpmux"
 	"podium/internal/tailbuf"
 )
 
@@ -155,8 +156,8 @@ func (t *transcoder) run(ctx context.Context) error {
 			if ua, ok := from.(*net.UDPAddr); !ok || !ua.IP.IsLoopback() {
 				continue
 			}
-			if n >= 2 && buf[1] >= 192 && buf[1] <= 223 {
-				continue // RTCP
+			if rtpmux.IsRTCP(buf[:n]) {
+				continue
 			}
 			// A fresh buffer per packet: the H.264 depacketizer keeps
 			// references to fragments until the picture is complete.
