@@ -103,8 +103,6 @@ type egress struct {
 	// stamped packet after a pause went out), stampedAt when stamped
 	// packets last went out, silenceCutAt when checkFeedback last cut.
 	heardAt, stampedAt, silenceCutAt int64
-	sent                             [sentHistory]sentPacket
-	rtx                              rtxScratch // scratch for building a retransmission
 	hdr                              rtp.Header // scratch: a slot's header as it is sent
 	twcc                             [2]byte    // scratch: its TWCC extension's payload
 	viaPion                          bool       // pion carried a packet after the keys were known: no direct sends
@@ -112,6 +110,14 @@ type egress struct {
 	sealed                           []byte     // scratch: a packet after SRTP
 	sealedHdr                        rtp.Header // scratch for the SRTP context's parse
 	gcc                              *gccEstimator
+	// planned is the estimate the allocator plans with (gccEstimate),
+	// kept beside the pacer that reads it each drain: the estimator's
+	// own fields are cold by then.
+	planned float64
+	// The large arrays come last, so the fields above share a few cache
+	// lines and a page.
+	rtx  rtxScratch // scratch for building a retransmission
+	sent [sentHistory]sentPacket
 }
 
 // Ring geometry. The ring starts at minRingSlots (about 3 s of a 1.5 Mbit/s
@@ -230,8 +236,7 @@ func newEgress() *egress {
 // startAt sets the estimate the egress starts from; before it runs.
 func (e *egress) startAt(bps int) {
 	e.gcc = newGCCEstimator(bps, bweMinBitrate, bweMaxBitrate, time.Now())
-	e.target.Store(int64(bps))
-	e.delayTarget.Store(int64(bps))
+	e.publishEstimate()
 }
 
 // historySpan is how long the ring should keep sent packets for a round
@@ -488,17 +493,14 @@ func (e *egress) onFeedback(fb *twccFeedback, now time.Time) {
 	e.gcc.onFeedback(fb, e.sentPacket, now)
 	twccPool.Put(fb)
 	e.publishEstimate()
-	e.heardEstimate.Store(int64(e.plannedEstimate()))
+	e.heardEstimate.Store(int64(e.planned))
 	e.heardAtNs.Store(e.heardAt)
 }
 
-// plannedEstimate is the estimate the allocator plans with (gccEstimate).
-// Sender only.
-func (e *egress) plannedEstimate() float64 {
-	return gccEstimate(float64(e.gcc.target), float64(e.gcc.delayTarget), e.gcc.loss.averageLoss)
-}
-
+// publishEstimate takes the estimator's outputs after it moved: for the
+// allocator and the NACK budget, and for the pacer (planned). Sender only.
 func (e *egress) publishEstimate() {
+	e.planned = gccEstimate(float64(e.gcc.target), float64(e.gcc.delayTarget), e.gcc.loss.averageLoss)
 	e.target.Store(int64(e.gcc.target))
 	e.delayTarget.Store(int64(e.gcc.delayTarget))
 	e.lossQ16.Store(uint32(min(e.gcc.loss.averageLoss, 1) * 65535))
@@ -632,7 +634,7 @@ const (
 // allocator plans with, or faster when queued bytes would otherwise wait
 // longer than paceMaxDelay. Sender only.
 func (e *egress) paceRate(queued int) float64 {
-	est := e.plannedEstimate()
+	est := e.planned
 	factor := paceFactor
 	if est < paceNarrow {
 		factor = paceFactorNarrow + (paceFactor-paceFactorNarrow)*max(0, est-paceNarrow/4)/(paceNarrow*3/4)

@@ -63,6 +63,7 @@ func simulateGCC(t *testing.T, initial int, bps float64, follow bool, l *link, d
 	w := &wireWriter{}
 	e := newEgress()
 	e.gcc = newGCCEstimator(initial, bweMinBitrate, bweMaxBitrate, time.Unix(0, 0))
+	e.publishEstimate()
 	st := &egressStream{writer: w, ssrc: 1, twccID: 3}
 	rec := twcc.NewRecorder(0)
 	type pending struct {

@@ -70,9 +70,19 @@ func TestSRTPSealIsWhatPionSends(t *testing.T) {
 				t.Fatal(err)
 			}
 			media, rtx := uint16(65536-300), uint16(65000)
+			// Six more streams, more than the sender keeps at hand, each
+			// wrapping while it is in and out of the cold map.
+			var others [6]uint16
+			for k := range others {
+				others[k] = uint16(65536 - 40 - 5*k)
+			}
 			for i := range 3000 {
 				hdr := rtp.Header{Version: 2, PayloadType: 96, SSRC: 0xcafe, SequenceNumber: media, Timestamp: uint32(i) * 3000}
 				switch {
+				case i%5 == 1: // another down-track of the connection
+					k := rng.IntN(len(others))
+					hdr.SSRC, hdr.SequenceNumber = 0x1000+uint32(k), others[k]
+					others[k] += uint16(1 + rng.IntN(2))
 				case i%7 == 3: // a retransmission, as RTX
 					hdr.SSRC, hdr.PayloadType, hdr.SequenceNumber = 0xbeef, 97, rtx
 					rtx++
