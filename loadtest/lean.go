@@ -497,16 +497,30 @@ func (c *leanConn) readReady(rx *rxBatch, now time.Time) {
 	for {
 		n, err := rx.read(c.fd)
 		for i := 0; i < n; i++ {
-			b, from, at := rx.datagram(i)
+			msg, segment, from, at := rx.message(i)
 			if at.IsZero() {
 				at = now
 			}
-			c.onDatagram(at, b, from)
+			for len(msg) > 0 {
+				var b []byte
+				b, msg = nextDatagram(msg, segment)
+				c.onDatagram(at, b, from)
+			}
 		}
 		if err != nil || n < leanBatch {
 			return
 		}
 	}
+}
+
+// nextDatagram cuts a received message's first datagram off: a UDP GRO
+// message is datagrams of segment bytes, the last shorter.
+func nextDatagram(msg []byte, segment int) (datagram, rest []byte) {
+	n := min(segment, len(msg))
+	if n <= 0 {
+		n = len(msg)
+	}
+	return msg[:n], msg[n:]
 }
 
 // tick sends the feedback that is due; the poller calls it every

@@ -140,14 +140,18 @@ func (p *leanPoller) run() {
 }
 
 // rxBatch is one poller's receive buffers and the recvmmsg headers that
-// point into them.
+// point into them. A buffer holds a whole UDP GRO message (openLeanSocket).
 type rxBatch struct {
 	hdrs  [leanBatch]unix.Mmsghdr
 	iovs  [leanBatch]unix.Iovec
 	names [leanBatch]unix.RawSockaddrInet4
-	bufs  [leanBatch][1500]byte
+	bufs  [leanBatch][maxGROMessage]byte
 	oobs  [leanBatch][64]byte
 }
+
+// maxGROMessage is the largest message a UDP GRO socket hands over: one
+// UDP datagram's worth of segments.
+const maxGROMessage = 65535
 
 func newRxBatch() *rxBatch {
 	b := &rxBatch{}
@@ -175,19 +179,33 @@ func (b *rxBatch) read(fd int) (int, error) {
 	return int(n), nil
 }
 
-// datagram i of the last read: its bytes, sender and kernel receive time
-// (zero if none).
-func (b *rxBatch) datagram(i int) ([]byte, netip.AddrPort, time.Time) {
+// message i of the last read: its bytes, the size of the datagrams they
+// are (all but the last of a GRO message are that size), sender and
+// kernel receive time (zero if none).
+func (b *rxBatch) message(i int) (msg []byte, segment int, from netip.AddrPort, at time.Time) {
 	h := &b.hdrs[i]
 	name := &b.names[i]
 	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&name.Port))[:])
-	from := netip.AddrPortFrom(netip.AddrFrom4(name.Addr), port)
-	return b.bufs[i][:h.Len], from, rxTimestamp(b.oobs[i][:h.Hdr.Controllen])
+	from = netip.AddrPortFrom(netip.AddrFrom4(name.Addr), port)
+	msg = b.bufs[i][:h.Len]
+	at, segment = rxControl(b.oobs[i][:h.Hdr.Controllen])
+	if segment <= 0 || segment > len(msg) {
+		segment = len(msg)
+	}
+	return msg, segment, from, at
 }
 
 // openLeanSocket opens a non-blocking UDP socket on ip, outside Go's
 // netpoller, with kernel receive timestamps (SO_TIMESTAMPNS): the arrival
 // times a lean classroom reports in its TWCC feedback.
+//
+// Where the kernel has it, the socket takes UDP GRO: a node's GSO message
+// (a picture's packets to this classroom) is queued and read whole, and
+// the classroom cuts it into its datagrams. Without it the kernel cuts the
+// message up on arrival, which on loopback runs on the sending node's core
+// and was a fifth of what fanout200 measured as the node's CPU
+// (docs/BENCHMARKS.md): work a classroom's own machine does on a real
+// network.
 func openLeanSocket(ip netip.Addr) (int, netip.AddrPort, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -199,6 +217,7 @@ func openLeanSocket(ip netip.Addr) (int, netip.AddrPort, error) {
 	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_GRO, 1)
 	sa, err := unix.Getsockname(fd)
 	in4, ok := sa.(*unix.SockaddrInet4)
 	if err != nil || !ok {
@@ -214,24 +233,26 @@ func sendLean(fd int, b []byte, to netip.AddrPort) error {
 
 func closeLeanSocket(fd int) { _ = unix.Close(fd) }
 
-// rxTimestamp reads the SCM_TIMESTAMPNS control message; zero if there is
-// none.
-func rxTimestamp(oob []byte) time.Time {
+// rxControl reads the control messages of a received message: the
+// SCM_TIMESTAMPNS receive time (zero if none) and the UDP_GRO segment size
+// (0 if none: the message is one datagram).
+func rxControl(oob []byte) (at time.Time, segment int) {
 	for len(oob) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		n := int(h.Len)
 		if n < unix.SizeofCmsghdr || n > len(oob) {
-			return time.Time{}
+			break
 		}
-		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && n >= unix.SizeofCmsghdr+16 {
-			b := oob[unix.SizeofCmsghdr:]
-			sec := int64(binary.NativeEndian.Uint64(b))
-			nsec := int64(binary.NativeEndian.Uint64(b[8:]))
-			return time.Unix(sec, nsec)
+		data := oob[unix.SizeofCmsghdr:n]
+		switch {
+		case h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && len(data) >= 16:
+			at = time.Unix(int64(binary.NativeEndian.Uint64(data)), int64(binary.NativeEndian.Uint64(data[8:])))
+		case h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && len(data) >= 4:
+			segment = int(binary.NativeEndian.Uint32(data))
 		}
-		oob = oob[cmsgAlign(n):]
+		oob = oob[min(cmsgAlign(n), len(oob)):]
 	}
-	return time.Time{}
+	return at, segment
 }
 
 func cmsgAlign(n int) int {

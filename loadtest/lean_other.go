@@ -24,12 +24,11 @@ func (ps *leanPollers) stop()               {}
 func (p *leanPoller) add(*leanConn) error   { return errLeanLinuxOnly }
 func (p *leanPoller) remove(*leanConn)      {}
 func (b *rxBatch) read(int) (int, error)    { return 0, errLeanLinuxOnly }
-func (b *rxBatch) datagram(int) ([]byte, netip.AddrPort, time.Time) {
-	return nil, netip.AddrPort{}, time.Time{}
+func (b *rxBatch) message(int) ([]byte, int, netip.AddrPort, time.Time) {
+	return nil, 0, netip.AddrPort{}, time.Time{}
 }
 func openLeanSocket(netip.Addr) (int, netip.AddrPort, error) {
 	return -1, netip.AddrPort{}, errLeanLinuxOnly
 }
 func sendLean(int, []byte, netip.AddrPort) error { return errLeanLinuxOnly }
 func closeLeanSocket(int)                        {}
-func rxTimestamp([]byte) time.Time               { return time.Time{} }

@@ -214,7 +214,7 @@ func TestLeanSocketReadsWithTheKernelsReceiveTime(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("read %d datagrams, want 1", n)
 	}
-	b, from, at := rx.datagram(0)
+	b, _, from, at := rx.message(0)
 	if len(b) != 4 || b[3] != 2 || from != send.LocalAddr().(*net.UDPAddr).AddrPort() {
 		t.Fatalf("datagram %v from %v, want 4 bytes from %v", b, from, send.LocalAddr())
 	}

@@ -137,11 +137,13 @@ func (b *batchConn) begin() { b.open.Add(1) }
 // inline open and close their own, so their datagrams share sendmmsg
 // calls (egress.kick).
 func (b *batchConn) end() {
-	b.mu.Lock()
 	if b.open.Add(-1) == 0 {
+		// A batch begun since only makes this flush early: what it
+		// writes after waits for its own end.
+		b.mu.Lock()
 		b.flushLocked()
+		b.mu.Unlock()
 	}
-	b.mu.Unlock()
 }
 
 // WriteTo implements net.PacketConn.
