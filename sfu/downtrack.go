@@ -22,15 +22,15 @@ import (
 // All state is per subscriber: one slow or lossy classroom changes nothing
 // for the others.
 type DownTrack struct {
-	track    *Track
-	id       string // the Track's id: msid track id
-	streamID string // the publisher's participant id: msid stream id
-	kind     Kind
-	family   codecFamily
-	clock    uint32
-	queue    *egress
-	ready    *atomic.Bool // the subscriber connection is up: writes are not lost
-	onSwitch func()       // counts layer switches; may be nil
+	// What the per-packet path (forwardLocked) reads and writes comes
+	// first, so that a fan-out touches as few of each classroom's cache
+	// lines as it can; the rest follows.
+	track  *Track
+	kind   Kind
+	family codecFamily
+	clock  uint32
+	queue  *egress
+	ready  *atomic.Bool // the subscriber connection is up: writes are not lost
 
 	closed atomic.Bool
 	// paused: the subscriber does not show this picture now (a classroom
@@ -50,20 +50,12 @@ type DownTrack struct {
 	// redDistance earlier packets (red.go); nil otherwise.
 	red         *redWrapper
 	redDistance atomic.Int32
-	lossQ8      atomic.Uint32 // audio: this stream's fraction lost * 256
-	redSince    time.Time     // owned by the subscriber's allocator
 
-	current  int // layer forwarded now, -1 before the first keyframe
-	target   int // layer the allocator wants
-	maxLayer int // subscriber's cap, -1 none
-	resumes  uint32
-	resync   bool // next forwarded packet starts a new run of offsets
-	started  bool
-	askedAt  time.Time // last keyframe request for target
-	// In stills mode: the keyframe being forwarded (its timestamp).
-	stillOpen bool
-	stillTS   uint32
-	stillAt   time.Time // when the last still started
+	current int // layer forwarded now, -1 before the first keyframe
+	target  int // layer the allocator wants
+	resumes uint32
+	resync  bool // next forwarded packet starts a new run of offsets
+	started bool
 
 	seqOffset  uint16
 	tsOffset   uint32
@@ -79,13 +71,6 @@ type DownTrack struct {
 	lastOutTL0 uint8
 	picSeen    bool
 
-	// Bandwidth probing: padding the subscriber's allocator asked for, in
-	// bit/s, paid out after each frame from a byte budget.
-	padBps     float64
-	padBudget  float64
-	padLast    time.Time
-	padPackets uint64
-
 	// Sender report counters (RFC 3550 6.4.1): packets and payload octets
 	// sent, padding included.
 	sentPackets uint32
@@ -95,6 +80,26 @@ type DownTrack struct {
 	// framesSent counts video frames forwarded (packets with the marker
 	// bit), for the frame rate a subscriber's dashboard row shows.
 	framesSent atomic.Uint64
+
+	// Bandwidth probing: padding the subscriber's allocator asked for, in
+	// bit/s, paid out after each frame from a byte budget.
+	padBps     float64
+	padBudget  float64
+	padLast    time.Time
+	padPackets uint64
+
+	id       string // the Track's id: msid track id
+	streamID string // the publisher's participant id: msid stream id
+	onSwitch func() // counts layer switches; may be nil
+
+	lossQ8   atomic.Uint32 // audio: this stream's fraction lost * 256
+	redSince time.Time     // owned by the subscriber's allocator
+	maxLayer int           // subscriber's cap, -1 none
+	askedAt  time.Time     // last keyframe request for target
+	// In stills mode: the keyframe being forwarded (its timestamp).
+	stillOpen bool
+	stillTS   uint32
+	stillAt   time.Time // when the last still started
 }
 
 // vp8Rewrite carries the VP8 id rewrite a queued copy of a packet needs.

@@ -48,7 +48,6 @@ type egress struct {
 	// retransmit holds ring positions NACKed and not yet resent; they go
 	// out ahead of queued media.
 	retransmit []uint64
-	resendRate rateWindow // bytes queued for retransmission lately
 
 	wake    chan struct{}
 	dropped atomic.Uint64
@@ -108,16 +107,17 @@ type egress struct {
 	viaPion                          bool       // pion carried a packet after the keys were known: no direct sends
 	plain                            []byte     // scratch: a packet before SRTP
 	sealed                           []byte     // scratch while draining (sealScratch): a packet after SRTP
-	sealedHdr                        rtp.Header // scratch for the SRTP context's parse
 	gcc                              *gccEstimator
 	// planned is the estimate the allocator plans with (gccEstimate),
 	// kept beside the pacer that reads it each drain: the estimator's
 	// own fields are cold by then.
 	planned float64
-	// The large arrays come last, so the fields above share a few cache
-	// lines and a page.
-	rtx  rtxScratch // scratch for building a retransmission
-	sent [sentHistory]sentPacket
+	// What a packet's way out does not touch, and the large arrays, come
+	// last, so the fields above share a few cache lines and a page.
+	resendRate rateWindow // bytes queued for retransmission lately
+	sealedHdr  rtp.Header // scratch for the SRTP context's parse
+	rtx        rtxScratch // scratch for building a retransmission
+	sent       [sentHistory]sentPacket
 }
 
 // Ring geometry. The ring starts at minRingSlots (about 3 s of a 1.5 Mbit/s
