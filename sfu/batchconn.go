@@ -149,12 +149,44 @@ func (b *batchConn) end() {
 // WriteTo implements net.PacketConn.
 func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)
-	if b.open.Load() == 0 || !ok || ua.IP.To4() == nil || len(p) > maxDatagramSize {
+	if !ok || !b.batchable(ua) || len(p) > maxDatagramSize {
 		return b.PacketConn.WriteTo(p, addr)
 	}
 	b.mu.Lock()
+	n := copy(b.arena[b.used:], p)
+	b.addLocked(ua, n)
+	b.mu.Unlock()
+	return n, nil
+}
+
+// writeInPlace writes a datagram to ua that fill makes straight into the
+// batch, without a copy: fill gets room for maxDatagramSize bytes and
+// returns how many it wrote (0: none). It reports false, without calling
+// fill, when no batch is open or ua is not IPv4; the caller then writes
+// the datagram itself. fill runs under the batch's lock, so it must be
+// short (an SRTP seal) and must not write to the socket.
+func (b *batchConn) writeInPlace(ua *net.UDPAddr, fill func(room []byte) int) bool {
+	if !b.batchable(ua) {
+		return false
+	}
+	b.mu.Lock()
+	// A batch is flushed at maxDatagrams, so the arena has room for one more.
+	if n := fill(b.arena[b.used : b.used+maxDatagramSize]); n > 0 {
+		b.addLocked(ua, n)
+	}
+	b.mu.Unlock()
+	return true
+}
+
+func (b *batchConn) batchable(ua *net.UDPAddr) bool {
+	return b.open.Load() > 0 && ua.IP.To4() != nil
+}
+
+// addLocked takes the n bytes just written at the arena's end into the
+// batch, as a datagram to ua: the next segment of the last message, or a
+// message of its own. The caller holds b.mu.
+func (b *batchConn) addLocked(ua *net.UDPAddr, n int) {
 	start := b.used
-	n := copy(b.arena[start:], p)
 	b.used += n
 	b.waiting++
 	if i := len(b.msgs) - 1; i >= 0 && b.joins(i, ua, n) {
@@ -176,8 +208,6 @@ func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if b.waiting == maxDatagrams {
 		b.flushLocked()
 	}
-	b.mu.Unlock()
-	return n, nil
 }
 
 // joins reports whether a datagram of n bytes to ua may be the next

@@ -106,7 +106,7 @@ type egress struct {
 	twcc                             [2]byte    // scratch: its TWCC extension's payload
 	viaPion                          bool       // pion carried a packet after the keys were known: no direct sends
 	plain                            []byte     // scratch: a packet before SRTP
-	sealed                           []byte     // scratch while draining (sealScratch): a packet after SRTP
+	sealed                           *packetBuf // scratch while draining (sealScratch): a packet after SRTP, when it cannot be sealed in the batch
 	gcc                              *gccEstimator
 	// planned is the estimate the allocator plans with (gccEstimate),
 	// kept beside the pacer that reads it each drain: the estimator's
@@ -578,8 +578,6 @@ func (e *egress) drain() {
 		if e.batch != nil {
 			e.batch.begin()
 		}
-		scratch := sealScratch.Get().(*packetBuf)
-		e.sealed = scratch[:0]
 		if resend {
 			e.sendRetransmissions(now)
 		}
@@ -594,8 +592,10 @@ func (e *egress) drain() {
 			sent++
 			sentBytes += size
 		}
-		e.sealed = nil
-		sealScratch.Put(scratch)
+		if e.sealed != nil {
+			sealScratch.Put(e.sealed)
+			e.sealed = nil
+		}
 		if e.batch != nil {
 			e.batch.end()
 		}
@@ -764,39 +764,68 @@ const (
 // packetBuf holds one packet as sent, SRTP included.
 type packetBuf [maxPacket + srtpOverhead]byte
 
-// sealScratch lends each drain the buffer its packets are sealed in. A
-// buffer of each classroom's own was cold at every fan-out (200 classrooms'
-// are 320 KiB), and sealing wrote the packet into it a cache line at a
-// time; one from the pool was just used on this core.
+// sealScratch lends a drain the buffer its packets are sealed in when they
+// cannot be sealed in the batch (AES-CM, IPv6). A buffer of each
+// classroom's own was cold at every fan-out (200 classrooms' are 320 KiB);
+// one from the pool was just used on this core.
 var sealScratch = sync.Pool{New: func() any { return new(packetBuf) }}
 
 // sendDirect protects the packet and writes it to the classroom's address
 // on the node's UDP socket, into the batch that is open: what pion's SRTP
 // session, ICE connection and mux would do, without their locks, hand-offs
 // and copies. With an AES-GCM profile the packet is marshalled and sealed
-// in one buffer. Nothing is allocated.
+// in one buffer: the batch's own, where it can be. Nothing is allocated.
 func (e *egress) sendDirect(out *srtpSender, dst *net.UDPAddr, hdr *rtp.Header, prefix, body []byte) {
-	buf := e.plain
-	if out.gcm != nil {
-		buf = e.sealed[:cap(e.sealed)]
+	size := hdr.MarshalSize() + len(prefix) + len(body)
+	if out.gcm != nil && size+srtpOverhead <= maxDatagramSize &&
+		e.batch.writeInPlace(dst, func(room []byte) int { return sealGCMInto(out, room, hdr, prefix, body) }) {
+		e.sentDirect(size)
+		return
 	}
+	if e.sealed == nil {
+		e.sealed = sealScratch.Get().(*packetBuf)
+	}
+	var sealed []byte
+	if out.gcm != nil {
+		n := sealGCMInto(out, e.sealed[:], hdr, prefix, body)
+		if n == 0 {
+			return
+		}
+		sealed = e.sealed[:n]
+	} else {
+		buf := e.plain
+		n, err := hdr.MarshalTo(buf)
+		if err != nil || n+len(prefix)+len(body) > len(buf) {
+			return
+		}
+		n += copy(buf[n:], prefix)
+		n += copy(buf[n:], body)
+		if sealed, err = out.ctx.EncryptRTP(e.sealed[:0], buf[:n], &e.sealedHdr); err != nil {
+			return
+		}
+	}
+	if _, err := e.batch.WriteTo(sealed, dst); err == nil {
+		e.sentDirect(size)
+	}
+}
+
+// sealGCMInto marshals the packet into buf and seals it there (AES-GCM),
+// and returns its length; 0 if it does not fit.
+func sealGCMInto(out *srtpSender, buf []byte, hdr *rtp.Header, prefix, body []byte) int {
 	n, err := hdr.MarshalTo(buf)
 	if err != nil || n+len(prefix)+len(body)+srtpOverhead > len(buf) {
-		return
+		return 0
 	}
 	size := n + copy(buf[n:], prefix)
 	size += copy(buf[size:], body)
-	var sealed []byte
-	if out.gcm != nil {
-		sealed = out.sealGCM(buf[:size], n, hdr.SSRC, hdr.SequenceNumber)
-	} else if sealed, err = out.ctx.EncryptRTP(e.sealed[:0], buf[:size], &e.sealedHdr); err != nil {
-		return
-	}
-	if _, err := e.batch.WriteTo(sealed, dst); err == nil {
-		e.packets.Add(1)
-		e.bytes.Add(uint64(size))
-		e.direct.Add(1)
-	}
+	return len(out.sealGCM(buf[:size], n, hdr.SSRC, hdr.SequenceNumber))
+}
+
+// sentDirect counts a packet of size bytes (before SRTP) sent directly.
+func (e *egress) sentDirect(size int) {
+	e.packets.Add(1)
+	e.bytes.Add(uint64(size))
+	e.direct.Add(1)
 }
 
 // rtpHeaderSize is a packet's header with the TWCC extension, for

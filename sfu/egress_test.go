@@ -428,13 +428,32 @@ func TestFanOutSendsInlineInOneBatch(t *testing.T) {
 	if overTCP.direct.Load() != 0 || overTCP.packets.Load() != 0 {
 		t.Error("the classroom on TCP was sent to inline")
 	}
+	// Each classroom opens what it got (sealed in the batch's own
+	// buffer) with pion's SRTP: the frame, with its picture id.
 	buf := make([]byte, 1500)
 	for i := range egresses {
 		if err := sink.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := sink.ReadFrom(buf); err != nil {
+		n, _, err := sink.ReadFrom(buf)
+		if err != nil {
 			t.Fatalf("datagram %d: %v", i, err)
+		}
+		key := make([]byte, 16+12)
+		receiver, err := srtp.CreateContext(key[:16], key[16:], srtp.ProtectionProfileAeadAes128Gcm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := receiver.DecryptRTP(nil, buf[:n], nil)
+		if err != nil {
+			t.Fatalf("datagram %d does not open: %v", i, err)
+		}
+		var pkt rtp.Packet
+		if err := pkt.Unmarshal(plain); err != nil {
+			t.Fatal(err)
+		}
+		if want := vp8Frame(1, 3000, 5, true).Payload; pkt.SSRC != 1234 || !bytes.Equal(pkt.Payload[len(pkt.Payload)-3:], want[len(want)-3:]) {
+			t.Fatalf("datagram %d: ssrc %d payload %x, want ssrc 1234 and the frame %x", i, pkt.SSRC, pkt.Payload, want)
 		}
 	}
 }
