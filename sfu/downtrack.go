@@ -355,19 +355,20 @@ func (d *DownTrack) requestKeyframe() {
 // layer), takes only this down-track's lock, and never blocks: the packet
 // is copied into the subscriber's send queue.
 func (d *DownTrack) WriteRTP(layer int, pkt *rtp.Packet) {
-	d.writeShared(layer, pkt, nil, time.Now())
+	d.writeShared(layer, pkt, nil, nil, time.Now())
 }
 
 // writeShared is WriteRTP with the track's shared copy of pkt's payload
-// (nil: the egress copies what it queues) and the fan-out's time (one
-// clock read for every classroom).
-func (d *DownTrack) writeShared(layer int, pkt *rtp.Packet, body *sharedPayload, now time.Time) {
+// (nil: the egress copies what it queues), the RED payloads built for it
+// so far (nil: none shared) and the fan-out's time (one clock read for
+// every classroom).
+func (d *DownTrack) writeShared(layer int, pkt *rtp.Packet, body *sharedPayload, builds *redBuilds, now time.Time) {
 	if d.closed.Load() {
 		return
 	}
 	var askLayer = -1
 	d.mu.Lock()
-	askLayer = d.forwardLocked(layer, pkt, body, now)
+	askLayer = d.forwardLocked(layer, pkt, body, builds, now)
 	d.mu.Unlock()
 	if askLayer >= 0 {
 		d.track.RequestKeyframe(askLayer)
@@ -380,8 +381,9 @@ const runLookback = 8192
 
 // forwardLocked does the per-packet work under d.mu and returns a layer to
 // request a keyframe on, or -1. body, when not nil, holds pkt's payload;
-// now is when it came.
-func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet, body *sharedPayload, now time.Time) int {
+// builds, when not nil, the RED payloads built for it so far; now is when
+// it came.
+func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet, body *sharedPayload, builds *redBuilds, now time.Time) int {
 	if !d.bound || !d.ready.Load() {
 		// Packets written before the connection is up are lost; wait, and
 		// start from a keyframe once it is.
@@ -521,8 +523,12 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet, body *sharedPayloa
 		payload = primary
 	}
 	if d.red != nil {
-		payload = d.red.wrap(outTS, payload, int(d.redDistance.Load()))
-		body = nil // the wrapper's own bytes: the egress copies them
+		red := d.red.wrap(outTS, pkt.SequenceNumber, payload, int(d.redDistance.Load()), d.stripRE, builds)
+		if red == nil {
+			return -1
+		}
+		defer red.release()
+		payload, body = red.buf[:red.n], red
 	}
 	hdr := rtp.Header{
 		Version:        2,

@@ -52,5 +52,5 @@ func (sp *sharedPayload) release() {
 // sharedSink is a sink that can queue the track's shared copy of a packet's
 // payload instead of copying it (a down-track).
 type sharedSink interface {
-	writeShared(layer int, pkt *rtp.Packet, body *sharedPayload, now time.Time)
+	writeShared(layer int, pkt *rtp.Packet, body *sharedPayload, builds *redBuilds, now time.Time)
 }

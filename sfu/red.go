@@ -68,60 +68,146 @@ func redDistanceFor(loss float64) int32 {
 // redBlockMax is the longest block RED can carry (a 10-bit length).
 const redBlockMax = 1023
 
-// redBlock is an earlier primary kept for redundancy.
+// redBlock is an earlier primary kept for redundancy. Its bytes are not
+// copied: the block holds the RED payload it went out in as the primary,
+// where they are the payload's last n bytes.
 type redBlock struct {
-	ts  uint32
-	n   int
-	buf [redBlockMax]byte
+	ts   uint32
+	seq  uint16         // the publisher's sequence number of its packet
+	body *sharedPayload // nil: none kept
+	n    int
 }
+
+func (b *redBlock) bytes() []byte { return b.body.buf[b.body.n-b.n : b.body.n] }
 
 // redWrapper builds RED payloads for one down-track.
 type redWrapper struct {
 	pt   uint8       // the negotiated Opus payload type inside RED
 	prev [2]redBlock // the last two primaries
 	last int         // index in prev of the newest
-	out  [maxPayload]byte
 }
 
-// wrap returns a RED payload carrying primary (timestamp ts) after up to
-// distance earlier primaries, oldest first. Blocks too old for a 14-bit
-// offset, or too long, are left out. The result aliases w.out.
-func (w *redWrapper) wrap(ts uint32, primary []byte, distance int) []byte {
+// redBuilds holds the RED payloads built during one fan-out of a
+// publisher's audio packet (Track.WriteRTP), so that every classroom whose
+// wrapper would build the same bytes (the same earlier packets carried,
+// the same payload type) queues the same payload: one build and one
+// buffer for 200 classrooms, as for video (payload.go), instead of one
+// each. Owned by the layer's read goroutine.
+type redBuilds struct {
+	n     int
+	built [4]redBuilt
+}
+
+type redBuilt struct {
+	key  redKey
+	body *sharedPayload
+}
+
+// redKey is what a RED payload's bytes depend on besides the packet: the
+// payload type, whether the publisher's own RED was taken off the primary,
+// and which earlier packets are carried (by sequence number, oldest first;
+// within a run their timestamp offsets are the publisher's).
+type redKey struct {
+	pt     uint8
+	strip  bool
+	blocks int
+	seqs   [2]uint16
+}
+
+func (r *redBuilds) find(k redKey) *sharedPayload {
+	for i := range r.n {
+		if r.built[i].key == k {
+			return r.built[i].body
+		}
+	}
+	return nil
+}
+
+func (r *redBuilds) add(k redKey, body *sharedPayload) {
+	if r.n < len(r.built) {
+		body.hold()
+		r.built[r.n] = redBuilt{key: k, body: body}
+		r.n++
+	}
+}
+
+// release lets go of the fan-out's payloads.
+func (r *redBuilds) release() {
+	for i := range r.n {
+		r.built[i].body.release()
+		r.built[i] = redBuilt{}
+	}
+	r.n = 0
+}
+
+// wrap returns a RED payload, held once for the caller, carrying primary
+// (the publisher's packet seq, timestamp ts here) after up to distance
+// earlier primaries, oldest first. Blocks too old for a 14-bit offset, or
+// too long, are left out. builds, when not nil, lends a payload another
+// classroom's wrapper built for the same packet, and keeps the one built
+// here for the others. nil if primary is too long for a packet.
+func (w *redWrapper) wrap(ts uint32, seq uint16, primary []byte, distance int, strip bool, builds *redBuilds) *sharedPayload {
 	var blocks [2]*redBlock
-	nb, size := 0, 1+len(primary)
+	key := redKey{pt: w.pt, strip: strip}
+	size := 1 + len(primary)
 	for k := min(distance, 2) - 1; k >= 0; k-- { // oldest first
 		b := &w.prev[(w.last-k+2)%2]
 		off := ts - b.ts
-		if b.n == 0 || off == 0 || off >= 1<<14 || size+4+b.n > maxPayload {
+		if b.body == nil || off == 0 || off >= 1<<14 || size+4+b.n > maxPayload {
 			continue
 		}
-		blocks[nb] = b
-		nb++
+		blocks[key.blocks] = b
+		key.seqs[key.blocks] = b.seq
+		key.blocks++
 		size += 4 + b.n
 	}
-	out := w.out[:0]
-	for _, b := range blocks[:nb] {
-		off := ts - b.ts
-		out = append(out, 0x80|w.pt, byte(off>>6), byte(off<<2)|byte(b.n>>8), byte(b.n))
+	var body *sharedPayload
+	if builds != nil {
+		if body = builds.find(key); body != nil {
+			body.hold()
+		}
 	}
-	out = append(out, w.pt&0x7f)
-	for _, b := range blocks[:nb] {
-		out = append(out, b.buf[:b.n]...)
+	if body == nil {
+		if size >= maxPayload {
+			return nil
+		}
+		body = payloadPool.Get().(*sharedPayload)
+		body.refs.Store(1)
+		out := body.buf[:0]
+		for _, b := range blocks[:key.blocks] {
+			off := ts - b.ts
+			out = append(out, 0x80|w.pt, byte(off>>6), byte(off<<2)|byte(b.n>>8), byte(b.n))
+		}
+		out = append(out, w.pt&0x7f)
+		for _, b := range blocks[:key.blocks] {
+			out = append(out, b.bytes()...)
+		}
+		out = append(out, primary...)
+		body.n = len(out)
+		if builds != nil {
+			builds.add(key, body)
+		}
 	}
-	if len(out)+len(primary) > maxPayload {
-		out = append(out[:0], w.pt&0x7f) // primary alone
-	}
-	out = append(out, primary...)
-	// Keep this primary for the next packets.
+	// Keep this primary, in the payload, for the next packets.
 	w.last = (w.last + 1) % 2
 	b := &w.prev[w.last]
-	if len(primary) <= redBlockMax {
-		b.ts, b.n = ts, copy(b.buf[:], primary)
-	} else {
-		b.n = 0
+	if b.body != nil {
+		b.body.release()
 	}
-	return out
+	*b = redBlock{}
+	if len(primary) <= redBlockMax {
+		body.hold()
+		*b = redBlock{ts: ts, seq: seq, body: body, n: len(primary)}
+	}
+	return body
 }
 
 // reset forgets earlier primaries (a new run of the stream).
-func (w *redWrapper) reset() { w.prev[0].n, w.prev[1].n = 0, 0 }
+func (w *redWrapper) reset() {
+	for i := range w.prev {
+		if w.prev[i].body != nil {
+			w.prev[i].body.release()
+		}
+		w.prev[i] = redBlock{}
+	}
+}

@@ -63,7 +63,7 @@ func TestREDWrapCarriesEarlierPackets(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		ts := uint32(1000 + 960*i)
 		distance := min(i, 2)
-		out := w.wrap(ts, frame(i), distance)
+		out := redBytes(w.wrap(ts, uint16(i), frame(i), distance, false, nil))
 		blocks, err := parseRED(out)
 		if err != nil {
 			t.Fatalf("packet %d: %v", i, err)
@@ -82,7 +82,7 @@ func TestREDWrapCarriesEarlierPackets(t *testing.T) {
 		}
 	}
 	// 20 s later (a muted microphone): the earlier packets are too old.
-	out := w.wrap(1000+960*5+48000*20, frame(9), 2)
+	out := redBytes(w.wrap(1000+960*5+48000*20, 9, frame(9), 2, false, nil))
 	if blocks, _ := parseRED(out); len(blocks) != 1 {
 		t.Fatalf("after a long gap: %d blocks, want the primary alone", len(blocks))
 	}
@@ -94,6 +94,72 @@ func TestREDWrapCarriesEarlierPackets(t *testing.T) {
 	}
 	if d := redDistanceFor(0.08); d != 2 {
 		t.Errorf("8 %% loss: distance %d", d)
+	}
+}
+
+// redBytes is a RED payload's bytes.
+func redBytes(p *sharedPayload) []byte { return p.buf[:p.n] }
+
+// TestREDPayloadsAreSharedByClassroomsThatMatch: in one fan-out, the
+// classrooms whose RED carries the same earlier packets get one payload
+// between them; a classroom that asks for fewer copies, or one whose
+// history starts later (it joined, or was reset), gets its own, and every
+// classroom's bytes are what a wrapper of its own would build. Once all
+// let go, the payloads go back to the pool.
+func TestREDPayloadsAreSharedByClassroomsThatMatch(t *testing.T) {
+	const classrooms = 5
+	shared := make([]redWrapper, classrooms) // wrap with the fan-out's builds
+	alone := make([]redWrapper, classrooms)  // each on its own: the reference
+	for i := range classrooms {
+		shared[i].pt, alone[i].pt = 111, 111
+	}
+	distance := func(c int) int { return []int{2, 2, 2, 1, 2}[c] }
+	frame := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 80+i%7) }
+	var builds redBuilds
+	var held []*sharedPayload
+	for i := range 8 {
+		ts := uint32(5000 + 960*i)
+		got := make([]*sharedPayload, classrooms)
+		for c := range classrooms {
+			if c == 4 && i < 5 {
+				continue // classroom 4 joins at packet 5
+			}
+			got[c] = shared[c].wrap(ts, uint16(100+i), frame(i), distance(c), false, &builds)
+			want := alone[c].wrap(ts, uint16(100+i), frame(i), distance(c), false, nil)
+			if !bytes.Equal(redBytes(got[c]), redBytes(want)) {
+				t.Fatalf("packet %d, classroom %d: %x, want %x", i, c, redBytes(got[c]), redBytes(want))
+			}
+			held = append(held, got[c], want)
+		}
+		if i >= 2 && (got[0] != got[1] || got[1] != got[2]) {
+			t.Fatalf("packet %d: three classrooms with the same history have their own payloads", i)
+		}
+		if i >= 2 && got[3] == got[0] {
+			t.Fatalf("packet %d: one copy and two copies share a payload", i)
+		}
+		if i < 2 && got[3] != got[0] {
+			t.Fatalf("packet %d: with %d earlier packets, one copy and two are the same payload, yet built twice", i, i)
+		}
+		if i >= 5 && i < 7 && got[4] == got[0] {
+			t.Fatalf("packet %d: a classroom that joined at packet 5 shares the others' history", i)
+		}
+		if i == 7 && got[4] != got[0] {
+			t.Fatal("two packets after joining, a classroom's RED is still built apart")
+		}
+		builds.release()
+	}
+	// Everything lets go: the rings (held) and the wrappers' histories.
+	for _, p := range held {
+		p.release()
+	}
+	for c := range classrooms {
+		shared[c].reset()
+		alone[c].reset()
+	}
+	for _, p := range held {
+		if n := p.refs.Load(); n != 0 {
+			t.Fatalf("a payload still has %d holders after every holder let go", n)
+		}
 	}
 }
 

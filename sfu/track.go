@@ -105,6 +105,9 @@ type Track struct {
 	resumes atomic.Uint32
 	// layerBytes counts received bytes per layer, for the allocator's rates.
 	layerBytes []atomic.Uint64
+	// redBuilds is each layer's RED payloads of the packet being fanned
+	// out (red.go), for its read goroutine.
+	redBuilds []redBuilds
 }
 
 type sinkEntry struct {
@@ -126,6 +129,7 @@ func NewTrack(info TrackInfo, requestKeyframe KeyframeRequester) *Track {
 		requestKFrame:    requestKeyframe,
 		muted:            info.Muted,
 		layerBytes:       make([]atomic.Uint64, len(info.Layers)),
+		redBuilds:        make([]redBuilds, len(info.Layers)),
 	}
 	t.forwarding.Store(!info.Muted)
 	empty := []sinkEntry{}
@@ -236,9 +240,14 @@ func (t *Track) WriteRTP(layer int, pkt *rtp.Packet) {
 		return
 	}
 	// The down-tracks queue one shared copy of the payload (payload.go),
-	// and read the clock once between them.
+	// and of each RED payload built from it (red.go), and read the clock
+	// once between them.
 	var body *sharedPayload
 	var now time.Time
+	var builds *redBuilds
+	if layer >= 0 && layer < len(t.redBuilds) {
+		builds = &t.redBuilds[layer]
+	}
 	for _, e := range *t.sinks.Load() {
 		if e.shared == nil {
 			e.sink.WriteRTP(layer, pkt)
@@ -250,10 +259,13 @@ func (t *Track) WriteRTP(layer int, pkt *rtp.Packet) {
 				body = newSharedPayload(pkt.Payload) // nil when too large: each copies (and drops) it
 			}
 		}
-		e.shared.writeShared(layer, pkt, body, now)
+		e.shared.writeShared(layer, pkt, body, builds, now)
 	}
 	if body != nil {
 		body.release()
+	}
+	if builds != nil {
+		builds.release()
 	}
 }
 
