@@ -161,21 +161,23 @@ func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 
 // writeInPlace writes a datagram to ua that fill makes straight into the
 // batch, without a copy: fill gets room for maxDatagramSize bytes and
-// returns how many it wrote (0: none). It reports false, without calling
-// fill, when no batch is open or ua is not IPv4; the caller then writes
-// the datagram itself. fill runs under the batch's lock, so it must be
-// short (an SRTP seal) and must not write to the socket.
-func (b *batchConn) writeInPlace(ua *net.UDPAddr, fill func(room []byte) int) bool {
+// returns how many it wrote (0: none), which writeInPlace returns. It
+// returns -1, without calling fill, when no batch is open or ua is not
+// IPv4; the caller then writes the datagram itself. fill runs under the
+// batch's lock, so it must be short (an SRTP seal) and must not write to
+// the socket.
+func (b *batchConn) writeInPlace(ua *net.UDPAddr, fill func(room []byte) int) int {
 	if !b.batchable(ua) {
-		return false
+		return -1
 	}
 	b.mu.Lock()
 	// A batch is flushed at maxDatagrams, so the arena has room for one more.
-	if n := fill(b.arena[b.used : b.used+maxDatagramSize]); n > 0 {
+	n := fill(b.arena[b.used : b.used+maxDatagramSize])
+	if n > 0 {
 		b.addLocked(ua, n)
 	}
 	b.mu.Unlock()
-	return true
+	return n
 }
 
 func (b *batchConn) batchable(ua *net.UDPAddr) bool {

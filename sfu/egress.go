@@ -777,10 +777,14 @@ var sealScratch = sync.Pool{New: func() any { return new(packetBuf) }}
 // in one buffer: the batch's own, where it can be. Nothing is allocated.
 func (e *egress) sendDirect(out *srtpSender, dst *net.UDPAddr, hdr *rtp.Header, prefix, body []byte) {
 	size := hdr.MarshalSize() + len(prefix) + len(body)
-	if out.gcm != nil && size+srtpOverhead <= maxDatagramSize &&
-		e.batch.writeInPlace(dst, func(room []byte) int { return sealGCMInto(out, room, hdr, prefix, body) }) {
-		e.sentDirect(size)
-		return
+	if out.gcm != nil && size+srtpOverhead <= maxDatagramSize {
+		n := e.batch.writeInPlace(dst, func(room []byte) int { return sealGCMInto(out, room, hdr, prefix, body) })
+		if n > 0 {
+			e.sentDirect(size)
+		}
+		if n >= 0 {
+			return
+		}
 	}
 	if e.sealed == nil {
 		e.sealed = sealScratch.Get().(*packetBuf)
