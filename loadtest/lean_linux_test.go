@@ -83,3 +83,46 @@ func TestLeanSocketGetsEachDatagramOfAGSOMessage(t *testing.T) {
 		}
 	}
 }
+
+// A lean socket hands over a datagram with its sender and the kernel's
+// receive time.
+func TestLeanSocketReadsWithTheKernelsReceiveTime(t *testing.T) {
+	fd, addr, err := openLeanSocket(netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeLeanSocket(fd)
+	send, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer send.Close()
+	before := time.Now()
+	if _, err := send.Write([]byte{0x80, 0, 1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	rx := newRxBatch()
+	deadline := time.Now().Add(5 * time.Second)
+	n := 0
+	for n == 0 && time.Now().Before(deadline) {
+		if n, _ = rx.read(fd); n == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if n != 1 {
+		t.Fatalf("read %d datagrams, want 1", n)
+	}
+	b, _, from, at := rx.message(0)
+	if len(b) != 4 || b[3] != 2 || from != send.LocalAddr().(*net.UDPAddr).AddrPort() {
+		t.Fatalf("datagram %v from %v, want 4 bytes from %v", b, from, send.LocalAddr())
+	}
+	if at.IsZero() {
+		t.Fatal("no receive timestamp read")
+	}
+	if at.Before(before.Add(-time.Second)) || at.After(time.Now().Add(time.Second)) {
+		t.Fatalf("receive time %v, sent at %v", at, before)
+	}
+	if n, err := rx.read(fd); n != 0 || err == nil {
+		t.Fatalf("an empty socket read %d datagrams (err %v), want none and EAGAIN", n, err)
+	}
+}

@@ -55,7 +55,7 @@ func StartPostgres(t testing.TB) (dsn string) {
 	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "podium",
 		"--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync")
 	initdb.Dir = dir
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	initdb.SysProcAttr = childAttr(cred)
 	if out, err := initdb.CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, tail(out, 4000))
 	}
@@ -78,7 +78,7 @@ func StartPostgres(t testing.TB) (dsn string) {
 	cmd.Dir = dir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr(cred)
 	done, logTail := startServer(t, cmd, "postgres", logPath)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	// Registered after the directory's cleanup, so the server is gone

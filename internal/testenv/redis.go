@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -27,7 +26,7 @@ func StartRedis(t testing.TB) (addr string) {
 	logPath := filepath.Join(dir, "redis.log")
 	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", logPath)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr(nil)
 	done, logTail := startServer(t, cmd, "redis-server", logPath)
 	// Registered after TempDir, so the server is gone before its directory
 	// is removed.
