@@ -514,12 +514,10 @@ func (c *leanConn) readReady(rx *rxBatch, now time.Time) {
 }
 
 // nextDatagram cuts a received message's first datagram off: a UDP GRO
-// message is datagrams of segment bytes, the last shorter.
+// message is datagrams of segment bytes (rxBatch.message), the last
+// shorter.
 func nextDatagram(msg []byte, segment int) (datagram, rest []byte) {
 	n := min(segment, len(msg))
-	if n <= 0 {
-		n = len(msg)
-	}
 	return msg[:n], msg[n:]
 }
 

@@ -527,7 +527,6 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet, body *sharedPayloa
 		if red == nil {
 			return -1
 		}
-		defer red.release()
 		payload, body = red.buf[:red.n], red
 	}
 	hdr := rtp.Header{
@@ -544,6 +543,9 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet, body *sharedPayloa
 		if pkt.Marker && d.kind == KindVideo {
 			d.framesSent.Add(1)
 		}
+	}
+	if d.red != nil {
+		body.release() // the wrapper's hold: the ring and the RED history keep theirs
 	}
 	if pkt.Marker && d.padBps > 0 && d.kind == KindVideo {
 		d.padLocked(now)

@@ -106,7 +106,7 @@ type Track struct {
 	// layerBytes counts received bytes per layer, for the allocator's rates.
 	layerBytes []atomic.Uint64
 	// redBuilds is each layer's RED payloads of the packet being fanned
-	// out (red.go), for its read goroutine.
+	// out (red.go), for its read goroutine; sound only.
 	redBuilds []redBuilds
 }
 
@@ -129,7 +129,9 @@ func NewTrack(info TrackInfo, requestKeyframe KeyframeRequester) *Track {
 		requestKFrame:    requestKeyframe,
 		muted:            info.Muted,
 		layerBytes:       make([]atomic.Uint64, len(info.Layers)),
-		redBuilds:        make([]redBuilds, len(info.Layers)),
+	}
+	if info.Kind == KindAudio {
+		t.redBuilds = make([]redBuilds, len(info.Layers))
 	}
 	t.forwarding.Store(!info.Muted)
 	empty := []sinkEntry{}
