@@ -1,8 +1,10 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +59,7 @@ func registerBatchMetrics(reg prometheus.Registerer, b *batchConn) error {
 // and fan-outs that were running beside it end, tens of microseconds later.
 type batchConn struct {
 	net.PacketConn
+	udp *net.UDPConn
 	pc  *ipv4.PacketConn
 	log *slog.Logger
 
@@ -71,7 +74,8 @@ type batchConn struct {
 	runs    []gsoRun       // one per message slot
 	iovs    [][][]byte     // one per message slot: its one buffer, in arena
 	oobs    [][]byte       // one per message slot: its UDP_SEGMENT control message
-	addrs   []net.UDPAddr  // one per message slot: copies, the caller's may change
+	dests   []udp4Dest     // one per message slot: where it goes
+	addrs   []net.UDPAddr  // one per message slot: dests[i] as sendmmsg's packer takes it
 
 	// rtcp takes routed classrooms' SRTCP off the socket (rtcpdirect.go).
 	rtcp rtcpRoutes
@@ -106,13 +110,15 @@ func newBatchConn(c net.PacketConn, log *slog.Logger) (net.PacketConn, *batchCon
 	if !ok {
 		return c, nil
 	}
-	b := &batchConn{PacketConn: udp, pc: ipv4.NewPacketConn(udp), log: log,
+	b := &batchConn{PacketConn: udp, udp: udp, pc: ipv4.NewPacketConn(udp), log: log,
 		arena: make([]byte, maxDatagrams*maxDatagramSize),
 		msgs:  make([]ipv4.Message, 0, maxDatagrams), runs: make([]gsoRun, maxDatagrams),
-		iovs: make([][][]byte, maxDatagrams), oobs: make([][]byte, maxDatagrams), addrs: make([]net.UDPAddr, maxDatagrams)}
+		iovs: make([][][]byte, maxDatagrams), oobs: make([][]byte, maxDatagrams),
+		dests: make([]udp4Dest, maxDatagrams), addrs: make([]net.UDPAddr, maxDatagrams)}
 	for i := range b.iovs {
 		b.iovs[i] = make([][]byte, 1)
 		b.oobs[i] = make([]byte, gsoControlLen)
+		b.addrs[i].IP = make(net.IP, net.IPv4len)
 	}
 	b.gso.Store(gsoSupported(udp))
 	return b, b
@@ -146,52 +152,82 @@ func (b *batchConn) end() {
 	}
 }
 
+// udp4Dest is an IPv4 address and port in one word (address<<16 | port,
+// and bit 48 set; 0: none). An egress keeps its classroom's address in a
+// field of its own, read with no pointer to follow (a *net.UDPAddr and its
+// IP were two cold cache lines for each classroom's every packet), and
+// the batch compares two in one instruction.
+type udp4Dest uint64
+
+// udp4DestOf packs ap; 0 when it is not IPv4 (or IPv4 mapped into IPv6).
+func udp4DestOf(ap netip.AddrPort) udp4Dest {
+	a := ap.Addr().Unmap()
+	if !a.Is4() {
+		return 0
+	}
+	ip := a.As4()
+	return udp4Dest(1<<48 | uint64(binary.BigEndian.Uint32(ip[:]))<<16 | uint64(ap.Port()))
+}
+
+// addrPort unpacks d.
+func (d udp4Dest) addrPort() netip.AddrPort {
+	var ip [4]byte
+	binary.BigEndian.PutUint32(ip[:], uint32(d>>16))
+	return netip.AddrPortFrom(netip.AddrFrom4(ip), uint16(d))
+}
+
 // WriteTo implements net.PacketConn.
 func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	ua, ok := addr.(*net.UDPAddr)
-	if !ok || !b.batchable(ua) || len(p) > maxDatagramSize {
+	var dst udp4Dest
+	if ua, ok := addr.(*net.UDPAddr); ok && b.open.Load() > 0 {
+		dst = udp4DestOf(ua.AddrPort())
+	}
+	if dst == 0 || len(p) > maxDatagramSize {
 		return b.PacketConn.WriteTo(p, addr)
+	}
+	return b.writeTo4(p, dst)
+}
+
+// writeTo4 writes p to dst: into the batch when one is open, else at once.
+func (b *batchConn) writeTo4(p []byte, dst udp4Dest) (int, error) {
+	if b.open.Load() == 0 || len(p) > maxDatagramSize {
+		return b.udp.WriteToUDPAddrPort(p, dst.addrPort())
 	}
 	b.mu.Lock()
 	n := copy(b.arena[b.used:], p)
-	b.addLocked(ua, n)
+	b.addLocked(dst, n)
 	b.mu.Unlock()
 	return n, nil
 }
 
-// writeInPlace writes a datagram to ua that fill makes straight into the
+// writeInPlace writes a datagram to dst that fill makes straight into the
 // batch, without a copy: fill gets room for maxDatagramSize bytes and
 // returns how many it wrote (0: none), which writeInPlace returns. It
-// returns -1, without calling fill, when no batch is open or ua is not
-// IPv4; the caller then writes the datagram itself. fill runs under the
-// batch's lock, so it must be short (an SRTP seal) and must not write to
-// the socket.
-func (b *batchConn) writeInPlace(ua *net.UDPAddr, fill func(room []byte) int) int {
-	if !b.batchable(ua) {
+// returns -1, without calling fill, when no batch is open; the caller then
+// writes the datagram itself. fill runs under the batch's lock, so it must
+// be short (an SRTP seal) and must not write to the socket.
+func (b *batchConn) writeInPlace(dst udp4Dest, fill func(room []byte) int) int {
+	if b.open.Load() == 0 {
 		return -1
 	}
 	b.mu.Lock()
 	// A batch is flushed at maxDatagrams, so the arena has room for one more.
 	n := fill(b.arena[b.used : b.used+maxDatagramSize])
 	if n > 0 {
-		b.addLocked(ua, n)
+		b.addLocked(dst, n)
 	}
 	b.mu.Unlock()
 	return n
 }
 
-func (b *batchConn) batchable(ua *net.UDPAddr) bool {
-	return b.open.Load() > 0 && ua.IP.To4() != nil
-}
-
 // addLocked takes the n bytes just written at the arena's end into the
-// batch, as a datagram to ua: the next segment of the last message, or a
+// batch, as a datagram to dst: the next segment of the last message, or a
 // message of its own. The caller holds b.mu.
-func (b *batchConn) addLocked(ua *net.UDPAddr, n int) {
+func (b *batchConn) addLocked(dst udp4Dest, n int) {
 	start := b.used
 	b.used += n
 	b.waiting++
-	if i := len(b.msgs) - 1; i >= 0 && b.joins(i, ua, n) {
+	if i := len(b.msgs) - 1; i >= 0 && b.joins(i, dst, n) {
 		r := &b.runs[i]
 		r.count++
 		r.bytes += n
@@ -201,8 +237,9 @@ func (b *batchConn) addLocked(ua *net.UDPAddr, n int) {
 	} else {
 		i = len(b.msgs)
 		a := &b.addrs[i]
-		a.IP = append(a.IP[:0], ua.IP...)
-		a.Port, a.Zone = ua.Port, ua.Zone
+		binary.BigEndian.PutUint32(a.IP, uint32(dst>>16))
+		a.Port = int(uint16(dst))
+		b.dests[i] = dst
 		b.runs[i] = gsoRun{size: n, count: 1, bytes: n}
 		b.iovs[i][0] = b.arena[start:b.used]
 		b.msgs = append(b.msgs, ipv4.Message{Buffers: b.iovs[i], Addr: a})
@@ -212,13 +249,11 @@ func (b *batchConn) addLocked(ua *net.UDPAddr, n int) {
 	}
 }
 
-// joins reports whether a datagram of n bytes to ua may be the next
+// joins reports whether a datagram of n bytes to dst may be the next
 // segment of message i.
-func (b *batchConn) joins(i int, ua *net.UDPAddr, n int) bool {
+func (b *batchConn) joins(i int, dst udp4Dest, n int) bool {
 	r := &b.runs[i]
-	a := &b.addrs[i]
-	return b.gso.Load() && !r.closed && n <= r.size && r.bytes+n <= maxGSOBytes &&
-		a.Port == ua.Port && a.IP.Equal(ua.IP)
+	return b.dests[i] == dst && b.gso.Load() && !r.closed && n <= r.size && r.bytes+n <= maxGSOBytes
 }
 
 // flushLocked sends the waiting datagrams. A datagram the kernel refuses

@@ -31,6 +31,10 @@ type DownTrack struct {
 	clock  uint32
 	queue  *egress
 	ready  *atomic.Bool // the subscriber connection is up: writes are not lost
+	// up latches ready (under mu): a connection, once up, is never down
+	// again for its down-tracks, and the subscriber's flag is a cache line
+	// of its own.
+	up bool
 
 	closed atomic.Bool
 	// paused: the subscriber does not show this picture now (a classroom
@@ -77,6 +81,7 @@ type DownTrack struct {
 	sentOctets  uint32
 
 	currentLayer atomic.Int32
+	wanted       atomic.Uint32 // wantedLayers; written under mu
 	// framesSent counts video frames forwarded (packets with the marker
 	// bit), for the frame rate a subscriber's dashboard row shows.
 	framesSent atomic.Uint64
@@ -136,6 +141,7 @@ func newDownTrack(t *Track, q *egress, ready *atomic.Bool, onSwitch func()) *Dow
 		d.clock = 90000
 	}
 	d.currentLayer.Store(-1)
+	d.noteWantedLocked()
 	// One copy of each audio packet until the classroom's first reports
 	// say its link is clean: the first seconds of a lossy link are heard.
 	d.redDistance.Store(1)
@@ -289,6 +295,30 @@ func (d *DownTrack) egressStream() *egressStream {
 // close detaches the down-track for good.
 func (d *DownTrack) close() { d.closed.Store(true) }
 
+// wantedLayers is the layers whose packets the down-track takes: the one
+// it forwards and the one it is switching to (video), or every one.
+func (d *DownTrack) wantedLayers() uint32 { return d.wanted.Load() }
+
+// noteWantedLocked sets wanted from the current and target layers and
+// reports whether it changed (then the caller tells the track, after
+// letting go of d.mu). The caller holds d.mu.
+func (d *DownTrack) noteWantedLocked() bool {
+	want := ^uint32(0)
+	if d.kind == KindVideo {
+		want = 0
+		for _, l := range [2]int{d.current, d.target} {
+			if l >= 0 && l < 32 {
+				want |= 1 << l
+			}
+		}
+	}
+	if d.wanted.Load() == want {
+		return false
+	}
+	d.wanted.Store(want)
+	return true
+}
+
 // CurrentLayer returns the layer forwarded now, -1 when none yet.
 func (d *DownTrack) CurrentLayer() int { return int(d.currentLayer.Load()) }
 
@@ -308,7 +338,11 @@ func (d *DownTrack) setTarget(layer int) (changed bool) {
 	if ask {
 		d.askedAt = time.Now()
 	}
+	wantsOther := d.noteWantedLocked()
 	d.mu.Unlock()
+	if wantsOther {
+		d.track.sinkLayersChanged()
+	}
 	if ask {
 		d.track.RequestKeyframe(layer)
 	}
@@ -369,7 +403,11 @@ func (d *DownTrack) writeShared(layer int, pkt *rtp.Packet, body *sharedPayload,
 	var askLayer = -1
 	d.mu.Lock()
 	askLayer = d.forwardLocked(layer, pkt, body, builds, now)
+	wantsOther := d.noteWantedLocked()
 	d.mu.Unlock()
+	if wantsOther {
+		d.track.sinkLayersChanged()
+	}
 	if askLayer >= 0 {
 		d.track.RequestKeyframe(askLayer)
 	}
@@ -384,7 +422,10 @@ const runLookback = 8192
 // builds, when not nil, the RED payloads built for it so far; now is when
 // it came.
 func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet, body *sharedPayload, builds *redBuilds, now time.Time) int {
-	if !d.bound || !d.ready.Load() {
+	if !d.up {
+		d.up = d.ready.Load()
+	}
+	if !d.bound || !d.up {
 		// Packets written before the connection is up are lost; wait, and
 		// start from a keyframe once it is.
 		return -1

@@ -3,7 +3,6 @@ package sfu
 import (
 	"context"
 	"encoding/binary"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,7 +72,7 @@ type egress struct {
 	// is UDP on the node's socket. While either is nil, packets go
 	// through pion's SRTP session and ICE connection.
 	srtpOut atomic.Pointer[srtpSender]
-	dest    atomic.Pointer[net.UDPAddr]
+	dest    atomic.Uint64 // a udp4Dest; 0: none
 	direct  atomic.Uint64 // packets sent directly
 
 	// rttNs is the subscriber's round trip (from its receiver reports):
@@ -98,6 +97,7 @@ type egress struct {
 	sizedAt   int64       // unix ns of the last look at the ring's size
 	sizedPos  uint64      // tail then
 	twccSeq   uint16
+	tally     sentTally
 	// heardAt is when TWCC feedback last came (unix ns; or when the first
 	// stamped packet after a pause went out), stampedAt when stamped
 	// packets last went out, silenceCutAt when checkFeedback last cut.
@@ -178,20 +178,78 @@ const vp8MaxPrefix = 8
 // size is the slot's payload length.
 func (s *egressSlot) size() int { return int(s.prefixLen) + int(s.to-s.from) }
 
-// header sets hdr to the slot's header; hdr keeps its extensions' capacity
-// (for the TWCC stamp).
-func (s *egressSlot) header(hdr *rtp.Header) {
-	*hdr = rtp.Header{Version: 2, Padding: s.padding, Marker: s.marker, PayloadType: s.pt,
-		SequenceNumber: s.seq, Timestamp: s.ts, SSRC: s.ssrc, Extensions: hdr.Extensions[:0]}
+// header is the slot's RTP header, before its transport-wide stamp.
+func (s *egressSlot) header() wireHeader {
+	return wireHeader{ssrc: s.ssrc, ts: s.ts, seq: s.seq, pt: s.pt, marker: s.marker, padding: s.padding}
+}
+
+// wireHeader is an RTP header (RFC 3550) of the one shape the egress
+// sends: no CSRCs, and at most one header extension, the transport-wide
+// sequence number (twccID and twccSeq; RFC 8285's one-byte form, which
+// pion's SetExtension also picks for it). It is written straight into the
+// packet: pion's generic header, its extension slice and its marshalling
+// were a few cold cache lines and a few hundred instructions for each
+// classroom's every packet. The paths pion carries get pion's header
+// (asRTP).
+type wireHeader struct {
+	ssrc, ts        uint32
+	seq, twccSeq    uint16
+	pt, twccID      uint8 // twccID 0: no extension
+	marker, padding bool
+}
+
+// size is the header's length on the wire.
+func (h *wireHeader) size() int {
+	if h.twccID != 0 {
+		return 12 + 8 // the extension's own header, the element and a byte of padding
+	}
+	return 12
+}
+
+// put writes the header at the start of b, which holds at least size()
+// bytes, and returns its length.
+func (h *wireHeader) put(b []byte) int {
+	_ = b[11]
+	b[0] = 2 << 6 // version 2
+	if h.padding {
+		b[0] |= 1 << 5
+	}
+	b[1] = h.pt & 0x7f
+	if h.marker {
+		b[1] |= 1 << 7
+	}
+	binary.BigEndian.PutUint16(b[2:], h.seq)
+	binary.BigEndian.PutUint32(b[4:], h.ts)
+	binary.BigEndian.PutUint32(b[8:], h.ssrc)
+	if h.twccID == 0 {
+		return 12
+	}
+	_ = b[19]
+	b[0] |= 1 << 4 // extension
+	binary.BigEndian.PutUint16(b[12:], rtp.ExtensionProfileOneByte)
+	binary.BigEndian.PutUint16(b[14:], 1) // one 32-bit word follows
+	b[16] = h.twccID<<4 | (2 - 1)         // id, and length less one
+	binary.BigEndian.PutUint16(b[17:], h.twccSeq)
+	b[19] = 0
+	return 20
+}
+
+// asRTP sets hdr to the header as pion's; its extension's payload is
+// twcc, which must outlive hdr's use.
+func (h *wireHeader) asRTP(hdr *rtp.Header, twcc *[2]byte) {
+	*hdr = rtp.Header{Version: 2, Padding: h.padding, Marker: h.marker, PayloadType: h.pt,
+		SequenceNumber: h.seq, Timestamp: h.ts, SSRC: h.ssrc, Extensions: hdr.Extensions[:0]}
+	if h.twccID != 0 {
+		binary.BigEndian.PutUint16(twcc[:], h.twccSeq)
+		_ = hdr.SetExtension(h.twccID, twcc[:]) // cannot fail: the id is 1 to 14 (newEgressStream)
+	}
 }
 
 // rtxScratch is where a retransmission is built: the original sequence
 // number (for RTX, RFC 4588) and the slot's payload.
 type rtxScratch struct {
-	hdr  rtp.Header
-	n    int
-	twcc [2]byte
-	buf  [2 + vp8MaxPrefix + maxPayload]byte
+	n   int
+	buf [2 + vp8MaxPrefix + maxPayload]byte
 }
 
 // sentPacket is what the estimator needs of a sent packet, by transport-wide
@@ -226,7 +284,6 @@ func newEgress() *egress {
 	e.slots, e.bodies, e.mask = make([]egressSlot, minRingSlots), make([]*sharedPayload, minRingSlots), minRingSlots-1
 	e.paceTimer = time.NewTimer(time.Hour)
 	e.paceTimer.Stop()
-	e.rtx.hdr.Extensions = make([]rtp.Extension, 0, 1)
 	e.hdr.Extensions = make([]rtp.Extension, 0, 1)
 	e.plain = make([]byte, maxPacket+srtpOverhead)
 	return e
@@ -585,8 +642,8 @@ func (e *egress) drain() {
 		for p := first; p < first+n && e.pace.budget > 0; p++ {
 			// The slot is ours until head moves: push never fills it before.
 			s := &e.slots[p&e.mask]
-			s.header(&e.hdr)
-			e.send(s.stream, &e.hdr, s.prefix[:s.prefixLen], e.bodies[p&e.mask].buf[s.from:s.to], &e.twcc, now)
+			h := s.header()
+			e.send(s.stream, &h, s.prefix[:s.prefixLen], e.bodies[p&e.mask].buf[s.from:s.to], now)
 			size := s.size() + rtpHeaderSize
 			e.pace.budget -= float64(size)
 			sent++
@@ -599,6 +656,7 @@ func (e *egress) drain() {
 		if e.batch != nil {
 			e.batch.end()
 		}
+		e.publishSent()
 		e.sizeRing(now)
 		if e.twccSeq != 0 { // the classroom negotiated TWCC: feedback is due
 			e.checkFeedback(now)
@@ -690,7 +748,7 @@ func (e *egress) sendRetransmissions(now int64) {
 		}
 		st := s.stream
 		r := &e.rtx
-		s.header(&r.hdr)
+		h := s.header()
 		r.n = 0
 		if st.rtxSSRC != 0 {
 			binary.BigEndian.PutUint16(r.buf[:2], s.seq)
@@ -700,10 +758,10 @@ func (e *egress) sendRetransmissions(now int64) {
 		r.n += copy(r.buf[r.n:], body.buf[s.from:s.to])
 		e.mu.Unlock()
 		if st.rtxSSRC != 0 {
-			r.hdr.SSRC, r.hdr.PayloadType, r.hdr.SequenceNumber = st.rtxSSRC, st.rtxPT, st.rtxSeq
+			h.ssrc, h.pt, h.seq = st.rtxSSRC, st.rtxPT, st.rtxSeq
 			st.rtxSeq++
 		}
-		e.send(st, &r.hdr, nil, r.buf[:r.n], &r.twcc, now)
+		e.send(st, &h, nil, r.buf[:r.n], now)
 		e.pace.budget -= float64(r.n + rtpHeaderSize)
 		e.resent.Add(1)
 	}
@@ -711,17 +769,15 @@ func (e *egress) sendRetransmissions(now int64) {
 
 // send stamps the packet's transport-wide sequence number, notes its send
 // time and writes it. Its payload is prefix, then body.
-func (e *egress) send(st *egressStream, hdr *rtp.Header, prefix, body []byte, twcc *[2]byte, now int64) {
+func (e *egress) send(st *egressStream, h *wireHeader, prefix, body []byte, now int64) {
 	if st.twccID != 0 {
 		seq := e.twccSeq
 		e.twccSeq++
-		binary.BigEndian.PutUint16(twcc[:], seq)
-		if err := hdr.SetExtension(st.twccID, twcc[:]); err == nil {
-			e.sent[seq%sentHistory] = sentPacket{at: now, size: int32(hdr.MarshalSize() + len(prefix) + len(body)), seq: seq}
-		}
+		h.twccID, h.twccSeq = st.twccID, seq
+		e.sent[seq%sentHistory] = sentPacket{at: now, size: int32(h.size() + len(prefix) + len(body)), seq: seq}
 	}
 	if out, dst := e.directPath(); out != nil {
-		e.sendDirect(out, dst, hdr, prefix, body)
+		e.sendDirect(out, dst, h, prefix, body)
 		return
 	}
 	if e.srtpOut.Load() != nil {
@@ -735,9 +791,10 @@ func (e *egress) send(st *egressStream, hdr *rtp.Header, prefix, body []byte, tw
 	if len(prefix) > 0 {
 		payload = e.plain[:copy(e.plain, prefix)+copy(e.plain[len(prefix):], body)]
 	}
-	if n, err := st.writer.WriteRTP(hdr, payload); err == nil {
-		e.packets.Add(1)
-		e.bytes.Add(uint64(n))
+	h.asRTP(&e.hdr, &e.twcc)
+	if n, err := st.writer.WriteRTP(&e.hdr, payload); err == nil {
+		e.tally.packets++
+		e.tally.bytes += uint64(n)
 	}
 }
 
@@ -745,13 +802,18 @@ func (e *egress) send(st *egressStream, hdr *rtp.Header, prefix, body []byte, tw
 // sends itself (sendDirect): the keys are known, the pair is UDP on the
 // node's socket, and pion has not carried a packet since the keys came.
 // Sender only.
-func (e *egress) directPath() (*srtpSender, *net.UDPAddr) {
-	out, dst := e.srtpOut.Load(), e.dest.Load()
-	if out == nil || dst == nil || e.batch == nil || e.viaPion {
-		return nil, nil
+func (e *egress) directPath() (*srtpSender, udp4Dest) {
+	out, dst := e.srtpOut.Load(), e.destination()
+	if out == nil || dst == 0 || e.batch == nil || e.viaPion {
+		return nil, 0
 	}
 	return out, dst
 }
+
+// destination is the classroom's address while its selected pair is UDP
+// on the node's socket, 0 otherwise; setDestination changes it.
+func (e *egress) destination() udp4Dest     { return udp4Dest(e.dest.Load()) }
+func (e *egress) setDestination(d udp4Dest) { e.dest.Store(uint64(d)) }
 
 // Sizes for direct sending: the largest RTP packet a slot makes (header
 // with CSRCs and extensions, an RTX sequence number, payload with its VP8
@@ -775,10 +837,10 @@ var sealScratch = sync.Pool{New: func() any { return new(packetBuf) }}
 // session, ICE connection and mux would do, without their locks, hand-offs
 // and copies. With an AES-GCM profile the packet is marshalled and sealed
 // in one buffer: the batch's own, where it can be. Nothing is allocated.
-func (e *egress) sendDirect(out *srtpSender, dst *net.UDPAddr, hdr *rtp.Header, prefix, body []byte) {
-	size := hdr.MarshalSize() + len(prefix) + len(body)
+func (e *egress) sendDirect(out *srtpSender, dst udp4Dest, h *wireHeader, prefix, body []byte) {
+	size := h.size() + len(prefix) + len(body)
 	if out.gcm != nil && size+srtpOverhead <= maxDatagramSize {
-		n := e.batch.writeInPlace(dst, func(room []byte) int { return sealGCMInto(out, room, hdr, prefix, body) })
+		n := e.batch.writeInPlace(dst, func(room []byte) int { return sealGCMInto(out, room, h, prefix, body) })
 		if n > 0 {
 			e.sentDirect(size)
 		}
@@ -791,45 +853,64 @@ func (e *egress) sendDirect(out *srtpSender, dst *net.UDPAddr, hdr *rtp.Header, 
 	}
 	var sealed []byte
 	if out.gcm != nil {
-		n := sealGCMInto(out, e.sealed[:], hdr, prefix, body)
+		n := sealGCMInto(out, e.sealed[:], h, prefix, body)
 		if n == 0 {
 			return
 		}
 		sealed = e.sealed[:n]
 	} else {
 		buf := e.plain
-		n, err := hdr.MarshalTo(buf)
-		if err != nil || n+len(prefix)+len(body) > len(buf) {
+		if size > len(buf) {
 			return
 		}
+		n := h.put(buf)
 		n += copy(buf[n:], prefix)
 		n += copy(buf[n:], body)
+		var err error
 		if sealed, err = out.ctx.EncryptRTP(e.sealed[:0], buf[:n], &e.sealedHdr); err != nil {
 			return
 		}
 	}
-	if _, err := e.batch.WriteTo(sealed, dst); err == nil {
+	if _, err := e.batch.writeTo4(sealed, dst); err == nil {
 		e.sentDirect(size)
 	}
 }
 
 // sealGCMInto marshals the packet into buf and seals it there (AES-GCM),
 // and returns its length; 0 if it does not fit.
-func sealGCMInto(out *srtpSender, buf []byte, hdr *rtp.Header, prefix, body []byte) int {
-	n, err := hdr.MarshalTo(buf)
-	if err != nil || n+len(prefix)+len(body)+srtpOverhead > len(buf) {
+func sealGCMInto(out *srtpSender, buf []byte, h *wireHeader, prefix, body []byte) int {
+	if h.size()+len(prefix)+len(body)+srtpOverhead > len(buf) {
 		return 0
 	}
+	n := h.put(buf)
 	size := n + copy(buf[n:], prefix)
 	size += copy(buf[size:], body)
-	return len(out.sealGCM(buf[:size], n, hdr.SSRC, hdr.SequenceNumber))
+	return len(out.sealGCM(buf[:size], n, h.ssrc, h.seq))
 }
 
 // sentDirect counts a packet of size bytes (before SRTP) sent directly.
 func (e *egress) sentDirect(size int) {
-	e.packets.Add(1)
-	e.bytes.Add(uint64(size))
-	e.direct.Add(1)
+	e.tally.packets++
+	e.tally.bytes += uint64(size)
+	e.tally.direct++
+}
+
+// sentTally is what a drain sent, counted by the sender and added to the
+// egress's counters once at its end (publishSent): three atomic adds for
+// each packet were three locked instructions each time.
+type sentTally struct{ packets, bytes, direct uint64 }
+
+func (e *egress) publishSent() {
+	t := &e.tally
+	if t.packets == 0 {
+		return
+	}
+	e.packets.Add(t.packets)
+	e.bytes.Add(t.bytes)
+	if t.direct > 0 {
+		e.direct.Add(t.direct)
+	}
+	*t = sentTally{}
 }
 
 // rtpHeaderSize is a packet's header with the TWCC extension, for

@@ -293,14 +293,14 @@ func TestEgressLeavesSRTPToPionOnceItCarriedAPacket(t *testing.T) {
 		e.pace.at = 0
 		e.drain()
 	}
-	e.dest.Store(sink.LocalAddr().(*net.UDPAddr))
+	e.setDestination(udp4DestOf(sink.LocalAddr().(*net.UDPAddr).AddrPort()))
 	sendOne(1)
 	if e.direct.Load() != 1 || len(w.packets()) != 0 {
 		t.Fatalf("on UDP: %d direct, %d through pion; want 1, 0", e.direct.Load(), len(w.packets()))
 	}
-	e.dest.Store(nil) // the pair moved to TCP
+	e.setDestination(0) // the pair moved to TCP
 	sendOne(2)
-	e.dest.Store(sink.LocalAddr().(*net.UDPAddr)) // and back to UDP
+	e.setDestination(udp4DestOf(sink.LocalAddr().(*net.UDPAddr).AddrPort())) // and back to UDP
 	sendOne(3)
 	if e.direct.Load() != 1 || len(w.packets()) != 2 {
 		t.Fatalf("after TCP: %d direct, %d through pion; want 1, 2", e.direct.Load(), len(w.packets()))
@@ -384,7 +384,7 @@ func TestFanOutSendsInlineInOneBatch(t *testing.T) {
 		e := newEgress()
 		e.inline, e.batch = true, batch
 		e.srtpOut.Store(testSRTPSender(t))
-		e.dest.Store(sink.LocalAddr().(*net.UDPAddr))
+		e.setDestination(udp4DestOf(sink.LocalAddr().(*net.UDPAddr).AddrPort()))
 		d := newDownTrack(track, e, ready, nil)
 		d.bound, d.ssrc, d.pt, d.resync = true, 1234, 96, true
 		d.stream = &egressStream{writer: &discardWriter{}, ssrc: 1234}
@@ -454,6 +454,40 @@ func TestFanOutSendsInlineInOneBatch(t *testing.T) {
 		}
 		if want := vp8Frame(1, 3000, 5, true).Payload; pkt.SSRC != 1234 || !bytes.Equal(pkt.Payload[len(pkt.Payload)-3:], want[len(want)-3:]) {
 			t.Fatalf("datagram %d: ssrc %d payload %x, want ssrc 1234 and the frame %x", i, pkt.SSRC, pkt.Payload, want)
+		}
+	}
+}
+
+// TestWireHeaderIsPionsMarshal: the header the egress writes itself is,
+// byte for byte, what pion marshals for the same fields and transport-wide
+// stamp, for every flag and extension id, and its size is pion's.
+func TestWireHeaderIsPionsMarshal(t *testing.T) {
+	for i := 0; i < 2000; i++ {
+		h := wireHeader{ssrc: uint32(i) * 2654435761, ts: uint32(i) * 40503, seq: uint16(i * 7919), twccSeq: uint16(i * 104729),
+			pt: uint8(i % 128), marker: i%3 == 0, padding: i%5 == 0}
+		if i%4 != 0 {
+			h.twccID = uint8(1 + i%14)
+		}
+		var twcc [2]byte
+		var want rtp.Header
+		want.Extensions = make([]rtp.Extension, 0, 1)
+		h.asRTP(&want, &twcc)
+		wantBytes, err := want.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 32)
+		n := h.put(got)
+		if !bytes.Equal(got[:n], wantBytes) || h.size() != n {
+			t.Fatalf("%+v: wrote % x (size %d), pion marshals % x", h, got[:n], h.size(), wantBytes)
+		}
+		var back rtp.Header
+		if _, err := back.Unmarshal(got[:n]); err != nil || back.SequenceNumber != h.seq || back.SSRC != h.ssrc ||
+			back.Marker != h.marker || back.PayloadType != h.pt || back.Padding != h.padding {
+			t.Fatalf("%+v: pion reads back %+v (%v)", h, back, err)
+		}
+		if h.twccID != 0 && binary.BigEndian.Uint16(back.GetExtension(h.twccID)) != h.twccSeq {
+			t.Fatalf("%+v: transport-wide sequence number %x", h, back.GetExtension(h.twccID))
 		}
 	}
 }

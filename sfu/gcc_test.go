@@ -8,7 +8,6 @@ import (
 
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
 )
 
 // link is a simulated downlink: a bottleneck of rate bit/s (0: none) with
@@ -82,10 +81,9 @@ func simulateGCC(t *testing.T, initial int, bps float64, follow bool, l *link, d
 			rate = min(max(target, 150e3), bps)
 		}
 		now = now.Add(time.Duration(1200 * 8 / rate * float64(time.Second)))
-		hdr := rtp.Header{Version: 2, SequenceNumber: seq, SSRC: 1}
-		var twcc [2]byte
+		hdr := wireHeader{seq: seq, ssrc: 1}
 		seq++
-		e.send(st, &hdr, nil, payload, &twcc, now.UnixNano())
+		e.send(st, &hdr, nil, payload, now.UnixNano())
 		pkts := w.packets()
 		sent := pkts[len(pkts)-1]
 		if at, ok := l.arrive(now, sent.MarshalSize()); ok {

@@ -53,4 +53,6 @@ func (sp *sharedPayload) release() {
 // payload instead of copying it (a down-track).
 type sharedSink interface {
 	writeShared(layer int, pkt *rtp.Packet, body *sharedPayload, builds *redBuilds, now time.Time)
+	// wantedLayers is the layers whose packets it takes now (bit i: layer i).
+	wantedLayers() uint32
 }

@@ -1,7 +1,7 @@
 package sfu
 
 import (
-	"net"
+	"net/netip"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -94,24 +94,24 @@ func (s *subscriber) watchTransport() {
 	ice := s.pc.SCTP().Transport().ICETransport()
 	ice.OnSelectedCandidatePairChange(func(pair *webrtc.ICECandidatePair) {
 		s.transport.Store(transportName(pair))
-		s.queue.dest.Store(directDestination(pair))
+		s.queue.setDestination(directDestination(pair))
 		s.routeRTCP()
 	})
 }
 
 // directDestination is where the egress may send SRTP itself for a
 // selected pair: the remote address when the node's end is UDP (the node's
-// one UDP socket; a relayed classroom's relay address is UDP too), nil when
-// it is TCP (ICE-TCP framing stays pion's) or the address is a name.
-func directDestination(pair *webrtc.ICECandidatePair) *net.UDPAddr {
+// one UDP socket; a relayed classroom's relay address is UDP too), 0 when
+// it is TCP (ICE-TCP framing stays pion's), IPv6 or a name.
+func directDestination(pair *webrtc.ICECandidatePair) udp4Dest {
 	if pair == nil || pair.Local == nil || pair.Remote == nil || pair.Local.Protocol != webrtc.ICEProtocolUDP {
-		return nil
+		return 0
 	}
-	ip := net.ParseIP(pair.Remote.Address)
-	if ip == nil || ip.To4() == nil {
-		return nil
+	ip, err := netip.ParseAddr(pair.Remote.Address)
+	if err != nil {
+		return 0
 	}
-	return &net.UDPAddr{IP: ip.To4(), Port: int(pair.Remote.Port)}
+	return udp4DestOf(netip.AddrPortFrom(ip, pair.Remote.Port))
 }
 
 // transportName names a candidate pair's transport.

@@ -324,8 +324,8 @@ func (s *subscriber) routeRTCP() {
 	defer s.routeMu.Unlock()
 	var want netip.AddrPort
 	in := s.rtcpIn.Load()
-	if dst := s.queue.dest.Load(); in != nil && dst != nil && !s.closed {
-		want = dst.AddrPort()
+	if dst := s.queue.destination(); in != nil && dst != 0 && !s.closed {
+		want = dst.addrPort()
 	}
 	if want == s.routed {
 		return

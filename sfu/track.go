@@ -81,6 +81,14 @@ type Track struct {
 	info TrackInfo
 
 	sinks atomic.Pointer[[]sinkEntry]
+	// layerSinks holds, per layer, the sinks its packets go to: every sink
+	// but the down-tracks, which take only the layers they forward or are
+	// switching to (wantedLayers). Rebuilt, copy-on-write, when a sink
+	// comes or goes or a down-track's layers change. Without it, each
+	// packet of a simulcast's smaller layers (a third of what a teacher's
+	// browser sends) visited every classroom's down-track to be refused
+	// there.
+	layerSinks []atomic.Pointer[[]sinkEntry]
 
 	mu           sync.Mutex // guards sink list changes, muted and lastKeyframe
 	muted        bool
@@ -129,6 +137,7 @@ func NewTrack(info TrackInfo, requestKeyframe KeyframeRequester) *Track {
 		requestKFrame:    requestKeyframe,
 		muted:            info.Muted,
 		layerBytes:       make([]atomic.Uint64, len(info.Layers)),
+		layerSinks:       make([]atomic.Pointer[[]sinkEntry], len(info.Layers)),
 	}
 	if info.Kind == KindAudio {
 		t.redBuilds = make([]redBuilds, len(info.Layers))
@@ -136,6 +145,9 @@ func NewTrack(info TrackInfo, requestKeyframe KeyframeRequester) *Track {
 	t.forwarding.Store(!info.Muted)
 	empty := []sinkEntry{}
 	t.sinks.Store(&empty)
+	for l := range t.layerSinks {
+		t.layerSinks[l].Store(&empty)
+	}
 	return t
 }
 
@@ -207,6 +219,29 @@ func (t *Track) AddSink(id string, s Sink) {
 	shared, _ := s.(sharedSink)
 	next = append(next, sinkEntry{id: id, sink: s, shared: shared})
 	t.sinks.Store(&next)
+	t.sortLayerSinksLocked()
+}
+
+// sinkLayersChanged is called by a sink whose wantedLayers changed.
+func (t *Track) sinkLayersChanged() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sortLayerSinksLocked()
+}
+
+// sortLayerSinksLocked rebuilds layerSinks from the sinks; the caller
+// holds t.mu.
+func (t *Track) sortLayerSinksLocked() {
+	all := *t.sinks.Load()
+	for l := range t.layerSinks {
+		list := make([]sinkEntry, 0, len(all))
+		for _, e := range all {
+			if e.shared == nil || e.shared.wantedLayers()&(1<<l) != 0 {
+				list = append(list, e)
+			}
+		}
+		t.layerSinks[l].Store(&list)
+	}
 }
 
 // RemoveSink detaches the sink with the given id; it is a no-op when absent.
@@ -221,6 +256,7 @@ func (t *Track) RemoveSink(id string) {
 		}
 	}
 	t.sinks.Store(&next)
+	t.sortLayerSinksLocked()
 }
 
 // SinkCount returns how many sinks are attached.
@@ -250,7 +286,11 @@ func (t *Track) WriteRTP(layer int, pkt *rtp.Packet) {
 	if layer >= 0 && layer < len(t.redBuilds) {
 		builds = &t.redBuilds[layer]
 	}
-	for _, e := range *t.sinks.Load() {
+	sinks := t.sinks.Load()
+	if layer >= 0 && layer < len(t.layerSinks) {
+		sinks = t.layerSinks[layer].Load()
+	}
+	for _, e := range *sinks {
 		if e.shared == nil {
 			e.sink.WriteRTP(layer, pkt)
 			continue
