@@ -116,6 +116,15 @@ type Track struct {
 	// redBuilds is each layer's RED payloads of the packet being fanned
 	// out (red.go), for its read goroutine; sound only.
 	redBuilds []redBuilds
+	// frames is each layer's picture held for the down-tracks until it is
+	// complete (frames.go), for its read goroutine; video only.
+	frames []pendingFrame
+	// fanOuts serialises each layer's fan-outs, which own its redBuilds
+	// and frames: a layer has one read goroutine, but when a reconnecting
+	// publisher takes the track over, the old one's last packet may still
+	// be on its way through while the new one's first comes. Uncontended
+	// otherwise.
+	fanOuts []sync.Mutex
 }
 
 type sinkEntry struct {
@@ -138,9 +147,13 @@ func NewTrack(info TrackInfo, requestKeyframe KeyframeRequester) *Track {
 		muted:            info.Muted,
 		layerBytes:       make([]atomic.Uint64, len(info.Layers)),
 		layerSinks:       make([]atomic.Pointer[[]sinkEntry], len(info.Layers)),
+		fanOuts:          make([]sync.Mutex, len(info.Layers)),
 	}
-	if info.Kind == KindAudio {
+	switch info.Kind {
+	case KindAudio:
 		t.redBuilds = make([]redBuilds, len(info.Layers))
+	case KindVideo:
+		t.frames = make([]pendingFrame, len(info.Layers))
 	}
 	t.forwarding.Store(!info.Muted)
 	empty := []sinkEntry{}
@@ -274,7 +287,18 @@ func (t *Track) WriteRTP(layer int, pkt *rtp.Packet) {
 	if layer >= 0 && layer < len(t.layerBytes) {
 		t.layerBytes[layer].Add(n)
 	}
+	if layer >= 0 && layer < len(t.fanOuts) {
+		t.fanOuts[layer].Lock()
+		defer t.fanOuts[layer].Unlock()
+	}
+	var frame *pendingFrame
+	if layer >= 0 && layer < len(t.frames) {
+		frame = &t.frames[layer]
+	}
 	if !t.forwarding.Load() {
+		if frame != nil {
+			frame.drop() // muted mid-picture: it is not shown later
+		}
 		return
 	}
 	// The down-tracks queue one shared copy of the payload (payload.go),
@@ -290,6 +314,10 @@ func (t *Track) WriteRTP(layer int, pkt *rtp.Packet) {
 	if layer >= 0 && layer < len(t.layerSinks) {
 		sinks = t.layerSinks[layer].Load()
 	}
+	if frame != nil && frame.n > 0 && !frame.holds(pkt) {
+		frame.fanOut(layer, *sinks)
+	}
+	hold := false // the down-tracks get the packet with its picture (frames.go)
 	for _, e := range *sinks {
 		if e.shared == nil {
 			e.sink.WriteRTP(layer, pkt)
@@ -300,8 +328,20 @@ func (t *Track) WriteRTP(layer int, pkt *rtp.Packet) {
 			if len(pkt.Payload) > 0 {
 				body = newSharedPayload(pkt.Payload) // nil when too large: each copies (and drops) it
 			}
+			hold = frame != nil && (body != nil || len(pkt.Payload) == 0)
+			if frame != nil && !hold {
+				frame.fanOut(layer, *sinks) // not held: the packets before it go first
+			}
 		}
-		e.shared.writeShared(layer, pkt, body, builds, now)
+		if !hold {
+			e.shared.writeShared(layer, pkt, body, builds, now)
+		}
+	}
+	if hold {
+		frame.add(pkt, body, now)
+		if pkt.Marker || frame.full() {
+			frame.fanOut(layer, *sinks)
+		}
 	}
 	if body != nil {
 		body.release()

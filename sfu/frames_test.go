@@ -1,0 +1,159 @@
+package sfu
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// callLog records, in order, what a track hands its sinks.
+type callLog struct{ calls []string }
+
+func (l *callLog) add(format string, args ...any) { l.calls = append(l.calls, fmt.Sprintf(format, args...)) }
+
+func (l *callLog) take() string {
+	s := strings.Join(l.calls, " ")
+	l.calls = l.calls[:0]
+	return s
+}
+
+// loggedDownTrack stands for a down-track: a shared sink taking the layers
+// in wants, whose every packet (and the payload it holds) is logged.
+type loggedDownTrack struct {
+	name  string
+	log   *callLog
+	wants uint32
+}
+
+func (d *loggedDownTrack) WriteRTP(int, *rtp.Packet) { panic("a down-track takes the shared payload") }
+func (d *loggedDownTrack) wantedLayers() uint32      { return d.wants }
+func (d *loggedDownTrack) writeShared(layer int, pkt *rtp.Packet, body *sharedPayload, _ *redBuilds, _ time.Time) {
+	if body != nil && string(body.buf[:body.n]) != string(pkt.Payload) {
+		d.log.add("%s:payload-mismatch", d.name)
+	}
+	d.log.add("%s%d:%d:%s", d.name, layer, pkt.SequenceNumber, pkt.Payload)
+}
+
+// loggedSink stands for the recorder: a sink of every packet, as it comes.
+type loggedSink struct {
+	name string
+	log  *callLog
+}
+
+func (s *loggedSink) WriteRTP(layer int, pkt *rtp.Packet) {
+	s.log.add("%s%d:%d:%s", s.name, layer, pkt.SequenceNumber, pkt.Payload)
+}
+
+func videoPacket(seq uint16, ts uint32, marker bool, payload string) *rtp.Packet {
+	return &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: marker}, Payload: []byte(payload)}
+}
+
+// TestPicturesGoToEachClassroomWhole: a video layer's packets reach the
+// recorder as they come, and the classrooms' down-tracks when the picture
+// is complete, one classroom's whole picture after the other's. A picture
+// whose marker never came goes when the next one starts; a muted track's
+// half picture is not shown later; a picture larger than what is held
+// goes in parts.
+func TestPicturesGoToEachClassroomWhole(t *testing.T) {
+	log := &callLog{}
+	track := NewTrack(TrackInfo{ID: "cam", Kind: KindVideo, Layers: []string{"q", "f"}}, nil)
+	track.AddSink("rec", &loggedSink{name: "R", log: log})
+	track.AddSink("a", &loggedDownTrack{name: "A", log: log, wants: 1 << 1})
+	track.AddSink("b", &loggedDownTrack{name: "B", log: log, wants: 1 << 1})
+
+	track.WriteRTP(1, videoPacket(1, 100, false, "x"))
+	track.WriteRTP(1, videoPacket(2, 100, false, "y"))
+	if got, want := log.take(), "R1:1:x R1:2:y"; got != want {
+		t.Fatalf("before the picture's last packet: %q, want %q", got, want)
+	}
+	track.WriteRTP(1, videoPacket(3, 100, true, "z"))
+	if got, want := log.take(), "R1:3:z A1:1:x A1:2:y A1:3:z B1:1:x B1:2:y B1:3:z"; got != want {
+		t.Fatalf("at the picture's last packet: %q, want %q", got, want)
+	}
+
+	// The marker of the picture at 200 is lost: it goes when 300 starts.
+	track.WriteRTP(1, videoPacket(4, 200, false, "p"))
+	track.WriteRTP(1, videoPacket(6, 300, false, "r"))
+	if got, want := log.take(), "R1:4:p A1:4:p B1:4:p R1:6:r"; got != want {
+		t.Fatalf("a picture without its marker: %q, want %q", got, want)
+	}
+
+	// Muted mid-picture: the half picture is dropped, and what comes
+	// after the unmute starts afresh.
+	track.SetMuted(true)
+	track.WriteRTP(1, videoPacket(7, 300, true, "s"))
+	track.SetMuted(false)
+	track.WriteRTP(1, videoPacket(8, 400, true, "t"))
+	if got, want := log.take(), "R1:8:t A1:8:t B1:8:t"; got != want {
+		t.Fatalf("muted mid-picture: %q, want %q", got, want)
+	}
+
+	// Layer q is nobody's: the down-tracks are not visited for it.
+	track.WriteRTP(0, videoPacket(1, 100, true, "q"))
+	if got, want := log.take(), "R0:1:q"; got != want {
+		t.Fatalf("a layer no classroom takes: %q, want %q", got, want)
+	}
+
+	// A keyframe of more packets than a picture holds goes in parts: the
+	// first maxPendingPackets to A, then to B, then the rest to each.
+	var wantParts []string
+	for _, part := range [][2]int{{0, maxPendingPackets}, {maxPendingPackets, maxPendingPackets + 2}} {
+		for _, d := range []string{"A", "B"} {
+			for i := part[0]; i < part[1]; i++ {
+				wantParts = append(wantParts, fmt.Sprintf("%s1:%d:k", d, 100+i))
+			}
+		}
+	}
+	for i := 0; i < maxPendingPackets+2; i++ {
+		track.WriteRTP(1, videoPacket(uint16(100+i), 500, i == maxPendingPackets+1, "k"))
+	}
+	var gotParts []string
+	for _, c := range strings.Fields(log.take()) {
+		if !strings.HasPrefix(c, "R") {
+			gotParts = append(gotParts, c)
+		}
+	}
+	if got, want := strings.Join(gotParts, " "), strings.Join(wantParts, " "); got != want {
+		t.Fatalf("a large picture: %q, want %q", got, want)
+	}
+}
+
+// TestLayerListsFollowTheDownTracks: a down-track is on the sink list of
+// the layer it forwards and of the one it is switching to, and on no
+// other; a switch moves it.
+func TestLayerListsFollowTheDownTracks(t *testing.T) {
+	track := NewTrack(TrackInfo{ID: "cam", Kind: KindVideo, Codec: Codec{MimeType: "video/VP8", ClockRate: 90000}, Layers: []string{"q", "h", "f"}}, nil)
+	d := boundDownTrack(t, track, &discardWriter{})
+	track.AddSink("d", d)
+	on := func() string {
+		var s []string
+		for l := range track.layerSinks {
+			for _, e := range *track.layerSinks[l].Load() {
+				if e.shared == sharedSink(d) {
+					s = append(s, fmt.Sprint(l))
+				}
+			}
+		}
+		return strings.Join(s, ",")
+	}
+	if got := on(); got != "2" {
+		t.Fatalf("a new down-track is on layers %q, want its target's, 2", got)
+	}
+	src := &layerSource{seq: 1, ts: 1, pic: 1}
+	track.WriteRTP(2, src.next(true))
+	if got := on(); got != "2" {
+		t.Fatalf("forwarding f: on layers %q, want 2", got)
+	}
+	d.setTarget(0)
+	if got := on(); got != "0,2" {
+		t.Fatalf("switching down to q: on layers %q, want 0,2", got)
+	}
+	q := &layerSource{seq: 1000, ts: 1, pic: 1}
+	track.WriteRTP(0, q.next(true))
+	if got := on(); got != "0" {
+		t.Fatalf("switched to q: on layers %q, want 0", got)
+	}
+}
