@@ -12,7 +12,9 @@ import (
 // callLog records, in order, what a track hands its sinks.
 type callLog struct{ calls []string }
 
-func (l *callLog) add(format string, args ...any) { l.calls = append(l.calls, fmt.Sprintf(format, args...)) }
+func (l *callLog) add(format string, args ...any) {
+	l.calls = append(l.calls, fmt.Sprintf(format, args...))
+}
 
 func (l *callLog) take() string {
 	s := strings.Join(l.calls, " ")
