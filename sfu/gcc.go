@@ -316,11 +316,14 @@ type kalmanFilter struct {
 	measurementUncertainty float64
 }
 
+// kalmanAlpha weighs the measurement noise estimate's history (pion's
+// constant, computed once rather than for every group).
+var kalmanAlpha = math.Pow(1-0.001, 30.0/(1000.0*5*float64(time.Millisecond)))
+
 func (k *kalmanFilter) update(measurement time.Duration) time.Duration {
-	const chi = 0.001
 	z := measurement - k.estimate
 	zms := float64(z.Microseconds()) / 1000.0
-	alpha := math.Pow(1-chi, 30.0/(1000.0*5*float64(time.Millisecond)))
+	alpha := kalmanAlpha
 	root3 := 3 * math.Sqrt(k.measurementUncertainty)
 	if zms > root3 {
 		k.measurementUncertainty = math.Max(alpha*k.measurementUncertainty+(1-alpha)*root3*root3, 1)
