@@ -51,8 +51,11 @@ type DownTrack struct {
 	pt      uint8
 	stripRE bool // publisher sends RED: its primary is taken out
 	// red wraps Opus into RED for a subscriber that negotiated it, with
-	// redDistance earlier packets (red.go); nil otherwise.
+	// redDistance earlier packets (red.go); nil otherwise. It points to
+	// redStore, beside the fields each sound packet reads: a wrapper of
+	// its own on the heap was one more cold cache line a packet.
 	red         *redWrapper
+	redStore    redWrapper
 	redDistance atomic.Int32
 
 	current int // layer forwarded now, -1 before the first keyframe
@@ -211,15 +214,20 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if !ok {
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("down-track %s: %w", d.id, webrtc.ErrUnsupportedCodec)
 	}
-	var red *redWrapper
+	wrapRED, redPT := false, uint8(0)
 	if d.family == familyOpus || d.family == familyRED {
 		if redCodec, opusPT, ok := redOf(codecs); ok {
 			codec, strip = redCodec, d.family == familyRED
-			red = &redWrapper{pt: opusPT}
+			wrapRED, redPT = true, opusPT
 		}
 	}
 	d.mu.Lock()
-	d.red = red
+	d.red = nil
+	d.redStore.reset() // bound again: the earlier primaries' holds go
+	if wrapRED {
+		d.redStore = redWrapper{pt: redPT}
+		d.red = &d.redStore
+	}
 	d.bound = true
 	d.stream = newEgressStream(ctx, uint8(codec.PayloadType))
 	d.ssrc = uint32(ctx.SSRC())
