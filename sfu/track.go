@@ -232,19 +232,19 @@ func (t *Track) AddSink(id string, s Sink) {
 	shared, _ := s.(sharedSink)
 	next = append(next, sinkEntry{id: id, sink: s, shared: shared})
 	t.sinks.Store(&next)
-	t.sortLayerSinksLocked()
+	t.rebuildLayerSinksLocked()
 }
 
 // sinkLayersChanged is called by a sink whose wantedLayers changed.
 func (t *Track) sinkLayersChanged() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.sortLayerSinksLocked()
+	t.rebuildLayerSinksLocked()
 }
 
-// sortLayerSinksLocked rebuilds layerSinks from the sinks; the caller
+// rebuildLayerSinksLocked rebuilds layerSinks from the sinks; the caller
 // holds t.mu.
-func (t *Track) sortLayerSinksLocked() {
+func (t *Track) rebuildLayerSinksLocked() {
 	all := *t.sinks.Load()
 	for l := range t.layerSinks {
 		list := make([]sinkEntry, 0, len(all))
@@ -269,7 +269,7 @@ func (t *Track) RemoveSink(id string) {
 		}
 	}
 	t.sinks.Store(&next)
-	t.sortLayerSinksLocked()
+	t.rebuildLayerSinksLocked()
 }
 
 // SinkCount returns how many sinks are attached.
