@@ -65,23 +65,23 @@ func TestPicturesGoToEachClassroomWhole(t *testing.T) {
 	track.AddSink("rec", &loggedSink{name: "R", log: log})
 	track.AddSink("a", &loggedDownTrack{name: "A", log: log, wants: 1 << 1})
 	track.AddSink("b", &loggedDownTrack{name: "B", log: log, wants: 1 << 1})
+	expect := func(when, want string) {
+		t.Helper()
+		if got := log.take(); got != want {
+			t.Fatalf("%s: %q, want %q", when, got, want)
+		}
+	}
 
 	track.WriteRTP(1, videoPacket(1, 100, false, "x"))
 	track.WriteRTP(1, videoPacket(2, 100, false, "y"))
-	if got, want := log.take(), "R1:1:x R1:2:y"; got != want {
-		t.Fatalf("before the picture's last packet: %q, want %q", got, want)
-	}
+	expect("before the picture's last packet", "R1:1:x R1:2:y")
 	track.WriteRTP(1, videoPacket(3, 100, true, "z"))
-	if got, want := log.take(), "R1:3:z A1:1:x A1:2:y A1:3:z B1:1:x B1:2:y B1:3:z"; got != want {
-		t.Fatalf("at the picture's last packet: %q, want %q", got, want)
-	}
+	expect("at the picture's last packet", "R1:3:z A1:1:x A1:2:y A1:3:z B1:1:x B1:2:y B1:3:z")
 
 	// The marker of the picture at 200 is lost: it goes when 300 starts.
 	track.WriteRTP(1, videoPacket(4, 200, false, "p"))
 	track.WriteRTP(1, videoPacket(6, 300, false, "r"))
-	if got, want := log.take(), "R1:4:p A1:4:p B1:4:p R1:6:r"; got != want {
-		t.Fatalf("a picture without its marker: %q, want %q", got, want)
-	}
+	expect("a picture without its marker", "R1:4:p A1:4:p B1:4:p R1:6:r")
 
 	// Muted mid-picture: the half picture is dropped, and what comes
 	// after the unmute starts afresh.
@@ -89,15 +89,11 @@ func TestPicturesGoToEachClassroomWhole(t *testing.T) {
 	track.WriteRTP(1, videoPacket(7, 300, true, "s"))
 	track.SetMuted(false)
 	track.WriteRTP(1, videoPacket(8, 400, true, "t"))
-	if got, want := log.take(), "R1:8:t A1:8:t B1:8:t"; got != want {
-		t.Fatalf("muted mid-picture: %q, want %q", got, want)
-	}
+	expect("muted mid-picture", "R1:8:t A1:8:t B1:8:t")
 
 	// Layer q is nobody's: the down-tracks are not visited for it.
 	track.WriteRTP(0, videoPacket(1, 100, true, "q"))
-	if got, want := log.take(), "R0:1:q"; got != want {
-		t.Fatalf("a layer no classroom takes: %q, want %q", got, want)
-	}
+	expect("a layer no classroom takes", "R0:1:q")
 
 	// A keyframe of more packets than a picture holds goes in parts: the
 	// first maxPendingPackets to A, then to B, then the rest to each.
