@@ -133,10 +133,12 @@ func fakeCost(steadyAt time.Time, cores float64, rssMiB int64, egress float64) *
 		lastAt:   steadyAt.Add(10 * time.Second),
 		peakRSS:  rssMiB << 20,
 		steadyMetrics: map[string]float64{
-			"podium_media_bytes_out_total": 1e6,
+			"podium_media_bytes_out_total":   1e6,
+			"podium_media_packets_out_total": 1e3,
 		},
 		endMet: map[string]float64{
-			"podium_media_bytes_out_total": 1e6 + egress,
+			"podium_media_bytes_out_total":   1e6 + egress,
+			"podium_media_packets_out_total": 1e3 + egress/1000, // 1000-byte packets
 		},
 	}
 }
@@ -197,6 +199,11 @@ func TestNodeReport(t *testing.T) {
 	if !near(o.EgressMbps, 10) || !near(e.EgressMbps, 4) {
 		t.Errorf("egress origin %.2f edge %.2f Mbit/s, want 10 and 4", o.EgressMbps, e.EgressMbps)
 	}
+	// 9 CPU s over 12,500 packets, 6 over 5,000; together 15 over 17,500.
+	if !near(o.Server.CPUUsPerPacket, 720) || !near(e.Server.CPUUsPerPacket, 1200) || !near(rep.Server.CPUUsPerPacket, 15e6/17500) {
+		t.Errorf("µs per packet sent: origin %.1f edge %.1f sum %.1f, want 720, 1200 and %.1f",
+			o.Server.CPUUsPerPacket, e.Server.CPUUsPerPacket, rep.Server.CPUUsPerPacket, 15e6/17500)
+	}
 	if !near(rep.Server.CPUCores, 1.5) || !near(rep.Server.RSSMiB, 200) || !near(rep.Server.SubsPerCore, 5/1.5) {
 		t.Errorf("sum %+v, want 1.5 cores, 200 MiB, %.2f per core", rep.Server, 5/1.5)
 	}
@@ -236,8 +243,8 @@ func TestNodeReport(t *testing.T) {
 	if !strings.Contains(edgeRow, " south ") || !strings.Contains(edgeRow, " 0.60 ") {
 		t.Errorf("edge row %q: want its region and 0.60 cores\n%s", edgeRow, out)
 	}
-	if !strings.Contains(out, "server (sum of 2 nodes") {
-		t.Errorf("server line is not the sum:\n%s", out)
+	if !strings.Contains(out, "server (sum of 2 nodes") || !strings.Contains(out, "857.14 µs of CPU per packet sent") {
+		t.Errorf("server line is not the sum, with its CPU per packet sent:\n%s", out)
 	}
 }
 

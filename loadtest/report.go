@@ -274,6 +274,10 @@ type ServerReport struct {
 	WriteErrors uint64  `json:"publisherWriteErrors"`
 	PeakRSSMiB  float64 `json:"peakRssMiB"`
 	SubsPerCore float64 `json:"subscribersPerCore"`
+	// CPUUsPerPacket is the CPU the server spent per media packet it sent
+	// (podium_media_packets_out_total), in µs; 0 for a server without
+	// that series.
+	CPUUsPerPacket float64 `json:"cpuUsPerPacketSent,omitempty"`
 	// PodiumMetrics are the changes of podium_* series (summed over
 	// labels) during the steady phase.
 	PodiumMetrics map[string]float64 `json:"podiumMetrics,omitempty"`
@@ -326,7 +330,15 @@ func (c *serverCost) report(receiving int) ServerReport {
 			}
 		}
 	}
+	sr.setPerPacket()
 	return sr
+}
+
+// setPerPacket sets CPUUsPerPacket from the CPU and the packets sent.
+func (sr *ServerReport) setPerPacket() {
+	if pk := sr.PodiumMetrics["podium_media_packets_out_total"]; pk > 0 {
+		sr.CPUUsPerPacket = sr.CPUSeconds / pk * 1e6
+	}
 }
 
 // nodeReports breaks a run down per node.
@@ -411,6 +423,7 @@ func sumServers(nodes []NodeReport, receiving int) ServerReport {
 	if sr.CPUCores > 0 {
 		sr.SubsPerCore = float64(receiving) / sr.CPUCores
 	}
+	sr.setPerPacket()
 	if len(sr.PodiumMetrics) == 0 {
 		sr.PodiumMetrics = nil
 	}
@@ -691,8 +704,12 @@ func (rep *Report) WriteTable(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	s := rep.Server
-	fmt.Fprintf(w, "server (%s): %.2f cores over the steady phase (%.1f CPU s), RSS %.0f MiB (peak %.0f), %.0f receiving classrooms per core\n",
+	fmt.Fprintf(w, "server (%s): %.2f cores over the steady phase (%.1f CPU s), RSS %.0f MiB (peak %.0f), %.0f receiving classrooms per core",
 		s.Source, s.CPUCores, s.CPUSeconds, s.RSSMiB, s.PeakRSSMiB, s.SubsPerCore)
+	if s.CPUUsPerPacket > 0 {
+		fmt.Fprintf(w, ", %.2f µs of CPU per packet sent", s.CPUUsPerPacket)
+	}
+	fmt.Fprintln(w)
 	if s.Error != "" {
 		fmt.Fprintf(w, "server cost error: %s\n", s.Error)
 	}
