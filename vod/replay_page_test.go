@@ -122,7 +122,11 @@ func TestReplayPagePlaysLesson(t *testing.T) {
 	}
 
 	// Pick 360p: the picture becomes 360 lines high (replaying from the
-	// start whenever the short lesson ends before that shows).
+	// start whenever the short lesson ends before that shows). The loop
+	// seeks only once the video has ended and starts it only when paused
+	// and not seeking: seeking back to the start every 200 ms, while hls.js
+	// was still loading the new level, kept a loaded machine's player at
+	// 0 s with the last 720p picture.
 	low, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('#quality option')].find(o => o.textContent.startsWith('360p')).value`))
 	if err != nil {
 		t.Fatalf("no 360p choice: %v", err)
@@ -136,7 +140,9 @@ func TestReplayPagePlaysLesson(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		height, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`(() => { const v = document.getElementById('video');
-		  if (v.ended || v.paused) { v.currentTime = 0; v.play(); } return v.videoHeight; })()`))
+		  if (v.ended) { v.currentTime = 0; }
+		  if ((v.ended || v.paused) && !v.seeking) { v.play().catch(() => {}); }
+		  return v.videoHeight; })()`))
 		if height == 360 {
 			break
 		}
