@@ -178,14 +178,12 @@ func (d udp4Dest) addrPort() netip.AddrPort {
 
 // WriteTo implements net.PacketConn.
 func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	var dst udp4Dest
 	if ua, ok := addr.(*net.UDPAddr); ok && b.open.Load() > 0 {
-		dst = udp4DestOf(ua.AddrPort())
+		if dst := udp4DestOf(ua.AddrPort()); dst != 0 {
+			return b.writeTo4(p, dst)
+		}
 	}
-	if dst == 0 || len(p) > maxDatagramSize {
-		return b.PacketConn.WriteTo(p, addr)
-	}
-	return b.writeTo4(p, dst)
+	return b.PacketConn.WriteTo(p, addr)
 }
 
 // writeTo4 writes p to dst: into the batch when one is open, else at once.

@@ -126,32 +126,27 @@ func TestLayerListsFollowTheDownTracks(t *testing.T) {
 	track := NewTrack(TrackInfo{ID: "cam", Kind: KindVideo, Codec: Codec{MimeType: "video/VP8", ClockRate: 90000}, Layers: []string{"q", "h", "f"}}, nil)
 	d := boundDownTrack(t, track, &discardWriter{})
 	track.AddSink("d", d)
-	on := func() string {
-		var s []string
+	expectOn := func(when, want string) {
+		t.Helper()
+		var on []string
 		for l := range track.layerSinks {
 			for _, e := range *track.layerSinks[l].Load() {
 				if e.shared == sharedSink(d) {
-					s = append(s, fmt.Sprint(l))
+					on = append(on, fmt.Sprint(l))
 				}
 			}
 		}
-		return strings.Join(s, ",")
+		if got := strings.Join(on, ","); got != want {
+			t.Fatalf("%s: on layers %q, want %q", when, got, want)
+		}
 	}
-	if got := on(); got != "2" {
-		t.Fatalf("a new down-track is on layers %q, want its target's, 2", got)
-	}
+	expectOn("a new down-track (its target's)", "2")
 	src := &layerSource{seq: 1, ts: 1, pic: 1}
 	track.WriteRTP(2, src.next(true))
-	if got := on(); got != "2" {
-		t.Fatalf("forwarding f: on layers %q, want 2", got)
-	}
+	expectOn("forwarding f", "2")
 	d.setTarget(0)
-	if got := on(); got != "0,2" {
-		t.Fatalf("switching down to q: on layers %q, want 0,2", got)
-	}
+	expectOn("switching down to q", "0,2")
 	q := &layerSource{seq: 1000, ts: 1, pic: 1}
 	track.WriteRTP(0, q.next(true))
-	if got := on(); got != "0" {
-		t.Fatalf("switched to q: on layers %q, want 0", got)
-	}
+	expectOn("switched to q", "0")
 }
