@@ -89,6 +89,10 @@ type DownTrack struct {
 	// bit), for the frame rate a subscriber's dashboard row shows.
 	framesSent atomic.Uint64
 
+	// inPicture is set while writePicture holds the egress's lock;
+	// pictureWake then says a packet asked to wake the sender.
+	inPicture, pictureWake bool
+
 	// Bandwidth probing: padding the subscriber's allocator asked for, in
 	// bit/s, paid out after each frame from a byte budget.
 	padBps     float64
@@ -421,6 +425,50 @@ func (d *DownTrack) writeShared(layer int, pkt *rtp.Packet, body *sharedPayload,
 	}
 }
 
+// writePicture forwards a held picture's packets (frames.go) in one visit:
+// the down-track's lock and its egress's are taken once for the picture,
+// not once for each packet, and the sender is woken once, after its last.
+func (d *DownTrack) writePicture(layer int, f *pendingFrame) {
+	if d.closed.Load() {
+		return
+	}
+	askLayer := -1
+	d.mu.Lock()
+	d.queue.mu.Lock()
+	d.inPicture = true
+	for i := 0; i < f.n; i++ {
+		if ask := d.forwardLocked(layer, &f.pkts[i], f.bodies[i], nil, f.nows[i]); ask >= 0 {
+			askLayer = ask
+		}
+	}
+	wake := d.pictureWake
+	d.inPicture, d.pictureWake = false, false
+	d.queue.mu.Unlock()
+	wantsOther := d.noteWantedLocked()
+	d.mu.Unlock()
+	if wake {
+		d.queue.kick()
+	}
+	if wantsOther {
+		d.track.sinkLayersChanged()
+	}
+	if askLayer >= 0 {
+		d.track.RequestKeyframe(askLayer)
+	}
+}
+
+// enqueue queues a packet on the egress (egress.push); within
+// writePicture, which holds the egress's lock, the wake-up waits for the
+// picture's end.
+func (d *DownTrack) enqueue(hdr *rtp.Header, payload []byte, body *sharedPayload, vp8 *vp8Rewrite, wake bool) bool {
+	if !d.inPicture {
+		return d.queue.push(d.stream, hdr, payload, body, vp8, wake)
+	}
+	queued, backlog := d.queue.pushLocked(d.stream, hdr, payload, body, vp8)
+	d.pictureWake = d.pictureWake || wake || backlog
+	return queued
+}
+
 // runLookback is how far behind a run's newest packet a late one (a
 // publisher's retransmission) may be and still be forwarded.
 const runLookback = 8192
@@ -586,7 +634,7 @@ func (d *DownTrack) forwardLocked(layer int, pkt *rtp.Packet, body *sharedPayloa
 		Timestamp:      outTS,
 		SSRC:           d.ssrc,
 	}
-	if d.queue.push(d.stream, &hdr, payload, body, &vp8, pkt.Marker || d.kind != KindVideo) {
+	if d.enqueue(&hdr, payload, body, &vp8, pkt.Marker || d.kind != KindVideo) {
 		d.sentPackets++
 		d.sentOctets += uint32(len(payload))
 		if pkt.Marker && d.kind == KindVideo {
@@ -648,7 +696,7 @@ func (d *DownTrack) padLocked(now time.Time) {
 		d.lastOutSeq++
 		d.seqOffset++
 		hdr := rtp.Header{Version: 2, Padding: true, PayloadType: d.pt, SequenceNumber: d.lastOutSeq, Timestamp: d.lastOutTS, SSRC: d.ssrc}
-		if d.queue.push(d.stream, &hdr, payload[:], nil, nil, true) {
+		if d.enqueue(&hdr, payload[:], nil, nil, true) {
 			d.sentPackets++
 			d.sentOctets += padSize
 		}

@@ -78,7 +78,7 @@ type egress struct {
 	// rttNs is the subscriber's round trip (from its receiver reports):
 	// it spaces retransmissions and sizes their history.
 	rttNs atomic.Int64
-	// heardAtNs is when TWCC feedback last came (unix ns, 0: never) and
+	// heardAtNs is when TWCC feedback last came (send-path clock ns, clock.go; 0: never) and
 	// heardEstimate the estimate it left (the allocator's, gccEstimate):
 	// what the line carried, before any cut for silence
 	// (linememory.go).
@@ -94,11 +94,11 @@ type egress struct {
 	sending   sync.Mutex
 	pace      pacer
 	paceTimer *time.Timer // drains again when the pacer allows; stopped when idle
-	sizedAt   int64       // unix ns of the last look at the ring's size
+	sizedAt   int64       // clock ns (clock.go) of the last look at the ring's size
 	sizedPos  uint64      // tail then
 	twccSeq   uint16
 	tally     sentTally
-	// heardAt is when TWCC feedback last came (unix ns; or when the first
+	// heardAt is when TWCC feedback last came (clock ns, clock.go; or when the first
 	// stamped packet after a pause went out), stampedAt when stamped
 	// packets last went out, silenceCutAt when checkFeedback last cut.
 	heardAt, stampedAt, silenceCutAt int64
@@ -161,7 +161,7 @@ const maxPayload = 1500
 // classroom.
 type egressSlot struct {
 	stream          *egressStream
-	resentAt        int64 // unix ns of the last retransmission; 0 none
+	resentAt        int64 // clock ns (clock.go) of the last retransmission; 0 none
 	ts, ssrc        uint32
 	from, to        int32
 	seq             uint16
@@ -255,7 +255,7 @@ type rtxScratch struct {
 // sentPacket is what the estimator needs of a sent packet, by transport-wide
 // sequence number.
 type sentPacket struct {
-	at   int64 // unix ns; 0: nothing sent under this index yet
+	at   int64 // clock ns (clock.go); 0: nothing sent under this index yet
 	size int32 // bytes on the wire before SRTP: header and payload
 	seq  uint16
 }
@@ -387,25 +387,35 @@ func rtxPayloadType(pt uint8, codecs []webrtc.RTPCodecParameters) uint8 {
 // every 20 ms, or the next picture sends what a lost marker left behind,
 // and so does a queue that reaches wakeBacklog.
 func (e *egress) push(st *egressStream, hdr *rtp.Header, payload []byte, body *sharedPayload, vp8 *vp8Rewrite, wake bool) bool {
+	e.mu.Lock()
+	queued, backlog := e.pushLocked(st, hdr, payload, body, vp8)
+	e.mu.Unlock()
+	if wake || backlog {
+		e.kick()
+	}
+	return queued
+}
+
+// pushLocked is push under e.mu, without the wake-up: backlog reports
+// whether the queue reached wakeBacklog, which wakes the sender whether
+// or not the packet ends a picture.
+func (e *egress) pushLocked(st *egressStream, hdr *rtp.Header, payload []byte, body *sharedPayload, vp8 *vp8Rewrite) (queued, backlog bool) {
 	if st == nil {
-		return false
+		return false, false
+	}
+	if e.tail-e.head >= maxQueued {
+		e.dropped.Add(1)
+		return false, false
 	}
 	if body == nil {
 		if body = newSharedPayload(payload); body == nil {
 			e.dropped.Add(1)
-			return false
+			return false, false
 		}
 	} else {
 		body.hold()
 	}
 	from := body.n - len(payload)
-	e.mu.Lock()
-	if e.tail-e.head >= maxQueued {
-		e.mu.Unlock()
-		body.release()
-		e.dropped.Add(1)
-		return false
-	}
 	pos := e.tail
 	i := pos & e.mask
 	if old := e.bodies[i]; old != nil {
@@ -425,12 +435,7 @@ func (e *egress) push(st *egressStream, hdr *rtp.Header, payload []byte, body *s
 	st.pos[hdr.SequenceNumber%posSlots] = pos + 1
 	e.tail++
 	e.queuedBytes += s.size() + rtpHeaderSize
-	wake = wake || e.tail-e.head >= wakeBacklog
-	e.mu.Unlock()
-	if wake {
-		e.kick()
-	}
-	return true
+	return true, e.tail-e.head >= wakeBacklog
 }
 
 // kick sends what push queued: inline, the caller (a publisher's read
@@ -472,7 +477,7 @@ func (e *egress) nack(st *egressStream, seqs []uint16, gap time.Duration, maxBps
 		return 0
 	}
 	gap = max(gap, minResendGap)
-	at := now.UnixNano()
+	at := monoNs(now)
 	queued := 0
 	e.mu.Lock()
 	for _, seq := range seqs {
@@ -545,7 +550,7 @@ func (e *egress) addFeedback(fb *twccFeedback) {
 
 // onFeedback runs the estimator on fb and gives fb back to twccPool.
 func (e *egress) onFeedback(fb *twccFeedback, now time.Time) {
-	e.heardAt = now.UnixNano()
+	e.heardAt = monoNs(now)
 	e.gcc.onFeedback(fb, e.sentPacket, now)
 	twccPool.Put(fb)
 	e.publishEstimate()
@@ -572,7 +577,7 @@ func feedbackTimeout(rtt time.Duration) time.Duration {
 
 // checkFeedback halves the estimate when packets stamped for TWCC have
 // gone out and no feedback has come for feedbackTimeout (gcc.onSilence).
-// Sender only; now is unix ns.
+// Sender only; now is on the send path's clock (clock.go).
 func (e *egress) checkFeedback(now int64) {
 	wait := int64(feedbackTimeout(time.Duration(e.rttNs.Load())))
 	if e.heardAt == 0 || now-e.stampedAt > wait {
@@ -626,7 +631,7 @@ func (e *egress) drain() {
 		if !resend && n == 0 {
 			return
 		}
-		now := time.Now().UnixNano() // one clock read per batch
+		now := nanotime() // one clock read per batch
 		rate := e.paceRate(queued)
 		if !e.pace.refill(now, rate) {
 			e.paceTimer.Reset(e.pace.wait(rate))
@@ -708,7 +713,7 @@ func (e *egress) paceRate(queued int) float64 {
 // while the budget is positive and takes its size from it.
 type pacer struct {
 	budget float64 // bytes; negative after a packet larger than what was left
-	at     int64   // unix ns of the last refill
+	at     int64   // clock ns (clock.go) of the last refill
 }
 
 // refill adds what rate (bit/s) allows since the last refill, up to the
@@ -924,7 +929,7 @@ type rateWindow struct {
 	total   int64
 }
 
-// allow adds size bytes at time at (unix ns) if the window then holds no
+// allow adds size bytes at time at (clock ns, clock.go) if the window then holds no
 // more than bps allows, and reports whether it did.
 func (w *rateWindow) allow(at int64, size int, bps float64) bool {
 	const bucket = int64(resendWindow) / int64(len(w.buckets))

@@ -142,7 +142,7 @@ func TestEgressRingGrowsWithTheRoundTrip(t *testing.T) {
 	e.startAt(bweMaxBitrate) // a fast line: each drain lets its batch out
 	st := &egressStream{writer: w, ssrc: 1234, twccID: 3}
 	t0 := time.Now()
-	e.sizeRing(t0.UnixNano())
+	e.sizeRing(monoNs(t0))
 
 	// 400 packets a second at 40 ms: two seconds of history are 800
 	// packets, so the ring doubles once.
@@ -154,7 +154,7 @@ func TestEgressRingGrowsWithTheRoundTrip(t *testing.T) {
 		}
 	}
 	send(0, 400)
-	e.sizeRing(t0.Add(time.Second).UnixNano())
+	e.sizeRing(monoNs(t0.Add(time.Second)))
 	if got := len(e.slots); got != 2*minRingSlots {
 		t.Fatalf("ring of %d slots at 400 packets/s and 40 ms, want %d", got, 2*minRingSlots)
 	}
@@ -162,7 +162,7 @@ func TestEgressRingGrowsWithTheRoundTrip(t *testing.T) {
 	// its cap whatever the rate.
 	e.rttNs.Store(int64(600 * time.Millisecond))
 	send(400, 1400)
-	e.sizeRing(t0.Add(2 * time.Second).UnixNano())
+	e.sizeRing(monoNs(t0.Add(2 * time.Second)))
 	if got := len(e.slots); got != maxRingSlots {
 		t.Fatalf("ring of %d slots at 1000 packets/s and 600 ms, want the cap %d", got, maxRingSlots)
 	}
@@ -314,7 +314,7 @@ func TestEgressLeavesSRTPToPionOnceItCarriedAPacket(t *testing.T) {
 // resets the wait.
 func TestEgressHalvesItsEstimateWhenFeedbackStops(t *testing.T) {
 	e := newEgress()
-	start := time.Now().UnixNano()
+	start := nanotime()
 	second := int64(time.Second)
 	e.checkFeedback(start) // the first stamped packet
 	if got := e.target.Load(); got != bweInitialBitrate {

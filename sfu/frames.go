@@ -65,9 +65,7 @@ func (f *pendingFrame) fanOut(layer int, sinks []sinkEntry) {
 		if e.shared == nil {
 			continue // had each packet as it came
 		}
-		for i := 0; i < f.n; i++ {
-			e.shared.writeShared(layer, &f.pkts[i], f.bodies[i], nil, f.nows[i])
-		}
+		e.shared.writePicture(layer, f)
 	}
 	f.drop()
 }

@@ -39,6 +39,12 @@ func (d *loggedDownTrack) writeShared(layer int, pkt *rtp.Packet, body *sharedPa
 	d.log.add("%s%d:%d:%s", d.name, layer, pkt.SequenceNumber, pkt.Payload)
 }
 
+func (d *loggedDownTrack) writePicture(layer int, f *pendingFrame) {
+	for i := 0; i < f.n; i++ {
+		d.writeShared(layer, &f.pkts[i], f.bodies[i], nil, f.nows[i])
+	}
+}
+
 // loggedSink stands for the recorder: a sink of every packet, as it comes.
 type loggedSink struct {
 	name string

@@ -68,7 +68,7 @@ func newGCCEstimator(initial, minRate, maxRate int, now time.Time) *gccEstimator
 	}
 	g.threshold = adaptiveThreshold{thresh: 12500 * time.Microsecond, up: 0.01, down: 0.00018, min: 6 * time.Millisecond, max: 600 * time.Millisecond}
 	g.kalman = kalmanFilter{processUncertainty: 1e-3, estimateError: 0.1}
-	g.overuse.lastUpdate = now.UnixNano()
+	g.overuse.lastUpdate = monoNs(now)
 	g.rate = rateController{target: initial, min: minRate, max: maxRate}
 	g.loss = lossController{bitrate: initial}
 	return g
@@ -228,7 +228,7 @@ func (g *gccEstimator) updateRTT(acks []gccAck, now time.Time) {
 		if a.arrival == 0 {
 			continue
 		}
-		rtt := now.UnixNano() - a.departure - (sentFeedback - a.arrival)
+		rtt := monoNs(now) - a.departure - (sentFeedback - a.arrival)
 		best = min(best, rtt)
 	}
 	if best < math.MaxInt64 {
@@ -368,7 +368,7 @@ func (a *adaptiveThreshold) compare(estimate time.Duration, now time.Time) (usag
 	} else if t < -a.thresh {
 		use = usageUnder
 	}
-	a.update(t, now.UnixNano())
+	a.update(t, monoNs(now))
 	return use, t
 }
 
@@ -402,8 +402,8 @@ type overuseDetector struct {
 }
 
 func (d *overuseDetector) detect(th *adaptiveThreshold, estimate time.Duration, now time.Time) usage {
-	delta := time.Duration(now.UnixNano() - d.lastUpdate)
-	d.lastUpdate = now.UnixNano()
+	delta := time.Duration(monoNs(now) - d.lastUpdate)
+	d.lastUpdate = monoNs(now)
 	thresholdUse, est := th.compare(estimate, now)
 	use := usageNormal
 	switch thresholdUse {
@@ -468,9 +468,9 @@ func (c *rateController) onUsage(use usage, now time.Time) (target int, ok bool)
 	}
 	switch stateOn(use) {
 	case stateIncrease:
-		c.target = min(max(c.increase(now.UnixNano()), c.min), c.max)
+		c.target = min(max(c.increase(monoNs(now)), c.min), c.max)
 	case stateDecrease:
-		c.target = min(max(c.decrease(now.UnixNano()), c.min), c.max)
+		c.target = min(max(c.decrease(monoNs(now)), c.min), c.max)
 	default:
 		return 0, false
 	}
@@ -626,7 +626,7 @@ func (e *lossController) update(acks []gccAck, now time.Time) {
 			lost++
 		}
 	}
-	t := now.UnixNano()
+	t := monoNs(now)
 	ratio := float64(lost) / float64(len(acks))
 	sinceMs := float64(time.Duration(t - e.lastLossUpdate).Milliseconds())
 	e.averageLoss = ratio + math.Exp(-sinceMs/200.0)*(e.averageLoss-ratio)

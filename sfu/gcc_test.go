@@ -61,7 +61,7 @@ func simulateGCC(t *testing.T, initial int, bps float64, follow bool, l *link, d
 	t.Helper()
 	w := &wireWriter{}
 	e := newEgress()
-	e.gcc = newGCCEstimator(initial, bweMinBitrate, bweMaxBitrate, time.Unix(0, 0))
+	e.gcc = newGCCEstimator(initial, bweMinBitrate, bweMaxBitrate, time.Now().Add(-1000*time.Second))
 	e.publishEstimate()
 	st := &egressStream{writer: w, ssrc: 1, twccID: 3}
 	rec := twcc.NewRecorder(0)
@@ -70,7 +70,7 @@ func simulateGCC(t *testing.T, initial int, bps float64, follow bool, l *link, d
 		seq uint16
 	}
 	var inFlight []pending
-	start := time.Unix(1000, 0)
+	start := time.Now()
 	nextFeedback := start.Add(100 * time.Millisecond)
 	var seq uint16
 	payload := make([]byte, 1200-12-8)
@@ -83,7 +83,7 @@ func simulateGCC(t *testing.T, initial int, bps float64, follow bool, l *link, d
 		now = now.Add(time.Duration(1200 * 8 / rate * float64(time.Second)))
 		hdr := wireHeader{seq: seq, ssrc: 1}
 		seq++
-		e.send(st, &hdr, nil, payload, now.UnixNano())
+		e.send(st, &hdr, nil, payload, monoNs(now))
 		pkts := w.packets()
 		sent := pkts[len(pkts)-1]
 		if at, ok := l.arrive(now, sent.MarshalSize()); ok {
@@ -201,12 +201,12 @@ func TestGCCIgnoresMalformedFeedback(t *testing.T) {
 // (5 packets: jitter could make it read fast), one that lost a packet and
 // one after the start change nothing.
 func TestGCCStartIsRaisedByTheFirstTrain(t *testing.T) {
-	start := time.Unix(1000, 0)
+	start := time.Now()
 	train := func(lineBps float64, lost, n int) []gccAck {
 		acks := make([]gccAck, n)
 		gap := time.Duration(1200 * 8 / lineBps * float64(time.Second))
 		for i := range acks {
-			acks[i] = gccAck{departure: start.UnixNano(), arrival: start.Add(40*time.Millisecond + time.Duration(i)*gap).UnixNano(), size: 1200}
+			acks[i] = gccAck{departure: monoNs(start), arrival: monoNs(start.Add(40*time.Millisecond + time.Duration(i)*gap)), size: 1200}
 			if i == lost {
 				acks[i].arrival = 0
 			}

@@ -49,7 +49,7 @@ func lineAtClose(e *egress, sawTWCC bool, remb uint64, onStills bool, now time.T
 	if at == 0 {
 		return lineEstimate{}, false
 	}
-	recent := time.Duration(now.UnixNano()-at) < feedbackTimeout(time.Duration(e.rttNs.Load()))
+	recent := time.Duration(monoNs(now)-at) < feedbackTimeout(time.Duration(e.rttNs.Load()))
 	return lineEstimate{bps: float64(e.heardEstimate.Load()), stills: onStills && recent}, true
 }
 

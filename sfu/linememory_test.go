@@ -11,7 +11,7 @@ import (
 // halved its estimate each second) leaves the estimate of its last
 // feedback and not the stills; one never measured leaves nothing.
 func TestLineAtCloseIsWhatTheLineCarried(t *testing.T) {
-	now := time.Unix(1000, 0)
+	now := time.Now()
 	e := newEgress()
 	if _, ok := lineAtClose(e, true, 0, false, now); ok {
 		t.Error("a connection with no feedback left an estimate: the starting guess")
@@ -24,7 +24,7 @@ func TestLineAtCloseIsWhatTheLineCarried(t *testing.T) {
 	}
 
 	e.heardEstimate.Store(1_800_000)
-	e.heardAtNs.Store(now.UnixNano())
+	e.heardAtNs.Store(monoNs(now))
 	e.target.Store(200_000) // cut for silence since
 	for _, c := range []struct {
 		after          time.Duration

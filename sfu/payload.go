@@ -53,6 +53,8 @@ func (sp *sharedPayload) release() {
 // payload instead of copying it (a down-track).
 type sharedSink interface {
 	writeShared(layer int, pkt *rtp.Packet, body *sharedPayload, builds *redBuilds, now time.Time)
+	// writePicture takes a held picture's packets (frames.go) in one visit.
+	writePicture(layer int, f *pendingFrame)
 	// wantedLayers is the layers whose packets it takes now (bit i: layer i).
 	wantedLayers() uint32
 }
