@@ -74,6 +74,7 @@ type egress struct {
 	srtpOut atomic.Pointer[srtpSender]
 	dest    atomic.Uint64 // a udp4Dest; 0: none
 	direct  atomic.Uint64 // packets sent directly
+	reports atomic.Uint64 // RTCP packets sent directly (sendRTCP)
 
 	// rttNs is the subscriber's round trip (from its receiver reports):
 	// it spaces retransmissions and sizes their history.
@@ -105,6 +106,7 @@ type egress struct {
 	hdr                              rtp.Header // scratch: a slot's header as it is sent
 	twcc                             [2]byte    // scratch: its TWCC extension's payload
 	viaPion                          bool       // pion carried a packet after the keys were known: no direct sends
+	reportsVia                       uint8      // how RTCP goes: reportsUndecided, reportsDirect or reportsViaPion
 	plain                            []byte     // scratch: a packet before SRTP
 	sealed                           *packetBuf // scratch while draining (sealScratch): a packet after SRTP, when it cannot be sealed in the batch
 	gcc                              *gccEstimator
@@ -814,6 +816,53 @@ func (e *egress) directPath() (*srtpSender, udp4Dest) {
 	}
 	return out, dst
 }
+
+// sendRTCP sends an RTCP compound packet (the down-tracks' sender
+// reports) to the classroom itself, sealed with the connection's SRTCP
+// context, while the egress sends the media itself (sendDirect), and
+// reports whether it took the packet; the caller otherwise writes it
+// through pion. Through pion, each report passed its SRTCP session, mux,
+// ICE connection and UDP mux to a sendto of its own: ~27 µs, 3 % of a
+// node's CPU at fanout200, for one report a second per classroom.
+//
+// pion's SRTCP context and the egress's each number what they seal from 1
+// (the SRTCP index, RFC 3711 section 3.4), and a classroom drops an index
+// it has seen as a replay: so whichever way carries a connection's first
+// report once the keys are known carries all of them. A report due while
+// the pair is not UDP on the node's socket (it moved to TCP) is dropped:
+// through pion it would be dropped at the classroom.
+func (e *egress) sendRTCP(compound []byte) bool {
+	e.sending.Lock()
+	defer e.sending.Unlock()
+	out, dst := e.directPath()
+	if e.reportsVia == reportsUndecided && e.srtpOut.Load() != nil {
+		e.reportsVia = reportsViaPion
+		if out != nil {
+			e.reportsVia = reportsDirect
+		}
+	}
+	if e.reportsVia != reportsDirect {
+		return false
+	}
+	if out == nil {
+		return true
+	}
+	sealed, err := out.rtcp.EncryptRTCP(nil, compound, nil)
+	if err != nil {
+		return true
+	}
+	if _, err := e.batch.writeTo4(sealed, dst); err == nil {
+		e.reports.Add(1)
+	}
+	return true
+}
+
+// How an egress's RTCP goes (sendRTCP).
+const (
+	reportsUndecided = iota
+	reportsDirect
+	reportsViaPion
+)
 
 // destination is the classroom's address while its selected pair is UDP
 // on the node's socket, 0 otherwise; setDestination changes it.

@@ -151,16 +151,22 @@ func (tp *testPeer) newSubscriberPC(cfg webrtc.Configuration) *webrtc.PeerConnec
 		tp.t.Fatal(err)
 	}
 	pc.OnTrack(func(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		log := &streamLog{streamID: remote.StreamID(), family: familyOf(remote.Codec().MimeType), keepAudio: true}
 		// Read RTCP as a browser does: sender reports feed the receiver
 		// reports' LSR, from which the sfu computes RTT.
 		go func() {
 			for {
-				if _, _, err := recv.ReadRTCP(); err != nil {
+				pkts, _, err := recv.ReadRTCP()
+				if err != nil {
 					return
+				}
+				for _, p := range pkts {
+					if sr, ok := p.(*rtcp.SenderReport); ok && sr.SSRC == uint32(remote.SSRC()) {
+						log.addReport(sr)
+					}
 				}
 			}
 		}()
-		log := &streamLog{streamID: remote.StreamID(), family: familyOf(remote.Codec().MimeType), keepAudio: true}
 		tp.mu.Lock()
 		tp.streams[remote.ID()] = log
 		tp.mu.Unlock()
@@ -241,6 +247,29 @@ type streamLog struct {
 	lastPic     int
 	keepAudio   bool                   // set from the start: keep audio payloads
 	audio       map[uint16]audioPacket // by sequence number, keepAudio only
+	reports     []streamReport
+}
+
+// streamReport is a sender report the stream's receiver opened, with the
+// newest RTP timestamp it had received then.
+type streamReport struct {
+	sr     rtcp.SenderReport
+	lastTS uint32
+}
+
+func (l *streamLog) addReport(sr *rtcp.SenderReport) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reports = append(l.reports, streamReport{sr: *sr, lastTS: l.lastTS})
+}
+
+func (l *streamLog) senderReports() []streamReport {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]streamReport(nil), l.reports...)
 }
 
 func (l *streamLog) add(pkt *rtp.Packet) {

@@ -24,6 +24,9 @@ import (
 // egress goroutine's.
 type srtpSender struct {
 	ctx *srtp.Context // non-GCM profiles
+	// rtcp protects the RTCP the node sends (egress.sendRTCP): a context
+	// of its own, as pion's contexts are not safe to share.
+	rtcp *srtp.Context
 
 	gcm  cipher.AEAD // GCM profiles: the SRTP session key's AES-GCM
 	salt [12]byte    // the SRTP session salt
@@ -58,6 +61,10 @@ const (
 
 // newSRTPSender makes the sender for a connection's write keys.
 func newSRTPSender(masterKey, masterSalt []byte, profile srtp.ProtectionProfile) (*srtpSender, error) {
+	rtcpCtx, err := srtp.CreateContext(masterKey, masterSalt, profile)
+	if err != nil {
+		return nil, fmt.Errorf("srtcp context: %w", err)
+	}
 	switch profile {
 	case srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAeadAes256Gcm:
 		if len(masterSalt) != 12 {
@@ -75,7 +82,7 @@ func newSRTPSender(masterKey, masterSalt []byte, profile srtp.ProtectionProfile)
 		if err != nil {
 			return nil, fmt.Errorf("srtp session cipher: %w", err)
 		}
-		s := &srtpSender{gcm: gcm, cold: map[uint32]uint64{}}
+		s := &srtpSender{gcm: gcm, rtcp: rtcpCtx, cold: map[uint32]uint64{}}
 		salt, err := srtpDerive(labelSRTPSalt, masterKey, masterSalt, len(s.salt))
 		if err != nil {
 			return nil, err
@@ -87,7 +94,7 @@ func newSRTPSender(masterKey, masterSalt []byte, profile srtp.ProtectionProfile)
 	if err != nil {
 		return nil, fmt.Errorf("srtp context: %w", err)
 	}
-	return &srtpSender{ctx: ctx}, nil
+	return &srtpSender{ctx: ctx, rtcp: rtcpCtx}, nil
 }
 
 // srtpDerive is SRTP's key derivation with a key derivation rate of 0

@@ -486,6 +486,14 @@ func (s *subscriber) sendReports(now time.Time) {
 	if len(pkts) == 0 {
 		return
 	}
+	compound, err := rtcp.Marshal(pkts)
+	if err != nil {
+		s.p.log.Debug("marshal sender reports", "err", err)
+		return
+	}
+	if s.queue.sendRTCP(compound) {
+		return
+	}
 	if err := s.pc.WriteRTCP(pkts); err != nil {
 		s.p.log.Debug("send sender reports", "err", err)
 	}
