@@ -236,6 +236,25 @@ func runLesson(t *testing.T, browser context.Context, baseURL string, token func
 				return a.Samples > 48000 && a.Concealed < a.Samples/4, fmt.Sprintf("%+v", a)
 			})
 			t.Logf("%s: %.0f samples of the teacher's voice, %.0f concealed, level %.3f", c.name, a.Samples, a.Concealed, a.Level)
+			// Chromium opens the node's sender reports (sealed and sent by
+			// the classroom's egress itself, sfu.egress.sendRTCP): every
+			// stream it receives has them (remote-outbound-rtp), the lip
+			// sync's clock mapping.
+			var r struct{ Streams, Reported float64 }
+			c.waitUntil(t, "sender reports on every stream", func() (bool, string) {
+				_ = c.eval(`(async () => {
+					const st = await window.podium.session.sub.getStats();
+					const out = { streams: 0, reported: 0 };
+					st.forEach((s) => {
+						if (s.type !== 'inbound-rtp') return;
+						out.streams++;
+						const ro = s.remoteId && st.get(s.remoteId);
+						if (ro && ro.reportsSent >= 2) out.reported++;
+					});
+					return out;
+				})()`, &r)
+				return r.Streams >= 3 && r.Reported == r.Streams, fmt.Sprintf("%+v", r)
+			})
 			c.waitVisible(t, "#pip") // camera as picture-in-picture beside the screen
 			c.waitUntil(t, "network badge graded", func() (bool, string) {
 				var level string
