@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/srtp/v3"
 
 	"podium/internal/rtpmux"
@@ -28,7 +29,8 @@ import (
 type rtcpRoute struct {
 	in      *srtp.Context // opens the classroom's SRTCP; the socket reader's only
 	deliver func(compound []byte)
-	buf     []byte // the socket reader's scratch
+	buf     []byte      // the socket reader's scratch
+	hdr     rtcp.Header // scratch for the context's parse (pion allocates one when given none)
 }
 
 // rtcpRoutes are the batchConn's routes, by the classroom's address.
@@ -75,7 +77,7 @@ func (rs *rtcpRoutes) take(p []byte, addr net.Addr) bool {
 		return false
 	}
 	rs.taken.Add(1)
-	out, err := r.in.DecryptRTCP(r.buf[:0], p, nil)
+	out, err := r.in.DecryptRTCP(r.buf[:0], p, &r.hdr)
 	if err != nil {
 		rs.failed.Add(1) // a replay or garbage: dropped, as pion would
 		return true
