@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -271,6 +272,36 @@ func truncate(s string, n int) string {
 }
 
 // encode builds a server message.
+// wire is m as it goes on the socket: one text frame, written in one
+// system call (websocket.Conn.WriteMessage). WriteJSON wrote a message
+// through the connection's 4 KiB write buffer, a frame and a write(2) for
+// each 4 KiB of it, and compacted the already encoded data once more: the
+// teacher's dashboard at 200 classrooms was about 15 of each every 2 s.
+// Data is json.Marshal's output (encode), so it goes as it is.
+func (m Message) wire() []byte {
+	b := make([]byte, 0, len(m.Data)+len(m.Type)+len(m.ID)+40)
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, int64(m.V), 10)
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, m.Type)
+	if m.ID != "" {
+		b = append(b, `,"id":`...)
+		b = appendJSONString(b, m.ID)
+	}
+	if len(m.Data) > 0 {
+		b = append(b, `,"data":`...)
+		b = append(b, m.Data...)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string, escaped as encoding/json
+// escapes it.
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always marshals
+	return append(b, q...)
+}
+
 func encode(typ, id string, data any) Message {
 	m := Message{V: ProtocolVersion, Type: typ, ID: id}
 	if data != nil {

@@ -205,7 +205,7 @@ func (s *session) writeLoop() {
 			}
 		case o := <-s.out:
 			_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if err := s.conn.WriteJSON(o.msg); err != nil {
+			if err := s.conn.WriteMessage(websocket.TextMessage, o.msg.wire()); err != nil {
 				s.cancel()
 				return
 			}
@@ -227,7 +227,7 @@ func (s *session) flushQueued() {
 	for {
 		select {
 		case o := <-s.out:
-			if err := s.conn.WriteJSON(o.msg); err != nil {
+			if err := s.conn.WriteMessage(websocket.TextMessage, o.msg.wire()); err != nil {
 				return
 			}
 			s.srv.metrics.messages.WithLabelValues("out", o.msg.Type).Inc()
