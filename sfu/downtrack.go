@@ -412,17 +412,11 @@ func (d *DownTrack) writeShared(layer int, pkt *rtp.Packet, body *sharedPayload,
 	if d.closed.Load() {
 		return
 	}
-	var askLayer = -1
 	d.mu.Lock()
-	askLayer = d.forwardLocked(layer, pkt, body, builds, now)
+	askLayer := d.forwardLocked(layer, pkt, body, builds, now)
 	wantsOther := d.noteWantedLocked()
 	d.mu.Unlock()
-	if wantsOther {
-		d.track.sinkLayersChanged()
-	}
-	if askLayer >= 0 {
-		d.track.RequestKeyframe(askLayer)
-	}
+	d.afterForward(wantsOther, askLayer)
 }
 
 // writePicture forwards a held picture's packets (frames.go) in one visit:
@@ -449,6 +443,13 @@ func (d *DownTrack) writePicture(layer int, f *pendingFrame) {
 	if wake {
 		d.queue.kick()
 	}
+	d.afterForward(wantsOther, askLayer)
+}
+
+// afterForward ends a fan-out's visit, out of d.mu: the down-track moves
+// to the sink lists of the layers it wants now when they changed
+// (wantsOther), and asks for a keyframe on askLayer (>= 0).
+func (d *DownTrack) afterForward(wantsOther bool, askLayer int) {
 	if wantsOther {
 		d.track.sinkLayersChanged()
 	}

@@ -402,8 +402,9 @@ type overuseDetector struct {
 }
 
 func (d *overuseDetector) detect(th *adaptiveThreshold, estimate time.Duration, now time.Time) usage {
-	delta := time.Duration(monoNs(now) - d.lastUpdate)
-	d.lastUpdate = monoNs(now)
+	at := monoNs(now)
+	delta := time.Duration(at - d.lastUpdate)
+	d.lastUpdate = at
 	thresholdUse, est := th.compare(estimate, now)
 	use := usageNormal
 	switch thresholdUse {
