@@ -942,15 +942,20 @@ func (e *egress) sendDirect(out *srtpSender, dst udp4Dest, h *wireHeader, prefix
 }
 
 // sealGCMInto marshals the packet into buf and seals it there (AES-GCM),
-// and returns its length; 0 if it does not fit.
+// and returns its length; 0 if it does not fit. Without a prefix the body
+// is encrypted straight from where it is held into buf.
 func sealGCMInto(out *srtpSender, buf []byte, h *wireHeader, prefix, body []byte) int {
 	if h.size()+len(prefix)+len(body)+srtpOverhead > len(buf) {
 		return 0
 	}
 	n := h.put(buf)
-	size := n + copy(buf[n:], prefix)
-	size += copy(buf[size:], body)
-	return len(out.sealGCM(buf[:size], n, h.ssrc, h.seq))
+	payload := body
+	if len(prefix) > 0 {
+		size := n + copy(buf[n:], prefix)
+		size += copy(buf[size:], body)
+		payload = buf[n:size]
+	}
+	return len(out.sealGCM(buf, n, payload, h.ssrc, h.seq))
 }
 
 // sentDirect counts a packet of size bytes (before SRTP) sent directly.

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -24,9 +25,14 @@ func protectForTest(t testing.TB, s *srtpSender, plain []byte) []byte {
 		}
 		return out
 	}
-	buf := make([]byte, len(plain), len(plain)+srtpOverhead)
-	copy(buf, plain)
-	return s.sealGCM(buf, n, hdr.SSRC, hdr.SequenceNumber)
+	buf := make([]byte, len(plain)+srtpOverhead)
+	copy(buf, plain[:n])
+	payload := plain[n:]
+	if hdr.SequenceNumber%2 == 0 { // in place, as when a prefix is copied in first
+		payload = buf[n:len(plain)]
+		copy(payload, plain[n:])
+	}
+	return s.sealGCM(buf, n, payload, hdr.SSRC, hdr.SequenceNumber)
 }
 
 // TestSRTPSealIsWhatPionSends: for both AES-GCM profiles, the egress's own
@@ -34,10 +40,18 @@ func protectForTest(t testing.TB, s *srtpSender, plain []byte) []byte {
 // streams that run through the sequence number's wrap, with
 // retransmissions of packets from before the wrap, header extensions
 // (the TWCC stamp) and an RTX stream beside the media; and a receiver's
-// pion context opens them.
+// pion context opens them. Both with gcmseal (where the CPU has VAES) and
+// with crypto/aes, and with payloads sealed in place and from elsewhere.
 func TestSRTPSealIsWhatPionSends(t *testing.T) {
-	for _, profile := range []srtp.ProtectionProfile{srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAeadAes256Gcm} {
-		t.Run(profile.String(), func(t *testing.T) {
+	for _, c := range []struct {
+		profile srtp.ProtectionProfile
+		vaes    bool
+	}{
+		{srtp.ProtectionProfileAeadAes128Gcm, true}, {srtp.ProtectionProfileAeadAes128Gcm, false},
+		{srtp.ProtectionProfileAeadAes256Gcm, true}, {srtp.ProtectionProfileAeadAes256Gcm, false},
+	} {
+		profile := c.profile
+		t.Run(fmt.Sprintf("%v/vaes=%v", profile, c.vaes), func(t *testing.T) {
 			keyLen, err := profile.KeyLen()
 			if err != nil {
 				t.Fatal(err)
@@ -60,6 +74,11 @@ func TestSRTPSealIsWhatPionSends(t *testing.T) {
 			}
 			if own.gcm == nil {
 				t.Fatal("an AES-GCM profile is sealed by pion, not by the egress")
+			}
+			if !c.vaes {
+				own.vaes = nil
+			} else if own.vaes == nil {
+				t.Skip("this CPU has no VAES")
 			}
 			pion, err := srtp.CreateContext(key, salt, profile)
 			if err != nil {
@@ -146,8 +165,9 @@ func TestSRTPDeriveIsRFC3711s(t *testing.T) {
 	}
 }
 
-// BenchmarkSRTPSeal: sealing a 1,200-byte packet in place, against pion's
-// context encrypting the same packet into a buffer.
+// BenchmarkSRTPSeal: sealing a 1,200-byte packet in place (with gcmseal and
+// with crypto/aes), against pion's context encrypting the same packet into
+// a buffer.
 func BenchmarkSRTPSeal(b *testing.B) {
 	key := make([]byte, 16+12)
 	hdr := rtp.Header{Version: 2, PayloadType: 96, SSRC: 0xcafe}
@@ -155,19 +175,26 @@ func BenchmarkSRTPSeal(b *testing.B) {
 		b.Fatal(err)
 	}
 	buf := make([]byte, 0, 1300)
-	b.Run("own", func(b *testing.B) {
-		s, err := newSRTPSender(key[:16], key[16:], srtp.ProtectionProfileAeadAes128Gcm)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		b.SetBytes(1200)
-		for i := range b.N {
-			hdr.SequenceNumber = uint16(i)
-			n, _ := hdr.MarshalTo(buf[:cap(buf)])
-			s.sealGCM(buf[:n+1200], n, hdr.SSRC, hdr.SequenceNumber)
-		}
-	})
+	for _, vaes := range []bool{true, false} {
+		b.Run(fmt.Sprintf("own/vaes=%v", vaes), func(b *testing.B) {
+			s, err := newSRTPSender(key[:16], key[16:], srtp.ProtectionProfileAeadAes128Gcm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !vaes {
+				s.vaes = nil
+			} else if s.vaes == nil {
+				b.Skip("this CPU has no VAES")
+			}
+			b.ReportAllocs()
+			b.SetBytes(1200)
+			for i := range b.N {
+				hdr.SequenceNumber = uint16(i)
+				n, _ := hdr.MarshalTo(buf[:cap(buf)])
+				s.sealGCM(buf[:n+1200+srtpOverhead], n, buf[n:n+1200], hdr.SSRC, hdr.SequenceNumber)
+			}
+		})
+	}
 	b.Run("pion", func(b *testing.B) {
 		ctx, err := srtp.CreateContext(key[:16], key[16:], srtp.ProtectionProfileAeadAes128Gcm)
 		if err != nil {
