@@ -61,10 +61,11 @@ func (f *pendingFrame) full() bool { return f.n == maxPendingPackets }
 // fanOut hands the held packets to each down-track of sinks in turn, and
 // lets go of them.
 func (f *pendingFrame) fanOut(layer int, sinks []sinkEntry) {
-	for _, e := range sinks {
+	for i, e := range sinks {
 		if e.shared == nil {
 			continue // had each packet as it came
 		}
+		prefetchAhead(sinks, i)
 		e.shared.writePicture(layer, f)
 	}
 	f.drop()

@@ -32,6 +32,7 @@ type loggedDownTrack struct {
 
 func (d *loggedDownTrack) WriteRTP(int, *rtp.Packet) { panic("a down-track takes the shared payload") }
 func (d *loggedDownTrack) wantedLayers() uint32      { return d.wants }
+func (d *loggedDownTrack) prefetch(int)              {}
 func (d *loggedDownTrack) writeShared(layer int, pkt *rtp.Packet, body *sharedPayload, _ *redBuilds, _ time.Time) {
 	if body != nil && string(body.buf[:body.n]) != string(pkt.Payload) {
 		d.log.add("%s:payload-mismatch", d.name)

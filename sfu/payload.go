@@ -57,4 +57,7 @@ type sharedSink interface {
 	writePicture(layer int, f *pendingFrame)
 	// wantedLayers is the layers whose packets it takes now (bit i: layer i).
 	wantedLayers() uint32
+	// prefetch asks the CPU for the state a visit stage visits away
+	// will touch (prefetch.go).
+	prefetch(stage int)
 }

@@ -318,7 +318,7 @@ func (t *Track) WriteRTP(layer int, pkt *rtp.Packet) {
 		frame.fanOut(layer, *sinks)
 	}
 	hold := false // the down-tracks get the packet with its picture (frames.go)
-	for _, e := range *sinks {
+	for i, e := range *sinks {
 		if e.shared == nil {
 			e.sink.WriteRTP(layer, pkt)
 			continue
@@ -334,6 +334,7 @@ func (t *Track) WriteRTP(layer int, pkt *rtp.Packet) {
 			}
 		}
 		if !hold {
+			prefetchAhead(*sinks, i)
 			e.shared.writeShared(layer, pkt, body, builds, now)
 		}
 	}
