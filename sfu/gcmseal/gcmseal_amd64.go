@@ -2,8 +2,12 @@ package gcmseal
 
 import "golang.org/x/sys/cpu"
 
-var supported = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
-	cpu.X86.HasAVX512VAES && cpu.X86.HasAVX512VPCLMULQDQ && cpu.X86.HasBMI2
+// supported: the CPU has what the assembly uses (AVX-512 with its byte and
+// vector-length forms, VAES, VPCLMULQDQ, BMI2's BZHI; AES-NI for H), and
+// the OS saves the AVX-512 registers (x/sys/cpu checks).
+var supported = cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ && cpu.X86.HasBMI2 &&
+	cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
+	cpu.X86.HasAVX512VAES && cpu.X86.HasAVX512VPCLMULQDQ
 
 // seal is Seal in assembly: the tag goes to dst[n:n+16].
 //
