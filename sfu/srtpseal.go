@@ -14,8 +14,9 @@ import (
 // srtpSender protects what an egress sends on one subscriber connection.
 //
 // With the AEAD AES-GCM profiles (RFC 7714), which browsers and pion
-// negotiate first, the egress seals each packet itself, in place in the
-// buffer it marshalled the packet into: pion's Context.EncryptRTP parses
+// negotiate first, the egress seals each packet itself, into the buffer
+// it marshals the packet's header into (sfu/gcmseal where the CPU has
+// VAES, crypto/aes elsewhere): pion's Context.EncryptRTP parses
 // the header it was just given again, looks the SSRC's rollover state up
 // in a map and copies the packet into its output, about as much work per
 // packet again as the AES-GCM itself (docs/BENCHMARKS.md, "Own SRTP
