@@ -6,10 +6,10 @@
 // byte-reversed, H is pre-multiplied by x, and a 256-bit product is
 // reduced by two folds of its low half with the constant 0xc2...01.
 //
-// Registers in seal:
 // Key's layout (gcmseal.go): the round count at 0, H^16..H^1 from 16,
 // round key r at 272+16r.
 //
+// Registers in seal:
 //	Z0-Z3   keystream, then the products' low, high and middle halves
 //	Z4-Z7   a chunk's 256 bytes (16 blocks)
 //	Z8      the GHASH accumulator (lane 0; the other lanes zero)
