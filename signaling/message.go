@@ -271,7 +271,6 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// encode builds a server message.
 // wire is m as it goes on the socket: one text frame, written in one
 // system call (websocket.Conn.WriteMessage). WriteJSON wrote a message
 // through the connection's 4 KiB write buffer, a frame and a write(2) for
@@ -302,6 +301,7 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, q...)
 }
 
+// encode builds a server message.
 func encode(typ, id string, data any) Message {
 	m := Message{V: ProtocolVersion, Type: typ, ID: id}
 	if data != nil {

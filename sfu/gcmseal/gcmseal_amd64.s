@@ -113,20 +113,33 @@ GLOBL ctrStep<>(SB), (NOPTR+RODATA), $16
 	VPXOR X3, X0, X0; \
 	VPXOR X1, X0, X8
 
-#define GHASH4 \
+// MUL1 starts the products in X0-X2's registers with Z4's lanes times
+// their powers; FOLD_REDUCE sums the lanes and reduces into X8. GHASH1
+// hashes one register of blocks (a short header), GHASH4 four.
+#define MUL1 \
 	VMOVDQU64 (R13), Z9; \
 	VPCLMULQDQ $0x00, Z9, Z4, Z0; \
 	VPCLMULQDQ $0x11, Z9, Z4, Z1; \
 	VPCLMULQDQ $0x01, Z9, Z4, Z2; \
 	VPCLMULQDQ $0x10, Z9, Z4, Z3; \
-	VPXORD Z3, Z2, Z2; \
-	MULADD(Z5, 64); \
-	MULADD(Z6, 128); \
-	MULADD(Z7, 192); \
+	VPXORD Z3, Z2, Z2
+
+#define FOLD_REDUCE \
 	FOLD_LANES(Z0, Y0, X0); \
 	FOLD_LANES(Z1, Y1, X1); \
 	FOLD_LANES(Z2, Y2, X2); \
 	REDUCE
+
+#define GHASH1 \
+	MUL1; \
+	FOLD_REDUCE
+
+#define GHASH4 \
+	MUL1; \
+	MULADD(Z5, 64); \
+	MULADD(Z6, 128); \
+	MULADD(Z7, 192); \
+	FOLD_REDUCE
 
 // LOAD4 loads the chunk at p into Z4-Z7 under the masks K1-K4, the
 // bytes past its end zero.
@@ -174,16 +187,7 @@ TEXT ·seal(SB), NOSPLIT, $0-56
 	CHUNK(R9)
 	VMOVDQU8.Z 0(R8), K1, Z4
 	VPSHUFB Z31, Z4, Z4
-	VMOVDQU64 (R13), Z9
-	VPCLMULQDQ $0x00, Z9, Z4, Z0
-	VPCLMULQDQ $0x11, Z9, Z4, Z1
-	VPCLMULQDQ $0x01, Z9, Z4, Z2
-	VPCLMULQDQ $0x10, Z9, Z4, Z3
-	VPXORD Z3, Z2, Z2
-	FOLD_LANES(Z0, Y0, X0)
-	FOLD_LANES(Z1, Y1, X1)
-	FOLD_LANES(Z2, Y2, X2)
-	REDUCE
+	GHASH1
 	JMP aadDone
 aadLoop:
 	TESTQ R9, R9

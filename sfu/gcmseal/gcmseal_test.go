@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -90,14 +91,14 @@ func BenchmarkSeal(b *testing.B) {
 		payload := make([]byte, n)
 		out := make([]byte, n+TagSize)
 		var nonce [12]byte
-		b.Run("vaes/"+itoa(n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("vaes/%d", n), func(b *testing.B) {
 			k := newKey(b, key)
 			b.SetBytes(int64(n))
 			for b.Loop() {
 				k.Seal(out, hdr, payload, &nonce)
 			}
 		})
-		b.Run("crypto-cipher/"+itoa(n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("crypto-cipher/%d", n), func(b *testing.B) {
 			g := stdGCM(b, key)
 			b.SetBytes(int64(n))
 			for b.Loop() {
@@ -105,11 +106,4 @@ func BenchmarkSeal(b *testing.B) {
 			}
 		})
 	}
-}
-
-func itoa(n int) string {
-	if n < 10 {
-		return string(rune('0' + n))
-	}
-	return itoa(n/10) + string(rune('0'+n%10))
 }
